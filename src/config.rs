@@ -1,0 +1,248 @@
+//! Configuration: embedded defaults, an optional TOML file (`--config`),
+//! and command-line overrides, in that order. Unknown keys are errors that
+//! name the key (a typo must never silently fall back to a default).
+//! `examples/srs.toml` documents every key and is parsed by a test.
+
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub media: MediaConfig,
+    pub storage: StorageConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Address for SIP over UDP and TCP.
+    pub listen: SocketAddr,
+    /// Most concurrent recording sessions; beyond it INVITEs get 503.
+    pub max_sessions: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// RTP port range, `LO-HI` inclusive; each stream takes an even port and the next odd one (RTCP).
+    pub rtp_ports: PortRange,
+    /// Address the RTP sockets bind to.
+    pub bind: IpAddr,
+    /// Address put in our SDP and Contact. Default: the local address that routes to the client.
+    pub advertised_address: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The file drop.
+    pub recordings: PathBuf,
+    /// SQLite index. Default: `index.sqlite` inside the drop.
+    pub index: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+/// An inclusive port range written `LO-HI`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?} is not LO-HI"))?;
+        let lo: u16 = a.trim().parse().map_err(|_| format!("bad port {a:?}"))?;
+        let hi: u16 = b.trim().parse().map_err(|_| format!("bad port {b:?}"))?;
+        if lo == 0 || hi < lo.saturating_add(1) {
+            return Err(format!("{s:?}: need 0 < LO < HI"));
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.lo, self.hi)
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            max_sessions: 10_000,
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            rtp_ports: PortRange {
+                lo: 20000,
+                hi: 39999,
+            },
+            bind: IpAddr::from([0, 0, 0, 0]),
+            advertised_address: None,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            recordings: PathBuf::from("./recordings"),
+            index: None,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sip: SipConfig::default(),
+            media: MediaConfig::default(),
+            storage: StorageConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names the source in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string().trim().to_string(),
+        })
+    }
+
+    /// Reads a TOML config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The index path: configured, or `index.sqlite` inside the drop.
+    pub fn index_path(&self) -> PathBuf {
+        self.storage
+            .index
+            .clone()
+            .unwrap_or_else(|| self.storage.recordings.join("index.sqlite"))
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.sip.max_sessions == 0 {
+            return Err(ConfigError::Invalid {
+                key: "sip.max_sessions",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.media.rtp_ports.hi - self.media.rtp_ports.lo < 1 {
+            return Err(ConfigError::Invalid {
+                key: "media.rtp_ports",
+                message: "needs at least one even/odd pair".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_documents_every_default() {
+        let text = include_str!("../examples/srs.toml");
+        let c = Config::from_toml(text, Path::new("examples/srs.toml")).unwrap();
+        c.validate().unwrap();
+        // The example shows the embedded defaults, uncommented.
+        assert_eq!(c, Config::default());
+        for key in [
+            "listen", "max_sessions", "rtp_ports", "bind", "advertised_address", "recordings", "index",
+        ] {
+            assert!(text.contains(key), "examples/srs.toml must document {key}");
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = Config::from_toml("", Path::new("x")).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.index_path(), PathBuf::from("./recordings/index.sqlite"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Config::from_toml("[sip]\nlisten_adress = \"0.0.0.0:5060\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen_adress"), "{e}");
+        let e = Config::from_toml("[sipp]\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sipp"), "{e}");
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(
+            "20000-39999".parse::<PortRange>(),
+            Ok(PortRange {
+                lo: 20000,
+                hi: 39999
+            })
+        );
+        assert!("5-5".parse::<PortRange>().is_err());
+        assert!("x".parse::<PortRange>().is_err());
+        let e = Config::from_toml("[media]\nrtp_ports = \"9-1\"\n", Path::new("x")).unwrap_err();
+        assert!(e.to_string().contains("9-1"), "{e}");
+    }
+}

@@ -1,0 +1,33 @@
+//! # srs: a SIPREC recording server
+//!
+//! A Session Recording Server (RFC 7866) for contact centres: recording
+//! clients (Genesys Media Server, SBCs, OpenSIPS...) send each call as a SIP
+//! recording session with SDP and RFC 7865 metadata; the server receives the
+//! RTP, writes one WAV per participant into a file drop, and indexes it.
+//!
+//! ## Layout
+//! | module | responsibility | IO? |
+//! |---|---|---|
+//! | [`sip::message`] | tolerant SIP parsing in front of `rsip`, TCP framing by Content-Length, response building | no |
+//! | [`sip::core`] | transactions, dialogs and timers of the recording UAS: bytes + `now` in, transmits, events and timeouts out | no |
+//! | [`siprec`] | reading an offer: [`siprec::multipart`], [`siprec::sdp`] (adapter over `webrtc-sdp`, answer builder), [`siprec::metadata`] (RFC 7865, every dialect seen in the field) | no |
+//! | [`media`] | RTP parsing (adapter over `rtp`), G.711 decoding, the per-stream timeline that writes WAV (silence for loss and gaps) | no |
+//! | [`plan`] | the media plan: which m-line is recorded, who sends on it, which file it goes to | no |
+//! | [`recording`] | the `metadata.json` schema | no |
+//! | [`store`] | the file drop (atomic publish), the SQLite index, CLI rendering | files |
+//! | [`config`] | embedded defaults, TOML config file, flag overrides | reads a file |
+//! | [`server`] | the thin tokio layer: sockets, timers, tasks, publishing | yes |
+//! | [`http`] | the HTTP API (`/healthz`) | yes |
+
+pub mod config;
+pub mod http;
+pub mod media;
+pub mod plan;
+pub mod recording;
+pub mod server;
+pub mod sip;
+pub mod siprec;
+pub mod store;
+
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -1,0 +1,8 @@
+//! Media: RTP parsing ([`rtp`], an adapter over the `rtp` crate), G.711
+//! decoding ([`g711`]) and the per-stream timeline that writes WAV
+//! ([`recorder`]). No sockets here: the server feeds packets with their
+//! arrival time.
+
+pub mod g711;
+pub mod recorder;
+pub mod rtp;

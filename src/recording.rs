@@ -1,0 +1,78 @@
+//! The published description of one recording: the schema of `metadata.json`,
+//! of each element of `srs list --json`, and of the index rows.
+//!
+//! Field names are a contract with Quality Management tools and scripts:
+//! add fields freely, never rename or remove one.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything known about one recording. Serialised as `metadata.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecordingMeta {
+    /// Our own id: path-safe (`[0-9a-z-]`), unique, sortable by creation time.
+    pub recording_id: String,
+    /// SIP Call-ID of the recording session (the RS dialog), as received.
+    pub call_id: String,
+    /// `complete` once published after a normal end of session.
+    pub status: String,
+    /// RFC 3339 UTC, when the session was answered.
+    pub started_at: String,
+    /// RFC 3339 UTC, when the session ended (BYE or shutdown).
+    pub ended_at: String,
+    /// `ended_at - started_at` in milliseconds.
+    pub duration_ms: u64,
+    /// Address of the recording client that sent the INVITE (`ip:port`).
+    pub source: String,
+    /// `udp` or `tcp`.
+    pub transport: String,
+    /// Directory of the recording relative to the drop root,
+    /// e.g. `2026/11/23/<recording_id>`; empty until published.
+    pub path: String,
+    pub participants: Vec<ParticipantMeta>,
+    pub streams: Vec<StreamMeta>,
+    pub files: Vec<FileMeta>,
+    /// Name of the raw recording metadata XML kept beside the audio, if any was received.
+    pub metadata_file: Option<String>,
+    /// Why the recording metadata could not be (fully) understood, if so. Media is recorded anyway.
+    pub metadata_error: Option<String>,
+}
+
+/// One party of the recorded call, as described by the RFC 7865 metadata.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantMeta {
+    /// `participant_id` from the metadata (opaque), or a synthetic id when there was none.
+    pub id: String,
+    /// Address of record (`nameID aor`), e.g. `sip:alice@example.com`.
+    pub aor: Option<String>,
+    /// Display name (`nameID/name`).
+    pub name: Option<String>,
+    /// SDP labels of the streams this participant sends on.
+    pub labels: Vec<String>,
+    /// Audio file of this participant (name inside the recording directory), if any.
+    pub file: Option<String>,
+}
+
+/// One recorded media stream (one SDP m-line).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamMeta {
+    /// SDP `a=label` (opaque), or `m<index>` when the m-line had none.
+    pub label: String,
+    /// Codec name as negotiated, e.g. `PCMU`.
+    pub codec: String,
+    /// Participant sending on this stream, if the metadata says.
+    pub participant_id: Option<String>,
+    pub packets_received: u64,
+    /// Packets missing by RTP sequence number (filled with silence).
+    pub packets_lost: u64,
+}
+
+/// One audio file of the recording.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileMeta {
+    /// File name inside the recording directory.
+    pub name: String,
+    pub duration_ms: u64,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub bytes: u64,
+}

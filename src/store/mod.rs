@@ -1,0 +1,14 @@
+//! Storage of finished recordings.
+//!
+//! - [`drop`]: the file drop, where a recording's directory is published
+//!   atomically as `<root>/YYYY/MM/DD/<recording_id>/` with its `metadata.json`.
+//! - [`index`]: the SQLite index of published recordings, a cache that can be
+//!   rebuilt from [`FileDrop::scan`].
+//! - [`render`]: the text and JSON output of `srs list` and `srs show`.
+
+pub mod drop;
+pub mod index;
+pub mod render;
+
+pub use drop::{DropError, FileDrop};
+pub use index::{Index, IndexError};
