@@ -21,7 +21,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub sip: SipConfig,
@@ -139,17 +139,6 @@ impl Default for HttpConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            sip: SipConfig::default(),
-            media: MediaConfig::default(),
-            storage: StorageConfig::default(),
-            http: HttpConfig::default(),
-        }
-    }
-}
-
 impl Config {
     /// Parses TOML text; `origin` names the source in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
@@ -206,7 +195,13 @@ mod tests {
         // The example shows the embedded defaults, uncommented.
         assert_eq!(c, Config::default());
         for key in [
-            "listen", "max_sessions", "rtp_ports", "bind", "advertised_address", "recordings", "index",
+            "listen",
+            "max_sessions",
+            "rtp_ports",
+            "bind",
+            "advertised_address",
+            "recordings",
+            "index",
         ] {
             assert!(text.contains(key), "examples/srs.toml must document {key}");
         }

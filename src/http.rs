@@ -23,7 +23,9 @@ async fn healthz(State(h): State<Arc<Health>>) -> Json<serde_json::Value> {
 
 /// The router (also used by tests without a socket).
 pub fn router(health: Arc<Health>) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(health)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(health)
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

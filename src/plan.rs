@@ -152,22 +152,37 @@ mod tests {
 
     #[test]
     fn opensips_generated_invite_attribution() {
-        let p = plan_of(include_str!("../tests/fixtures/corpus/opensips-generated-invite.sip"));
+        let p = plan_of(include_str!(
+            "../tests/fixtures/corpus/opensips-generated-invite.sip"
+        ));
         let labels: Vec<_> = p.streams.iter().map(|s| s.label.as_str()).collect();
         assert_eq!(labels, ["1", "0"]);
-        let alice = p.participants.iter().find(|x| x.name.as_deref() == Some("Alice")).unwrap();
+        let alice = p
+            .participants
+            .iter()
+            .find(|x| x.name.as_deref() == Some("Alice"))
+            .unwrap();
         assert_eq!(alice.aor.as_deref(), Some("sip:alice@127.0.0.1:5070"));
         assert_eq!(alice.labels, ["1"]);
         assert_eq!(alice.file.as_deref(), Some("alice-1.wav"));
-        let bob = p.participants.iter().find(|x| x.aor.as_deref() == Some("sip:bob@127.0.0.1:5060")).unwrap();
+        let bob = p
+            .participants
+            .iter()
+            .find(|x| x.aor.as_deref() == Some("sip:bob@127.0.0.1:5060"))
+            .unwrap();
         assert_eq!(bob.labels, ["0"]);
-        assert_eq!(p.streams[1].participant_id.as_deref(), Some(bob.id.as_str()));
+        assert_eq!(
+            p.streams[1].participant_id.as_deref(),
+            Some(bob.id.as_str())
+        );
         assert_eq!(bob.file.as_deref(), Some("bob-0.wav"));
     }
 
     #[test]
     fn sipp_invite_attribution() {
-        let p = plan_of(include_str!("../tests/fixtures/corpus/sipp-generated-invite.sip"));
+        let p = plan_of(include_str!(
+            "../tests/fixtures/corpus/sipp-generated-invite.sip"
+        ));
         let files: Vec<_> = p.streams.iter().map(|s| s.file.clone().unwrap()).collect();
         assert_eq!(files, ["alice-1.wav", "bob-2.wav"]);
     }
@@ -188,7 +203,11 @@ m=audio 6004 RTP/AVP 0\r\na=label:98\r\na=sendonly\r\nm=video 6006 RTP/AVP 98\r\
         };
         let p = MediaPlan::from_offer(&offer);
         let bob = p.streams[0].participant_id.clone().unwrap();
-        assert_eq!(p.streams[1].participant_id.as_deref(), Some(bob.as_str()), "97 is Bob's video");
+        assert_eq!(
+            p.streams[1].participant_id.as_deref(),
+            Some(bob.as_str()),
+            "97 is Bob's video"
+        );
         assert_ne!(p.streams[2].participant_id.as_deref(), Some(bob.as_str()));
         assert!(p.streams[1].file.is_none(), "video is not recorded");
         assert_eq!(p.streams[0].file.as_deref(), Some("bob-96.wav"));

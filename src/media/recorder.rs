@@ -26,10 +26,7 @@ const MAX_DRIFT_S: u64 = 5;
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
     #[error("WAV file {path}: {source}")]
-    Wav {
-        path: PathBuf,
-        source: hound::Error,
-    },
+    Wav { path: PathBuf, source: hound::Error },
 }
 
 /// Counters of one stream.
@@ -117,7 +114,9 @@ impl StreamRecorder {
             self.silence(pos - self.written)?;
         }
         let skip = (self.written - pos.min(self.written)) as usize;
-        let mut w = self.writer.get_i16_writer(self.pcm.len() as u32 - skip as u32);
+        let mut w = self
+            .writer
+            .get_i16_writer(self.pcm.len() as u32 - skip as u32);
         for s in &self.pcm[skip..] {
             w.write_sample(*s);
         }
@@ -160,10 +159,12 @@ impl StreamRecorder {
 
     fn silence(&mut self, n: u64) -> Result<(), RecorderError> {
         for _ in 0..n {
-            self.writer.write_sample(0i16).map_err(|source| RecorderError::Wav {
-                path: self.path.clone(),
-                source,
-            })?;
+            self.writer
+                .write_sample(0i16)
+                .map_err(|source| RecorderError::Wav {
+                    path: self.path.clone(),
+                    source,
+                })?;
         }
         self.written += n;
         Ok(())
@@ -175,10 +176,12 @@ impl StreamRecorder {
         if total > self.written {
             self.silence(total - self.written)?;
         }
-        self.writer.finalize().map_err(|source| RecorderError::Wav {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.writer
+            .finalize()
+            .map_err(|source| RecorderError::Wav {
+                path: self.path.clone(),
+                source,
+            })?;
         let mut stats = self.stats;
         stats.packets_lost = self.seq.lost(stats.packets_received);
         stats.samples_written = self.written;
@@ -258,12 +261,18 @@ mod tests {
         assert_eq!(s.len(), 8000, "exactly the session's length");
         assert!(s[..800].iter().all(|x| *x == 0));
         assert!(s[800..960].iter().all(|x| *x == 32124));
-        assert!(s[960..1120].iter().all(|x| *x == 0), "lost packet is silence");
+        assert!(
+            s[960..1120].iter().all(|x| *x == 0),
+            "lost packet is silence"
+        );
         // 12 came late (after 13 was written past it): dropped, so silence stays.
         assert!(s[1280..1440].iter().all(|x| *x == 32124));
         assert!(s[1440..].iter().all(|x| *x == 0));
         assert_eq!(stats.packets_received, 4);
-        assert_eq!(stats.packets_lost, 0, "4 received for seq 10..=13 (one duplicate)");
+        assert_eq!(
+            stats.packets_lost, 0,
+            "4 received for seq 10..=13 (one duplicate)"
+        );
         assert_eq!(stats.packets_late, 2);
     }
 
@@ -275,7 +284,8 @@ mod tests {
         let mut r = StreamRecorder::create(&path, Law::Alaw, 0, t0).unwrap();
         r.on_packet(t0, &pkt(1, 0, 0xd5)).unwrap();
         // sender restarts with a random timestamp one second later
-        r.on_packet(t0 + Duration::from_secs(1), &pkt(2, 3_000_000_000, 0xd5)).unwrap();
+        r.on_packet(t0 + Duration::from_secs(1), &pkt(2, 3_000_000_000, 0xd5))
+            .unwrap();
         let stats = r.finish(t0 + Duration::from_secs(2)).unwrap();
         let s = read(&path);
         assert_eq!(s.len(), 16000);

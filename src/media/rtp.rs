@@ -33,7 +33,8 @@ pub fn parse(data: Bytes) -> Result<RtpPacket, RtpError> {
         return Err(RtpError::Rtcp);
     }
     let mut buf = data;
-    let p = rtp::packet::Packet::unmarshal(&mut buf).map_err(|e| RtpError::Invalid(e.to_string()))?;
+    let p =
+        rtp::packet::Packet::unmarshal(&mut buf).map_err(|e| RtpError::Invalid(e.to_string()))?;
     Ok(RtpPacket {
         payload_type: p.header.payload_type,
         sequence: p.header.sequence_number,
@@ -64,7 +65,10 @@ mod tests {
     fn roundtrip_and_rejections() {
         let raw = build(0, 7, 1600, 0xCA110000, &[0xff; 160]);
         let p = parse(Bytes::from(raw)).unwrap();
-        assert_eq!((p.payload_type, p.sequence, p.timestamp, p.ssrc), (0, 7, 1600, 0xCA110000));
+        assert_eq!(
+            (p.payload_type, p.sequence, p.timestamp, p.ssrc),
+            (0, 7, 1600, 0xCA110000)
+        );
         assert_eq!(p.payload.len(), 160);
         assert!(parse(Bytes::from_static(&[0x80, 0x00])).is_err());
         // RTCP receiver report on the RTP port

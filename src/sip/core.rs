@@ -128,7 +128,8 @@ impl Default for CoreConfig {
 }
 
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
-pub const ACCEPT: &str = "application/sdp, application/rs-metadata+xml, application/rs-metadata, multipart/mixed";
+pub const ACCEPT: &str =
+    "application/sdp, application/rs-metadata+xml, application/rs-metadata, multipart/mixed";
 /// Option tags we accept in Require.
 const SUPPORTED_REQUIRE: &[&str] = &["siprec", "timer"];
 
@@ -368,9 +369,10 @@ impl SipCore {
             return;
         }
         if self.dialogs.len() >= self.config.max_sessions {
-            let r = ResponseBuilder::new(&msg, 503, "Session Limit Reached", Some(&self.fresh_tag()))
-                .header("Retry-After", "5")
-                .build();
+            let r =
+                ResponseBuilder::new(&msg, 503, "Session Limit Reached", Some(&self.fresh_tag()))
+                    .header("Retry-After", "5")
+                    .build();
             self.send_and_cache(now, peer, &msg, r);
             return;
         }
@@ -380,8 +382,10 @@ impl SipCore {
                 let (code, reason) = e.status();
                 tracing::info!(call_id = msg.call_id(), code, error = %e, "recording session rejected");
                 let tag = self.fresh_tag();
-                let mut b = ResponseBuilder::new(&msg, code, reason, Some(&tag))
-                    .header("Warning", &format!("399 srs \"{}\"", e.to_string().replace('"', "'")));
+                let mut b = ResponseBuilder::new(&msg, code, reason, Some(&tag)).header(
+                    "Warning",
+                    &format!("399 srs \"{}\"", e.to_string().replace('"', "'")),
+                );
                 if code == 415 {
                     b = b.header("Accept", ACCEPT);
                 }
@@ -627,8 +631,9 @@ impl SipCore {
         self.respond(now, peer, &msg, 200, "OK");
         if self.dialogs.get(&id).map(|d| d.state) == Some(State::Offered) {
             if let Some(d) = self.remove_dialog(id) {
-                let r = ResponseBuilder::new(&d.invite, 487, "Request Terminated", Some(&d.local_tag))
-                    .build();
+                let r =
+                    ResponseBuilder::new(&d.invite, 487, "Request Terminated", Some(&d.local_tag))
+                        .build();
                 self.send_and_cache(now, d.peer, &d.invite, r);
                 self.events.push_back(Event::Ended {
                     session: id,
@@ -666,7 +671,10 @@ impl SipCore {
             self.send(peer, resp);
         }
         for id in expired {
-            tracing::warn!(session = id, "no ACK for our 2xx after 64*T1: ending the session");
+            tracing::warn!(
+                session = id,
+                "no ACK for our 2xx after 64*T1: ending the session"
+            );
             if let Some(d) = self.remove_dialog(id) {
                 self.send_bye(&d);
             }

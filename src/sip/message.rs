@@ -194,7 +194,9 @@ fn content_length_of(head: &str) -> Result<Option<usize>, ParseError> {
 
 /// Skips the CRLFs that clients send as keep-alives between messages.
 fn skip_leading_crlf(data: &[u8]) -> usize {
-    data.iter().take_while(|b| **b == b'\r' || **b == b'\n').count()
+    data.iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count()
 }
 
 /// Parses one complete message (a UDP datagram, or a frame cut by
@@ -218,7 +220,11 @@ fn parse_inner(data: &[u8], with_body: bool) -> Result<Message, ParseError> {
     let (text_end, body_start) = head_end(data).ok_or(ParseError::Incomplete)?;
     let head = std::str::from_utf8(&data[..text_end]).map_err(|_| ParseError::NotUtf8)?;
     let rest = &data[body_start..];
-    let body = match if with_body { content_length_of(head)? } else { Some(0) } {
+    let body = match if with_body {
+        content_length_of(head)?
+    } else {
+        Some(0)
+    } {
         Some(n) if n > rest.len() => {
             return Err(ParseError::Truncated {
                 want: n,
@@ -381,8 +387,13 @@ impl Message {
 
     /// Content-Type without parameters, lower case.
     pub fn content_type(&self) -> Option<String> {
-        self.header("Content-Type")
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        self.header("Content-Type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
     }
 }
 

@@ -27,7 +27,13 @@ impl Part {
         self.headers
             .iter()
             .find(|(n, _)| n == "content-type" || n == "c")
-            .map(|(_, v)| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .map(|(_, v)| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .unwrap_or_else(|| "text/plain".to_string())
     }
 }
@@ -202,7 +208,10 @@ mod tests {
 
     #[test]
     fn errors_are_reported_not_panicked() {
-        assert_eq!(split("multipart/mixed", b"x"), Err(MultipartError::NoBoundary));
+        assert_eq!(
+            split("multipart/mixed", b"x"),
+            Err(MultipartError::NoBoundary)
+        );
         assert!(matches!(
             split("multipart/mixed;boundary=z", b"--y\r\n\r\n"),
             Err(MultipartError::NoParts(_))
@@ -210,7 +219,11 @@ mod tests {
         // close delimiter only
         assert!(split("multipart/mixed;boundary=z", b"--z--").is_err());
         // unterminated part is kept
-        let p = split("multipart/mixed;boundary=z", b"--z\r\nContent-Type: a/b\r\n\r\nxy").unwrap();
+        let p = split(
+            "multipart/mixed;boundary=z",
+            b"--z\r\nContent-Type: a/b\r\n\r\nxy",
+        )
+        .unwrap();
         assert_eq!(p[0].body, b"xy");
     }
 
@@ -221,7 +234,11 @@ mod tests {
         let types: Vec<_> = parts.iter().map(|p| p.content_type()).collect();
         assert_eq!(
             types,
-            ["application/sdp", "application/rs-metadata+xml", "application/gtd"]
+            [
+                "application/sdp",
+                "application/rs-metadata+xml",
+                "application/gtd"
+            ]
         );
     }
 }

@@ -256,7 +256,10 @@ fn parse_raw(text: &str) -> Result<SdpOffer, SdpError> {
         }
     }
     if let Some(d) = session_dir {
-        for m in media.iter_mut().filter(|m| m.direction == Direction::SendRecv) {
+        for m in media
+            .iter_mut()
+            .filter(|m| m.direction == Direction::SendRecv)
+        {
             m.direction = d;
         }
     }
@@ -429,7 +432,10 @@ m=audio 7000 RTP/AVP 0\r\na=label:a\r\na=inactive\r\nm=video 7002 RTP/AVP 96\r\n
         let ans = build_answer(
             &o,
             "10.0.0.2".parse().unwrap(),
-            &[AnswerMedia { port: Some(30000) }, AnswerMedia { port: None }],
+            &[
+                AnswerMedia { port: Some(30000) },
+                AnswerMedia { port: None },
+            ],
             1,
             1,
         );

@@ -148,7 +148,10 @@ fn lost_ack_ends_session_with_bye_after_64_t1() {
     let out = drain(&mut core);
     let bye = out.last().unwrap();
     assert_eq!(bye.method(), Some(&Method::Bye));
-    assert_eq!(bye.request_uri(), Some("sip:src@127.0.0.1:5070;transport=UDP"));
+    assert_eq!(
+        bye.request_uri(),
+        Some("sip:src@127.0.0.1:5070;transport=UDP")
+    );
     assert!(bye.from_tag().is_some());
     let ev: Vec<_> = std::iter::from_fn(|| core.poll_event()).collect();
     assert!(ev.contains(&Event::Ended {
@@ -187,8 +190,18 @@ fn options_unknown_dialog_and_methods() {
     assert_eq!(code(ok), 200);
     assert!(ok.tokens("Supported").contains(&"siprec".to_string()));
     assert!(ok.tokens("Allow").contains(&"update".to_string()));
-    for (method, want) in [("BYE", 481), ("UPDATE", 481), ("INFO", 481), ("INVITE", 481), ("SUBSCRIBE", 405)] {
-        core.handle_input(t0, udp_peer(), &request(method, "nosuch", &format!("z9hG4bK-{method}"), 5));
+    for (method, want) in [
+        ("BYE", 481),
+        ("UPDATE", 481),
+        ("INFO", 481),
+        ("INVITE", 481),
+        ("SUBSCRIBE", 405),
+    ] {
+        core.handle_input(
+            t0,
+            udp_peer(),
+            &request(method, "nosuch", &format!("z9hG4bK-{method}"), 5),
+        );
         assert_eq!(code(&drain(&mut core)[0]), want, "{method}");
     }
     core.handle_input(t0, udp_peer(), &request("ACK", "nosuch", "z9hG4bK-a", 5));
@@ -227,7 +240,8 @@ fn rejections_carry_reasons() {
     assert_eq!(code(&drain(&mut core)[0]), 488);
     // the session limit
     establish(&mut core, t0);
-    let inv = SIPP_INVITE.replace("Call-ID: ", "Call-ID: z")
+    let inv = SIPP_INVITE
+        .replace("Call-ID: ", "Call-ID: z")
         .replace("branch=z9hG4bK-", "branch=z9hG4bK-z");
     core.handle_input(t0, udp_peer(), &crlf(&inv));
     let r = &drain(&mut core)[0];
@@ -258,8 +272,17 @@ fn cancel_before_answer_gives_487() {
     core.handle_input(t0, udp_peer(), &cancel);
     let codes: Vec<_> = drain(&mut core).iter().map(code).collect();
     assert_eq!(codes, [200, 487]);
-    assert!(matches!(core.poll_event(), Some(Event::Ended { reason: EndReason::Cancelled, .. })));
-    assert!(!core.accept(t0, id, "127.0.0.1".parse().unwrap(), vec![]), "too late to accept");
+    assert!(matches!(
+        core.poll_event(),
+        Some(Event::Ended {
+            reason: EndReason::Cancelled,
+            ..
+        })
+    ));
+    assert!(
+        !core.accept(t0, id, "127.0.0.1".parse().unwrap(), vec![]),
+        "too late to accept"
+    );
     let _ = offer;
 }
 
@@ -276,7 +299,9 @@ fn metadata_update_and_reinvite_keep_ports() {
     ));
     core.handle_input(t0, udp_peer(), &update);
     assert_eq!(code(&drain(&mut core)[0]), 200);
-    assert!(matches!(core.poll_event(), Some(Event::Updated { session, metadata_xml: Some(_), sdp: None }) if session == id));
+    assert!(
+        matches!(core.poll_event(), Some(Event::Updated { session, metadata_xml: Some(_), sdp: None }) if session == id)
+    );
     // re-INVITE with the same SDP, direction inactive: answered inactive on the same ports
     let inv = parse(&crlf(SIPP_INVITE)).unwrap();
     let body = String::from_utf8_lossy(&inv.body).replace("a=sendonly", "a=inactive");
@@ -290,5 +315,8 @@ fn metadata_update_and_reinvite_keep_ports() {
     let sdp = crate::siprec::sdp::parse_offer(&ok.body).unwrap();
     assert_eq!(sdp.media[0].port, 20000);
     assert_eq!(sdp.media[1].port, 20002);
-    assert!(sdp.media.iter().all(|m| m.direction == crate::siprec::sdp::Direction::Inactive));
+    assert!(sdp
+        .media
+        .iter()
+        .all(|m| m.direction == crate::siprec::sdp::Direction::Inactive));
 }

@@ -1,0 +1,252 @@
+//! Helpers for end-to-end tests: run `srs serve` on free loopback ports,
+//! find real peers (SIPp, ffmpeg), decode and analyse WAV files.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A UDP+TCP port pair free on 127.0.0.1 (the OS picks; both checked).
+pub fn free_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Disjoint blocks of ports for RTP ranges and SIPp media ports, so tests
+/// running in parallel never collide. Blocks start from the process id so
+/// concurrent test binaries differ too.
+pub fn port_block(size: u16) -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 40000 + (std::process::id() % 20) as u16 * 1000;
+    base + NEXT.fetch_add(size, Ordering::SeqCst)
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// True when the peers are present. Without them: fails if
+/// SRS_REQUIRE_PEERS=1 (CI), else says loudly that the test is skipped.
+pub fn peers_available(test: &str, programs: &[&str]) -> bool {
+    let missing: Vec<_> = programs.iter().filter(|p| !have(p)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("SRS_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("{test}: SRS_REQUIRE_PEERS=1 but {missing:?} not installed");
+    }
+    eprintln!("\n*** SKIPPED {test}: {missing:?} not installed (apt-get install sip-tester ffmpeg; set SRS_REQUIRE_PEERS=1 to make this an error) ***\n");
+    false
+}
+
+/// A running `srs serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub recordings: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let recordings = dir.path().join("recordings");
+        let sip_port = free_port();
+        let http_port = free_port();
+        let rtp = port_block(200);
+        let log = std::fs::File::create(dir.path().join("srs.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_srs"))
+            .arg("serve")
+            .args(["--sip", &format!("127.0.0.1:{sip_port}")])
+            .args(["--http", &format!("127.0.0.1:{http_port}")])
+            .args(["--rtp-ports", &format!("{rtp}-{}", rtp + 199)])
+            .arg("--recordings")
+            .arg(&recordings)
+            .args(extra)
+            .env("RUST_LOG", "info,srs=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("srs binary runs");
+        let s = Server {
+            child,
+            sip: format!("127.0.0.1:{sip_port}").parse().unwrap(),
+            http: format!("127.0.0.1:{http_port}").parse().unwrap(),
+            recordings,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(s.http, "/healthz").is_none() {
+            assert!(Instant::now() < deadline, "srs did not start:\n{}", s.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("srs.log")).unwrap_or_default()
+    }
+
+    /// Runs `srs <args> --recordings <drop>` and returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_srs"))
+            .args(args)
+            .arg("--recordings")
+            .arg(&self.recordings)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "srs {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `srs list --json`, parsed.
+    pub fn list_json(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.cli(&["list", "--json"])).unwrap()
+    }
+
+    /// Waits until `n` recordings are indexed.
+    pub fn wait_recordings(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let l = self.list_json();
+            if l.len() >= n {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} recordings, have {}:\n{}",
+                l.len(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal HTTP/1.1 GET; the body if the status is 200.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    if !out.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// Mono 16-bit WAV samples and sample rate.
+pub fn read_wav(path: &Path) -> (Vec<i16>, u32) {
+    let r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let rate = r.spec().sample_rate;
+    assert_eq!(r.spec().channels, 1);
+    assert_eq!(r.spec().bits_per_sample, 16);
+    (r.into_samples::<i16>().map(Result::unwrap).collect(), rate)
+}
+
+/// Goertzel power of frequency `f` in `x`.
+pub fn goertzel(x: &[i16], rate: u32, f: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * f / rate as f64;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s0 = v as f64 + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - c * s1 * s2
+}
+
+/// Per 100 ms window: which of `freqs` dominates (by 10x over the others
+/// and with real energy), or None for silence/mixed.
+pub fn tone_windows(x: &[i16], rate: u32, freqs: &[f64]) -> Vec<Option<f64>> {
+    let n = rate as usize / 10;
+    x.chunks(n)
+        .filter(|c| c.len() == n)
+        .map(|c| {
+            let energy: f64 = c.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / n as f64;
+            if energy < 1000.0 {
+                return None;
+            }
+            let p: Vec<f64> = freqs.iter().map(|f| goertzel(c, rate, *f)).collect();
+            let (best, pb) = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, v)| (i, *v))?;
+            let others = p
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != best)
+                .map(|(_, v)| *v);
+            others.clone().all(|o| pb > 10.0 * o).then_some(freqs[best])
+        })
+        .collect()
+}
+
+/// Runs SIPp from the copied peer directory (its scenarios use relative paths).
+pub fn run_sipp(args: &[String], timeout: Duration) -> (bool, String) {
+    let dir = manifest_dir().join("tests/peers/sipp");
+    let mut child = Command::new("sipp")
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp runs");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+            let _ = child.stderr.take().unwrap().read_to_string(&mut out);
+            return (status.success(), out);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return (false, "sipp timed out".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
