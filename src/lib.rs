@@ -18,6 +18,7 @@
 //! | [`config`] | embedded defaults, TOML config file, flag overrides | reads a file |
 //! | [`server`] | the thin tokio layer: sockets, timers, tasks, publishing | yes |
 //! | [`http`] | the HTTP API (`/healthz`) | yes |
+//! | [`testkit`] | normalising corpus messages for tests, fuzzing and load generation | no |
 
 pub mod config;
 pub mod http;
@@ -29,5 +30,4 @@ pub mod sip;
 pub mod siprec;
 pub mod store;
 
-#[cfg(test)]
-pub(crate) mod testutil;
+pub mod testkit;

@@ -15,8 +15,12 @@ pub struct PlannedStream {
     pub label: String,
     /// The codec we record, `None` when the line is rejected.
     pub codec: Option<RtpMap>,
-    /// Participant sending on it, if the metadata says.
+    /// Participant sending on it, if known.
     pub participant_id: Option<String>,
+    /// How the sender was found: `metadata`, `header`
+    /// (X-Cisco-Recording-Participant) or `order` (inferred, see
+    /// [`MediaPlan::from_offer`]).
+    pub attribution: Option<&'static str>,
     /// File name inside the recording directory (recorded lines only).
     pub file: Option<String>,
 }
@@ -104,13 +108,72 @@ impl MediaPlan {
                 index,
                 label,
                 codec,
+                attribution: participant_id.as_ref().map(|_| "metadata"),
                 participant_id,
                 file,
             });
         }
-        // Without metadata, one synthetic participant per recorded stream.
+        // Metadata that names participants but no stream associations at
+        // all (OpenSIPS as deployed at Connectel): OpenSIPS
+        // lists the caller first and offers the caller's stream first, so
+        // with as many participants as recorded streams, attribute by order
+        // and say so (`attribution: "order"`).
+        if let Some(m) = md {
+            let recorded: Vec<usize> = (0..streams.len())
+                .filter(|i| streams[*i].file.is_some())
+                .collect();
+            let no_assoc = m
+                .participants
+                .iter()
+                .all(|p| p.send.is_empty() && p.recv.is_empty());
+            if no_assoc && !recorded.is_empty() && recorded.len() == participants.len() {
+                for (p, i) in participants.iter_mut().zip(recorded) {
+                    let s = &mut streams[i];
+                    s.participant_id = Some(p.id.clone());
+                    s.attribution = Some("order");
+                    p.labels = vec![s.label.clone()];
+                    p.file = s.file.clone();
+                }
+            }
+        }
+        // Without metadata: participants from X-Cisco-Recording-Participant
+        // (by m-line index), else one synthetic participant per stream.
         if md.is_none() {
-            for s in streams.iter_mut().filter(|s| s.file.is_some()) {
+            for (n, hp) in offer.header_participants.iter().enumerate() {
+                let id = format!("header-{n}");
+                let mut labels = Vec::new();
+                let mut file = None;
+                for s in streams
+                    .iter_mut()
+                    .filter(|s| hp.media_index.contains(&s.index))
+                {
+                    s.participant_id = Some(id.clone());
+                    s.attribution = Some("header");
+                    labels.push(s.label.clone());
+                    if file.is_none() {
+                        if let Some(f) = &mut s.file {
+                            let user = slug(aor_user(&hp.aor));
+                            if !user.is_empty() && f.starts_with("stream-") {
+                                *f = format!("{user}-{}", &f["stream-".len()..]);
+                            }
+                            file = Some(f.clone());
+                        }
+                    }
+                }
+                participants.push(ParticipantMeta {
+                    id,
+                    aor: Some(hp.aor.clone()),
+                    name: None,
+                    labels,
+                    file,
+                });
+            }
+        }
+        if md.is_none() {
+            for s in streams
+                .iter_mut()
+                .filter(|s| s.file.is_some() && s.participant_id.is_none())
+            {
                 let id = format!("stream-{}", s.label);
                 s.participant_id = Some(id.clone());
                 participants.push(ParticipantMeta {
@@ -143,7 +206,7 @@ mod tests {
     use super::*;
     use crate::sip::message::parse;
     use crate::siprec::read_offer;
-    use crate::testutil::normalise_sip;
+    use crate::testkit::{corpus_request, normalise_sip};
 
     fn plan_of(raw: &str) -> MediaPlan {
         let msg = parse(&normalise_sip(raw.as_bytes())).unwrap();
@@ -199,6 +262,7 @@ m=audio 6004 RTP/AVP 0\r\na=label:98\r\na=sendonly\r\nm=video 6006 RTP/AVP 98\r\
             metadata_xml: Some(xml.into()),
             metadata: Some(crate::siprec::metadata::parse(xml).unwrap()),
             metadata_error: None,
+            header_participants: vec![],
             is_siprec: true,
         };
         let p = MediaPlan::from_offer(&offer);
@@ -214,6 +278,30 @@ m=audio 6004 RTP/AVP 0\r\na=label:98\r\na=sendonly\r\nm=video 6006 RTP/AVP 98\r\
     }
 
     #[test]
+    fn cisco_network_based_recording_headers_name_the_participants() {
+        // A CUBE NBR INVITE: SDP only, participants in headers (Cisco docs).
+        let raw = "INVITE sip:22222@10.42.29.7:5060 SIP/2.0\n\
+X-Cisco-Recording-Participant: sip:708090@10.42.30.5;media-index=\"0\"\n\
+X-Cisco-Recording-Participant: sip:10000@10.42.30.32;media-index=\"1\"\n\
+Content-Type: application/sdp\n\n\
+v=0\no=- 6906 8069 IN IP4 9.13.40.249\ns=SIP Call\nc=IN IP4 9.13.40.249\nt=0 0\n\
+m=audio 17070 RTP/AVP 0\na=rtpmap:0 PCMU/8000\na=sendonly\nm=audio 17072 RTP/AVP 0\na=sendonly\n";
+        let msg = parse(&corpus_request(raw, "nbr-1")).unwrap();
+        let offer = read_offer(&msg).unwrap();
+        assert!(offer.metadata.is_none());
+        let p = MediaPlan::from_offer(&offer);
+        assert_eq!(p.participants.len(), 2);
+        assert_eq!(
+            p.participants[0].aor.as_deref(),
+            Some("sip:708090@10.42.30.5")
+        );
+        assert_eq!(p.participants[0].labels, ["m0"]);
+        assert_eq!(p.participants[0].file.as_deref(), Some("708090-m0.wav"));
+        assert_eq!(p.participants[1].labels, ["m1"]);
+        assert_eq!(p.streams[1].participant_id.as_deref(), Some("header-1"));
+    }
+
+    #[test]
     fn no_metadata_gives_one_participant_per_stream() {
         let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\na=sendonly\r\n";
         let offer = RecordingOffer {
@@ -221,6 +309,7 @@ m=audio 6004 RTP/AVP 0\r\na=label:98\r\na=sendonly\r\nm=video 6006 RTP/AVP 98\r\
             metadata_xml: None,
             metadata: None,
             metadata_error: None,
+            header_participants: vec![],
             is_siprec: false,
         };
         let p = MediaPlan::from_offer(&offer);

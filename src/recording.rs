@@ -59,8 +59,13 @@ pub struct StreamMeta {
     pub label: String,
     /// Codec name as negotiated, e.g. `PCMU`.
     pub codec: String,
-    /// Participant sending on this stream, if the metadata says.
+    /// Participant sending on this stream, if known.
     pub participant_id: Option<String>,
+    /// How the sender was found: `metadata` (RFC 7865 associations),
+    /// `header` (X-Cisco-Recording-Participant) or `order` (metadata named
+    /// participants but no streams: caller first, as OpenSIPS sends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<String>,
     pub packets_received: u64,
     /// Packets missing by RTP sequence number (filled with silence).
     pub packets_lost: u64,

@@ -616,6 +616,7 @@ async fn publish(
                 .map(|c| c.name.to_ascii_uppercase())
                 .unwrap_or_else(|| "rejected".into()),
             participant_id: ps.participant_id.clone(),
+            attribution: ps.attribution.map(str::to_string),
             packets_received: stats.packets_received,
             packets_lost: stats.packets_lost,
         });

@@ -44,9 +44,52 @@ pub struct RecordingOffer {
     pub metadata: Option<metadata::Metadata>,
     /// Why the metadata could not be read; the media is recorded anyway.
     pub metadata_error: Option<String>,
+    /// Participants named by `X-Cisco-Recording-Participant` headers (Cisco
+    /// network-based recording sends these instead of metadata).
+    pub header_participants: Vec<HeaderParticipant>,
     /// The INVITE identifies itself as SIPREC (`siprec` option tag,
     /// `+sip.src`/`src` Contact feature tag, or a metadata part).
     pub is_siprec: bool,
+}
+
+/// A participant announced in a header rather than in metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderParticipant {
+    pub aor: String,
+    /// Indexes of the m-lines this participant sends on (`media-index`).
+    pub media_index: Vec<usize>,
+}
+
+/// `X-Cisco-Recording-Participant: sip:708090@10.42.30.5;media-index="0"`
+/// (one header per participant; `media-index` may list several lines).
+pub fn cisco_participants(msg: &Message) -> Vec<HeaderParticipant> {
+    msg.headers_named("X-Cisco-Recording-Participant")
+        .filter_map(|v| {
+            let v = v.trim();
+            let (uri, params) = match v.find('<') {
+                Some(s) => {
+                    let e = v[s..].find('>')? + s;
+                    (&v[s + 1..e], &v[e + 1..])
+                }
+                None => v.split_once(';').unwrap_or((v, "")),
+            };
+            let media_index = params
+                .split(';')
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("media-index"))
+                .map(|(_, v)| {
+                    v.trim_matches(|c| c == '"' || c == ' ')
+                        .split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(HeaderParticipant {
+                aor: uri.trim().to_string(),
+                media_index,
+            })
+        })
+        .collect()
 }
 
 fn is_metadata_type(ct: &str) -> bool {
@@ -81,6 +124,7 @@ pub fn read_offer(msg: &Message) -> Result<RecordingOffer, OfferError> {
         metadata_xml,
         metadata,
         metadata_error,
+        header_participants: cisco_participants(msg),
         is_siprec,
     })
 }

@@ -144,13 +144,9 @@ fn parse_part(raw: &[u8]) -> Part {
             Some((n, v)) if is_token(n.trim()) => {
                 headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
-            // Not a header line first: the part has no header block.
-            _ if headers.is_empty() => {
-                pos = 0;
-                break;
-            }
-            // A stray line inside the header block is skipped.
-            _ => {}
+            // A line that is not a header ends the header block (some
+            // senders omit the blank line): the body starts here.
+            _ => break,
         }
         if line_end >= raw.len() {
             pos = raw.len();
@@ -160,7 +156,7 @@ fn parse_part(raw: &[u8]) -> Part {
     }
     Part {
         headers,
-        body: raw[pos..].to_vec(),
+        body: raw[pos.min(raw.len())..].to_vec(),
     }
 }
 
@@ -204,6 +200,14 @@ mod tests {
         assert_eq!(parts[0].content_type(), "application/sdp");
         assert_eq!(parts[0].body, b"v=0");
         assert_eq!(parts[1].content_type(), "application/gtd");
+    }
+
+    #[test]
+    fn missing_blank_line_after_part_headers() {
+        let body = "--b\nContent-Type: application/sdp\nv=0\na=rtpmap:0 PCMU/8000\n--b--\n";
+        let parts = split("multipart/mixed;boundary=b", body.as_bytes()).unwrap();
+        assert_eq!(parts[0].content_type(), "application/sdp");
+        assert_eq!(parts[0].body, b"v=0\na=rtpmap:0 PCMU/8000");
     }
 
     #[test]

@@ -16,7 +16,7 @@ fn udp_peer() -> Peer {
 
 /// Sends `text` (LF endings fixed to CRLF, Content-Length recomputed).
 fn crlf(text: &str) -> Vec<u8> {
-    crate::testutil::normalise_sip(text.as_bytes())
+    crate::testkit::normalise_sip(text.as_bytes())
 }
 
 fn drain(core: &mut SipCore) -> Vec<Message> {

@@ -1,0 +1,139 @@
+//! Helpers for tests, fuzzing and load generation: turning the published
+//! vendor corpus into what a client really sends.
+//!
+//! The corpus keeps files as found: LF endings, stale Content-Length,
+//! RFC examples indented and with `...` elisions, bodies without headers,
+//! header templates without Via or Call-ID. The harness, not the files, is
+//! adjusted, and only in ways a real client's transport would produce.
+
+/// CRLF line ends and a Content-Length equal to the body's length.
+pub fn normalise_sip(raw: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(raw).replace("\r\n", "\n");
+    let text = text.trim_start_matches('\n');
+    let (head, body) = text.split_once("\n\n").unwrap_or((text, ""));
+    let body = body.replace('\n', "\r\n");
+    let mut out = String::new();
+    for line in head.lines() {
+        let name = line.split(':').next().unwrap_or("").trim();
+        if name.eq_ignore_ascii_case("content-length") || name == "l" {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body.as_bytes());
+    bytes
+}
+
+/// Removes the first line's indentation from every line (RFC examples are
+/// indented as a block, though some of their bodies start at column 0).
+fn dedent(text: &str) -> String {
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let indent = first.len() - first.trim_start().len();
+    text.lines()
+        .map(|l| {
+            let strip = (l.len() - l.trim_start().len()).min(indent);
+            &l[strip..]
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A corpus file as a complete request: body-only files (starting with a
+/// MIME boundary) are wrapped in an INVITE; missing mandatory headers are
+/// added (`call_id` names the dialog); header continuation lines that lost
+/// their indentation are folded; then [`normalise_sip`].
+pub fn corpus_request(raw: &str, call_id: &str) -> Vec<u8> {
+    let text = dedent(&raw.replace("\r\n", "\n"));
+    let text = text.trim_start_matches('\n');
+    let (head, body) = if text.starts_with("--") {
+        let boundary = text
+            .lines()
+            .next()
+            .unwrap_or("--b")
+            .trim_end()
+            .trim_start_matches("--")
+            .to_string();
+        (
+            format!(
+                "INVITE sip:srs@127.0.0.1 SIP/2.0\nContact: <sip:src@127.0.0.1:5070>;+sip.src\nRequire: siprec\nContent-Type: multipart/mixed;boundary={boundary}"
+            ),
+            text.to_string(),
+        )
+    } else {
+        let (h, b) = text.split_once("\n\n").unwrap_or((text, ""));
+        (h.to_string(), b.to_string())
+    };
+    let mut lines: Vec<String> = Vec::new();
+    for (i, line) in head.lines().enumerate() {
+        if i > 0 && !line.starts_with([' ', '\t']) && !line.contains(':') {
+            lines.push(format!(" {line}")); // folded value that lost its indent
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    let has = |name: &str| {
+        lines.iter().any(|l| {
+            l.split(':')
+                .next()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
+        })
+    };
+    let method = head
+        .split_whitespace()
+        .next()
+        .unwrap_or("INVITE")
+        .to_string();
+    let mut extra = Vec::new();
+    if !has("via") {
+        extra.push(format!(
+            "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-{call_id}"
+        ));
+    }
+    if !has("from") {
+        extra.push("From: <sip:src@127.0.0.1:5070>;tag=corpus".to_string());
+    }
+    if !has("to") {
+        extra.push("To: <sip:srs@127.0.0.1>".to_string());
+    }
+    if !has("call-id") {
+        extra.push(format!("Call-ID: {call_id}"));
+    }
+    if !has("cseq") {
+        extra.push(format!("CSeq: 1 {method}"));
+    }
+    if !has("max-forwards") {
+        extra.push("Max-Forwards: 70".to_string());
+    }
+    lines.splice(1..1, extra);
+    let msg = format!("{}\n\n{}", lines.join("\n"), body);
+    normalise_sip(msg.as_bytes())
+}
+
+/// Replaces the value of header `name` (first occurrence) in a message.
+pub fn set_header(msg: &[u8], name: &str, value: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(msg);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut done = false;
+    let mut out: Vec<String> = Vec::new();
+    for line in head.split("\r\n") {
+        let n = line.split(':').next().unwrap_or("").trim();
+        if !done && !line.starts_with([' ', '\t']) && n.eq_ignore_ascii_case(name) {
+            out.push(format!("{name}: {value}"));
+            done = true;
+        } else if done
+            && line.starts_with([' ', '\t'])
+            && out.last().is_some_and(|l| l.starts_with(name))
+        {
+            continue; // drop the old value's continuation lines
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    if !done {
+        out.insert(1, format!("{name}: {value}"));
+    }
+    format!("{}\r\n\r\n{}", out.join("\r\n"), body).into_bytes()
+}
