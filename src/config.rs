@@ -37,6 +37,14 @@ pub struct SipConfig {
     pub listen: SocketAddr,
     /// Most concurrent recording sessions; beyond it INVITEs get 503.
     pub max_sessions: usize,
+    /// Milliseconds between accepting a session and sending its 200 OK.
+    pub answer_delay_ms: u64,
+    /// Send 180 Ringing at once when the answer is delayed.
+    pub ringing: bool,
+    /// Session interval (s) offered to clients that support timers but propose none.
+    pub session_expires: u64,
+    /// Shortest session interval (s) accepted; shorter gets 422.
+    pub min_se: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -105,6 +113,10 @@ impl Default for SipConfig {
         SipConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
             max_sessions: 10_000,
+            answer_delay_ms: 20,
+            ringing: false,
+            session_expires: 1800,
+            min_se: 90,
         }
     }
 }
@@ -171,6 +183,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "sip.max_sessions",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.sip.min_se < 90 || self.sip.session_expires < self.sip.min_se {
+            return Err(ConfigError::Invalid {
+                key: "sip.session_expires",
+                message: "need 90 <= min_se <= session_expires (RFC 4028)".into(),
             });
         }
         if self.media.rtp_ports.hi - self.media.rtp_ports.lo < 1 {

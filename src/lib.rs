@@ -13,6 +13,7 @@
 //! | [`siprec`] | reading an offer: [`siprec::multipart`], [`siprec::sdp`] (adapter over `webrtc-sdp`, answer builder), [`siprec::metadata`] (RFC 7865, every dialect seen in the field) | no |
 //! | [`media`] | RTP parsing (adapter over `rtp`), G.711 decoding, the per-stream timeline that writes WAV (silence for loss and gaps) | no |
 //! | [`plan`] | the media plan: which m-line is recorded, who sends on it, which file it goes to | no |
+//! | [`session`] | one session's bookkeeping: merged metadata, participants ever seen, events, re-offer decisions, the final `metadata.json` | no |
 //! | [`recording`] | the `metadata.json` schema | no |
 //! | [`store`] | the file drop (atomic publish), the SQLite index, CLI rendering | files |
 //! | [`config`] | embedded defaults, TOML config file, flag overrides | reads a file |
@@ -26,6 +27,7 @@ pub mod media;
 pub mod plan;
 pub mod recording;
 pub mod server;
+pub mod session;
 pub mod sip;
 pub mod siprec;
 pub mod store;

@@ -33,7 +33,7 @@ pub struct MediaPlan {
 }
 
 /// Lower-case `[a-z0-9-]` slug of at most 32 characters, for file names.
-fn slug(s: &str) -> String {
+pub fn slug(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
         if c.is_ascii_alphanumeric() {
@@ -49,7 +49,7 @@ fn slug(s: &str) -> String {
 }
 
 /// The user part of an AoR (`sip:alice@example.com` -> `alice`).
-fn aor_user(aor: &str) -> &str {
+pub fn aor_user(aor: &str) -> &str {
     let s = aor
         .trim_start_matches("sips:")
         .trim_start_matches("sip:")

@@ -31,6 +31,9 @@ pub struct RecordingMeta {
     pub participants: Vec<ParticipantMeta>,
     pub streams: Vec<StreamMeta>,
     pub files: Vec<FileMeta>,
+    /// What happened during the session, in order (see [`EventMeta`]).
+    #[serde(default)]
+    pub events: Vec<EventMeta>,
     /// Name of the raw recording metadata XML kept beside the audio, if any was received.
     pub metadata_file: Option<String>,
     /// Why the recording metadata could not be (fully) understood, if so. Media is recorded anyway.
@@ -80,4 +83,28 @@ pub struct FileMeta {
     pub sample_rate: u32,
     pub channels: u16,
     pub bytes: u64,
+}
+
+/// One thing that happened during a recording session.
+///
+/// `kind` is one of:
+/// - `metadata-update`: metadata arrived in a re-INVITE, UPDATE or BYE (`detail`: `partial` or `complete`);
+/// - `participant-joined`, `participant-left`: from metadata (`participant_id`, `aor`);
+/// - `paused`, `resumed`: a stream went `inactive` (or `c=0.0.0.0`) and back (`label`);
+/// - `codec-changed`: a re-offer changed a stream's codec (`label`, `detail`: the new codec);
+/// - `stream-added`: a re-offer added an m-line (`label`);
+/// - `session-refreshed`: a session-timer refresh (RFC 4028).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventMeta {
+    /// RFC 3339 UTC.
+    pub at: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }

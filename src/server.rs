@@ -27,10 +27,11 @@ use crate::media::g711::Law;
 use crate::media::recorder::{StreamRecorder, StreamStats, RATE};
 use crate::media::rtp;
 use crate::plan::MediaPlan;
-use crate::recording::{FileMeta, RecordingMeta, StreamMeta};
+use crate::recording::RecordingMeta;
+use crate::session::{LineAction, Session, StreamSlot};
 use crate::sip::core::{ConnId, CoreConfig, EndReason, Event, Peer, SessionId, SipCore, Transport};
 use crate::sip::message::StreamFramer;
-use crate::siprec::sdp::AnswerMedia;
+use crate::siprec::sdp::{AnswerMedia, RtpMap, SdpOffer};
 use crate::siprec::RecordingOffer;
 use crate::store::{FileDrop, Index};
 
@@ -110,22 +111,27 @@ impl PortPool {
     }
 }
 
+/// Messages to a running stream task.
+enum StreamCtl {
+    Codec(Law, u8),
+    Reanchor,
+}
+
 /// A recorded stream's task.
 struct StreamTask {
-    index: usize,
     port: u16,
+    ctl: mpsc::UnboundedSender<StreamCtl>,
     stop: oneshot::Sender<Instant>,
     handle: tokio::task::JoinHandle<Result<StreamStats, String>>,
 }
 
 /// A session between INVITE and publication.
 struct ActiveSession {
-    meta: RecordingMeta,
-    plan: MediaPlan,
+    session: Session,
     start: Instant,
     dir: PathBuf,
-    streams: Vec<StreamTask>,
-    updates: usize,
+    media_ip: IpAddr,
+    tasks: HashMap<usize, StreamTask>,
 }
 
 /// What connection tasks tell the core task.
@@ -221,6 +227,10 @@ pub async fn run(
     let core = SipCore::new(CoreConfig {
         max_sessions: config.sip.max_sessions,
         sip_port: sip_bound.port(),
+        answer_delay: Duration::from_millis(config.sip.answer_delay_ms),
+        ringing: config.sip.ringing,
+        session_expires: Duration::from_secs(config.sip.session_expires),
+        min_se: Duration::from_secs(config.sip.min_se),
         tag_seed: rand::random::<u32>() as u64,
         ..CoreConfig::default()
     });
@@ -319,6 +329,7 @@ impl CoreLoop {
     }
 
     fn on_event(&mut self, ev: Event) {
+        let now = Instant::now();
         match ev {
             Event::Offered {
                 session,
@@ -327,73 +338,162 @@ impl CoreLoop {
                 offer,
             } => {
                 let call_id = invite.call_id().unwrap_or_default().to_string();
-                match self.start_session(session, peer, &call_id, &offer) {
-                    Ok((ip, answers, active)) => {
-                        if self.core.accept(Instant::now(), session, ip, answers) {
-                            tracing::info!(session, recording_id = %active.meta.recording_id,
-                                %call_id, source = %peer.addr, streams = active.streams.len(),
+                match self.start_session(peer, &call_id, &offer) {
+                    Ok((answers, active)) => {
+                        let ip = active.media_ip;
+                        if self.core.accept(now, session, ip, answers) {
+                            tracing::info!(session, recording_id = %active.session.meta.recording_id,
+                                %call_id, source = %peer.addr, streams = active.tasks.len(),
                                 "recording session started");
                             self.sessions.insert(session, active);
                         } else {
-                            self.finish(active, Instant::now(), "cancelled");
+                            self.finish(active, now, "cancelled");
                         }
                     }
                     Err((code, reason)) => {
                         tracing::warn!(session, %call_id, code, reason, "cannot start recording");
-                        self.core.reject(Instant::now(), session, code, reason);
+                        self.core.reject(now, session, code, reason);
                     }
+                }
+            }
+            Event::Reoffered {
+                session,
+                sdp,
+                metadata_xml,
+            } => {
+                if let Some(xml) = metadata_xml {
+                    self.on_metadata(session, &xml);
+                }
+                match self.reoffer(session, &sdp) {
+                    Some((ip, answers)) => {
+                        self.core.accept(now, session, ip, answers);
+                    }
+                    None => self.core.reject(now, session, 500, "Server Internal Error"),
                 }
             }
             Event::Confirmed { session } => tracing::debug!(session, "ACK received"),
             Event::Updated {
                 session,
-                sdp,
                 metadata_xml,
-            } => {
-                if let Some(s) = self.sessions.get_mut(&session) {
-                    if let Some(xml) = metadata_xml {
-                        s.updates += 1;
-                        let name = format!("metadata-update-{}.xml", s.updates);
-                        if let Err(e) = std::fs::write(s.dir.join(&name), xml) {
-                            tracing::warn!(error = %e, "cannot keep metadata update");
-                        }
-                    }
-                    tracing::info!(session, sdp = sdp.is_some(), "recording session updated");
-                }
-            }
+            } => self.on_metadata(session, &metadata_xml),
+            Event::Refreshed { session } => tracing::debug!(session, "session refreshed"),
             Event::Ended {
                 session,
                 reason,
                 metadata_xml,
             } => {
-                if let Some(mut s) = self.sessions.remove(&session) {
-                    if let Some(xml) = metadata_xml {
-                        s.updates += 1;
-                        let name = format!("metadata-update-{}.xml", s.updates);
-                        let _ = std::fs::write(s.dir.join(name), xml);
-                    }
+                if let Some(xml) = metadata_xml {
+                    self.on_metadata(session, &xml);
+                }
+                if let Some(s) = self.sessions.remove(&session) {
                     let status = match reason {
                         EndReason::Bye | EndReason::Local => "complete",
+                        EndReason::SessionExpired => "complete-session-expired",
                         EndReason::AckTimeout => "complete-no-ack",
                         EndReason::Cancelled => "cancelled",
                     };
-                    tracing::info!(session, ?reason, recording_id = %s.meta.recording_id, "recording session ended");
-                    self.finish(s, Instant::now(), status);
+                    tracing::info!(session, ?reason, recording_id = %s.session.meta.recording_id,
+                        "recording session ended");
+                    self.finish(s, now, status);
                 }
             }
         }
     }
 
-    /// Allocates the recording directory and media sockets and starts the
-    /// stream tasks. On failure everything allocated is released.
-    #[allow(clippy::type_complexity)]
-    fn start_session(
+    /// Keeps the raw update beside the recording, merges it, and asks for a
+    /// full snapshot when a partial update has nothing to apply to.
+    fn on_metadata(&mut self, session: SessionId, xml: &str) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let name = s.session.next_update_file();
+        if let Err(e) = std::fs::write(s.dir.join(&name), xml) {
+            tracing::warn!(error = %e, "cannot keep metadata update");
+        }
+        if s.session.apply_metadata(Utc::now(), xml) {
+            tracing::info!(
+                session,
+                "partial metadata without a snapshot: requesting one"
+            );
+            self.core
+                .request_snapshot(session, "SRS has no metadata snapshot");
+        }
+    }
+
+    /// Applies a re-offer: existing streams keep their ports (codec and
+    /// pause changes go to their tasks), new recordable lines get a port and
+    /// a recorder. Returns the answer.
+    fn reoffer(
         &mut self,
         session: SessionId,
+        sdp: &SdpOffer,
+    ) -> Option<(IpAddr, Vec<AnswerMedia>)> {
+        let bind = self.shared.config.media.bind;
+        let s = self.sessions.get_mut(&session)?;
+        let mut answers = vec![AnswerMedia { port: None }; sdp.media.len()];
+        for action in s.session.reoffer(Utc::now(), sdp) {
+            match action {
+                LineAction::Keep {
+                    index,
+                    port,
+                    codec,
+                    reanchor,
+                } => {
+                    answers[index] = AnswerMedia { port: Some(port) };
+                    if let Some(t) = s.tasks.get(&index) {
+                        if let Some((law, pt)) = codec {
+                            let _ = t.ctl.send(StreamCtl::Codec(law, pt));
+                        }
+                        if reanchor {
+                            let _ = t.ctl.send(StreamCtl::Reanchor);
+                        }
+                    }
+                }
+                LineAction::Start { index, codec, file } => {
+                    let label = sdp.media[index]
+                        .label
+                        .clone()
+                        .unwrap_or_else(|| format!("m{index}"));
+                    match spawn_stream(&self.shared, bind, &s.dir, &file, &codec, s.start) {
+                        Ok(task) => {
+                            answers[index] = AnswerMedia {
+                                port: Some(task.port),
+                            };
+                            let participant_id = s
+                                .session
+                                .metadata
+                                .as_ref()
+                                .and_then(|m| m.sender_of_label(&label))
+                                .map(|p| p.id.clone());
+                            s.session.add_stream(StreamSlot {
+                                index,
+                                label,
+                                codec,
+                                file,
+                                port: task.port,
+                                paused: false,
+                                attribution: participant_id.as_ref().map(|_| "metadata"),
+                                participant_id,
+                            });
+                            s.tasks.insert(index, task);
+                        }
+                        Err(e) => tracing::warn!(error = e, "cannot record an added stream"),
+                    }
+                }
+                LineAction::Reject { .. } => {}
+            }
+        }
+        Some((s.media_ip, answers))
+    }
+
+    /// Allocates the recording directory and media sockets and starts the
+    /// stream tasks. On failure everything allocated is released.
+    fn start_session(
+        &mut self,
         peer: Peer,
         call_id: &str,
         offer: &RecordingOffer,
-    ) -> Result<(IpAddr, Vec<AnswerMedia>, ActiveSession), (u16, &'static str)> {
+    ) -> Result<(Vec<AnswerMedia>, ActiveSession), (u16, &'static str)> {
         let recording_id = uuid::Uuid::now_v7().to_string();
         let dir = self
             .shared
@@ -405,84 +505,70 @@ impl CoreLoop {
             })?;
         let plan = MediaPlan::from_offer(offer);
         let cfg = &self.shared.config.media;
-        let ip = media_ip(cfg.advertised_address, cfg.bind, peer.addr);
+        let media_ip = media_ip(cfg.advertised_address, cfg.bind, peer.addr);
+        let bind = cfg.bind;
         let start = Instant::now();
-        let mut answers = vec![AnswerMedia { port: None }; offer.sdp.media.len()];
-        let mut streams = Vec::new();
-        let mut failure = None;
-        for ps in &plan.streams {
-            let (Some(codec), Some(file)) = (&ps.codec, &ps.file) else {
-                continue;
-            };
-            let Some(law) = Law::from_codec(&codec.name) else {
-                continue;
-            };
-            let pair = self
-                .shared
-                .ports
-                .lock()
-                .ok()
-                .and_then(|mut p| p.bind_pair(cfg.bind));
-            let Some((rtp_sock, rtcp_sock, port)) = pair else {
-                failure = Some((503, "No Media Port Available"));
-                break;
-            };
-            let recorder = match StreamRecorder::create(&dir.join(file), law, codec.pt, start) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot create audio file");
-                    self.release_port(port);
-                    failure = Some((500, "Cannot Store Recording"));
-                    break;
-                }
-            };
-            let (stop, stop_rx) = oneshot::channel();
-            let handle = tokio::spawn(receive_stream(rtp_sock, rtcp_sock, recorder, stop_rx));
-            answers[ps.index] = AnswerMedia { port: Some(port) };
-            streams.push(StreamTask {
-                index: ps.index,
-                port,
-                stop,
-                handle,
-            });
-        }
-        let now_utc = Utc::now();
-        let meta = RecordingMeta {
-            recording_id,
-            call_id: call_id.to_string(),
-            status: "recording".into(),
-            started_at: now_utc.to_rfc3339_opts(SecondsFormat::Millis, true),
-            source: peer.addr.to_string(),
-            transport: peer.transport.as_str().into(),
-            participants: plan.participants.clone(),
-            metadata_error: offer.metadata_error.clone(),
-            ..RecordingMeta::default()
-        };
         if let Some(xml) = &offer.metadata_xml {
             if let Err(e) = std::fs::write(dir.join("metadata.xml"), xml) {
                 tracing::warn!(error = %e, "cannot keep metadata XML");
             }
         }
-        let active = ActiveSession {
-            meta,
-            plan,
+        let meta = RecordingMeta {
+            recording_id,
+            call_id: call_id.to_string(),
+            status: "recording".into(),
+            started_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            source: peer.addr.to_string(),
+            transport: peer.transport.as_str().into(),
+            metadata_file: offer.metadata_xml.as_ref().map(|_| "metadata.xml".into()),
+            ..RecordingMeta::default()
+        };
+        let mut active = ActiveSession {
+            session: Session::new(meta, offer, &plan),
             start,
             dir,
-            streams,
-            updates: 0,
+            media_ip,
+            tasks: HashMap::new(),
         };
-        if let Some(err) = failure {
-            self.finish(active, Instant::now(), "failed");
-            return Err(err);
+        let mut answers = vec![AnswerMedia { port: None }; offer.sdp.media.len()];
+        for ps in &plan.streams {
+            let (Some(codec), Some(file)) = (&ps.codec, &ps.file) else {
+                continue;
+            };
+            match spawn_stream(&self.shared, bind, &active.dir, file, codec, start) {
+                Ok(task) => {
+                    answers[ps.index] = AnswerMedia {
+                        port: Some(task.port),
+                    };
+                    active.session.add_stream(StreamSlot {
+                        index: ps.index,
+                        label: ps.label.clone(),
+                        codec: codec.clone(),
+                        file: file.clone(),
+                        port: task.port,
+                        paused: offer
+                            .sdp
+                            .media
+                            .get(ps.index)
+                            .is_some_and(crate::session::is_paused),
+                        participant_id: ps.participant_id.clone(),
+                        attribution: ps.attribution,
+                    });
+                    active.tasks.insert(ps.index, task);
+                }
+                Err(e) => {
+                    let status = if e.contains("port") {
+                        (503, "No Media Port Available")
+                    } else {
+                        (500, "Cannot Store Recording")
+                    };
+                    tracing::error!(error = e, "cannot start a stream");
+                    self.finish(active, Instant::now(), "failed");
+                    return Err(status);
+                }
+            }
         }
-        let _ = session;
-        Ok((ip, answers, active))
-    }
-
-    fn release_port(&self, port: u16) {
-        if let Ok(mut p) = self.shared.ports.lock() {
-            p.release(port);
-        }
+        Ok((answers, active))
     }
 
     /// Stops the streams and publishes the recording in the background.
@@ -494,7 +580,7 @@ impl CoreLoop {
     }
 
     async fn shutdown(&mut self) {
-        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        let ids: Vec<SessionId> = self.core.sessions();
         tracing::info!(active = ids.len(), "shutting down: ending active sessions");
         for id in ids {
             self.core.terminate(id);
@@ -527,11 +613,47 @@ fn media_ip(advertised: Option<IpAddr>, bind: IpAddr, peer: SocketAddr) -> IpAdd
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
+/// Binds a port pair, creates the file and starts the receiving task.
+fn spawn_stream(
+    shared: &Shared,
+    bind: IpAddr,
+    dir: &std::path::Path,
+    file: &str,
+    codec: &RtpMap,
+    start: Instant,
+) -> Result<StreamTask, String> {
+    let law =
+        Law::from_codec(&codec.name).ok_or_else(|| format!("codec {} not recorded", codec.name))?;
+    let pair = shared.ports.lock().ok().and_then(|mut p| p.bind_pair(bind));
+    let (rtp_sock, rtcp_sock, port) = pair.ok_or_else(|| "no free media port".to_string())?;
+    let recorder = match StreamRecorder::create(&dir.join(file), law, codec.pt, start) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Ok(mut p) = shared.ports.lock() {
+                p.release(port);
+            }
+            return Err(e.to_string());
+        }
+    };
+    let (stop, stop_rx) = oneshot::channel();
+    let (ctl, ctl_rx) = mpsc::unbounded_channel();
+    let handle = tokio::spawn(receive_stream(
+        rtp_sock, rtcp_sock, recorder, ctl_rx, stop_rx,
+    ));
+    Ok(StreamTask {
+        port,
+        ctl,
+        stop,
+        handle,
+    })
+}
+
 /// Receives one stream's RTP until told to stop at the session's end.
 async fn receive_stream(
     rtp_sock: std::net::UdpSocket,
     rtcp_sock: std::net::UdpSocket,
     mut rec: StreamRecorder,
+    mut ctl: mpsc::UnboundedReceiver<StreamCtl>,
     mut stop: oneshot::Receiver<Instant>,
 ) -> Result<StreamStats, String> {
     let (Ok(rtp_sock), Ok(rtcp_sock)) = (
@@ -547,6 +669,10 @@ async fn receive_stream(
         tokio::select! {
             biased;
             end = &mut stop => break end.unwrap_or_else(|_| Instant::now()),
+            Some(c) = ctl.recv() => match c {
+                StreamCtl::Codec(law, pt) => rec.set_codec(law, pt),
+                StreamCtl::Reanchor => rec.reanchor(),
+            },
             r = rtp_sock.recv_from(&mut buf), if failed.is_none() => {
                 if let Ok((n, _)) = r {
                     if let Ok(p) = rtp::parse(Bytes::copy_from_slice(&buf[..n])) {
@@ -574,6 +700,7 @@ async fn receive_stream(
 
 /// Ends the stream tasks, describes the files, publishes into the drop and
 /// then indexes. The drop comes first: an index failure never loses audio.
+/// A session cancelled before its answer leaves nothing behind.
 async fn publish(
     shared: Arc<Shared>,
     s: ActiveSession,
@@ -582,60 +709,43 @@ async fn publish(
     status: &'static str,
 ) {
     let ActiveSession {
-        mut meta,
-        plan,
+        session,
         start,
         dir,
-        streams,
+        tasks,
         ..
     } = s;
-    let mut results: HashMap<usize, StreamStats> = HashMap::new();
-    for st in streams {
-        let _ = st.stop.send(end);
-        match st.handle.await {
-            Ok(Ok(stats)) => {
-                results.insert(st.index, stats);
+    let mut stats = std::collections::BTreeMap::new();
+    let mut bytes = std::collections::BTreeMap::new();
+    for (index, t) in tasks {
+        let _ = t.stop.send(end);
+        match t.handle.await {
+            Ok(Ok(st)) => {
+                stats.insert(
+                    index,
+                    (st.packets_received, st.packets_lost, st.samples_written),
+                );
             }
             Ok(Err(e)) => tracing::error!(error = %e, "stream failed"),
             Err(e) => tracing::error!(error = %e, "stream task failed"),
         }
         if let Ok(mut p) = shared.ports.lock() {
-            p.release(st.port);
+            p.release(t.port);
         }
     }
-    meta.status = status.into();
-    meta.ended_at = ended_at.to_rfc3339_opts(SecondsFormat::Millis, true);
-    meta.duration_ms = end.saturating_duration_since(start).as_millis() as u64;
-    for ps in &plan.streams {
-        let stats = results.get(&ps.index).copied().unwrap_or_default();
-        meta.streams.push(StreamMeta {
-            label: ps.label.clone(),
-            codec: ps
-                .codec
-                .as_ref()
-                .map(|c| c.name.to_ascii_uppercase())
-                .unwrap_or_else(|| "rejected".into()),
-            participant_id: ps.participant_id.clone(),
-            attribution: ps.attribution.map(str::to_string),
-            packets_received: stats.packets_received,
-            packets_lost: stats.packets_lost,
-        });
-        if let Some(file) = &ps.file {
-            let bytes = std::fs::metadata(dir.join(file))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            meta.files.push(FileMeta {
-                name: file.clone(),
-                duration_ms: stats.samples_written * 1000 / RATE as u64,
-                sample_rate: RATE,
-                channels: 1,
-                bytes,
-            });
+    if status == "cancelled" || status == "failed" {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove unanswered session");
+        }
+        return;
+    }
+    for slot in session.streams.values() {
+        if let Ok(m) = std::fs::metadata(dir.join(&slot.file)) {
+            bytes.insert(slot.index, m.len());
         }
     }
-    if dir.join("metadata.xml").exists() {
-        meta.metadata_file = Some("metadata.xml".into());
-    }
+    let duration_ms = end.saturating_duration_since(start).as_millis() as u64;
+    let mut meta = session.finish(ended_at, duration_ms, status, &stats, &bytes, RATE);
     let published = tokio::task::spawn_blocking(move || {
         let id = meta.recording_id.clone();
         match shared.drop.publish(&mut meta) {

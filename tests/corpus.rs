@@ -242,20 +242,32 @@ fn rfc8068_mid_dialog_messages_are_accepted_in_their_dialog() {
             &format!("SIP/2.0/TCP src.example.com;branch=z9hG4bKre{n}"),
         );
         core.handle_input(now, peer(), &req);
+        let ev: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+        let (session, lines) = ev
+            .iter()
+            .find_map(|e| match e {
+                Event::Reoffered {
+                    session,
+                    sdp,
+                    metadata_xml: Some(_),
+                } => Some((*session, sdp.media.len())),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{file}: re-offer with metadata reported: {ev:?}"));
+        let answers = (0..lines)
+            .map(|i| AnswerMedia {
+                port: Some(20000 + 2 * i as u16),
+            })
+            .collect();
+        assert!(core.accept(now, session, "127.0.0.1".parse().unwrap(), answers));
         let resp: Vec<Message> = std::iter::from_fn(|| core.poll_transmit())
             .map(|t| parse(&t.payload).unwrap())
             .collect();
         assert_eq!(resp.iter().map(code).collect::<Vec<_>>(), [200], "{file}");
-        let ev: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
-        assert!(
-            ev.iter().any(|e| matches!(
-                e,
-                Event::Updated {
-                    metadata_xml: Some(_),
-                    ..
-                }
-            )),
-            "{file}: metadata update reported: {ev:?}"
+        assert_eq!(
+            parse_offer(&resp[0].body).unwrap().media.len(),
+            lines,
+            "{file}"
         );
         let ack = ack
             .replace("branch=z9hG4bKack1", &format!("branch=z9hG4bKack{n}2"))

@@ -20,8 +20,8 @@ use super::rtp::RtpPacket;
 /// Audio sample rate of G.711.
 pub const RATE: u32 = 8000;
 /// How far (in seconds) a packet's timestamp may stray from the wall clock
-/// before the stream is re-anchored.
-const MAX_DRIFT_S: u64 = 5;
+/// before the stream is re-anchored (a new SSRC, a restarted sender).
+const MAX_DRIFT_S: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
@@ -88,6 +88,18 @@ impl StreamRecorder {
             stats: StreamStats::default(),
             pcm: Vec::with_capacity(320),
         })
+    }
+
+    /// A re-offer changed the codec or payload type (dynamic PTs follow the SDP).
+    pub fn set_codec(&mut self, law: Law, pt: u8) {
+        self.law = law;
+        self.pt = pt;
+    }
+
+    /// The next packet is placed at its arrival time (after a pause or hold
+    /// the sender's timestamps need not reflect the time that passed).
+    pub fn reanchor(&mut self) {
+        self.anchor = None;
     }
 
     fn wall_pos(&self, now: Instant) -> u64 {
@@ -291,6 +303,44 @@ mod tests {
         assert_eq!(s.len(), 16000);
         assert!(s[8000..8160].iter().all(|x| *x == 8));
         assert_eq!(stats.samples_written, 16000);
+    }
+
+    #[test]
+    fn reanchor_after_a_short_pause_keeps_the_gap() {
+        // A sender paused 1 s whose timestamps continue as if no time passed:
+        // without re-anchoring the audio after the pause would move 1 s early.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.wav");
+        let t0 = Instant::now();
+        let mut r = StreamRecorder::create(&path, Law::Ulaw, 0, t0).unwrap();
+        r.on_packet(t0, &pkt(1, 0, 0x80)).unwrap();
+        r.reanchor();
+        r.on_packet(t0 + Duration::from_millis(1020), &pkt(2, 160, 0x80))
+            .unwrap();
+        r.finish(t0 + Duration::from_secs(2)).unwrap();
+        let s = read(&path);
+        assert!(s[160..8160].iter().all(|x| *x == 0), "the pause is silence");
+        assert!(s[8160..8320].iter().all(|x| *x == 32124));
+    }
+
+    #[test]
+    fn codec_change_follows_the_sdp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.wav");
+        let t0 = Instant::now();
+        let mut r = StreamRecorder::create(&path, Law::Ulaw, 0, t0).unwrap();
+        r.on_packet(t0, &pkt(1, 0, 0x80)).unwrap();
+        r.set_codec(Law::Alaw, 8);
+        let a = parse(Bytes::from(build(8, 2, 160, 1, &[0xd5; 160]))).unwrap();
+        r.on_packet(t0 + Duration::from_millis(20), &a).unwrap();
+        // a stale PCMU packet after the switch is not decoded as A-law
+        r.on_packet(t0 + Duration::from_millis(40), &pkt(3, 320, 0x80))
+            .unwrap();
+        r.finish(t0 + Duration::from_millis(60)).unwrap();
+        let s = read(&path);
+        assert_eq!(s[0], 32124);
+        assert_eq!(s[160], 8, "A-law decoded after the switch");
+        assert!(s[320..].iter().all(|x| *x == 0));
     }
 
     #[test]

@@ -12,6 +12,13 @@
 //! until the ACK arrives, and after 64*T1 without ACK the session is ended
 //! with a BYE (§13.3.1.4). Non-INVITE responses are cached for 64*T1 (Timer
 //! J) so retransmitted requests get the same answer.
+//!
+//! Every offer, the initial INVITE's and those of re-INVITEs and UPDATEs,
+//! is handed to the IO layer ([`Event::Offered`], [`Event::Reoffered`]),
+//! which binds media ports and calls [`SipCore::accept`]; only then is the
+//! answer sent. Session timers (RFC 4028) are honoured: the client refreshes
+//! when it can (`refresher=uac`, `Require: timer`), we refresh with UPDATE
+//! when asked to, and a session whose refresh never comes is ended with BYE.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -70,6 +77,8 @@ pub enum EndReason {
     AckTimeout,
     /// The IO layer asked (shutdown).
     Local,
+    /// The session timer (RFC 4028) expired without a refresh.
+    SessionExpired,
 }
 
 /// What the IO layer must act on.
@@ -83,14 +92,23 @@ pub enum Event {
         invite: Box<Message>,
         offer: Box<RecordingOffer>,
     },
-    /// The client acknowledged our answer.
-    Confirmed { session: SessionId },
-    /// A re-INVITE or UPDATE changed the SDP and/or carried metadata.
-    Updated {
+    /// A re-INVITE or UPDATE carries a new SDP offer: call
+    /// [`SipCore::accept`] with one answer per m-line of `sdp` (keep the
+    /// ports of existing lines).
+    Reoffered {
         session: SessionId,
-        sdp: Option<Box<SdpOffer>>,
+        sdp: Box<SdpOffer>,
         metadata_xml: Option<String>,
     },
+    /// The client acknowledged our answer.
+    Confirmed { session: SessionId },
+    /// Metadata without a new offer (UPDATE, offerless re-INVITE).
+    Updated {
+        session: SessionId,
+        metadata_xml: String,
+    },
+    /// A session-timer refresh arrived (or our UPDATE refreshed it).
+    Refreshed { session: SessionId },
     /// The session is over: stop the media, publish the recording.
     Ended {
         session: SessionId,
@@ -110,6 +128,16 @@ pub struct CoreConfig {
     pub sip_port: u16,
     /// Seed for tags and branches (random in production, fixed in tests).
     pub tag_seed: u64,
+    /// Delay between accepting a new session and sending its 200 OK (some
+    /// B2BUA clients lose a 200 that arrives too fast); 0 sends at once.
+    pub answer_delay: Duration,
+    /// Send `180 Ringing` at once when the answer is delayed.
+    pub ringing: bool,
+    /// Session interval we ask for when the client supports timers but
+    /// proposes none (RFC 4028).
+    pub session_expires: Duration,
+    /// Shortest session interval we accept (Min-SE); shorter gets 422.
+    pub min_se: Duration,
     pub t1: Duration,
     pub t2: Duration,
 }
@@ -121,6 +149,10 @@ impl Default for CoreConfig {
             max_sessions: 10_000,
             sip_port: 5060,
             tag_seed: 0x5125,
+            answer_delay: Duration::ZERO,
+            ringing: false,
+            session_expires: Duration::from_secs(1800),
+            min_se: Duration::from_secs(90),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
         }
@@ -130,15 +162,56 @@ impl Default for CoreConfig {
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
 pub const ACCEPT: &str =
     "application/sdp, application/rs-metadata+xml, application/rs-metadata, multipart/mixed";
+pub const SUPPORTED: &str = "siprec, timer";
 /// Option tags we accept in Require.
 const SUPPORTED_REQUIRE: &[&str] = &["siprec", "timer"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Offered to the IO layer, not yet answered.
+    /// An offer waits for [`SipCore::accept`] (initial or re-offer).
     Offered,
-    /// 2xx sent; `acked` once the ACK arrived.
+    /// Accepted; the 2xx goes out at this time (answer delay).
+    Answering(Instant),
+    /// 2xx to an INVITE sent; `acked` once the ACK arrived. Also the
+    /// resting state between transactions.
     Answered { acked: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refresher {
+    Uac,
+    Uas,
+}
+
+/// RFC 4028 session timer of one dialog.
+#[derive(Debug, Clone, Copy)]
+struct SessionTimer {
+    interval: Duration,
+    refresher: Refresher,
+    /// Last refresh (or the answer).
+    refreshed: Instant,
+}
+
+impl SessionTimer {
+    /// When we act: send our refresh (at half the interval), or give up on
+    /// the client's (the interval minus min(32 s, interval/3), RFC 4028 §10).
+    fn due(&self) -> Instant {
+        match self.refresher {
+            Refresher::Uas => self.refreshed + self.interval / 2,
+            Refresher::Uac => {
+                let margin = Duration::from_secs(32).min(self.interval / 3);
+                self.refreshed + self.interval - margin
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        let r = match self.refresher {
+            Refresher::Uac => "uac",
+            Refresher::Uas => "uas",
+        };
+        format!("{};refresher={r}", self.interval.as_secs())
+    }
 }
 
 #[derive(Debug)]
@@ -152,17 +225,21 @@ struct Retransmit {
 struct Dialog {
     peer: Peer,
     local_tag: String,
-    /// The request that the current INVITE transaction answers.
+    /// The initial INVITE: dialog identifiers, remote target, route set.
     invite: Message,
-    invite_branch: String,
+    /// The request being (or last) answered: INVITE, re-INVITE or UPDATE.
+    request: Message,
+    request_branch: String,
     last_response: Option<Bytes>,
     retransmit: Option<Retransmit>,
     state: State,
+    established: bool,
     offer: SdpOffer,
     media_ip: Option<IpAddr>,
     answers: Vec<AnswerMedia>,
     sdp_version: u64,
     local_cseq: u32,
+    timer: Option<SessionTimer>,
 }
 
 #[derive(Debug)]
@@ -185,6 +262,16 @@ pub struct SipCore {
     next_id: u64,
 }
 
+/// Seconds of a `Session-Expires` or `Min-SE` value (`1800;refresher=uac`).
+fn delta_seconds(v: &str) -> Option<Duration> {
+    v.split(';')
+        .next()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
 impl SipCore {
     pub fn new(config: CoreConfig) -> Self {
         SipCore {
@@ -203,6 +290,11 @@ impl SipCore {
         self.dialogs.len()
     }
 
+    /// Ids of the sessions not yet ended.
+    pub fn sessions(&self) -> Vec<SessionId> {
+        self.dialogs.keys().copied().collect()
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
@@ -213,13 +305,17 @@ impl SipCore {
 
     /// The earliest time at which [`SipCore::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let retrans = self
-            .dialogs
-            .values()
-            .filter_map(|d| d.retransmit.as_ref())
-            .map(|r| r.next.min(r.give_up));
+        let dialogs = self.dialogs.values().flat_map(|d| {
+            let answer = match d.state {
+                State::Answering(at) => Some(at),
+                _ => None,
+            };
+            let retrans = d.retransmit.as_ref().map(|r| r.next.min(r.give_up));
+            let timer = d.timer.as_ref().map(SessionTimer::due);
+            [answer, retrans, timer].into_iter().flatten()
+        });
         let cache = self.cache.values().map(|c| c.expires);
-        retrans.chain(cache).min()
+        dialogs.chain(cache).min()
     }
 
     fn fresh_tag(&mut self) -> String {
@@ -267,7 +363,8 @@ impl SipCore {
             }
         };
         let StartLine::Request { method, .. } = &msg.start else {
-            return; // we send no requests that expect a response handled here
+            self.on_response(now, msg);
+            return;
         };
         if msg.call_id().is_none() || msg.cseq().is_none() || msg.via_branch().is_none() {
             if *method != Method::Ack {
@@ -289,7 +386,7 @@ impl SipCore {
         }
         match method.clone() {
             Method::Invite if msg.to_tag().is_none() => self.on_invite(now, peer, msg),
-            Method::Invite => self.on_reinvite(now, peer, msg),
+            Method::Invite | Method::Update => self.on_reoffer(now, peer, msg),
             Method::Ack => self.on_ack(msg),
             Method::Bye => self.on_bye(now, peer, msg),
             Method::Cancel => self.on_cancel(now, peer, msg),
@@ -297,17 +394,46 @@ impl SipCore {
                 let r = ResponseBuilder::new(&msg, 200, "OK", Some(&self.fresh_tag()))
                     .header("Allow", ALLOW)
                     .header("Accept", ACCEPT)
-                    .header("Supported", "siprec")
+                    .header("Supported", SUPPORTED)
                     .header("Server", &self.config.user_agent.clone())
                     .build();
                 self.send_and_cache(now, peer, &msg, r);
             }
-            Method::Update => self.on_update(now, peer, msg),
             Method::Info => match self.find_dialog(&msg) {
                 Some(_) => self.respond(now, peer, &msg, 200, "OK"),
                 None => self.respond(now, peer, &msg, 481, "Call/Transaction Does Not Exist"),
             },
             _ => self.respond(now, peer, &msg, 405, "Method Not Allowed"),
+        }
+    }
+
+    /// Responses to the requests we send (BYE, UPDATE refreshes). A
+    /// refresh refused with 481 or 408 ends the session (RFC 4028 §10).
+    fn on_response(&mut self, now: Instant, msg: Message) {
+        let (Some(StartLine::Response { code, .. }), Some((_, method))) =
+            (Some(&msg.start), msg.cseq())
+        else {
+            return;
+        };
+        let code = *code;
+        if method != Method::Update || code < 200 {
+            return;
+        }
+        // Our request: their tag is in To, ours in From.
+        let key = (
+            msg.call_id().unwrap_or_default().to_string(),
+            msg.to_tag().unwrap_or_default().to_string(),
+        );
+        let Some(&id) = self.by_call.get(&key) else {
+            return;
+        };
+        if (200..300).contains(&code) {
+            if let Some(t) = self.dialogs.get_mut(&id).and_then(|d| d.timer.as_mut()) {
+                t.refreshed = now;
+            }
+            self.events.push_back(Event::Refreshed { session: id });
+        } else if code == 481 || code == 408 {
+            self.end_with_bye(id, EndReason::SessionExpired);
         }
     }
 
@@ -346,6 +472,40 @@ impl SipCore {
         }
     }
 
+    /// The session timer asked for by a request, or a 422 reason.
+    fn session_timer(&self, now: Instant, msg: &Message) -> Result<Option<SessionTimer>, ()> {
+        let supported = msg.tokens("Supported").iter().any(|t| t == "timer")
+            || msg.tokens("Require").iter().any(|t| t == "timer");
+        let se = msg.header("Session-Expires");
+        let interval = match se.and_then(delta_seconds) {
+            Some(i) if i < self.config.min_se => return Err(()),
+            Some(i) => i,
+            None if supported => self.config.session_expires,
+            None => return Ok(None),
+        };
+        let asked = se
+            .and_then(|v| header_param(&format!(">{v}"), "refresher").map(str::to_ascii_lowercase));
+        let refresher = match asked.as_deref() {
+            Some("uas") => Refresher::Uas,
+            Some("uac") => Refresher::Uac,
+            _ if supported => Refresher::Uac,
+            _ => Refresher::Uas,
+        };
+        Ok(Some(SessionTimer {
+            interval,
+            refresher,
+            refreshed: now,
+        }))
+    }
+
+    fn reject_422(&mut self, now: Instant, peer: Peer, msg: &Message) {
+        let tag = self.fresh_tag();
+        let r = ResponseBuilder::new(msg, 422, "Session Interval Too Small", Some(&tag))
+            .header("Min-SE", &self.config.min_se.as_secs().to_string())
+            .build();
+        self.send_and_cache(now, peer, msg, r);
+    }
+
     fn on_invite(&mut self, now: Instant, peer: Peer, msg: Message) {
         if let Some(id) = self.by_call.get(&Self::dialog_key(&msg)).copied() {
             // Same Call-ID and From tag, new branch: a retransmission through
@@ -376,6 +536,10 @@ impl SipCore {
             self.send_and_cache(now, peer, &msg, r);
             return;
         }
+        let Ok(timer) = self.session_timer(now, &msg) else {
+            self.reject_422(now, peer, &msg);
+            return;
+        };
         let offer = match read_offer(&msg) {
             Ok(o) => o,
             Err(e) => {
@@ -404,16 +568,19 @@ impl SipCore {
             Dialog {
                 peer,
                 local_tag,
-                invite_branch: msg.via_branch().unwrap_or_default().to_string(),
+                request_branch: msg.via_branch().unwrap_or_default().to_string(),
                 invite: msg.clone(),
+                request: msg.clone(),
                 last_response: Some(trying),
                 retransmit: None,
                 state: State::Offered,
+                established: false,
                 offer: offer.sdp.clone(),
                 media_ip: None,
                 answers: Vec::new(),
                 sdp_version: 1,
                 local_cseq: 0,
+                timer,
             },
         );
         self.events.push_back(Event::Offered {
@@ -424,10 +591,11 @@ impl SipCore {
         });
     }
 
-    /// Answers an offered session: `answers` has one entry per offered
-    /// m-line (a port, or `None` to reject that line); `media_ip` goes into
-    /// the SDP and the Contact. Returns false if the session is gone
-    /// (cancelled meanwhile): the caller then releases what it allocated.
+    /// Answers the pending offer of a session: `answers` has one entry per
+    /// offered m-line (a port, or `None` to reject that line); `media_ip`
+    /// goes into the SDP and the Contact. Returns false if the session is
+    /// gone or has no pending offer (cancelled meanwhile): the caller then
+    /// releases what it allocated.
     pub fn accept(
         &mut self,
         now: Instant,
@@ -435,6 +603,7 @@ impl SipCore {
         media_ip: IpAddr,
         answers: Vec<AnswerMedia>,
     ) -> bool {
+        let (delay, ringing) = (self.config.answer_delay, self.config.ringing);
         let Some(d) = self.dialogs.get_mut(&session) else {
             return false;
         };
@@ -443,7 +612,17 @@ impl SipCore {
         }
         d.media_ip = Some(media_ip);
         d.answers = answers;
-        d.state = State::Answered { acked: false };
+        if !d.established && !delay.is_zero() {
+            d.state = State::Answering(now + delay);
+            if ringing {
+                let r =
+                    ResponseBuilder::new(&d.request, 180, "Ringing", Some(&d.local_tag)).build();
+                d.last_response = Some(r.clone());
+                let peer = d.peer;
+                self.send(peer, r);
+            }
+            return true;
+        }
         self.send_answer(now, session);
         true
     }
@@ -468,48 +647,82 @@ impl SipCore {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
         };
-        let mut b = ResponseBuilder::new(&d.invite, 200, "OK", Some(&d.local_tag));
-        for rr in d.invite.headers_named("Record-Route") {
-            b = b.header("Record-Route", rr);
+        let is_invite = d.request.method() == Some(&Method::Invite);
+        let mut b = ResponseBuilder::new(&d.request, 200, "OK", Some(&d.local_tag));
+        if is_invite {
+            for rr in d.request.headers_named("Record-Route") {
+                b = b.header("Record-Route", rr);
+            }
         }
-        let resp = b
+        b = b
             .header(
                 "Contact",
                 &format!("<sip:srs@{host}:{sip_port}{transport}>;+sip.srs"),
             )
             .header("Allow", ALLOW)
-            .header("Supported", "siprec")
-            .header("Server", &ua)
-            .body("application/sdp", sdp.into_bytes())
-            .build();
+            .header("Supported", SUPPORTED)
+            .header("Server", &ua);
+        if let Some(t) = &mut d.timer {
+            t.refreshed = now;
+            b = b.header("Session-Expires", &t.header());
+            if t.refresher == Refresher::Uac {
+                b = b.header("Require", "timer");
+            }
+        }
+        let resp = b.body("application/sdp", sdp.into_bytes()).build();
         d.last_response = Some(resp.clone());
-        d.retransmit = Some(Retransmit {
-            next: now + t1,
-            interval: t1,
-            give_up: now + t1 * 64,
-        });
-        let peer = d.peer;
-        self.send(peer, resp);
+        d.established = true;
+        if is_invite {
+            d.state = State::Answered { acked: false };
+            d.retransmit = Some(Retransmit {
+                next: now + t1,
+                interval: t1,
+                give_up: now + t1 * 64,
+            });
+        } else {
+            d.state = State::Answered { acked: true };
+        }
+        let (peer, request) = (d.peer, d.request.clone());
+        if is_invite {
+            self.send(peer, resp);
+        } else {
+            self.send_and_cache(now, peer, &request, resp);
+        }
     }
 
-    /// Refuses an offered session (e.g. no media port free).
+    /// Refuses a pending offer. A new session is dropped; a re-offer is
+    /// answered with the error and the session goes on as it was.
     pub fn reject(&mut self, now: Instant, session: SessionId, code: u16, reason: &str) {
-        let Some(d) = self.remove_dialog(session) else {
+        let Some(d) = self.dialogs.get_mut(&session) else {
             return;
         };
-        let tag = d.local_tag.clone();
-        let r = ResponseBuilder::new(&d.invite, code, reason, Some(&tag)).build();
-        self.send_and_cache(now, d.peer, &d.invite, r);
+        if d.state != State::Offered {
+            return;
+        }
+        let r = ResponseBuilder::new(&d.request, code, reason, Some(&d.local_tag.clone())).build();
+        let (peer, request, established) = (d.peer, d.request.clone(), d.established);
+        if established {
+            d.state = State::Answered { acked: true };
+        } else {
+            self.remove_dialog(session);
+        }
+        self.send_and_cache(now, peer, &request, r);
     }
 
-    /// Ends an answered session from our side (shutdown): sends BYE and
-    /// reports [`Event::Ended`].
+    /// Ends a session from our side (shutdown): sends BYE and reports
+    /// [`Event::Ended`].
     pub fn terminate(&mut self, session: SessionId) {
+        self.end_with_bye(session, EndReason::Local);
+    }
+
+    fn end_with_bye(&mut self, session: SessionId, reason: EndReason) {
         if let Some(d) = self.remove_dialog(session) {
-            self.send_bye(&d);
+            if d.established {
+                self.send_request(&d, "BYE", None);
+            }
             self.events.push_back(Event::Ended {
                 session,
-                reason: EndReason::Local,
+                reason,
                 metadata_xml: None,
             });
         }
@@ -521,68 +734,95 @@ impl SipCore {
         Some(d)
     }
 
-    fn on_reinvite(&mut self, now: Instant, peer: Peer, msg: Message) {
+    /// re-INVITE or UPDATE within a dialog: a new offer goes to the IO layer
+    /// ([`Event::Reoffered`]); without one, metadata is reported and our
+    /// current SDP is answered (re-INVITE: as an offer) or nothing (UPDATE).
+    fn on_reoffer(&mut self, now: Instant, peer: Peer, msg: Message) {
         let Some(id) = self.find_dialog(&msg) else {
             self.respond(now, peer, &msg, 481, "Call/Transaction Does Not Exist");
             return;
         };
+        let is_invite = msg.method() == Some(&Method::Invite);
         let Ok((sdp_bytes, meta)) = split_body(&msg) else {
             self.respond(now, peer, &msg, 415, "Unsupported Media Type");
             return;
         };
         let new_offer = match sdp_bytes.map(|b| sdp::parse_offer(&b)).transpose() {
             Ok(o) => o,
-            Err(_) => {
-                self.respond(now, peer, &msg, 488, "Bad SDP Offer");
+            Err(e) => {
+                let r = ResponseBuilder::new(&msg, 488, "Bad SDP Offer", None)
+                    .header("Warning", &format!("399 srs \"{e}\""))
+                    .build();
+                self.send_and_cache(now, peer, &msg, r);
                 return;
             }
+        };
+        let Ok(timer) = self.session_timer(now, &msg) else {
+            self.reject_422(now, peer, &msg);
+            return;
         };
         let Some(d) = self.dialogs.get_mut(&id) else {
             return;
         };
-        if matches!(d.state, State::Offered | State::Answered { acked: false }) {
+        // A pending offer or an unacknowledged INVITE: glare (RFC 3261 §14.2).
+        let busy = matches!(d.state, State::Offered | State::Answering(_))
+            || (is_invite && d.state == (State::Answered { acked: false }));
+        if busy {
             let r = ResponseBuilder::new(&msg, 491, "Request Pending", None).build();
             self.send_and_cache(now, peer, &msg, r);
             return;
         }
-        // Keep each m-line's port; new m-lines are rejected for now.
-        if let Some(o) = &new_offer {
-            d.offer = o.clone();
-            d.answers.resize(o.media.len(), AnswerMedia { port: None });
-            d.sdp_version += 1;
+        if let Some(t) = timer {
+            d.timer = Some(t);
+        } else if let Some(t) = &mut d.timer {
+            t.refreshed = now; // any re-INVITE/UPDATE refreshes (RFC 4028 §7.4)
         }
-        d.invite_branch = msg.via_branch().unwrap_or_default().to_string();
-        d.invite = msg;
-        d.state = State::Answered { acked: false };
-        self.send_answer(now, id);
-        self.events.push_back(Event::Updated {
-            session: id,
-            sdp: new_offer.map(Box::new),
-            metadata_xml: meta.map(|m| String::from_utf8_lossy(&m).into_owned()),
-        });
-    }
-
-    fn on_update(&mut self, now: Instant, peer: Peer, msg: Message) {
-        let Some(id) = self.find_dialog(&msg) else {
-            self.respond(now, peer, &msg, 481, "Call/Transaction Does Not Exist");
-            return;
-        };
-        let Ok((sdp_bytes, meta)) = split_body(&msg) else {
-            self.respond(now, peer, &msg, 415, "Unsupported Media Type");
-            return;
-        };
-        if sdp_bytes.is_some() {
-            // SDP in UPDATE is handled with re-INVITE semantics in a later step.
-            self.respond(now, peer, &msg, 488, "SDP In UPDATE Not Supported");
-            return;
+        let refreshed = d.timer.is_some();
+        d.request_branch = msg.via_branch().unwrap_or_default().to_string();
+        d.request = msg.clone();
+        d.peer = peer;
+        let metadata_xml = meta.map(|m| String::from_utf8_lossy(&m).into_owned());
+        match new_offer {
+            Some(o) => {
+                d.offer = o.clone();
+                d.sdp_version += 1;
+                d.state = State::Offered;
+                self.events.push_back(Event::Reoffered {
+                    session: id,
+                    sdp: Box::new(o),
+                    metadata_xml,
+                });
+            }
+            None if is_invite => {
+                // Offerless re-INVITE: our 200 carries our current SDP as
+                // the offer (same streams, recvonly); the ACK has the answer.
+                d.sdp_version += 1;
+                self.send_answer(now, id);
+                if let Some(xml) = metadata_xml {
+                    self.events.push_back(Event::Updated {
+                        session: id,
+                        metadata_xml: xml,
+                    });
+                }
+            }
+            None => {
+                let mut b =
+                    ResponseBuilder::new(&msg, 200, "OK", None).header("Supported", SUPPORTED);
+                if let Some(t) = &d.timer {
+                    b = b.header("Session-Expires", &t.header());
+                }
+                let r = b.build();
+                self.send_and_cache(now, peer, &msg, r);
+                if let Some(xml) = metadata_xml {
+                    self.events.push_back(Event::Updated {
+                        session: id,
+                        metadata_xml: xml,
+                    });
+                }
+            }
         }
-        self.respond(now, peer, &msg, 200, "OK");
-        if let Some(m) = meta {
-            self.events.push_back(Event::Updated {
-                session: id,
-                sdp: None,
-                metadata_xml: Some(String::from_utf8_lossy(&m).into_owned()),
-            });
+        if refreshed {
+            self.events.push_back(Event::Refreshed { session: id });
         }
     }
 
@@ -620,42 +860,63 @@ impl SipCore {
     fn on_cancel(&mut self, now: Instant, peer: Peer, msg: Message) {
         let id = self.by_call.get(&Self::dialog_key(&msg)).copied();
         let target = id.filter(|id| {
-            self.dialogs
-                .get(id)
-                .is_some_and(|d| Some(d.invite_branch.as_str()) == msg.via_branch())
+            self.dialogs.get(id).is_some_and(|d| {
+                !d.established && Some(d.request_branch.as_str()) == msg.via_branch()
+            })
         });
         let Some(id) = target else {
-            self.respond(now, peer, &msg, 481, "Call/Transaction Does Not Exist");
+            // Not (or no longer) a pending INVITE of ours: RFC 3261 §9.2
+            // answers 200 when the transaction exists, else 481.
+            let known = id.is_some();
+            let (code, reason) = if known {
+                (200, "OK")
+            } else {
+                (481, "Call/Transaction Does Not Exist")
+            };
+            self.respond(now, peer, &msg, code, reason);
             return;
         };
         self.respond(now, peer, &msg, 200, "OK");
-        if self.dialogs.get(&id).map(|d| d.state) == Some(State::Offered) {
-            if let Some(d) = self.remove_dialog(id) {
-                let r =
-                    ResponseBuilder::new(&d.invite, 487, "Request Terminated", Some(&d.local_tag))
-                        .build();
-                self.send_and_cache(now, d.peer, &d.invite, r);
-                self.events.push_back(Event::Ended {
-                    session: id,
-                    reason: EndReason::Cancelled,
-                    metadata_xml: None,
-                });
-            }
+        if let Some(d) = self.remove_dialog(id) {
+            let r = ResponseBuilder::new(&d.request, 487, "Request Terminated", Some(&d.local_tag))
+                .build();
+            self.send_and_cache(now, d.peer, &d.request, r);
+            self.events.push_back(Event::Ended {
+                session: id,
+                reason: EndReason::Cancelled,
+                metadata_xml: None,
+            });
         }
     }
 
-    /// Retransmits unacknowledged 2xx, gives up after 64*T1, expires caches.
+    /// Sends delayed answers, retransmits unacknowledged 2xx, gives up
+    /// after 64*T1, runs session timers, expires caches.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.cache.retain(|_, c| c.expires > now);
         let t2 = self.config.t2;
+        let mut answer = Vec::new();
         let mut resend = Vec::new();
         let mut expired = Vec::new();
+        let mut refresh = Vec::new();
         for (id, d) in &mut self.dialogs {
+            if let State::Answering(at) = d.state {
+                if now >= at {
+                    answer.push(*id);
+                }
+            }
+            if let Some(t) = &d.timer {
+                if now >= t.due() {
+                    match t.refresher {
+                        Refresher::Uac => expired.push((*id, EndReason::SessionExpired)),
+                        Refresher::Uas => refresh.push(*id),
+                    }
+                }
+            }
             let Some(r) = &mut d.retransmit else { continue };
             if now >= r.give_up {
                 d.retransmit = None;
                 if d.state == (State::Answered { acked: false }) {
-                    expired.push(*id);
+                    expired.push((*id, EndReason::AckTimeout));
                 }
             } else if now >= r.next {
                 r.interval = (r.interval * 2).min(t2);
@@ -667,28 +928,34 @@ impl SipCore {
                 }
             }
         }
+        for id in answer {
+            self.send_answer(now, id);
+        }
         for (peer, resp) in resend {
             self.send(peer, resp);
         }
-        for id in expired {
-            tracing::warn!(
-                session = id,
-                "no ACK for our 2xx after 64*T1: ending the session"
-            );
-            if let Some(d) = self.remove_dialog(id) {
-                self.send_bye(&d);
+        for id in refresh {
+            // We are the refresher: an UPDATE without a body (RFC 4028 §7.4).
+            if let Some(d) = self.dialogs.get_mut(&id) {
+                if let Some(t) = &mut d.timer {
+                    t.refreshed = now;
+                }
             }
-            self.events.push_back(Event::Ended {
-                session: id,
-                reason: EndReason::AckTimeout,
-                metadata_xml: None,
-            });
+            if let Some(d) = self.dialogs.remove(&id) {
+                let d = self.send_request(&d, "UPDATE", None);
+                self.dialogs.insert(id, d);
+            }
+        }
+        for (id, reason) in expired {
+            tracing::warn!(session = id, ?reason, "ending the session with BYE");
+            self.end_with_bye(id, reason);
         }
     }
 
-    /// Sends BYE within a dialog (we are the UAS: the remote target is the
-    /// client's Contact, the route set its Record-Route in order).
-    fn send_bye(&mut self, d: &Dialog) {
+    /// Sends a request within a dialog (we are the UAS: the remote target
+    /// is the client's Contact, the route set its Record-Route in order).
+    /// Returns the dialog with its CSeq advanced.
+    fn send_request(&mut self, d: &Dialog, method: &str, body: Option<(&str, &[u8])>) -> Dialog {
         let inv = &d.invite;
         let target = inv
             .header("Contact")
@@ -714,21 +981,83 @@ impl SipCore {
         } else {
             format!("{from};tag={}", d.local_tag)
         };
+        let cseq = d.local_cseq + 1;
         let mut text = format!(
-            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/{proto} {host}:{};branch={branch}\r\nMax-Forwards: 70\r\n",
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{proto} {host}:{};branch={branch}\r\nMax-Forwards: 70\r\n",
             self.config.sip_port
         );
         for rr in inv.headers_named("Record-Route") {
             text.push_str(&format!("Route: {rr}\r\n"));
         }
         text.push_str(&format!(
-            "From: {from}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nUser-Agent: {}\r\nContent-Length: 0\r\n\r\n",
+            "From: {from}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:srs@{host}:{}>;+sip.srs\r\nUser-Agent: {}\r\n",
             inv.header("From").unwrap_or_default(),
             inv.call_id().unwrap_or_default(),
-            d.local_cseq + 1,
+            self.config.sip_port,
             self.config.user_agent
         ));
-        self.send(d.peer, Bytes::from(text));
+        if method != "BYE" {
+            text.push_str("Require: siprec\r\n");
+        }
+        if let Some(t) = &d.timer {
+            if method == "UPDATE" {
+                text.push_str(&format!(
+                    "Session-Expires: {}\r\nSupported: timer\r\n",
+                    t.header()
+                ));
+            }
+        }
+        let body = match body {
+            Some((ct, b)) => {
+                text.push_str(&format!(
+                    "Content-Type: {ct}\r\nContent-Disposition: recording-session\r\n"
+                ));
+                b.to_vec()
+            }
+            None => Vec::new(),
+        };
+        text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(&body);
+        self.send(d.peer, Bytes::from(bytes));
+        Dialog {
+            local_cseq: cseq,
+            peer: d.peer,
+            local_tag: d.local_tag.clone(),
+            invite: d.invite.clone(),
+            request: d.request.clone(),
+            request_branch: d.request_branch.clone(),
+            last_response: d.last_response.clone(),
+            retransmit: None,
+            state: d.state,
+            established: d.established,
+            offer: d.offer.clone(),
+            media_ip: d.media_ip,
+            answers: d.answers.clone(),
+            sdp_version: d.sdp_version,
+            timer: d.timer,
+        }
+    }
+
+    /// Asks the client for a full metadata snapshot (RFC 7866 §9.2): an
+    /// UPDATE with a `requestsnapshot` body and no SDP.
+    pub fn request_snapshot(&mut self, session: SessionId, reason: &str) {
+        let Some(d) = self.dialogs.remove(&session) else {
+            return;
+        };
+        let reason: String = reason
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .collect();
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<requestsnapshot xmlns='urn:ietf:params:xml:ns:recording:1'>\r\n<requestreason xml:lang=\"en\">{reason}</requestreason>\r\n</requestsnapshot>\r\n"
+        );
+        let d = self.send_request(
+            &d,
+            "UPDATE",
+            Some(("application/rs-metadata-request", body.as_bytes())),
+        );
+        self.dialogs.insert(session, d);
     }
 }
 

@@ -38,18 +38,48 @@ pub enum DataMode {
 }
 
 /// The parts of one metadata document that the recorder uses.
+///
+/// The same type holds the merged state of a recording session: start from
+/// the first (complete) document and feed later ones to [`Metadata::apply`].
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Metadata {
     /// Value of `<datamode>` (any case); `Complete` when absent.
     pub datamode: DataMode,
+    /// True when the root element is `<requestsnapshot>` (an SRS asking the
+    /// SRC for a full snapshot, RFC 7866 §9.2); every other field is empty.
+    pub is_snapshot_request: bool,
+    /// The `<group>` elements (CS groups).
+    pub groups: Vec<Group>,
     /// The `<session>` elements (communication sessions).
     pub sessions: Vec<CsSession>,
     /// Participants, in document order. A participant named only by a
     /// `<participantstreamassoc>` (common in partial updates) is added at the
-    /// end with no aor or name.
+    /// end with no aor or name. One named only by a `<participantsessionassoc>`
+    /// is not added here when parsing (see `participant_session_assocs`), but
+    /// [`Metadata::apply`] adds it to the merged state.
     pub participants: Vec<Participant>,
     /// The `<stream>` elements, in document order.
     pub streams: Vec<Stream>,
+    /// Participant-CS associations: the `<participantsessionassoc>` elements
+    /// and, in the legacy dialects, a participant's `session` attribute with
+    /// its `associate-time`/`disassociate-time` children.
+    pub participant_session_assocs: Vec<ParticipantSessionAssoc>,
+    /// Children of the root that are not RFC 7865 elements (`extensiondata`,
+    /// BroadWorks `<recording>`, ...), kept raw.
+    pub extensions: Vec<Extension>,
+}
+
+/// A CS group (`<group>`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Group {
+    /// `group_id` (RFC 7865) or `id` (legacy) attribute.
+    pub id: String,
+    /// `<associate-time>`, as written.
+    pub associate_time: Option<String>,
+    /// `<disassociate-time>`, as written.
+    pub disassociate_time: Option<String>,
+    /// Unknown children (`callData`, `call-center`, ...), kept raw.
+    pub extensions: Vec<Extension>,
 }
 
 /// A communication session (`<session>`).
@@ -63,6 +93,8 @@ pub struct CsSession {
     pub start_time: Option<String>,
     /// `<stop-time>`, as written.
     pub stop_time: Option<String>,
+    /// Unknown children (`extensiondata`, `apkt:ucid`, ...), kept raw.
+    pub extensions: Vec<Extension>,
 }
 
 /// A participant and the streams it sends and receives.
@@ -79,6 +111,20 @@ pub struct Participant {
     pub send: Vec<String>,
     /// Stream ids this participant receives.
     pub recv: Vec<String>,
+    /// `<associate-time>` of its `<participantsessionassoc>` (or, legacy,
+    /// directly inside `<participant>`). With several, the last one given.
+    pub associate_time: Option<String>,
+    /// `<disassociate-time>`, found the same way. In a merged state also set
+    /// by a session `<stop-time>`. `None` means still associated.
+    pub disassociate_time: Option<String>,
+    /// Unknown children (`extensiondata`, `ac:GenesysUUID`, ...), kept raw.
+    pub extensions: Vec<Extension>,
+    /// True when `send`/`recv` come from an explicit association: a
+    /// `<participantstreamassoc>` (even an empty one, which means "sends and
+    /// receives nothing") or legacy `<send>`/`<recv>` children. A partial
+    /// update replaces the old lists only when this is set.
+    #[serde(skip)]
+    pub has_stream_assoc: bool,
 }
 
 /// A media stream (`<stream>`), tied to an SDP m-line by its label.
@@ -90,6 +136,81 @@ pub struct Stream {
     pub label: Option<String>,
     /// `session_id` (RFC 7865) or `session` (legacy) attribute.
     pub session_id: Option<String>,
+    /// Legacy `<mode>` (`separate` or `mixed`), trimmed.
+    pub mode: Option<String>,
+    /// `<associate-time>` inside `<stream>` (legacy Acme), as written.
+    pub associate_time: Option<String>,
+    /// `<disassociate-time>` inside `<stream>`, as written.
+    pub disassociate_time: Option<String>,
+}
+
+/// A `<participantsessionassoc>` (or the legacy equivalent).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ParticipantSessionAssoc {
+    /// `participant_id` attribute.
+    pub participant_id: String,
+    /// `session_id` attribute (may be empty).
+    pub session_id: String,
+    /// `<associate-time>`, as written.
+    pub associate_time: Option<String>,
+    /// `<disassociate-time>`, as written.
+    pub disassociate_time: Option<String>,
+}
+
+/// Vendor extension data, kept raw (an element RFC 7865 does not define, in
+/// an `xs:any` slot).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Extension {
+    /// Local name as written, e.g. `extensiondata`, `callData`, `GenesysUUID`.
+    pub name: String,
+    /// Namespace URI of the element, resolved from its prefix (or the default
+    /// namespace) in scope; `None` when there is none.
+    pub namespace: Option<String>,
+    /// The element as it appeared in the document (after the lenient pass
+    /// escaped stray `<`, so it is well-formed); namespace declarations on
+    /// ancestors are not copied in. If longer than 8 KiB, its concatenated
+    /// text content instead, cut to 8 KiB.
+    pub xml: String,
+    /// `(path, text)` for every leaf element with non-blank text, in document
+    /// order: the path of local names starts at this element
+    /// (`callData/gcid`), except that an `extensiondata` wrapper is left out
+    /// (`request-uri`, `header/value`, `broadWorksRecordingMetadata/callID`).
+    pub text: Vec<(String, String)>,
+}
+
+/// What [`Metadata::apply`] changed, for the event log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The participant concerned, if any.
+    pub participant_id: Option<String>,
+    /// The stream concerned (`StreamAdded`).
+    pub stream_id: Option<String>,
+    /// When, as written in the metadata: associate-time (`ParticipantJoined`,
+    /// `StreamAdded`), disassociate-time (`ParticipantLeft`), stop-time
+    /// (`SessionStopped`); `None` when the document gives no time.
+    pub at: Option<String>,
+}
+
+/// The kinds of [`Change`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// A participant id not seen before, or one associated again after it
+    /// had been disassociated.
+    ParticipantJoined,
+    /// A participant got a disassociate-time (explicitly, through a session
+    /// stop-time, or by being absent from a complete snapshot).
+    ParticipantLeft,
+    /// A known participant's `send` set changed.
+    SendChanged,
+    /// A stream id not seen before.
+    StreamAdded,
+    /// A session got a stop-time.
+    SessionStopped,
+    /// A complete snapshot replaced the state.
+    Snapshot,
 }
 
 /// Why a metadata body could not be used.
@@ -106,7 +227,8 @@ pub enum MetadataError {
     /// The document has a DOCTYPE; entity declarations are never expanded.
     #[error("metadata contains a DOCTYPE declaration, which is not accepted")]
     Doctype,
-    /// No `<recording>` or `<recording_metadata>` root element.
+    /// No `<recording>`, `<recording_metadata>` or `<requestsnapshot>` root
+    /// element.
     #[error("metadata has no <recording> root element")]
     NoRecordingRoot,
 }
@@ -134,6 +256,300 @@ impl Metadata {
             .filter_map(|s| s.label.clone())
             .collect()
     }
+
+    /// Participants that are still associated (no disassociate-time).
+    pub fn active_participants(&self) -> impl Iterator<Item = &Participant> {
+        self.participants
+            .iter()
+            .filter(|p| p.disassociate_time.is_none())
+    }
+
+    /// `(leaf local name, text)` of every extension leaf at every level
+    /// (recording, groups, sessions, participants), in that order.
+    pub fn extension_values(&self) -> Vec<(String, String)> {
+        let all = self
+            .extensions
+            .iter()
+            .chain(self.groups.iter().flat_map(|g| &g.extensions))
+            .chain(self.sessions.iter().flat_map(|s| &s.extensions))
+            .chain(self.participants.iter().flat_map(|p| &p.extensions));
+        all.flat_map(|e| &e.text)
+            .map(|(path, text)| {
+                let leaf = path.rsplit('/').next().unwrap_or(path);
+                (leaf.to_string(), text.clone())
+            })
+            .collect()
+    }
+
+    /// Merge a later document of the same recording session into `self` and
+    /// report what changed.
+    ///
+    /// * A snapshot request (`is_snapshot_request`) changes nothing.
+    /// * `Complete`: `self` becomes `update` (nothing of the old state is
+    ///   kept); the changes are `Snapshot` plus the differences from the old
+    ///   state, so a participant absent from the snapshot is reported as left.
+    /// * `Partial`: groups, sessions, participants and streams are upserted by
+    ///   id (a stream with an empty id by label). Scalars present in the
+    ///   update replace the old ones; absent ones stay. A participant's
+    ///   `send`/`recv` are replaced only when the update carries an explicit
+    ///   association for it (`has_stream_assoc`). Non-empty lists
+    ///   (`sip_session_ids`, `extensions`) replace the old ones. A
+    ///   `<participantsessionassoc>` for an unknown participant adds it. A new
+    ///   associate-time without a disassociate-time for a participant that
+    ///   had left clears its disassociate-time (it joined again). Stream ids
+    ///   in send/recv that no `<stream>` defines are kept as they are.
+    ///
+    /// In both modes a session with a stop-time disassociates every
+    /// participant still associated with it (one with no known session
+    /// association counts as associated): its disassociate-time becomes the
+    /// stop-time.
+    pub fn apply(&mut self, update: Metadata) -> Vec<Change> {
+        if update.is_snapshot_request {
+            return Vec::new();
+        }
+        let before = self.clone();
+        let snapshot = update.datamode == DataMode::Complete;
+        let stops: Vec<(String, String)> = update
+            .sessions
+            .iter()
+            .filter_map(|s| s.stop_time.clone().map(|t| (s.id.clone(), t)))
+            .collect();
+        if snapshot {
+            *self = update;
+        } else {
+            self.merge_partial(update);
+        }
+        for (session_id, time) in &stops {
+            self.close_session(session_id, time);
+        }
+        diff(&before, self, snapshot)
+    }
+
+    fn merge_partial(&mut self, up: Metadata) {
+        for g in up.groups {
+            match self.groups.iter_mut().find(|o| o.id == g.id) {
+                Some(o) => {
+                    replace_if_some(&mut o.associate_time, g.associate_time);
+                    replace_if_some(&mut o.disassociate_time, g.disassociate_time);
+                    replace_if_nonempty(&mut o.extensions, g.extensions);
+                }
+                None => self.groups.push(g),
+            }
+        }
+        for s in up.sessions {
+            match self.sessions.iter_mut().find(|o| o.id == s.id) {
+                Some(o) => {
+                    replace_if_nonempty(&mut o.sip_session_ids, s.sip_session_ids);
+                    replace_if_some(&mut o.start_time, s.start_time);
+                    replace_if_some(&mut o.stop_time, s.stop_time);
+                    replace_if_nonempty(&mut o.extensions, s.extensions);
+                }
+                None => self.sessions.push(s),
+            }
+        }
+        for s in up.streams {
+            let same = |o: &&mut Stream| {
+                if s.id.is_empty() {
+                    o.id.is_empty() && o.label == s.label
+                } else {
+                    o.id == s.id
+                }
+            };
+            match self.streams.iter_mut().find(same) {
+                Some(o) => {
+                    replace_if_some(&mut o.label, s.label);
+                    replace_if_some(&mut o.session_id, s.session_id);
+                    replace_if_some(&mut o.mode, s.mode);
+                    replace_if_some(&mut o.associate_time, s.associate_time);
+                    replace_if_some(&mut o.disassociate_time, s.disassociate_time);
+                }
+                None => self.streams.push(s),
+            }
+        }
+        for p in up.participants {
+            match self.participants.iter_mut().find(|o| o.id == p.id) {
+                Some(o) => {
+                    replace_if_some(&mut o.aor, p.aor);
+                    replace_if_some(&mut o.name, p.name);
+                    if p.has_stream_assoc {
+                        o.send = p.send;
+                        o.recv = p.recv;
+                        o.has_stream_assoc = true;
+                    }
+                    update_times(
+                        &mut o.associate_time,
+                        &mut o.disassociate_time,
+                        p.associate_time,
+                        p.disassociate_time,
+                    );
+                    replace_if_nonempty(&mut o.extensions, p.extensions);
+                }
+                None => self.participants.push(p),
+            }
+        }
+        for a in up.participant_session_assocs {
+            if !a.participant_id.is_empty() {
+                let p = match self
+                    .participants
+                    .iter()
+                    .position(|p| p.id == a.participant_id)
+                {
+                    Some(i) => &mut self.participants[i],
+                    None => {
+                        self.participants.push(Participant {
+                            id: a.participant_id.clone(),
+                            ..Participant::default()
+                        });
+                        let last = self.participants.len() - 1;
+                        &mut self.participants[last]
+                    }
+                };
+                update_times(
+                    &mut p.associate_time,
+                    &mut p.disassociate_time,
+                    a.associate_time.clone(),
+                    a.disassociate_time.clone(),
+                );
+            }
+            let same = |o: &&mut ParticipantSessionAssoc| {
+                o.participant_id == a.participant_id && o.session_id == a.session_id
+            };
+            match self.participant_session_assocs.iter_mut().find(same) {
+                Some(o) => update_times(
+                    &mut o.associate_time,
+                    &mut o.disassociate_time,
+                    a.associate_time,
+                    a.disassociate_time,
+                ),
+                None => self.participant_session_assocs.push(a),
+            }
+        }
+        replace_if_nonempty(&mut self.extensions, up.extensions);
+    }
+
+    /// Session `session_id` stopped at `time`: disassociate its participants.
+    fn close_session(&mut self, session_id: &str, time: &str) {
+        let assocs = &mut self.participant_session_assocs;
+        for p in &mut self.participants {
+            if p.disassociate_time.is_some() {
+                continue;
+            }
+            let mut known = assocs.iter().filter(|a| a.participant_id == p.id);
+            let first = known.next();
+            let in_session = first.is_none()
+                || first
+                    .into_iter()
+                    .chain(known)
+                    .any(|a| a.session_id == session_id);
+            if in_session {
+                p.disassociate_time = Some(time.to_string());
+            }
+        }
+        for a in assocs.iter_mut() {
+            if a.session_id == session_id && a.disassociate_time.is_none() {
+                a.disassociate_time = Some(time.to_string());
+            }
+        }
+    }
+}
+
+fn replace_if_some<T>(old: &mut Option<T>, new: Option<T>) {
+    if new.is_some() {
+        *old = new;
+    }
+}
+
+fn replace_if_nonempty<T>(old: &mut Vec<T>, new: Vec<T>) {
+    if !new.is_empty() {
+        *old = new;
+    }
+}
+
+/// Merge association times: present values replace old ones, and a new
+/// associate-time without a disassociate-time after a disassociation means
+/// the element is associated again.
+fn update_times(
+    old_assoc: &mut Option<String>,
+    old_disassoc: &mut Option<String>,
+    new_assoc: Option<String>,
+    new_disassoc: Option<String>,
+) {
+    let rejoined = new_disassoc.is_none()
+        && old_disassoc.is_some()
+        && new_assoc.is_some()
+        && new_assoc != *old_assoc;
+    replace_if_some(old_assoc, new_assoc);
+    if rejoined {
+        *old_disassoc = None;
+    } else {
+        replace_if_some(old_disassoc, new_disassoc);
+    }
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
+}
+
+/// The changes from `before` to `after`.
+fn diff(before: &Metadata, after: &Metadata, snapshot: bool) -> Vec<Change> {
+    let change =
+        |kind, participant_id: Option<&str>, stream_id: Option<&str>, at: Option<&String>| Change {
+            kind,
+            participant_id: participant_id.map(str::to_string),
+            stream_id: stream_id.map(str::to_string),
+            at: at.cloned(),
+        };
+    let mut out = Vec::new();
+    if snapshot {
+        out.push(change(ChangeKind::Snapshot, None, None, None));
+    }
+    for s in &after.sessions {
+        let was_stopped = before
+            .sessions
+            .iter()
+            .find(|o| o.id == s.id)
+            .is_some_and(|o| o.stop_time.is_some());
+        if s.stop_time.is_some() && !was_stopped {
+            out.push(change(
+                ChangeKind::SessionStopped,
+                None,
+                None,
+                s.stop_time.as_ref(),
+            ));
+        }
+    }
+    for s in &after.streams {
+        if !s.id.is_empty() && !before.streams.iter().any(|o| o.id == s.id) {
+            let kind = ChangeKind::StreamAdded;
+            out.push(change(kind, None, Some(&s.id), s.associate_time.as_ref()));
+        }
+    }
+    for p in &after.participants {
+        let id = Some(p.id.as_str());
+        let old = before.participants.iter().find(|o| o.id == p.id);
+        let was_active = old.is_some_and(|o| o.disassociate_time.is_none());
+        if !was_active && (old.is_none() || p.disassociate_time.is_none()) {
+            let kind = ChangeKind::ParticipantJoined;
+            out.push(change(kind, id, None, p.associate_time.as_ref()));
+        }
+        if old.is_some_and(|o| !same_set(&o.send, &p.send)) {
+            out.push(change(ChangeKind::SendChanged, id, None, None));
+        }
+        if (was_active || old.is_none()) && p.disassociate_time.is_some() {
+            let kind = ChangeKind::ParticipantLeft;
+            out.push(change(kind, id, None, p.disassociate_time.as_ref()));
+        }
+    }
+    if snapshot {
+        for o in &before.participants {
+            let gone = !after.participants.iter().any(|p| p.id == o.id);
+            if gone && o.disassociate_time.is_none() {
+                let kind = ChangeKind::ParticipantLeft;
+                out.push(change(kind, Some(&o.id), None, None));
+            }
+        }
+    }
+    out
 }
 
 /// Parse one metadata document.
@@ -147,17 +563,25 @@ impl Metadata {
 /// of that name, or are ignored), unclosed elements are closed at the end,
 /// and a later syntax error keeps what was read before it. The strict error
 /// is returned only if the lenient pass yields no recording root either.
+///
+/// A `<requestsnapshot>` root (RFC 7865 §7) gives `Ok` with
+/// `is_snapshot_request` set and nothing else.
 pub fn parse(xml: &str) -> Result<Metadata, MetadataError> {
     let xml = xml.trim_start_matches('\u{feff}').trim_start();
     match build_tree(xml, Mode::Strict) {
         Ok(roots) => find_root(&roots)
-            .map(metadata_from_root)
+            .map(|root| metadata_from_root(root, xml))
             .ok_or(MetadataError::NoRecordingRoot),
         Err(MetadataError::Doctype) => Err(MetadataError::Doctype),
-        Err(strict_err) => match build_tree(&sanitize(xml), Mode::Lenient) {
-            Ok(roots) => find_root(&roots).map(metadata_from_root).ok_or(strict_err),
-            Err(_) => Err(strict_err),
-        },
+        Err(strict_err) => {
+            let clean = sanitize(xml);
+            match build_tree(&clean, Mode::Lenient) {
+                Ok(roots) => find_root(&roots)
+                    .map(|root| metadata_from_root(root, &clean))
+                    .ok_or(strict_err),
+                Err(_) => Err(strict_err),
+            }
+        }
     }
 }
 
@@ -172,9 +596,18 @@ const MAX_DEPTH: usize = 64;
 #[derive(Debug, Default)]
 struct Element {
     name: String,
+    /// Local name as written (for extension data).
+    local: String,
+    /// Namespace prefix as written, if any.
+    prefix: Option<String>,
+    /// Namespace declarations on this element: (prefix, or "" for the
+    /// default namespace; URI).
+    ns_decls: Vec<(String, String)>,
     attrs: Vec<(String, String)>,
     text: String,
     children: Vec<Element>,
+    /// Byte range of the whole element in the parsed text.
+    span: (usize, usize),
 }
 
 impl Element {
@@ -210,11 +643,17 @@ fn non_blank(s: &str) -> Option<String> {
 }
 
 fn is_root_name(name: &str) -> bool {
-    name == "recording" || name == "recording_metadata"
+    name == "recording" || name == "recording_metadata" || name == SNAPSHOT_REQUEST
 }
 
+const SNAPSHOT_REQUEST: &str = "requestsnapshot";
+
+/// The first recording root, or else a snapshot request root.
 fn find_root(roots: &[Element]) -> Option<&Element> {
-    roots.iter().find(|e| is_root_name(&e.name))
+    roots
+        .iter()
+        .find(|e| is_root_name(&e.name) && e.name != SNAPSHOT_REQUEST)
+        .or_else(|| roots.iter().find(|e| e.name == SNAPSHOT_REQUEST))
 }
 
 /// Lower-cased local name (prefix removed) of a tag or attribute name.
@@ -226,36 +665,63 @@ fn local_name(qname: &[u8]) -> String {
     String::from_utf8_lossy(local).to_ascii_lowercase()
 }
 
-fn element_from(start: &BytesStart<'_>, reader: &Reader<&[u8]>) -> Element {
-    let attrs = start
+/// Prefix (if any) and local name as written.
+fn split_qname(qname: &[u8]) -> (Option<String>, String) {
+    match qname.iter().rposition(|&b| b == b':') {
+        Some(i) => (
+            Some(String::from_utf8_lossy(&qname[..i]).into_owned()),
+            String::from_utf8_lossy(&qname[i + 1..]).into_owned(),
+        ),
+        None => (None, String::from_utf8_lossy(qname).into_owned()),
+    }
+}
+
+fn element_from(start: &BytesStart<'_>, reader: &Reader<&[u8]>, at: usize) -> Element {
+    let mut attrs = Vec::new();
+    let mut ns_decls = Vec::new();
+    for a in start
         .html_attributes()
         .with_checks(false)
         .map_while(Result::ok)
-        .filter(|a| {
-            let key = a.key.as_ref();
-            key != b"xmlns" && !key.starts_with(b"xmlns:")
-        })
-        .map(|a| {
-            let value = a
-                .decode_and_unescape_value(reader.decoder())
-                .map(Cow::into_owned)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&a.value).into_owned());
-            (local_name(a.key.as_ref()), value)
-        })
-        .collect();
+    {
+        let value = a
+            .decode_and_unescape_value(reader.decoder())
+            .map(Cow::into_owned)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&a.value).into_owned());
+        let key = a.key.as_ref();
+        if key == b"xmlns" {
+            ns_decls.push((String::new(), value));
+        } else if let Some(prefix) = key.strip_prefix(b"xmlns:") {
+            ns_decls.push((String::from_utf8_lossy(prefix).into_owned(), value));
+        } else {
+            attrs.push((local_name(key), value));
+        }
+    }
+    let (prefix, local) = split_qname(start.name().as_ref());
     Element {
-        name: local_name(start.name().as_ref()),
+        name: local.to_ascii_lowercase(),
+        local,
+        prefix,
+        ns_decls,
         attrs,
+        span: (at, at),
         ..Element::default()
     }
 }
 
-/// Pop the innermost open element and attach it to its parent (or the roots).
-/// Returns true when a top-level recording root was just completed.
-fn close(stack: &mut Vec<Element>, roots: &mut Vec<Element>) -> bool {
-    let Some(done) = stack.pop() else {
+/// Byte offset of the reader in its input.
+fn position(reader: &Reader<&[u8]>) -> usize {
+    usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX)
+}
+
+/// Pop the innermost open element, which ends at byte `end`, and attach it to
+/// its parent (or the roots). Returns true when a top-level recording root
+/// was just completed.
+fn close(stack: &mut Vec<Element>, roots: &mut Vec<Element>, end: usize) -> bool {
+    let Some(mut done) = stack.pop() else {
         return false;
     };
+    done.span.1 = end;
     match stack.last_mut() {
         Some(parent) => {
             parent.children.push(done);
@@ -286,6 +752,7 @@ fn build_tree(xml: &str, mode: Mode) -> Result<Vec<Element>, MetadataError> {
     let mut skipped = 0usize;
 
     loop {
+        let at = position(&reader);
         let event = match reader.read_event() {
             Ok(event) => event,
             // Lenient: keep what was read before the error.
@@ -302,13 +769,13 @@ fn build_tree(xml: &str, mode: Mode) -> Result<Vec<Element>, MetadataError> {
                 if skipped > 0 || stack.len() >= MAX_DEPTH {
                     skipped += 1;
                 } else {
-                    stack.push(element_from(&start, &reader));
+                    stack.push(element_from(&start, &reader, at));
                 }
             }
             Event::Empty(start) => {
                 if skipped == 0 && stack.len() < MAX_DEPTH {
-                    stack.push(element_from(&start, &reader));
-                    if close(&mut stack, &mut roots) {
+                    stack.push(element_from(&start, &reader, at));
+                    if close(&mut stack, &mut roots, position(&reader)) {
                         return Ok(roots);
                     }
                 }
@@ -329,7 +796,7 @@ fn build_tree(xml: &str, mode: Mode) -> Result<Vec<Element>, MetadataError> {
                     1
                 };
                 for _ in 0..depth {
-                    if close(&mut stack, &mut roots) {
+                    if close(&mut stack, &mut roots, position(&reader)) {
                         return Ok(roots);
                     }
                 }
@@ -369,8 +836,9 @@ fn build_tree(xml: &str, mode: Mode) -> Result<Vec<Element>, MetadataError> {
             reason: format!("unexpected end of document inside <{open}>"),
         });
     }
+    let end = position(&reader).min(xml.len());
     while !stack.is_empty() {
-        close(&mut stack, &mut roots);
+        close(&mut stack, &mut roots, end);
     }
     Ok(roots)
 }
@@ -434,16 +902,61 @@ fn markup_len(tail: &str) -> Option<usize> {
 // ---------------------------------------------------------------------------
 // From the tree to the model.
 
-fn metadata_from_root(root: &Element) -> Metadata {
+/// Children of the root that RFC 7865 defines (everything else is kept as an
+/// extension).
+const ROOT_KNOWN: &[&str] = &[
+    "datamode",
+    "group",
+    "session",
+    "participant",
+    "stream",
+    "sessionrecordingassoc",
+    "participantsessionassoc",
+    "participantstreamassoc",
+];
+/// Known children of `<group>`.
+const GROUP_KNOWN: &[&str] = &["associate-time", "disassociate-time"];
+/// Known children of `<session>` (RFC 7865 plus the legacy times).
+const SESSION_KNOWN: &[&str] = &[
+    "sipsessionid",
+    "reason",
+    "group-ref",
+    "start-time",
+    "stop-time",
+    "associate-time",
+    "disassociate-time",
+];
+/// Known children of `<participant>` (RFC 7865, legacy and BroadWorks).
+const PARTICIPANT_KNOWN: &[&str] = &[
+    "nameid",
+    "send",
+    "recv",
+    "associate-time",
+    "disassociate-time",
+    "aor",
+    "name",
+];
+
+/// `src` is the text the tree was built from (for raw extension XML).
+fn metadata_from_root(root: &Element, src: &str) -> Metadata {
     let mut md = Metadata::default();
+    if root.name == SNAPSHOT_REQUEST {
+        md.is_snapshot_request = true;
+        return md;
+    }
     // (participant id, send, recv) from <participantstreamassoc>, applied last
     // because they may come before the <participant> they refer to.
     let mut assocs: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
     for child in &root.children {
         match child.name.as_str() {
             "datamode" => md.datamode = datamode_from(&child.text),
-            "session" => md.sessions.push(session_from(child)),
-            "participant" => merge_participant(&mut md.participants, participant_from(child)),
+            "group" => md.groups.push(group_from(child, root, src)),
+            "session" => md.sessions.push(session_from(child, root, src)),
+            "participant" => {
+                let (p, assoc) = participant_from(child, root, src);
+                merge_participant(&mut md.participants, p);
+                md.participant_session_assocs.extend(assoc);
+            }
             "stream" => merge_stream(&mut md.streams, stream_from(child)),
             "participantstreamassoc" => {
                 if let Some(id) = child.attr(&["participant_id", "id"]) {
@@ -451,7 +964,21 @@ fn metadata_from_root(root: &Element) -> Metadata {
                     assocs.push((id.trim().to_string(), send, recv));
                 }
             }
-            _ => {}
+            "participantsessionassoc" => {
+                if let Some(id) = child.attr(&["participant_id", "id"]) {
+                    md.participant_session_assocs.push(ParticipantSessionAssoc {
+                        participant_id: id.trim().to_string(),
+                        session_id: attr_string(child, &["session_id", "session"]),
+                        associate_time: child.child_text("associate-time"),
+                        disassociate_time: child.child_text("disassociate-time"),
+                    });
+                }
+            }
+            _ => {
+                if !ROOT_KNOWN.contains(&child.name.as_str()) {
+                    md.extensions.push(extension_from(child, &[root], src));
+                }
+            }
         }
     }
     for (id, send, recv) in assocs {
@@ -461,11 +988,110 @@ fn metadata_from_root(root: &Element) -> Metadata {
                 id,
                 send,
                 recv,
+                has_stream_assoc: true,
                 ..Participant::default()
             },
         );
     }
+    // Association times onto the participants of this document.
+    for a in &md.participant_session_assocs {
+        if let Some(p) = md
+            .participants
+            .iter_mut()
+            .find(|p| p.id == a.participant_id)
+        {
+            replace_if_some(&mut p.associate_time, a.associate_time.clone());
+            replace_if_some(&mut p.disassociate_time, a.disassociate_time.clone());
+        }
+    }
     md
+}
+
+/// Unknown children of `el` as extensions; `scopes` are its ancestors.
+fn extensions_of(el: &Element, known: &[&str], scopes: &[&Element], src: &str) -> Vec<Extension> {
+    let mut scopes = scopes.to_vec();
+    scopes.push(el);
+    el.children
+        .iter()
+        .filter(|c| !known.contains(&c.name.as_str()))
+        .map(|c| extension_from(c, &scopes, src))
+        .collect()
+}
+
+/// Longest `Extension::xml` kept, in bytes.
+const MAX_EXTENSION_XML: usize = 8 * 1024;
+/// Most `(path, text)` pairs kept per extension.
+const MAX_EXTENSION_VALUES: usize = 256;
+
+fn extension_from(el: &Element, scopes: &[&Element], src: &str) -> Extension {
+    let raw = src.get(el.span.0..el.span.1).unwrap_or_default();
+    let xml = if !raw.is_empty() && raw.len() <= MAX_EXTENSION_XML {
+        raw.to_string()
+    } else {
+        let mut all = String::new();
+        text_content(el, &mut all);
+        let mut cut = all.len().min(MAX_EXTENSION_XML);
+        while !all.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        all.truncate(cut);
+        all
+    };
+    let mut text = Vec::new();
+    if el.name == "extensiondata" && !el.children.is_empty() {
+        for c in &el.children {
+            leaf_values(c, c.local.clone(), &mut text);
+        }
+    } else {
+        leaf_values(el, el.local.clone(), &mut text);
+    }
+    Extension {
+        name: el.local.clone(),
+        namespace: namespace_of(el, scopes),
+        xml,
+        text,
+    }
+}
+
+/// Concatenated text of `el` and its descendants.
+fn text_content(el: &Element, out: &mut String) {
+    out.push_str(&el.text);
+    for c in &el.children {
+        if out.len() > MAX_EXTENSION_XML {
+            return;
+        }
+        text_content(c, out);
+    }
+}
+
+/// `(path, trimmed text)` of every leaf under `el` (itself included) with
+/// non-blank text; `path` is the path of `el`.
+fn leaf_values(el: &Element, path: String, out: &mut Vec<(String, String)>) {
+    if out.len() >= MAX_EXTENSION_VALUES {
+        return;
+    }
+    if el.children.is_empty() {
+        if let Some(t) = non_blank(&el.text) {
+            out.push((path, t));
+        }
+        return;
+    }
+    for c in &el.children {
+        leaf_values(c, format!("{path}/{}", c.local), out);
+    }
+}
+
+/// Namespace URI of `el`: its prefix (or the default namespace) looked up in
+/// its own declarations, then in those of `scopes` (outermost first).
+fn namespace_of(el: &Element, scopes: &[&Element]) -> Option<String> {
+    let prefix = el.prefix.as_deref().unwrap_or("");
+    if prefix == "xml" {
+        return Some("http://www.w3.org/XML/1998/namespace".to_string());
+    }
+    std::iter::once(el)
+        .chain(scopes.iter().rev().copied())
+        .find_map(|e| e.ns_decls.iter().rev().find(|(p, _)| p == prefix))
+        .and_then(|(_, uri)| non_blank(uri))
 }
 
 fn datamode_from(text: &str) -> DataMode {
@@ -480,7 +1106,16 @@ fn attr_string(el: &Element, names: &[&str]) -> String {
     el.attr(names).unwrap_or_default().trim().to_string()
 }
 
-fn session_from(el: &Element) -> CsSession {
+fn group_from(el: &Element, root: &Element, src: &str) -> Group {
+    Group {
+        id: attr_string(el, &["group_id", "id"]),
+        associate_time: el.child_text("associate-time"),
+        disassociate_time: el.child_text("disassociate-time"),
+        extensions: extensions_of(el, GROUP_KNOWN, &[root], src),
+    }
+}
+
+fn session_from(el: &Element, root: &Element, src: &str) -> CsSession {
     CsSession {
         id: attr_string(el, &["session_id", "id"]),
         sip_session_ids: el
@@ -490,10 +1125,17 @@ fn session_from(el: &Element) -> CsSession {
             .collect(),
         start_time: el.child_text("start-time"),
         stop_time: el.child_text("stop-time"),
+        extensions: extensions_of(el, SESSION_KNOWN, &[root], src),
     }
 }
 
-fn participant_from(el: &Element) -> Participant {
+/// The participant, and (legacy dialects) the session association given by
+/// its `session` attribute.
+fn participant_from(
+    el: &Element,
+    root: &Element,
+    src: &str,
+) -> (Participant, Option<ParticipantSessionAssoc>) {
     let name_ids: Vec<&Element> = el.children_named("nameid").collect();
     // RFC 7865: <nameID aor=..><name>..</name></nameID>; BroadWorks: <aor>, <name>.
     let aor = name_ids
@@ -505,13 +1147,34 @@ fn participant_from(el: &Element) -> Participant {
         .find_map(|n| n.child_text("name"))
         .or_else(|| el.child_text("name"));
     let (send, recv) = send_recv(el);
-    Participant {
-        id: attr_string(el, &["participant_id", "id"]),
+    let id = attr_string(el, &["participant_id", "id"]);
+    let associate_time = el.child_text("associate-time");
+    let disassociate_time = el.child_text("disassociate-time");
+    let assoc = el
+        .attr(&["session"])
+        .and_then(non_blank)
+        .filter(|_| !id.is_empty())
+        .map(|session_id| ParticipantSessionAssoc {
+            participant_id: id.clone(),
+            session_id,
+            associate_time: associate_time.clone(),
+            disassociate_time: disassociate_time.clone(),
+        });
+    let participant = Participant {
+        has_stream_assoc: el
+            .children
+            .iter()
+            .any(|c| c.name == "send" || c.name == "recv"),
+        id,
         aor,
         name,
         send,
         recv,
-    }
+        associate_time,
+        disassociate_time,
+        extensions: extensions_of(el, PARTICIPANT_KNOWN, &[root], src),
+    };
+    (participant, assoc)
 }
 
 /// Stream ids in the `<send>` and `<recv>` children of `el`. Each holds an id
@@ -547,6 +1210,9 @@ fn stream_from(el: &Element) -> Stream {
         id: attr_string(el, &["stream_id", "id"]),
         label: el.child_text("label"),
         session_id: el.attr(&["session_id", "session"]).and_then(non_blank),
+        mode: el.child_text("mode"),
+        associate_time: el.child_text("associate-time"),
+        disassociate_time: el.child_text("disassociate-time"),
     }
 }
 
@@ -562,6 +1228,14 @@ fn merge_participant(list: &mut Vec<Participant>, p: Participant) {
             }
             push_unique(&mut q.send, p.send);
             push_unique(&mut q.recv, p.recv);
+            q.has_stream_assoc |= p.has_stream_assoc;
+            if q.associate_time.is_none() {
+                q.associate_time = p.associate_time;
+            }
+            if q.disassociate_time.is_none() {
+                q.disassociate_time = p.disassociate_time;
+            }
+            q.extensions.extend(p.extensions);
         }
         None => list.push(p),
     }
@@ -576,6 +1250,15 @@ fn merge_stream(list: &mut Vec<Stream>, s: Stream) {
             }
             if t.session_id.is_none() {
                 t.session_id = s.session_id;
+            }
+            if t.mode.is_none() {
+                t.mode = s.mode;
+            }
+            if t.associate_time.is_none() {
+                t.associate_time = s.associate_time;
+            }
+            if t.disassociate_time.is_none() {
+                t.disassociate_time = s.disassociate_time;
             }
         }
         None => list.push(s),
@@ -1101,10 +1784,23 @@ mod tests {
     }
 
     #[test]
-    fn requestsnapshot_is_not_a_recording() {
+    fn requestsnapshot_is_a_snapshot_request() {
         let text = corpus!("ietf-rfc7866-srs-requestsnapshot-update.sip");
         let xml = &text[text.find("<?xml").expect("xml")..];
-        assert!(matches!(parse(xml), Err(MetadataError::NoRecordingRoot)));
+        let md = parse(xml).expect("snapshot request parses");
+        assert!(md.is_snapshot_request);
+        assert_eq!(
+            md,
+            Metadata {
+                is_snapshot_request: true,
+                ..Metadata::default()
+            }
+        );
+        // Applying it changes nothing.
+        let mut state = parse_sample(corpus!("ietf-rfc7865-complete-snapshot.xml"));
+        let copy = state.clone();
+        assert!(state.apply(md).is_empty());
+        assert_eq!(state, copy);
     }
 
     #[test]
@@ -1203,5 +1899,651 @@ mod tests {
         let cut = &sample[..sample.find("<stream").expect("stream")];
         let md = parse(cut).expect("truncated document salvaged");
         assert_eq!(md.participants.len(), 2);
+    }
+
+    // -----------------------------------------------------------------------
+    // Model additions, merging and extensions.
+
+    fn change(
+        kind: ChangeKind,
+        participant_id: Option<&str>,
+        stream_id: Option<&str>,
+        at: Option<&str>,
+    ) -> Change {
+        Change {
+            kind,
+            participant_id: participant_id.map(str::to_string),
+            stream_id: stream_id.map(str::to_string),
+            at: at.map(str::to_string),
+        }
+    }
+
+    fn active_ids(md: &Metadata) -> Vec<&str> {
+        md.active_participants().map(|p| p.id.as_str()).collect()
+    }
+
+    const ALICE: &str = "srfBElmCRp2QB23b7Mpk0w==";
+    const BOB: &str = "zSfPoSvdSDCmU3A3TRDxAw==";
+    const CAROL: &str = "Atnm1ZRnOC6Pm5MApkrDzQ==";
+    const CS: &str = "hVpd7YQgRW2nD22h7q60JQ==";
+
+    #[test]
+    fn new_model_fields_rfc8068_basic() {
+        let md = parse_sample(corpus!("ietf-rfc8068-basic-av-invite-complete.sip"));
+        assert_eq!(md.groups.len(), 1);
+        let g = &md.groups[0];
+        assert_eq!(g.id, "7+OTCyoxTmqmqyA/1weDAg==");
+        assert_eq!(g.associate_time.as_deref(), Some("2010-12-16T23:41:07Z"));
+        let names: Vec<&str> = g.extensions.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["call-center", "mydata"]);
+        assert_eq!(
+            g.extensions[0].namespace.as_deref(),
+            Some("urn:ietf:params:xml:ns:callcenter")
+        );
+        assert_eq!(
+            g.extensions[0].text,
+            [(
+                "call-center/supervisor".to_string(),
+                "sip:alice@atlanta.com".to_string()
+            )]
+        );
+        assert!(g.extensions[1]
+            .xml
+            .starts_with("<mydata xmlns='http://example.com/my'>"));
+        assert!(g.extensions[1].xml.ends_with("</mydata>"));
+        assert_eq!(md.sessions[0].extensions.len(), 1);
+        assert!(md.participants.iter().all(|p| p.extensions.len() == 1
+            && p.has_stream_assoc
+            && p.associate_time.as_deref() == Some("2010-12-16T23:41:07Z")
+            && p.disassociate_time.is_none()));
+        assert_eq!(md.participant_session_assocs.len(), 2);
+        assert_eq!(md.participant_session_assocs[1].participant_id, BOB);
+        assert_eq!(md.participant_session_assocs[1].session_id, CS);
+        // <sessionrecordingassoc> is RFC 7865, not an extension.
+        assert!(md.extensions.is_empty());
+        assert!(!md.is_snapshot_request);
+    }
+
+    #[test]
+    fn legacy_times_mode_and_session_attribute() {
+        let md = parse_sample(corpus!("acme-sbc-avaya-ucid-offer-body.sip"));
+        let s = &md.streams[0];
+        assert_eq!(s.mode.as_deref(), Some("separate"));
+        assert_eq!(s.associate_time.as_deref(), Some("2020-03-27T13:56:05"));
+        assert_eq!(s.disassociate_time, None);
+        let p = &md.participants[0];
+        assert_eq!(p.associate_time.as_deref(), Some("2020-03-27T13:56:05"));
+        assert!(p.has_stream_assoc);
+        assert_eq!(
+            md.participant_session_assocs[0],
+            ParticipantSessionAssoc {
+                participant_id: "ARlTfnirTkxisET9jl8njg==".into(),
+                session_id: "0rBXFi0CTBB0j8HyGBBrlg==".into(),
+                associate_time: Some("2020-03-27T13:56:05".into()),
+                disassociate_time: None,
+            }
+        );
+        let bw = parse_sample(corpus!("broadworks-pause-resume-reinvite.sipp.xml"));
+        assert_eq!(bw.streams[0].mode.as_deref(), Some("mixed"));
+        assert_eq!(
+            bw.groups[0].id,
+            "urn:uuid:6219893c-d072-43d3-ba6c-8828cf7be472"
+        );
+        assert_eq!(bw.groups[0].extensions[0].name, "initiator");
+    }
+
+    #[test]
+    fn rfc8068_hold_transfer_and_bye() {
+        let mut state = parse_sample(corpus!("ietf-rfc8068-basic-av-invite-complete.sip"));
+
+        // Hold: Alice's send list is emptied, Bob's is unchanged.
+        let hold = parse_sample(corpus!("ietf-rfc8068-hold-reinvite-partial.sip"));
+        let changes = state.apply(hold);
+        assert_eq!(
+            changes,
+            [change(ChangeKind::SendChanged, Some(ALICE), None, None)]
+        );
+        let alice = participant(&state, ALICE);
+        assert!(alice.send.is_empty());
+        assert_eq!(
+            alice.recv,
+            ["8zc6e0lYTlWIINA6GR+3ag==", "EiXGlc+4TruqqoDaNE76ag=="]
+        );
+        assert_eq!(alice.aor.as_deref(), Some("sip:alice@atlanta.com"), "kept");
+        assert_eq!(alice.name.as_deref(), Some("Alice"), "kept");
+        let bob = participant(&state, BOB);
+        assert_eq!(
+            bob.send,
+            ["8zc6e0lYTlWIINA6GR+3ag==", "EiXGlc+4TruqqoDaNE76ag=="]
+        );
+        assert!(bob.recv.is_empty());
+        assert_eq!(
+            state.sender_of_label("98").map(|p| p.id.as_str()),
+            Some(BOB)
+        );
+        assert!(state.sender_of_label("96").is_none(), "Alice on hold");
+        assert_eq!(state.streams.len(), 4);
+        assert_eq!(state.groups.len(), 1);
+
+        // Transfer: Carol joins, Alice leaves, Bob now receives Carol.
+        let transfer = parse_sample(corpus!("ietf-rfc8068-transfer-reinvite-partial.sip"));
+        let changes = state.apply(transfer);
+        assert_eq!(
+            changes,
+            [
+                change(
+                    ChangeKind::ParticipantLeft,
+                    Some(ALICE),
+                    None,
+                    Some("2013-12-16T23:41:07Z")
+                ),
+                change(
+                    ChangeKind::ParticipantJoined,
+                    Some(CAROL),
+                    None,
+                    Some("2013-12-16T23:41:07Z")
+                ),
+            ]
+        );
+        assert_eq!(active_ids(&state), [BOB, CAROL]);
+        assert_eq!(
+            state.sessions[0].sip_session_ids,
+            ["3363127f0d084c10876dddd4f8e5eeb9;remote=2272bb7e70fe41dba0025ae9a26d54cf"]
+        );
+        let bob = participant(&state, BOB);
+        assert_eq!(bob.aor.as_deref(), Some("sip:bob@biloxy.com"), "kept");
+        assert_eq!(
+            bob.recv,
+            ["60JAJm9UTvik0Ltlih/Gzw==", "AcR5FUd3Edi8cACQJy/3JQ=="]
+        );
+        let carol = participant(&state, CAROL);
+        assert_eq!(carol.aor.as_deref(), Some("sip:carol@example.com"));
+        // Carol's stream ids are not defined by any <stream>: kept as they are.
+        assert_eq!(
+            carol.send,
+            ["60JAJm9UTvik0Ltlih/Gzw==", "AcR5FUd3Edi8cACQJy/3JQ=="]
+        );
+        assert_eq!(state.streams.len(), 4);
+        assert!(state.labels_sent_by(CAROL).is_empty());
+
+        // BYE: the session stops; Bob leaves explicitly, Carol implicitly.
+        let bye = parse_sample(corpus!("ietf-rfc8068-bye-with-partial-metadata.sip"));
+        let changes = state.apply(bye);
+        assert_eq!(
+            changes,
+            [
+                change(
+                    ChangeKind::SessionStopped,
+                    None,
+                    None,
+                    Some("2010-12-16T23:41:07Z")
+                ),
+                change(
+                    ChangeKind::ParticipantLeft,
+                    Some(BOB),
+                    None,
+                    Some("2010-12-16T23:41:07Z")
+                ),
+                change(
+                    ChangeKind::ParticipantLeft,
+                    Some(CAROL),
+                    None,
+                    Some("2010-12-16T23:41:07Z")
+                ),
+            ]
+        );
+        assert_eq!(
+            state.sessions[0].stop_time.as_deref(),
+            Some("2010-12-16T23:41:07Z")
+        );
+        assert_eq!(state.active_participants().count(), 0);
+        assert!(state
+            .participants
+            .iter()
+            .all(|p| p.disassociate_time.is_some()));
+        assert!(state
+            .participant_session_assocs
+            .iter()
+            .all(|a| a.disassociate_time.is_some()));
+        assert_eq!(state.participants.len(), 3);
+    }
+
+    #[test]
+    fn rfc7865_partial_disassociates_bob() {
+        // In RFC 7865's examples srfB... is Bob and zSfP... is Paul.
+        const BOB_7865: &str = ALICE;
+        const PAUL_7865: &str = BOB;
+        let mut state = parse_sample(corpus!("ietf-rfc7865-complete-snapshot.xml"));
+        assert_eq!(active_ids(&state), [BOB_7865, PAUL_7865]);
+        let update = parse_sample(corpus!("ietf-rfc7865-partial-update.xml"));
+        // Bob (srfB... in RFC 7865) gets the time through his participant.
+        assert_eq!(
+            update.participants[0].disassociate_time.as_deref(),
+            Some("2010-12-16T23:41:07Z")
+        );
+        let changes = state.apply(update);
+        assert_eq!(
+            changes,
+            [change(
+                ChangeKind::ParticipantLeft,
+                Some(BOB_7865),
+                None,
+                Some("2010-12-16T23:41:07Z")
+            )]
+        );
+        let bob = participant(&state, BOB_7865);
+        assert_eq!(bob.aor.as_deref(), Some("sip:bob@biloxi.com"));
+        assert_eq!(
+            bob.disassociate_time.as_deref(),
+            Some("2010-12-16T23:41:07Z")
+        );
+        // No association in the update: his send list stays.
+        assert_eq!(
+            bob.send,
+            ["i1Pz3to5hGk8fuXl+PbwCw==", "UAAMm5GRQKSCMVvLyl4rFw=="]
+        );
+        assert_eq!(active_ids(&state), [PAUL_7865]);
+        // Associated again with a new time: joined again.
+        let rejoin = parse(
+            "<recording xmlns='urn:ietf:params:xml:ns:recording:1'><datamode>partial</datamode>\
+             <participantsessionassoc participant_id='srfBElmCRp2QB23b7Mpk0w==' \
+             session_id='hVpd7YQgRW2nD22h7q60JQ=='>\
+             <associate-time>2010-12-16T23:50:00Z</associate-time>\
+             </participantsessionassoc></recording>",
+        )
+        .expect("parses");
+        assert_eq!(
+            state.apply(rejoin),
+            [change(
+                ChangeKind::ParticipantJoined,
+                Some(BOB_7865),
+                None,
+                Some("2010-12-16T23:50:00Z")
+            )]
+        );
+        assert_eq!(active_ids(&state), [BOB_7865, PAUL_7865]);
+    }
+
+    #[test]
+    fn avaya_sbce_update_replaces_dummy_participant() {
+        let all = extract_all(corpus!("avaya-sbce-invite-update-bye.sipp.xml"));
+        let mut state = parse(all[0]).expect("INVITE metadata");
+        assert_eq!(
+            participant(&state, "abcdef12345678901234").aor.as_deref(),
+            Some("sip:ASBCE@asbce.com")
+        );
+        let update = parse(all[1]).expect("UPDATE metadata");
+        assert_eq!(update.datamode, DataMode::Complete);
+        let changes = state.apply(update.clone());
+        assert_eq!(
+            changes,
+            [
+                change(ChangeKind::Snapshot, None, None, None),
+                change(
+                    ChangeKind::StreamAdded,
+                    None,
+                    Some("63a24a2bc6e7c076d738"),
+                    None
+                ),
+                change(
+                    ChangeKind::ParticipantJoined,
+                    Some("6add855be46c6970e8fd"),
+                    None,
+                    Some("2017-02-13T12:54:36")
+                ),
+                change(
+                    ChangeKind::ParticipantLeft,
+                    Some("abcdef12345678901234"),
+                    None,
+                    None
+                ),
+            ]
+        );
+        assert_eq!(state, update, "a complete snapshot keeps nothing stale");
+        let callee = state.sender_of_label("20").expect("sender of label 20");
+        assert_eq!(callee.aor.as_deref(), Some("sip:7204541001@10.64.110.32"));
+        assert_eq!(
+            aor_of_label(&state, "10"),
+            Some("sip:13035381001@10.64.110.65")
+        );
+        assert!(state.participants.iter().all(|p| !p
+            .aor
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ASBCE")));
+    }
+
+    #[test]
+    fn complete_snapshot_after_transfer_reports_diffs() {
+        let mut state = parse_sample(corpus!("ietf-rfc8068-basic-av-invite-complete.sip"));
+        state.apply(parse_sample(corpus!(
+            "ietf-rfc8068-hold-reinvite-partial.sip"
+        )));
+        state.apply(parse_sample(corpus!(
+            "ietf-rfc8068-transfer-reinvite-partial.sip"
+        )));
+        assert_eq!(active_ids(&state), [BOB, CAROL]);
+        let snapshot = parse_sample(corpus!("ietf-rfc8068-basic-av-invite-complete.sip"));
+        let changes = state.apply(snapshot.clone());
+        assert_eq!(
+            changes,
+            [
+                change(ChangeKind::Snapshot, None, None, None),
+                // Alice had left; the snapshot has her associated again.
+                change(
+                    ChangeKind::ParticipantJoined,
+                    Some(ALICE),
+                    None,
+                    Some("2010-12-16T23:41:07Z")
+                ),
+                change(ChangeKind::SendChanged, Some(ALICE), None, None),
+                // Carol is not in the snapshot.
+                change(ChangeKind::ParticipantLeft, Some(CAROL), None, None),
+            ]
+        );
+        assert_eq!(state, snapshot);
+        assert_eq!(active_ids(&state), [ALICE, BOB]);
+        // The same snapshot again changes nothing but the marker.
+        assert_eq!(
+            state.apply(snapshot),
+            [change(ChangeKind::Snapshot, None, None, None)]
+        );
+    }
+
+    #[test]
+    fn partial_upsert_rules() {
+        let mut state = parse(
+            "<recording xmlns='urn:ietf:params:xml:ns:recording:1'>\
+             <session session_id='c1'><start-time>T1</start-time></session>\
+             <participant participant_id='p1'><nameID aor='sip:a@x'><name>A</name></nameID></participant>\
+             <participantstreamassoc participant_id='p1'><send>s1</send><recv>s2</recv></participantstreamassoc>\
+             <stream stream_id='s1' session_id='c1'><label>1</label></stream></recording>",
+        )
+        .expect("parses");
+        let update = parse(
+            "<recording xmlns='urn:ietf:params:xml:ns:recording:1'><datamode>partial</datamode>\
+             <participant participant_id='p1'><nameID aor='sip:a2@x'/></participant>\
+             <participantstreamassoc participant_id='p2'/>\
+             <stream stream_id='s1'><label>9</label></stream>\
+             <stream stream_id='s3'><label>3</label></stream></recording>",
+        )
+        .expect("parses");
+        assert!(!update.participants[0].has_stream_assoc);
+        assert!(update.participants[1].has_stream_assoc);
+        let changes = state.apply(update);
+        assert_eq!(
+            changes,
+            [
+                change(ChangeKind::StreamAdded, None, Some("s3"), None),
+                change(ChangeKind::ParticipantJoined, Some("p2"), None, None),
+            ]
+        );
+        let p1 = participant(&state, "p1");
+        assert_eq!(p1.aor.as_deref(), Some("sip:a2@x"));
+        assert_eq!(p1.name.as_deref(), Some("A"), "absent name kept");
+        assert_eq!(
+            (p1.send.as_slice(), p1.recv.as_slice()),
+            (&["s1".to_string()][..], &["s2".to_string()][..])
+        );
+        assert_eq!(state.streams[0].label.as_deref(), Some("9"));
+        assert_eq!(state.streams[0].session_id.as_deref(), Some("c1"), "kept");
+        assert_eq!(state.sessions[0].start_time.as_deref(), Some("T1"));
+        // An empty association: sends and receives nothing.
+        let empty = parse(
+            "<recording><datamode>partial</datamode>\
+             <participantstreamassoc participant_id='p1'></participantstreamassoc></recording>",
+        )
+        .expect("parses");
+        assert_eq!(
+            state.apply(empty),
+            [change(ChangeKind::SendChanged, Some("p1"), None, None)]
+        );
+        let p1 = participant(&state, "p1");
+        assert!(p1.send.is_empty() && p1.recv.is_empty());
+    }
+
+    #[test]
+    fn session_stop_only_closes_its_own_participants() {
+        let mut state = parse(
+            "<recording><participant participant_id='a'/><participant participant_id='b'/>\
+             <participant participant_id='c'/>\
+             <participantsessionassoc participant_id='a' session_id='c1'/>\
+             <participantsessionassoc participant_id='b' session_id='c2'/></recording>",
+        )
+        .expect("parses");
+        let stop = parse(
+            "<recording><datamode>partial</datamode>\
+             <session session_id='c1'><stop-time>T9</stop-time></session></recording>",
+        )
+        .expect("parses");
+        state.apply(stop);
+        // a is in c1; c has no known session, so it counts as in c1 too.
+        assert_eq!(active_ids(&state), ["b"]);
+        assert_eq!(
+            participant(&state, "a").disassociate_time.as_deref(),
+            Some("T9")
+        );
+    }
+
+    #[test]
+    fn extension_values_acme_genesys_malformed() {
+        let md = parse_sample(corpus!("acme-sbc-genesys-record-invite-tcp.sip"));
+        let values = md.extension_values();
+        let uri = values
+            .iter()
+            .find(|(k, _)| k == "request-uri")
+            .map(|(_, v)| v.as_str())
+            .expect("request-uri kept");
+        assert!(uri.contains("recorddn=6325883654"), "{uri}");
+        assert!(
+            uri.starts_with("<sip:record=01PEP83ES8B0FC7QD151Q2LAES00022M_"),
+            "{uri}"
+        );
+        assert!(values.contains(&("ucid".into(), "00473539660FF5A7".into())));
+        let ext = &md.participants[0].extensions[0];
+        assert_eq!(ext.name, "extensiondata");
+        assert!(ext.text.contains(&(
+            "header/value".into(),
+            "wlss-9df06dac-AC565000-947B-5BFE-1ECF-88D28E4B0995-7094@10.28.70.121".into()
+        )));
+        assert!(ext.xml.starts_with("<extensiondata xmlns:apkt="));
+        assert!(ext.xml.ends_with("</extensiondata>"));
+        // The lenient pass escaped the raw '<', so the kept XML is well-formed.
+        assert!(ext.xml.contains("<apkt:request-uri>&lt;sip:record="));
+        assert!(build_tree(&ext.xml, Mode::Strict).is_ok());
+    }
+
+    #[test]
+    fn extension_values_vendors() {
+        let sonus = parse_sample(corpus!("sonus-sbc-offer-body.sip"));
+        assert!(sonus
+            .extension_values()
+            .contains(&("gcid".into(), "241205267".into())));
+        let call_data = &sonus.groups[0].extensions[0];
+        assert_eq!(call_data.name, "callData");
+        assert_eq!(
+            call_data.namespace.as_deref(),
+            Some("urn:ietf:params:xml:ns:callData")
+        );
+        assert!(call_data
+            .text
+            .contains(&("callData/gcid".into(), "241205267".into())));
+        assert!(call_data.text.contains(&(
+            "callData/fromhdr".into(),
+            "\"Extension 8500\" <sip:2249888500@172.16.198.55>;tag=SerryvK5ej0jc".into()
+        )));
+
+        let ucid = parse_sample(corpus!("acme-sbc-avaya-ucid-offer-body.sip"));
+        let session_ext = &ucid.sessions[0].extensions[0];
+        assert_eq!(
+            session_ext.namespace.as_deref(),
+            Some("urn:ietf:params:xml:ns:recording")
+        );
+        assert_eq!(
+            session_ext.text[0],
+            ("ucid".into(), "00FA081003B9CF5E7DF7E5;encoding=hex".into())
+        );
+        assert!(ucid.extension_values().contains(&(
+            "request-uri".into(),
+            "sip:33187164021@10.77.91.46:5060".into()
+        )));
+
+        // The AudioCodes sample carries no GenesysUUID (nor any extension).
+        let ac = parse_sample(corpus!("audiocodes-mediant-invite-tcp.sip"));
+        assert!(ac.extension_values().is_empty());
+        // The documented AudioCodes form, with the prefix bound on the root.
+        let md = parse(
+            "<recording xmlns='urn:ietf:params:xml:ns:recording' xmlns:ac='http://AudioCodes'>\
+             <participant id='p'><nameID aor='a@b'/>\
+             <ac:GenesysUUID xmlns='urn:ietf:params:xml:ns:Genesys'>01ABCDEF</ac:GenesysUUID>\
+             </participant></recording>",
+        )
+        .expect("parses");
+        let e = &md.participants[0].extensions[0];
+        assert_eq!(e.name, "GenesysUUID");
+        assert_eq!(e.namespace.as_deref(), Some("http://AudioCodes"));
+        assert_eq!(
+            md.extension_values(),
+            [("GenesysUUID".into(), "01ABCDEF".into())]
+        );
+
+        let bw = parse_sample(corpus!("broadworks-pause-resume-reinvite.sipp.xml"));
+        let names: Vec<&str> = bw.extensions.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["recording", "extensiondata"]);
+        assert!(bw.extensions[1].text.contains(&(
+            "broadWorksRecordingMetadata/callID".into(),
+            "callhalf-[call_id]:0".into()
+        )));
+        assert!(bw
+            .extension_values()
+            .contains(&("callID".into(), "callhalf-[call_id]:0".into())));
+
+        let ms = parse_sample(corpus!("metaswitch-hold-reinvite-bye.sipp.xml"));
+        assert!(ms
+            .extension_values()
+            .contains(&("dialedDigits".into(), "17602922410".into())));
+        assert_eq!(
+            ms.extensions[0].namespace.as_deref(),
+            Some("urn:ietf:params:xml:ns:recording")
+        );
+
+        let intrado = parse_sample(corpus!("intrado-viper-invite-tcp.sip"));
+        assert_eq!(
+            intrado.participants[0]
+                .extensions
+                .iter()
+                .map(|e| e.text.clone())
+                .collect::<Vec<_>>(),
+            [
+                vec![("channel".to_string(), "SIP/911202-073e".to_string())],
+                vec![("role".to_string(), "calling".to_string())]
+            ]
+        );
+        let json = serde_json::to_value(&intrado).expect("json");
+        assert_eq!(json["participants"][0]["extensions"][1]["name"], "role");
+        assert!(json["participants"][0].get("has_stream_assoc").is_none());
+    }
+
+    #[test]
+    fn oversized_extension_falls_back_to_text() {
+        let big = "x".repeat(10_000);
+        let md = parse(&format!(
+            "<recording><session id='s'><blob><a>{big}</a><b>é</b></blob></session></recording>"
+        ))
+        .expect("parses");
+        let e = &md.sessions[0].extensions[0];
+        assert!(e.xml.len() <= MAX_EXTENSION_XML);
+        assert!(e.xml.chars().all(|c| c == 'x'));
+        assert_eq!(e.text[1], ("blob/b".into(), "é".into()));
+    }
+
+    /// Every metadata document of every corpus file (lenient slicing: from
+    /// each root start tag to the end of the file).
+    fn corpus_docs() -> Vec<Metadata> {
+        let files = [
+            corpus!("acme-sbc-avaya-ucid-offer-body.sip"),
+            corpus!("acme-sbc-carrier-invite-xacme-callid.sip"),
+            corpus!("acme-sbc-genesys-record-invite-tcp.sip"),
+            corpus!("acme-sbc-offer-body.sip"),
+            corpus!("audiocodes-mediant-invite-tcp.sip"),
+            corpus!("avaya-sbce-invite-update-bye.sipp.xml"),
+            corpus!("avaya-sbce-offer-body-dataMode.sip"),
+            corpus!("broadworks-pause-resume-reinvite.sipp.xml"),
+            corpus!("cisco-cube-inactive-offer-body.sip"),
+            corpus!("cisco-cube-ios16-invite-sparse-metadata.sip"),
+            corpus!("cisco-cube-offer-body-gtd.sip"),
+            corpus!("cisco-webex-broadworks-conference-update-hold.sipp.xml"),
+            corpus!("drachtio-sipp-invite-reinvite-inactive-bye.sipp.xml"),
+            corpus!("genesys-gvp-record-uri-headers-acme-body.sipp.xml"),
+            corpus!("ietf-rfc7865-complete-snapshot.xml"),
+            corpus!("ietf-rfc7865-partial-update.xml"),
+            corpus!("ietf-rfc7865-schema.xsd"),
+            corpus!("ietf-rfc7866-srs-requestsnapshot-update.sip"),
+            corpus!("ietf-rfc8068-basic-av-invite-complete.sip"),
+            corpus!("ietf-rfc8068-bye-with-partial-metadata.sip"),
+            corpus!("ietf-rfc8068-hold-reinvite-partial.sip"),
+            corpus!("ietf-rfc8068-mixed-participant-join-partial.sip"),
+            corpus!("ietf-rfc8068-transfer-reinvite-partial.sip"),
+            corpus!("intrado-viper-invite-tcp.sip"),
+            corpus!("metaswitch-hold-reinvite-bye.sipp.xml"),
+            corpus!("opensips-connectel-offer-body.sip"),
+            corpus!("opensips-generated-invite-2.sip"),
+            corpus!("opensips-generated-invite.sip"),
+            corpus!("oracle-sbc-outbound-apkt.sipp.xml"),
+            corpus!("sems-procomm-offer-body.sip"),
+            corpus!("sipp-generated-invite.sip"),
+            corpus!("sonus-sbc-offer-body.sip"),
+        ];
+        let mut docs = Vec::new();
+        for text in files {
+            for (i, _) in text.match_indices('<') {
+                let rest = &text[i..];
+                let starts_root = ["<recording", "<tns:recording", "<requestsnapshot"]
+                    .iter()
+                    .any(|p| rest.starts_with(p));
+                if starts_root {
+                    if let Ok(md) = parse(rest) {
+                        docs.push(md);
+                    }
+                }
+            }
+        }
+        docs
+    }
+
+    #[test]
+    fn merging_any_pair_of_corpus_documents_never_panics() {
+        let docs = corpus_docs();
+        assert!(docs.len() >= 40, "{} documents", docs.len());
+        assert!(docs.iter().any(|d| d.is_snapshot_request));
+        let no_duplicate_ids = |md: &Metadata| {
+            md.participants
+                .iter()
+                .enumerate()
+                .all(|(i, p)| !md.participants[..i].iter().any(|q| q.id == p.id))
+        };
+        for a in &docs {
+            for b in &docs {
+                let mut state = a.clone();
+                let changes = state.apply(b.clone());
+                assert!(no_duplicate_ids(&state));
+                // A second application of the same document is a no-op,
+                // apart from the snapshot marker.
+                let again = state.clone();
+                let second = state.apply(b.clone());
+                assert_eq!(state, again);
+                assert!(second.iter().all(|c| c.kind == ChangeKind::Snapshot));
+                if b.datamode == DataMode::Complete && !b.is_snapshot_request {
+                    assert_eq!(&state, b);
+                    assert_eq!(changes[0].kind, ChangeKind::Snapshot);
+                }
+            }
+        }
+        // And everything in sequence onto one state.
+        let mut state = Metadata::default();
+        for d in &docs {
+            state.apply(d.clone());
+            assert!(no_duplicate_ids(&state));
+        }
     }
 }

@@ -358,7 +358,10 @@ pub fn build_answer(
                 if let Some(p) = m.ptime {
                     s.push_str(&format!("a=ptime:{p}\r\n"));
                 }
+                // On hold (RFC 2543 `c=0.0.0.0`) there is nothing to receive.
+                let held = m.connection.is_some_and(|ip| ip.is_unspecified());
                 let dir = match m.direction {
+                    _ if held => "inactive",
                     Direction::Inactive | Direction::RecvOnly => "inactive",
                     Direction::SendOnly | Direction::SendRecv => "recvonly",
                 };
@@ -454,6 +457,29 @@ m=audio 7000 RTP/AVP 0\r\na=label:a\r\na=inactive\r\nm=video 7002 RTP/AVP 96\r\n
         assert_eq!(o.media[0].recordable_codec().unwrap().pt, 0);
         assert!(!normalise_for_webrtc_sdp(offer).contains("SECRETKEY"));
         assert!(normalise_for_webrtc_sdp(offer).contains("t=0 0"));
+    }
+
+    #[test]
+    fn hold_by_zero_address_is_answered_inactive() {
+        let held = OFFER
+            .replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0")
+            .replace("a=sendonly\r\n", "");
+        let o = parse_offer(held.as_bytes()).unwrap();
+        let ans = build_answer(
+            &o,
+            "127.0.0.1".parse().unwrap(),
+            &[
+                AnswerMedia { port: Some(20000) },
+                AnswerMedia { port: Some(20002) },
+            ],
+            1,
+            2,
+        );
+        let a = parse_offer(ans.as_bytes()).unwrap();
+        assert!(
+            a.media.iter().all(|m| m.direction == Direction::Inactive),
+            "{ans}"
+        );
     }
 
     #[test]

@@ -215,6 +215,7 @@ mod tests {
 
     fn sample() -> RecordingMeta {
         RecordingMeta {
+            events: vec![],
             recording_id: "rec-0001".to_string(),
             call_id: "abc@192.0.2.1".to_string(),
             status: "complete".to_string(),

@@ -250,3 +250,43 @@ pub fn run_sipp(args: &[String], timeout: Duration) -> (bool, String) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Like `run_sipp`, but from `dir` (a directory of scenarios whose media
+/// file names are relative to it, e.g. tests/peers/corpus-sipp).
+pub fn run_sipp_in(dir: &Path, args: &[String], timeout: Duration) -> (bool, String) {
+    let mut child = Command::new("sipp")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp runs");
+    // Read the pipes on threads so a chatty SIPp never blocks on a full pipe.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = t_out.join().unwrap_or_default();
+            out.push_str(&t_err.join().unwrap_or_default());
+            return (status.success(), out);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (false, "sipp timed out".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -299,9 +299,7 @@ fn metadata_update_and_reinvite_keep_ports() {
     ));
     core.handle_input(t0, udp_peer(), &update);
     assert_eq!(code(&drain(&mut core)[0]), 200);
-    assert!(
-        matches!(core.poll_event(), Some(Event::Updated { session, metadata_xml: Some(_), sdp: None }) if session == id)
-    );
+    assert!(matches!(core.poll_event(), Some(Event::Updated { session, .. }) if session == id));
     // re-INVITE with the same SDP, direction inactive: answered inactive on the same ports
     let inv = parse(&crlf(SIPP_INVITE)).unwrap();
     let body = String::from_utf8_lossy(&inv.body).replace("a=sendonly", "a=inactive");
@@ -310,6 +308,23 @@ fn metadata_update_and_reinvite_keep_ports() {
         inv.header("Content-Type").unwrap()
     ));
     core.handle_input(t0, udp_peer(), &reinvite);
+    assert!(
+        drain(&mut core).is_empty(),
+        "the answer waits for the IO layer"
+    );
+    let Some(Event::Reoffered { session, sdp, .. }) = core.poll_event() else {
+        panic!("re-offer reported");
+    };
+    assert_eq!(session, id);
+    assert_eq!(
+        sdp.media[0].direction,
+        crate::siprec::sdp::Direction::Inactive
+    );
+    let answers = vec![
+        AnswerMedia { port: Some(20000) },
+        AnswerMedia { port: Some(20002) },
+    ];
+    assert!(core.accept(t0, id, "127.0.0.1".parse().unwrap(), answers));
     let ok = &drain(&mut core)[0];
     assert_eq!(code(ok), 200);
     let sdp = crate::siprec::sdp::parse_offer(&ok.body).unwrap();
@@ -319,4 +334,182 @@ fn metadata_update_and_reinvite_keep_ports() {
         .media
         .iter()
         .all(|m| m.direction == crate::siprec::sdp::Direction::Inactive));
+}
+
+fn established(config: CoreConfig, invite: &str) -> (SipCore, SessionId, String, Instant) {
+    let mut core = SipCore::new(config);
+    let t0 = Instant::now();
+    core.handle_input(t0, udp_peer(), &crlf(invite));
+    drain(&mut core);
+    let (id, offer) = offered(&mut core);
+    accept_all(&mut core, t0, id, &offer);
+    let ok = drain(&mut core).pop().unwrap();
+    let tag = ok.to_tag().unwrap().to_string();
+    core.handle_input(t0, udp_peer(), &request("ACK", &tag, "z9hG4bK-ack0", 1));
+    while core.poll_event().is_some() {}
+    (core, id, tag, t0)
+}
+
+#[test]
+fn answer_delay_sends_ringing_then_200_and_cancel_in_between_gives_487() {
+    let cfg = CoreConfig {
+        answer_delay: Duration::from_millis(20),
+        ringing: true,
+        ..CoreConfig::default()
+    };
+    let mut core = SipCore::new(cfg.clone());
+    let t0 = Instant::now();
+    core.handle_input(t0, udp_peer(), &crlf(SIPP_INVITE));
+    let (id, offer) = offered(&mut core);
+    accept_all(&mut core, t0, id, &offer);
+    assert_eq!(
+        drain(&mut core).iter().map(code).collect::<Vec<_>>(),
+        [100, 180]
+    );
+    assert_eq!(core.poll_timeout(), Some(t0 + Duration::from_millis(20)));
+    core.handle_timeout(t0 + Duration::from_millis(19));
+    assert!(drain(&mut core).is_empty(), "not before the delay");
+    core.handle_timeout(t0 + Duration::from_millis(20));
+    assert_eq!(drain(&mut core).iter().map(code).collect::<Vec<_>>(), [200]);
+
+    // A CANCEL inside the delay window ends the session with 487.
+    let mut core = SipCore::new(cfg);
+    core.handle_input(t0, udp_peer(), &crlf(SIPP_INVITE));
+    let (id, offer) = offered(&mut core);
+    accept_all(&mut core, t0, id, &offer);
+    drain(&mut core);
+    let inv = parse(&crlf(SIPP_INVITE)).unwrap();
+    let cancel = crlf(&format!(
+        "CANCEL sip:srs@127.0.0.1:5080 SIP/2.0\nVia: {}\nFrom: {}\nTo: {}\nCall-ID: {}\nCSeq: 1 CANCEL\nContent-Length: 0\n\n",
+        inv.header("Via").unwrap(), inv.header("From").unwrap(), inv.header("To").unwrap(), inv.call_id().unwrap()
+    ));
+    core.handle_input(t0 + Duration::from_millis(5), udp_peer(), &cancel);
+    assert_eq!(
+        drain(&mut core).iter().map(code).collect::<Vec<_>>(),
+        [200, 487]
+    );
+    core.handle_timeout(t0 + Duration::from_millis(30));
+    assert!(drain(&mut core).is_empty(), "no 200 after the 487");
+}
+
+#[test]
+fn session_timer_too_small_gets_422_with_min_se() {
+    let mut core = SipCore::new(CoreConfig::default());
+    let inv = SIPP_INVITE.replace(
+        "Supported: replaces",
+        "Supported: replaces, timer\nSession-Expires: 30",
+    );
+    core.handle_input(Instant::now(), udp_peer(), &crlf(&inv));
+    let r = &drain(&mut core)[0];
+    assert_eq!(code(r), 422);
+    assert_eq!(r.header("Min-SE"), Some("90"));
+}
+
+#[test]
+fn client_refresher_that_never_refreshes_gets_bye() {
+    let inv = SIPP_INVITE.replace(
+        "Supported: replaces",
+        "Supported: replaces, timer\nSession-Expires: 120",
+    );
+    let mut core = SipCore::new(CoreConfig::default());
+    let t0 = Instant::now();
+    core.handle_input(t0, udp_peer(), &crlf(&inv));
+    drain(&mut core);
+    let (id, offer) = offered(&mut core);
+    accept_all(&mut core, t0, id, &offer);
+    let ok = drain(&mut core).pop().unwrap();
+    assert_eq!(ok.header("Session-Expires"), Some("120;refresher=uac"));
+    assert!(ok.tokens("Require").contains(&"timer".to_string()));
+    let tag = ok.to_tag().unwrap().to_string();
+    core.handle_input(t0, udp_peer(), &request("ACK", &tag, "z9hG4bK-ack", 1));
+    // A refresh at 60 s (UPDATE without body) moves the deadline.
+    core.handle_input(
+        t0 + Duration::from_secs(60),
+        udp_peer(),
+        &request("UPDATE", &tag, "z9hG4bK-r1", 2),
+    );
+    assert_eq!(code(&drain(&mut core)[0]), 200);
+    // Due at refresh + 120 - min(32, 40) = 148 s after t0.
+    core.handle_timeout(t0 + Duration::from_secs(147));
+    assert_eq!(core.active_sessions(), 1);
+    core.handle_timeout(t0 + Duration::from_secs(148));
+    assert_eq!(core.active_sessions(), 0);
+    let bye = drain(&mut core).pop().unwrap();
+    assert_eq!(bye.method(), Some(&Method::Bye));
+    let ev: Vec<_> = std::iter::from_fn(|| core.poll_event()).collect();
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Ended {
+            reason: EndReason::SessionExpired,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn server_refresher_sends_update_at_half_interval() {
+    let inv = SIPP_INVITE.replace(
+        "Supported: replaces",
+        "Supported: replaces\nSession-Expires: 200;refresher=uas",
+    );
+    let (mut core, id, tag, t0) = established(CoreConfig::default(), &inv);
+    core.handle_timeout(t0 + Duration::from_secs(100));
+    let upd = drain(&mut core).pop().expect("a refresh");
+    assert_eq!(upd.method(), Some(&Method::Update));
+    assert_eq!(upd.to_tag(), Some("20223SIPpTag001"));
+    assert_eq!(upd.from_tag(), Some(tag.as_str()));
+    assert!(upd.header("Contact").unwrap().contains("+sip.srs"));
+    // 200 to our UPDATE: refreshed; a 481 would end the session.
+    let ok = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        upd.header("Via").unwrap(), upd.header("From").unwrap(), upd.header("To").unwrap(),
+        upd.call_id().unwrap(), upd.header("CSeq").unwrap()
+    );
+    core.handle_input(t0 + Duration::from_secs(100), udp_peer(), ok.as_bytes());
+    assert_eq!(core.poll_event(), Some(Event::Refreshed { session: id }));
+    let gone = ok.replace("200 OK", "481 Call/Transaction Does Not Exist");
+    core.handle_input(t0 + Duration::from_secs(101), udp_peer(), gone.as_bytes());
+    assert_eq!(core.active_sessions(), 0);
+}
+
+#[test]
+fn glare_offerless_reinvite_and_snapshot_request() {
+    let (mut core, id, tag, t0) = established(CoreConfig::default(), SIPP_INVITE);
+    let inv = parse(&crlf(SIPP_INVITE)).unwrap();
+    let body = String::from_utf8_lossy(&inv.body).to_string();
+    let reinvite = |branch: &str, cseq: u32| {
+        crlf(&format!(
+            "INVITE sip:srs@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\nFrom: <sip:src@127.0.0.1:5070>;tag=20223SIPpTag001\nTo: <sip:srs@127.0.0.1:5080>;tag={tag}\nCall-ID: 1-20223@127.0.0.1\nCSeq: {cseq} INVITE\nContent-Type: {}\nContent-Length: 0\n\n{body}",
+            inv.header("Content-Type").unwrap()
+        ))
+    };
+    core.handle_input(t0, udp_peer(), &reinvite("z9hG4bK-g1", 2));
+    assert!(matches!(core.poll_event(), Some(Event::Reoffered { .. })));
+    // A second offer while the first waits: 491.
+    core.handle_input(t0, udp_peer(), &reinvite("z9hG4bK-g2", 3));
+    assert_eq!(drain(&mut core).iter().map(code).collect::<Vec<_>>(), [491]);
+    let answers = vec![
+        AnswerMedia { port: Some(20000) },
+        AnswerMedia { port: Some(20002) },
+    ];
+    core.accept(t0, id, "127.0.0.1".parse().unwrap(), answers);
+    drain(&mut core);
+    core.handle_input(t0, udp_peer(), &request("ACK", &tag, "z9hG4bK-ack2", 2));
+    // Offerless re-INVITE: our 200 carries our SDP as the offer.
+    core.handle_input(t0, udp_peer(), &request("INVITE", &tag, "z9hG4bK-ol", 4));
+    let ok = drain(&mut core).pop().unwrap();
+    assert_eq!(code(&ok), 200);
+    let sdp = crate::siprec::sdp::parse_offer(&ok.body).unwrap();
+    assert_eq!(sdp.media.len(), 2);
+    assert!(sdp
+        .media
+        .iter()
+        .all(|m| m.direction == crate::siprec::sdp::Direction::RecvOnly));
+    // requestsnapshot: an UPDATE from us, no SDP, Require: siprec.
+    core.request_snapshot(id, "SRS internal error");
+    let upd = drain(&mut core).pop().unwrap();
+    assert_eq!(upd.method(), Some(&Method::Update));
+    assert_eq!(upd.tokens("Require"), ["siprec"]);
+    assert!(String::from_utf8_lossy(&upd.body).contains("<requestsnapshot"));
+    assert_eq!(upd.header("Content-Disposition"), Some("recording-session"));
 }

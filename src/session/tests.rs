@@ -1,0 +1,225 @@
+//! Session bookkeeping on real corpus flows.
+
+use super::*;
+use crate::sip::message::parse;
+use crate::siprec::{read_offer, sdp::parse_offer};
+use crate::testkit::corpus_request;
+use chrono::TimeZone;
+
+fn at(s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, s).unwrap()
+}
+
+fn start(raw: &str) -> Session {
+    let msg = parse(&corpus_request(raw, "s")).unwrap();
+    let offer = read_offer(&msg).unwrap();
+    let plan = MediaPlan::from_offer(&offer);
+    let meta = RecordingMeta {
+        recording_id: "r".into(),
+        started_at: stamp(at(0)),
+        ..RecordingMeta::default()
+    };
+    let mut s = Session::new(meta, &offer, &plan);
+    for (n, p) in plan.streams.iter().enumerate() {
+        if let (Some(codec), Some(file)) = (&p.codec, &p.file) {
+            s.add_stream(StreamSlot {
+                index: p.index,
+                label: p.label.clone(),
+                codec: codec.clone(),
+                file: file.clone(),
+                port: 30000 + 2 * n as u16,
+                paused: false,
+                participant_id: p.participant_id.clone(),
+                attribution: p.attribution,
+            });
+        }
+    }
+    s
+}
+
+fn kinds(s: &Session) -> Vec<String> {
+    s.meta
+        .events
+        .iter()
+        .map(|e| match &e.label {
+            Some(l) => format!("{}:{l}", e.kind),
+            None => e.kind.clone(),
+        })
+        .collect()
+}
+
+const SIPP: &str = include_str!("../../tests/fixtures/corpus/sipp-generated-invite.sip");
+
+fn sdp_of(raw: &str) -> SdpOffer {
+    let msg = parse(&corpus_request(raw, "s")).unwrap();
+    parse_offer(&crate::siprec::split_body(&msg).unwrap().0.unwrap()).unwrap()
+}
+
+#[test]
+fn pause_resume_codec_change_and_new_stream() {
+    let mut s = start(SIPP);
+    let base = sdp_of(SIPP);
+    // hold: both inactive
+    let mut held = base.clone();
+    for m in &mut held.media {
+        m.direction = Direction::Inactive;
+    }
+    let a = s.reoffer(at(2), &held);
+    assert!(matches!(
+        a[0],
+        LineAction::Keep {
+            port: 30000,
+            reanchor: false,
+            codec: None,
+            ..
+        }
+    ));
+    // resume by c= back, second line switches to PCMA, and a third line appears
+    let mut resumed = base.clone();
+    resumed.media[1].rtpmaps = vec![RtpMap {
+        pt: 8,
+        name: "PCMA".into(),
+        rate: 8000,
+    }];
+    resumed.media[1].formats = vec!["8".into()];
+    let mut extra = base.media[0].clone();
+    extra.label = Some("3".into());
+    resumed.media.push(extra);
+    let a = s.reoffer(at(4), &resumed);
+    assert!(matches!(
+        a[0],
+        LineAction::Keep {
+            reanchor: true,
+            codec: None,
+            ..
+        }
+    ));
+    assert!(matches!(
+        a[1],
+        LineAction::Keep {
+            reanchor: true,
+            codec: Some((Law::Alaw, 8)),
+            ..
+        }
+    ));
+    assert!(matches!(&a[2], LineAction::Start { index: 2, file, .. } if file == "stream-3.wav"));
+    // c=0.0.0.0 hold with no direction (BroadWorks); line 2 back to PCMU
+    let mut zero = base.clone();
+    for m in &mut zero.media {
+        m.direction = Direction::SendRecv;
+        m.connection = Some("0.0.0.0".parse().unwrap());
+    }
+    s.reoffer(at(6), &zero);
+    assert_eq!(
+        kinds(&s),
+        [
+            "paused:1",
+            "paused:2",
+            "resumed:1",
+            "codec-changed:2",
+            "resumed:2",
+            "stream-added:3",
+            "paused:1",
+            "codec-changed:2",
+            "paused:2"
+        ]
+    );
+}
+
+#[test]
+fn avaya_metadata_update_reattributes_and_logs_joins() {
+    let scen = include_str!("../../tests/fixtures/corpus/avaya-sbce-invite-update-bye.sipp.xml");
+    // The INVITE's and the UPDATE's metadata, out of the SIPp scenario.
+    let docs: Vec<&str> = scen
+        .split("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
+        .skip(1)
+        .filter_map(|d| {
+            d.find("</recording>")
+                .map(|e| &d[..e + "</recording>".len()])
+        })
+        .collect();
+    assert!(docs.len() >= 2, "two metadata documents in the scenario");
+    let body = include_str!("../../tests/fixtures/corpus/avaya-sbce-offer-body-dataMode.sip");
+    let mut s = start(body);
+    let snapshot_needed = s.apply_metadata(at(3), docs[1]);
+    assert!(!snapshot_needed);
+    let ks = kinds(&s);
+    assert!(ks.contains(&"metadata-update".to_string()), "{ks:?}");
+    assert!(ks.iter().any(|k| k == "participant-joined"), "{ks:?}");
+    let meta = s.finish(
+        at(9),
+        9000,
+        "complete",
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        8000,
+    );
+    let callee = meta
+        .participants
+        .iter()
+        .find(|p| p.aor.as_deref() == Some("sip:7204541001@10.64.110.32"))
+        .expect("the real callee is listed");
+    assert!(callee.labels.contains(&"20".to_string()), "{callee:?}");
+    assert!(
+        meta.participants
+            .iter()
+            .any(|p| p.aor.as_deref() == Some("sip:ASBCE@asbce.com")),
+        "the placeholder stays in the history"
+    );
+}
+
+#[test]
+fn partial_update_without_a_base_asks_for_a_snapshot() {
+    let raw = SIPP.replace("<datamode>complete</datamode>", "").replace(
+        "Content-Type: application/rs-metadata+xml",
+        "Content-Type: application/x-other",
+    );
+    let mut s = start(&raw);
+    assert!(s.metadata.is_none());
+    let partial = include_str!("../../tests/fixtures/corpus/ietf-rfc7865-partial-update.xml");
+    assert!(s.apply_metadata(at(1), partial));
+    let complete = include_str!("../../tests/fixtures/corpus/ietf-rfc7865-complete-snapshot.xml");
+    assert!(!s.apply_metadata(at(2), complete));
+}
+
+#[test]
+fn transfer_then_bye_logs_join_leave_and_keeps_everyone() {
+    let basic =
+        include_str!("../../tests/fixtures/corpus/ietf-rfc8068-basic-av-invite-complete.sip");
+    let mut s = start(basic);
+    let xml_of = |raw: &str| {
+        let msg = parse(&corpus_request(raw, "s")).unwrap();
+        String::from_utf8(crate::siprec::split_body(&msg).unwrap().1.unwrap()).unwrap()
+    };
+    s.apply_metadata(
+        at(5),
+        &xml_of(include_str!(
+            "../../tests/fixtures/corpus/ietf-rfc8068-transfer-reinvite-partial.sip"
+        )),
+    );
+    s.apply_metadata(
+        at(9),
+        &xml_of(include_str!(
+            "../../tests/fixtures/corpus/ietf-rfc8068-bye-with-partial-metadata.sip"
+        )),
+    );
+    let meta = s.finish(
+        at(9),
+        9000,
+        "complete",
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        8000,
+    );
+    let ks: Vec<_> = meta.events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(ks.contains(&"participant-joined"), "{ks:?}");
+    assert!(ks.contains(&"participant-left"), "{ks:?}");
+    assert!(ks.contains(&"session-stopped"), "{ks:?}");
+    assert_eq!(
+        meta.participants.len(),
+        3,
+        "Alice, Bob and Carol: {:?}",
+        meta.participants
+    );
+    assert_eq!(meta.streams.len(), 4);
+}
