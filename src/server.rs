@@ -416,7 +416,7 @@ impl CoreLoop {
                 "partial metadata without a snapshot: requesting one"
             );
             self.core
-                .request_snapshot(session, "SRS has no metadata snapshot");
+                .request_snapshot(Instant::now(), session, "SRS has no metadata snapshot");
         }
     }
 
@@ -583,7 +583,7 @@ impl CoreLoop {
         let ids: Vec<SessionId> = self.core.sessions();
         tracing::info!(active = ids.len(), "shutting down: ending active sessions");
         for id in ids {
-            self.core.terminate(id);
+            self.core.terminate(Instant::now(), id);
         }
         self.flush().await;
         while self.publishing.join_next().await.is_some() {}

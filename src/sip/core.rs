@@ -6,12 +6,13 @@
 //! (sessions offered, confirmed, updated, ended) and [`SipCore::poll_timeout`]
 //! (when to call [`SipCore::handle_timeout`]). No sockets, no clock.
 //!
-//! Transactions (RFC 3261 §17) are kept small: a server INVITE transaction
-//! answers 100 Trying at once and replays its last response to
-//! retransmissions; the 2xx is retransmitted over UDP from T1 doubling to T2
-//! until the ACK arrives, and after 64*T1 without ACK the session is ended
-//! with a BYE (§13.3.1.4). Non-INVITE responses are cached for 64*T1 (Timer
-//! J) so retransmitted requests get the same answer.
+//! Every request gets a server transaction ([`super::transaction`], RFC
+//! 3261 §17 with RFC 6026): retransmitted requests are answered by it,
+//! non-2xx finals to INVITE are retransmitted over UDP (Timer G) until the
+//! ACK, non-INVITE answers are kept for Timer J. The 2xx to an INVITE is
+//! retransmitted by the dialog from T1 doubling to T2 until the ACK, and
+//! after 64*T1 without ACK the session is ended with a BYE (§13.3.1.4). The
+//! BYE and UPDATE we send are client transactions (Timers E, F, K).
 //!
 //! Every offer, the initial INVITE's and those of re-INVITEs and UPDATEs,
 //! is handed to the IO layer ([`Event::Offered`], [`Event::Reoffered`]),
@@ -27,6 +28,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::message::{self, header_param, Message, Method, ResponseBuilder, StartLine};
+use super::transaction::{
+    server_key, Action, ClientNonInvite, Reliability, ServerInvite, ServerNonInvite, ServerTxn,
+    ServerTxns, Timers, TxnKey,
+};
 use crate::siprec::sdp::{self, AnswerMedia, SdpOffer};
 use crate::siprec::{read_offer, split_body, RecordingOffer};
 
@@ -242,10 +247,13 @@ struct Dialog {
     timer: Option<SessionTimer>,
 }
 
+/// A request we sent, waiting for its response.
 #[derive(Debug)]
-struct Cached {
-    response: Bytes,
-    expires: Instant,
+struct ClientTxn {
+    txn: ClientNonInvite,
+    peer: Peer,
+    session: SessionId,
+    method: Method,
 }
 
 /// The SIP side of the recording server, without IO.
@@ -255,11 +263,23 @@ pub struct SipCore {
     dialogs: HashMap<SessionId, Dialog>,
     /// (Call-ID, From tag) -> session.
     by_call: HashMap<(String, String), SessionId>,
-    /// (branch, method) -> last response, for retransmitted requests.
-    cache: HashMap<(String, String), Cached>,
+    /// Server transactions, and where each one's responses go.
+    txns: ServerTxns,
+    txn_peers: HashMap<TxnKey, Peer>,
+    /// Our requests by Via branch.
+    clients: HashMap<String, ClientTxn>,
+    timers: Timers,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     next_id: u64,
+}
+
+/// Status code of a response we built.
+fn status_of(resp: &[u8]) -> u16 {
+    resp.get(8..11)
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(500)
 }
 
 /// Seconds of a `Session-Expires` or `Min-SE` value (`1800;refresher=uac`).
@@ -275,10 +295,17 @@ fn delta_seconds(v: &str) -> Option<Duration> {
 impl SipCore {
     pub fn new(config: CoreConfig) -> Self {
         SipCore {
-            config,
+            config: config.clone(),
             dialogs: HashMap::new(),
             by_call: HashMap::new(),
-            cache: HashMap::new(),
+            txns: ServerTxns::new(),
+            txn_peers: HashMap::new(),
+            clients: HashMap::new(),
+            timers: Timers {
+                t1: config.t1,
+                t2: config.t2,
+                ..Timers::default()
+            },
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1,
@@ -314,8 +341,8 @@ impl SipCore {
             let timer = d.timer.as_ref().map(SessionTimer::due);
             [answer, retrans, timer].into_iter().flatten()
         });
-        let cache = self.cache.values().map(|c| c.expires);
-        dialogs.chain(cache).min()
+        let clients = self.clients.values().filter_map(|c| c.txn.poll_timeout());
+        dialogs.chain(clients).chain(self.txns.poll_timeout()).min()
     }
 
     fn fresh_tag(&mut self) -> String {
@@ -339,17 +366,51 @@ impl SipCore {
         self.send_and_cache(now, peer, req, b.build());
     }
 
-    fn send_and_cache(&mut self, now: Instant, peer: Peer, req: &Message, response: Bytes) {
-        if let (Some(branch), Some((_, m))) = (req.via_branch(), req.cseq()) {
-            self.cache.insert(
-                (branch.to_string(), m.as_str().to_string()),
-                Cached {
-                    response: response.clone(),
-                    expires: now + self.config.t1 * 64,
-                },
-            );
+    fn reliability(peer: &Peer) -> Reliability {
+        match peer.transport {
+            Transport::Udp => Reliability::Unreliable,
+            Transport::Tcp => Reliability::Reliable,
         }
-        self.send(peer, response);
+    }
+
+    /// Opens the server transaction of a new request.
+    fn open_txn(&mut self, now: Instant, peer: Peer, req: &Message) {
+        let Some(key) = server_key(req) else { return };
+        let r = Self::reliability(&peer);
+        let txn = if req.method() == Some(&Method::Invite) {
+            ServerTxn::Invite(ServerInvite::new(now, r, self.timers))
+        } else {
+            ServerTxn::NonInvite(ServerNonInvite::new(now, r, self.timers))
+        };
+        self.txns.insert(now, key.clone(), txn);
+        self.txn_peers.insert(key, peer);
+    }
+
+    /// Sends a response through the request's server transaction (which
+    /// retransmits and answers retransmissions as RFC 3261 §17.2 says).
+    fn send_and_cache(&mut self, now: Instant, peer: Peer, req: &Message, response: Bytes) {
+        let code = status_of(&response);
+        let key = server_key(req);
+        let actions = match key.as_ref().and_then(|k| self.txns.get_mut(k)) {
+            Some(t) if code < 200 => t.send_provisional(now, response.clone()),
+            Some(t) => t.send_final(now, code, response.clone()),
+            None => vec![Action::Send(response)],
+        };
+        self.run_server_actions(key.as_ref(), peer, actions);
+    }
+
+    fn run_server_actions(&mut self, key: Option<&TxnKey>, peer: Peer, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Send(b) => self.send(peer, b),
+                Action::Terminated(_) => {
+                    if let Some(k) = key {
+                        self.txn_peers.remove(k);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Feeds one datagram (UDP) or one framed message (TCP).
@@ -372,17 +433,16 @@ impl SipCore {
             }
             return;
         }
-        // A retransmitted request: replay our answer.
-        if *method != Method::Ack {
-            let key = (
-                msg.via_branch().unwrap_or_default().to_string(),
-                method.as_str().to_string(),
-            );
-            if let Some(c) = self.cache.get(&key) {
-                let r = c.response.clone();
-                self.send(peer, r);
+        // A retransmission, or an ACK for a non-2xx: its transaction answers.
+        if let Some(actions) = self.txns.on_request(now, &msg) {
+            let pass = actions.contains(&Action::PassToTu);
+            let key = server_key(&msg);
+            self.run_server_actions(key.as_ref(), peer, actions);
+            if !pass {
                 return;
             }
+        } else if *method != Method::Ack {
+            self.open_txn(now, peer, &msg);
         }
         match method.clone() {
             Method::Invite if msg.to_tag().is_none() => self.on_invite(now, peer, msg),
@@ -407,33 +467,65 @@ impl SipCore {
         }
     }
 
-    /// Responses to the requests we send (BYE, UPDATE refreshes). A
-    /// refresh refused with 481 or 408 ends the session (RFC 4028 §10).
+    /// Responses to the requests we send, through their client transaction.
     fn on_response(&mut self, now: Instant, msg: Message) {
-        let (Some(StartLine::Response { code, .. }), Some((_, method))) =
-            (Some(&msg.start), msg.cseq())
-        else {
+        let Some(branch) = msg.via_branch().map(str::to_string) else {
             return;
         };
-        let code = *code;
-        if method != Method::Update || code < 200 {
+        let Some(c) = self.clients.get_mut(&branch) else {
+            return;
+        };
+        let actions = c.txn.on_response(now, msg);
+        self.run_client_actions(now, &branch, actions);
+    }
+
+    fn run_client_actions(&mut self, now: Instant, branch: &str, actions: Vec<Action>) {
+        let Some(c) = self.clients.get(branch) else {
+            return;
+        };
+        let (peer, session, method) = (c.peer, c.session, c.method.clone());
+        for a in actions {
+            match a {
+                Action::Send(b) => self.send(peer, b),
+                Action::Deliver(resp) => {
+                    let code = match resp.start {
+                        StartLine::Response { code, .. } => code,
+                        StartLine::Request { .. } => 0,
+                    };
+                    self.on_our_request_answered(now, session, &method, code);
+                }
+                Action::Timeout => self.on_our_request_answered(now, session, &method, 408),
+                Action::Terminated(_) => {
+                    self.clients.remove(branch);
+                }
+                Action::PassToTu => {}
+            }
+        }
+    }
+
+    /// A refresh answered 2xx refreshes the session; refused with 481 or
+    /// 408 (or timed out) it ends the session (RFC 4028 §10).
+    fn on_our_request_answered(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        method: &Method,
+        code: u16,
+    ) {
+        if *method != Method::Update || code < 200 {
             return;
         }
-        // Our request: their tag is in To, ours in From.
-        let key = (
-            msg.call_id().unwrap_or_default().to_string(),
-            msg.to_tag().unwrap_or_default().to_string(),
-        );
-        let Some(&id) = self.by_call.get(&key) else {
-            return;
-        };
         if (200..300).contains(&code) {
-            if let Some(t) = self.dialogs.get_mut(&id).and_then(|d| d.timer.as_mut()) {
+            if let Some(t) = self
+                .dialogs
+                .get_mut(&session)
+                .and_then(|d| d.timer.as_mut())
+            {
                 t.refreshed = now;
             }
-            self.events.push_back(Event::Refreshed { session: id });
+            self.events.push_back(Event::Refreshed { session });
         } else if code == 481 || code == 408 {
-            self.end_with_bye(id, EndReason::SessionExpired);
+            self.end_with_bye(now, session, EndReason::SessionExpired);
         }
     }
 
@@ -558,7 +650,7 @@ impl SipCore {
             }
         };
         let trying = ResponseBuilder::new(&msg, 100, "Trying", None).build();
-        self.send(peer, trying.clone());
+        self.send_and_cache(now, peer, &msg, trying.clone());
         let id = self.next_id;
         self.next_id += 1;
         let local_tag = self.fresh_tag();
@@ -683,11 +775,7 @@ impl SipCore {
             d.state = State::Answered { acked: true };
         }
         let (peer, request) = (d.peer, d.request.clone());
-        if is_invite {
-            self.send(peer, resp);
-        } else {
-            self.send_and_cache(now, peer, &request, resp);
-        }
+        self.send_and_cache(now, peer, &request, resp);
     }
 
     /// Refuses a pending offer. A new session is dropped; a re-offer is
@@ -711,14 +799,14 @@ impl SipCore {
 
     /// Ends a session from our side (shutdown): sends BYE and reports
     /// [`Event::Ended`].
-    pub fn terminate(&mut self, session: SessionId) {
-        self.end_with_bye(session, EndReason::Local);
+    pub fn terminate(&mut self, now: Instant, session: SessionId) {
+        self.end_with_bye(now, session, EndReason::Local);
     }
 
-    fn end_with_bye(&mut self, session: SessionId, reason: EndReason) {
+    fn end_with_bye(&mut self, now: Instant, session: SessionId, reason: EndReason) {
         if let Some(d) = self.remove_dialog(session) {
             if d.established {
-                self.send_request(&d, "BYE", None);
+                self.send_request(now, session, &d, "BYE", None);
             }
             self.events.push_back(Event::Ended {
                 session,
@@ -892,7 +980,23 @@ impl SipCore {
     /// Sends delayed answers, retransmits unacknowledged 2xx, gives up
     /// after 64*T1, runs session timers, expires caches.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.cache.retain(|_, c| c.expires > now);
+        for (key, a) in self.txns.handle_timeout(now) {
+            if let Some(peer) = self.txn_peers.get(&key).copied() {
+                self.run_server_actions(Some(&key), peer, vec![a]);
+            }
+        }
+        let due: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.txn.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(b, _)| b.clone())
+            .collect();
+        for b in due {
+            if let Some(c) = self.clients.get_mut(&b) {
+                let actions = c.txn.handle_timeout(now);
+                self.run_client_actions(now, &b, actions);
+            }
+        }
         let t2 = self.config.t2;
         let mut answer = Vec::new();
         let mut resend = Vec::new();
@@ -942,20 +1046,27 @@ impl SipCore {
                 }
             }
             if let Some(d) = self.dialogs.remove(&id) {
-                let d = self.send_request(&d, "UPDATE", None);
+                let d = self.send_request(now, id, &d, "UPDATE", None);
                 self.dialogs.insert(id, d);
             }
         }
         for (id, reason) in expired {
             tracing::warn!(session = id, ?reason, "ending the session with BYE");
-            self.end_with_bye(id, reason);
+            self.end_with_bye(now, id, reason);
         }
     }
 
     /// Sends a request within a dialog (we are the UAS: the remote target
     /// is the client's Contact, the route set its Record-Route in order).
     /// Returns the dialog with its CSeq advanced.
-    fn send_request(&mut self, d: &Dialog, method: &str, body: Option<(&str, &[u8])>) -> Dialog {
+    fn send_request(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        d: &Dialog,
+        method: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> Dialog {
         let inv = &d.invite;
         let target = inv
             .header("Contact")
@@ -1019,7 +1130,22 @@ impl SipCore {
         text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         let mut bytes = text.into_bytes();
         bytes.extend_from_slice(&body);
-        self.send(d.peer, Bytes::from(bytes));
+        let (txn, actions) = ClientNonInvite::new(
+            now,
+            Bytes::from(bytes),
+            Self::reliability(&d.peer),
+            self.timers,
+        );
+        self.clients.insert(
+            branch.clone(),
+            ClientTxn {
+                txn,
+                peer: d.peer,
+                session,
+                method: Method::parse(method),
+            },
+        );
+        self.run_client_actions(now, &branch, actions);
         Dialog {
             local_cseq: cseq,
             peer: d.peer,
@@ -1041,7 +1167,7 @@ impl SipCore {
 
     /// Asks the client for a full metadata snapshot (RFC 7866 §9.2): an
     /// UPDATE with a `requestsnapshot` body and no SDP.
-    pub fn request_snapshot(&mut self, session: SessionId, reason: &str) {
+    pub fn request_snapshot(&mut self, now: Instant, session: SessionId, reason: &str) {
         let Some(d) = self.dialogs.remove(&session) else {
             return;
         };
@@ -1053,6 +1179,8 @@ impl SipCore {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<requestsnapshot xmlns='urn:ietf:params:xml:ns:recording:1'>\r\n<requestreason xml:lang=\"en\">{reason}</requestreason>\r\n</requestsnapshot>\r\n"
         );
         let d = self.send_request(
+            now,
+            session,
             &d,
             "UPDATE",
             Some(("application/rs-metadata-request", body.as_bytes())),

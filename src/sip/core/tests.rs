@@ -90,7 +90,12 @@ fn invite_accept_ack_bye() {
     core.handle_input(t0, udp_peer(), &request("ACK", &tag, "z9hG4bK-ack", 1));
     assert!(drain(&mut core).is_empty());
     assert_eq!(core.poll_event(), Some(Event::Confirmed { session: id }));
-    assert_eq!(core.poll_timeout(), None, "no retransmission after ACK");
+    // No 2xx retransmission after the ACK (only Timer L of the INVITE
+    // transaction remains, which sends nothing).
+    for ms in [500, 1500, 3500, 7500, 40_000] {
+        core.handle_timeout(t0 + Duration::from_millis(ms));
+        assert!(drain(&mut core).is_empty(), "nothing sent at {ms} ms");
+    }
     core.handle_input(t0, udp_peer(), &request("BYE", &tag, "z9hG4bK-bye", 2));
     let out = drain(&mut core);
     assert_eq!(code(&out[0]), 200);
@@ -467,9 +472,67 @@ fn server_refresher_sends_update_at_half_interval() {
     );
     core.handle_input(t0 + Duration::from_secs(100), udp_peer(), ok.as_bytes());
     assert_eq!(core.poll_event(), Some(Event::Refreshed { session: id }));
-    let gone = ok.replace("200 OK", "481 Call/Transaction Does Not Exist");
-    core.handle_input(t0 + Duration::from_secs(101), udp_peer(), gone.as_bytes());
+    // The same response again is a retransmission, absorbed (Timer K).
+    core.handle_input(t0 + Duration::from_secs(101), udp_peer(), ok.as_bytes());
+    assert_eq!(core.poll_event(), None);
+    // The next refresh, 100 s later, is refused with 481: the session ends.
+    core.handle_timeout(t0 + Duration::from_secs(200));
+    let upd2 = drain(&mut core).pop().expect("a second refresh");
+    assert_ne!(upd2.via_branch(), upd.via_branch());
+    let gone = format!(
+        "SIP/2.0 481 Call/Transaction Does Not Exist\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        upd2.header("Via").unwrap(), upd2.header("From").unwrap(), upd2.header("To").unwrap(),
+        upd2.call_id().unwrap(), upd2.header("CSeq").unwrap()
+    );
+    core.handle_input(t0 + Duration::from_secs(200), udp_peer(), gone.as_bytes());
     assert_eq!(core.active_sessions(), 0);
+    assert_eq!(drain(&mut core).pop().unwrap().method(), Some(&Method::Bye));
+}
+
+#[test]
+fn non_2xx_final_is_retransmitted_until_ack_and_our_bye_until_answered() {
+    // 488 over UDP: Timer G resends at 0.5, 1.5, 3.5 s; the ACK stops it.
+    let mut core = SipCore::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let inv = SIPP_INVITE
+        .replace("RTP/AVP 0", "RTP/AVP 18")
+        .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000");
+    core.handle_input(t0, udp_peer(), &crlf(&inv));
+    let r = drain(&mut core).pop().unwrap();
+    assert_eq!(code(&r), 488);
+    let mut sent = Vec::new();
+    for ms in [500, 1500, 3500] {
+        core.handle_timeout(t0 + Duration::from_millis(ms));
+        sent.extend(drain(&mut core).iter().map(code));
+    }
+    assert_eq!(sent, [488, 488, 488]);
+    let m = parse(&crlf(&inv)).unwrap();
+    let ack = format!(
+        "ACK sip:srs@127.0.0.1:5080 SIP/2.0\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        m.header("Via").unwrap(), m.header("From").unwrap(), r.header("To").unwrap(), m.call_id().unwrap()
+    );
+    core.handle_input(t0 + Duration::from_millis(3600), udp_peer(), ack.as_bytes());
+    core.handle_timeout(t0 + Duration::from_millis(7500));
+    assert!(drain(&mut core).is_empty(), "the ACK stopped Timer G");
+
+    // Our BYE (shutdown) is retransmitted by Timer E until a response.
+    let (mut core, id, _tag, t0) = established(CoreConfig::default(), SIPP_INVITE);
+    core.terminate(t0, id);
+    let bye = drain(&mut core).pop().unwrap();
+    assert_eq!(bye.method(), Some(&Method::Bye));
+    core.handle_timeout(t0 + Duration::from_millis(500));
+    assert_eq!(
+        drain(&mut core).pop().unwrap().via_branch(),
+        bye.via_branch()
+    );
+    let ok = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        bye.header("Via").unwrap(), bye.header("From").unwrap(), bye.header("To").unwrap(),
+        bye.call_id().unwrap(), bye.header("CSeq").unwrap()
+    );
+    core.handle_input(t0 + Duration::from_millis(600), udp_peer(), ok.as_bytes());
+    core.handle_timeout(t0 + Duration::from_millis(1500));
+    assert!(drain(&mut core).is_empty(), "answered: no more BYE");
 }
 
 #[test]
@@ -506,7 +569,7 @@ fn glare_offerless_reinvite_and_snapshot_request() {
         .iter()
         .all(|m| m.direction == crate::siprec::sdp::Direction::RecvOnly));
     // requestsnapshot: an UPDATE from us, no SDP, Require: siprec.
-    core.request_snapshot(id, "SRS internal error");
+    core.request_snapshot(t0, id, "SRS internal error");
     let upd = drain(&mut core).pop().unwrap();
     assert_eq!(upd.method(), Some(&Method::Update));
     assert_eq!(upd.tokens("Require"), ["siprec"]);
