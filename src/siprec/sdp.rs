@@ -137,7 +137,7 @@ pub fn parse_offer(raw: &[u8]) -> Result<SdpOffer, SdpError> {
 
 /// What `webrtc-sdp` needs to accept real offers: `t=` present, no
 /// session-level `a=ptime`, and never an `a=crypto` line (it would log it).
-fn normalise_for_webrtc_sdp(text: &str) -> String {
+pub fn normalise_for_webrtc_sdp(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     let mut has_t = false;
     let mut in_media = false;

@@ -1,0 +1,127 @@
+//! SIP on the wire against `srs serve`: large UDP datagrams, TCP framing
+//! (one message over several writes, several in one), responses as a real
+//! client sees them.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+fn corpus(name: &str) -> String {
+    std::fs::read_to_string(manifest_dir().join("tests/fixtures/corpus").join(name)).unwrap()
+}
+
+fn status_lines(text: &str) -> Vec<String> {
+    text.split("SIP/2.0 ")
+        .skip(1)
+        .map(|r| r.lines().next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn udp_invite_larger_than_an_ethernet_frame_is_answered() {
+    let srs = Server::start();
+    let req =
+        srs::testkit::corpus_request(&corpus("acme-sbc-genesys-record-invite-tcp.sip"), "big-udp");
+    assert!(req.len() > 3000, "{} bytes", req.len());
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(&req, srs.sip).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65535];
+    while got.len() < 2 {
+        let (n, _) = sock.recv_from(&mut buf).expect("responses");
+        got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert!(got[0].starts_with("SIP/2.0 100 Trying"), "{}", got[0]);
+    assert!(got[1].starts_with("SIP/2.0 200 OK"), "{}", got[1]);
+    let answer = got[1].split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(
+        answer.matches("m=audio").count(),
+        4,
+        "4 m-lines answered:\n{answer}"
+    );
+    assert_eq!(answer.matches("a=recvonly").count(), 2);
+    assert_eq!(answer.matches("a=inactive").count(), 2);
+}
+
+#[test]
+fn tcp_framing_split_and_coalesced_messages() {
+    let srs = Server::start();
+    let mut tcp = TcpStream::connect(srs.sip).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let req = srs::testkit::corpus_request(&corpus("sipp-generated-invite.sip"), "tcp-split");
+    let req = String::from_utf8(req)
+        .unwrap()
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    // One INVITE over three writes, pauses between them.
+    for chunk in [&req[..40], &req[40..700], &req[700..]] {
+        tcp.write_all(chunk.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !text.contains("SIP/2.0 200") && Instant::now() < deadline {
+        let mut buf = [0u8; 8192];
+        if let Ok(n) = tcp.read(&mut buf) {
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert_eq!(status_lines(&text)[..2], ["100 Trying", "200 OK"], "{text}");
+    assert!(text.contains(";transport=tcp>;+sip.srs"), "{text}");
+    let to = text
+        .lines()
+        .find(|l| l.starts_with("To:") && l.contains("tag="))
+        .unwrap()
+        .trim_start_matches("To:")
+        .trim()
+        .to_string();
+    // ACK, OPTIONS and BYE in a single write.
+    let base = |method: &str, cseq: u32, branch: &str, to: &str| {
+        format!(
+            "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5070;branch={branch}\r\nFrom: <sip:src@127.0.0.1:5070>;tag=20223SIPpTag001\r\nTo: {to}\r\nCall-ID: tcp-split\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let burst = format!(
+        "{}{}\r\n{}",
+        base("ACK", 1, "z9hG4bK-a1", &to),
+        base("OPTIONS", 2, "z9hG4bK-o1", &to),
+        base("BYE", 3, "z9hG4bK-b1", &to)
+    );
+    let burst = burst.replace(
+        "Call-ID: tcp-split",
+        &format!("Call-ID: {}", call_id_of(&req)),
+    );
+    tcp.write_all(burst.as_bytes()).unwrap();
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status_lines(&text).len() < 2 && Instant::now() < deadline {
+        let mut buf = [0u8; 8192];
+        if let Ok(n) = tcp.read(&mut buf) {
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert_eq!(
+        status_lines(&text),
+        ["200 OK", "200 OK"],
+        "OPTIONS and BYE answered: {text}"
+    );
+    assert!(
+        text.contains("CSeq: 2 OPTIONS") && text.contains("CSeq: 3 BYE"),
+        "{text}"
+    );
+    let list = srs.wait_recordings(1, Duration::from_secs(10));
+    assert_eq!(list[0]["transport"], "tcp");
+}
+
+fn call_id_of(req: &str) -> String {
+    req.lines()
+        .find(|l| l.starts_with("Call-ID:"))
+        .unwrap()
+        .trim_start_matches("Call-ID:")
+        .trim()
+        .to_string()
+}
