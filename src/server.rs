@@ -115,6 +115,7 @@ impl PortPool {
 enum StreamCtl {
     Codec(Law, u8),
     Reanchor,
+    Paused(bool),
 }
 
 /// A recorded stream's task.
@@ -438,9 +439,11 @@ impl CoreLoop {
                     port,
                     codec,
                     reanchor,
+                    paused,
                 } => {
                     answers[index] = AnswerMedia { port: Some(port) };
                     if let Some(t) = s.tasks.get(&index) {
+                        let _ = t.ctl.send(StreamCtl::Paused(paused));
                         if let Some((law, pt)) = codec {
                             let _ = t.ctl.send(StreamCtl::Codec(law, pt));
                         }
@@ -540,6 +543,14 @@ impl CoreLoop {
                     answers[ps.index] = AnswerMedia {
                         port: Some(task.port),
                     };
+                    if offer
+                        .sdp
+                        .media
+                        .get(ps.index)
+                        .is_some_and(crate::session::is_paused)
+                    {
+                        let _ = task.ctl.send(StreamCtl::Paused(true));
+                    }
                     active.session.add_stream(StreamSlot {
                         index: ps.index,
                         label: ps.label.clone(),
@@ -672,6 +683,7 @@ async fn receive_stream(
             Some(c) = ctl.recv() => match c {
                 StreamCtl::Codec(law, pt) => rec.set_codec(law, pt),
                 StreamCtl::Reanchor => rec.reanchor(),
+                StreamCtl::Paused(p) => rec.set_paused(p),
             },
             r = rtp_sock.recv_from(&mut buf), if failed.is_none() => {
                 if let Ok((n, _)) = r {

@@ -46,6 +46,8 @@ pub enum LineAction {
         port: u16,
         codec: Option<(Law, u8)>,
         reanchor: bool,
+        /// The stream is paused (answered `inactive`): drop its packets.
+        paused: bool,
     },
     /// A new recordable m-line: bind a port and start a recorder to `file`.
     Start {
@@ -280,6 +282,7 @@ impl Session {
                 port,
                 codec: change,
                 reanchor: was && !paused || change.is_some(),
+                paused,
             });
         }
         actions

@@ -35,6 +35,9 @@ pub struct StreamStats {
     pub packets_received: u64,
     pub packets_lost: u64,
     pub packets_late: u64,
+    /// Packets that arrived while the stream was paused (answered
+    /// `inactive`): never written.
+    pub packets_discarded: u64,
     pub samples_written: u64,
 }
 
@@ -61,6 +64,7 @@ pub struct StreamRecorder {
     seq: SeqCounter,
     stats: StreamStats,
     pcm: Vec<i16>,
+    paused: bool,
 }
 
 impl StreamRecorder {
@@ -87,6 +91,7 @@ impl StreamRecorder {
             seq: SeqCounter::default(),
             stats: StreamStats::default(),
             pcm: Vec::with_capacity(320),
+            paused: false,
         })
     }
 
@@ -94,6 +99,16 @@ impl StreamRecorder {
     pub fn set_codec(&mut self, law: Law, pt: u8) {
         self.law = law;
         self.pt = pt;
+    }
+
+    /// Pauses or resumes recording. While paused (the session answered this
+    /// stream `inactive`, e.g. a PCI pause) packets are counted and dropped,
+    /// and the file gets silence. Resuming re-anchors.
+    pub fn set_paused(&mut self, paused: bool) {
+        if self.paused && !paused {
+            self.anchor = None;
+        }
+        self.paused = paused;
     }
 
     /// The next packet is placed at its arrival time (after a pause or hold
@@ -110,6 +125,10 @@ impl StreamRecorder {
     /// Records one packet that arrived at `now`.
     pub fn on_packet(&mut self, now: Instant, p: &RtpPacket) -> Result<(), RecorderError> {
         self.stats.packets_received += 1;
+        if self.paused {
+            self.stats.packets_discarded += 1;
+            return Ok(());
+        }
         self.seq.observe(p.sequence);
         if p.payload_type != self.pt {
             return Ok(()); // telephone-event, comfort noise: never written as audio
@@ -321,6 +340,30 @@ mod tests {
         let s = read(&path);
         assert!(s[160..8160].iter().all(|x| *x == 0), "the pause is silence");
         assert!(s[8160..8320].iter().all(|x| *x == 32124));
+    }
+
+    #[test]
+    fn packets_while_paused_are_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.wav");
+        let t0 = Instant::now();
+        let mut r = StreamRecorder::create(&path, Law::Ulaw, 0, t0).unwrap();
+        r.on_packet(t0, &pkt(1, 0, 0x80)).unwrap();
+        r.set_paused(true);
+        for i in 2..50u16 {
+            let at = t0 + Duration::from_millis(20 * u64::from(i - 1));
+            r.on_packet(at, &pkt(i, 160 * u32::from(i - 1), 0x80))
+                .unwrap();
+        }
+        r.set_paused(false);
+        r.on_packet(t0 + Duration::from_secs(1), &pkt(50, 160 * 49, 0x80))
+            .unwrap();
+        let stats = r.finish(t0 + Duration::from_millis(1020)).unwrap();
+        let s = read(&path);
+        assert!(s[160..8000].iter().all(|x| *x == 0), "silence while paused");
+        assert!(s[8000..8160].iter().all(|x| *x == 32124));
+        assert_eq!(stats.packets_discarded, 48);
+        assert_eq!(stats.packets_lost, 0, "discarded packets are not loss");
     }
 
     #[test]

@@ -539,12 +539,17 @@ impl SipCore {
             return;
         }
         if head.call_id().is_some() && head.cseq().is_some() && head.via_branch().is_some() {
-            let reason: String = format!("Bad Request ({why})")
+            let why: String = why
                 .chars()
+                .map(|c| if c == '"' { '\'' } else { c })
                 .filter(|c| !c.is_control())
-                .take(100)
+                .take(160)
                 .collect();
-            self.respond(now, peer, &head, 400, &reason);
+            let r = ResponseBuilder::new(&head, 400, "Bad Request", Some(&self.fresh_tag()))
+                .header("Warning", &format!("399 srs \"{why}\""))
+                .build();
+            self.open_txn(now, peer, &head);
+            self.send_and_cache(now, peer, &head, r);
         }
     }
 

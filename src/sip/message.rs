@@ -301,6 +301,31 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     }
 }
 
+/// rsip 0.4's tokenizer refuses `:`, `[`, `]` and `/` in URI parameter
+/// values, which RFC 3261 allows (`param-unreserved`); Genesys record URIs
+/// carry `datetime=2024-07-25T19:19:59Z` and `gvp-tenant-id=[Env].record`.
+/// For validation only, those characters are %-escaped after the first `;`.
+fn escape_param_values(uri: &str) -> String {
+    match uri.split_once(';') {
+        Some((base, params)) => {
+            let mut out = String::with_capacity(uri.len() + 16);
+            out.push_str(base);
+            out.push(';');
+            for c in params.chars() {
+                match c {
+                    ':' => out.push_str("%3A"),
+                    '[' => out.push_str("%5B"),
+                    ']' => out.push_str("%5D"),
+                    '/' => out.push_str("%2F"),
+                    c => out.push(c),
+                }
+            }
+            out
+        }
+        None => uri.to_string(),
+    }
+}
+
 /// Gives the normalised start line and the Request-URI to `rsip`, which
 /// checks them against the SIP grammar. Headers are left out: they are
 /// already split, and `rsip` parses header values lazily anyway.
@@ -308,7 +333,11 @@ fn validate_with_rsip(msg: &Message) -> Result<(), ParseError> {
     let StartLine::Request { method, uri } = &msg.start else {
         return Ok(());
     };
-    let text = format!("{} {} SIP/2.0\r\n\r\n", method.as_str(), uri);
+    let text = format!(
+        "{} {} SIP/2.0\r\n\r\n",
+        method.as_str(),
+        escape_param_values(uri)
+    );
     match rsip::SipMessage::try_from(text.as_str()) {
         Ok(_) => Ok(()),
         Err(e) => Err(ParseError::Grammar(e.to_string())),
@@ -577,6 +606,14 @@ Content-Length:  4\r\n\r\nbodyEXTRA";
         assert_eq!(m.header("To"), Some("<sip:b@h> ;tag=2"));
         assert_eq!(m.to_tag(), Some("2"));
         assert_eq!(m.header("content-length"), Some("0"));
+    }
+
+    #[test]
+    fn genesys_record_uri_parameters_pass_validation() {
+        let uri = "sip:record=01PEP83ES8B0FC7QD151Q2LAES00022M_2024-04-05_12-59-19@10.173.186.80:5060;calluuid=01PEP83ES8B0FC7QD151Q2LAES00022M;dn=6325883654;datetime=2024-04-05T12:59:19Z;gvp-tenant-id=[Environment].record;recorddn=6325883654";
+        let raw = INVITE.replace("sip:srs@127.0.0.1:5060", uri);
+        let m = parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.request_uri(), Some(uri), "the URI is kept as received");
     }
 
     #[test]
