@@ -13,6 +13,8 @@ use srs::sip::message::{parse, Message, StartLine};
 use srs::siprec::sdp::{parse_offer, AnswerMedia, Direction};
 use srs::testkit::corpus_request;
 
+mod common;
+
 fn corpus(name: &str) -> String {
     let path = format!(
         "{}/tests/fixtures/corpus/{name}",
@@ -287,4 +289,95 @@ fn rfc8068_mid_dialog_messages_are_accepted_in_their_dialog() {
         core.poll_event(),
         Some(Event::Ended { metadata_xml: Some(x), .. }) if x.contains("stop-time")
     ));
+}
+
+/// The same offers over UDP to a real `srs serve`: INVITE, ACK, BYE, then
+/// each published recording's metadata.json names the expected senders.
+#[test]
+fn every_initial_corpus_offer_is_recorded_by_the_server() {
+    let srs = common::Server::start();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut call_ids = Vec::new();
+    for (i, (file, _)) in INITIAL.iter().enumerate() {
+        let req = corpus_request(&corpus(file), &format!("wire-{i}"));
+        let inv = parse(&req).unwrap();
+        sock.send_to(&req, srs.sip).unwrap();
+        let ok = loop {
+            let mut buf = [0u8; 65535];
+            let (n, _) = sock.recv_from(&mut buf).expect("a response");
+            let m = parse(&buf[..n]).unwrap();
+            if code(&m) >= 200 {
+                break m;
+            }
+        };
+        assert_eq!(code(&ok), 200, "{file}: {:?}", ok.header("Warning"));
+        let to = ok.header("To").unwrap().to_string();
+        let call_id = inv.call_id().unwrap().to_string();
+        let from = inv.header("From").unwrap();
+        let via = |b: &str| {
+            format!(
+                "SIP/2.0/UDP {};branch=z9hG4bK{b}{i}",
+                sock.local_addr().unwrap()
+            )
+        };
+        let (n, _) = inv.cseq().unwrap();
+        for (method, cseq, branch) in [("ACK", n, "ack"), ("BYE", n + 1, "bye")] {
+            let m = format!(
+                "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: {}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+                via(branch)
+            );
+            sock.send_to(m.as_bytes(), srs.sip).unwrap();
+        }
+        let mut buf = [0u8; 65535];
+        let (n, _) = sock.recv_from(&mut buf).expect("BYE answered");
+        assert_eq!(code(&parse(&buf[..n]).unwrap()), 200, "{file}: BYE");
+        call_ids.push(call_id);
+    }
+    let list = srs.wait_recordings(INITIAL.len(), std::time::Duration::from_secs(20));
+    for ((file, expect), call_id) in INITIAL.iter().zip(&call_ids) {
+        let rec = list
+            .iter()
+            .find(|r| r["call_id"] == call_id.as_str())
+            .unwrap_or_else(|| panic!("{file}: recording for {call_id}"));
+        assert_eq!(rec["status"], "complete", "{file}");
+        for (label, who) in expect.iter().filter(|(_, w)| !w.is_empty()) {
+            let stream = rec["streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["label"] == *label)
+                .unwrap_or_else(|| panic!("{file}: stream {label}"));
+            let pid = stream["participant_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: {label} has a sender"));
+            let p = rec["participants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["id"] == pid)
+                .unwrap();
+            let desc = format!("{} {}", p["aor"], p["name"]);
+            assert!(
+                desc.contains(who),
+                "{file}: label {label} sent by {desc}, want {who}"
+            );
+        }
+        // every recorded stream has a playable file spanning the session
+        for f in rec["files"].as_array().unwrap() {
+            let path = srs
+                .recordings
+                .join(rec["path"].as_str().unwrap())
+                .join(f["name"].as_str().unwrap());
+            let (samples, rate) = common::read_wav(&path);
+            assert_eq!(rate, 8000);
+            let want = rec["duration_ms"].as_u64().unwrap() * 8;
+            assert!(
+                samples.len() as u64 + 160 >= want,
+                "{file}: {} samples, want {want}",
+                samples.len()
+            );
+        }
+    }
 }

@@ -125,3 +125,64 @@ fn call_id_of(req: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// CANCEL while the answer is delayed: 200 to the CANCEL, 487 to the
+/// INVITE, and nothing left behind (no recording, no files, no session).
+#[test]
+fn cancel_before_the_answer_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("srs.toml");
+    std::fs::write(&cfg, "[sip]\nanswer_delay_ms = 3000\nringing = true\n").unwrap();
+    let srs = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let req = srs::testkit::corpus_request(&corpus("sipp-generated-invite.sip"), "x");
+    let inv = srs::sip::message::parse(&req).unwrap();
+    sock.send_to(&req, srs.sip).unwrap();
+    let mut buf = [0u8; 65535];
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        seen.extend(status_lines(&String::from_utf8_lossy(&buf[..n])));
+    }
+    assert_eq!(seen, ["100 Trying", "180 Ringing"]);
+    let cancel = format!(
+        "CANCEL {} SIP/2.0\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+        inv.request_uri().unwrap(),
+        inv.header("Via").unwrap(),
+        inv.header("From").unwrap(),
+        inv.header("To").unwrap(),
+        inv.call_id().unwrap()
+    );
+    sock.send_to(cancel.as_bytes(), srs.sip).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        got.extend(status_lines(&String::from_utf8_lossy(&buf[..n])));
+    }
+    assert_eq!(got, ["200 OK", "487 Request Terminated"]);
+    // Past the 3 s answer delay, no 200 OK ever comes: only 487
+    // retransmissions (Timer G, no ACK sent here).
+    let until = Instant::now() + Duration::from_millis(3800);
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while Instant::now() < until {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            assert!(
+                text.starts_with("SIP/2.0 487"),
+                "only 487 retransmissions: {text}"
+            );
+        }
+    }
+    let health = http_get(srs.http, "/healthz").unwrap();
+    assert!(health.contains("\"active_sessions\":0"), "{health}");
+    assert!(
+        srs.list_json().is_empty(),
+        "no recording for a cancelled session"
+    );
+    let incoming: Vec<_> = std::fs::read_dir(srs.recordings.join(".incoming"))
+        .unwrap()
+        .collect();
+    assert!(incoming.is_empty(), "no files left behind: {incoming:?}");
+}
