@@ -302,6 +302,31 @@ m=audio 17070 RTP/AVP 0\na=rtpmap:0 PCMU/8000\na=sendonly\nm=audio 17072 RTP/AVP
     }
 
     #[test]
+    fn unreadable_metadata_still_records_and_is_flagged() {
+        let raw = include_str!("../tests/fixtures/corpus/sipp-generated-invite.sip").replace(
+            "<recording xmlns",
+            "<<<!DOCTYPE x [<!ENTITY a 'b'>]><recording xmlns",
+        );
+        let msg = parse(&normalise_sip(raw.as_bytes())).unwrap();
+        let offer = read_offer(&msg).unwrap();
+        assert!(offer.metadata.is_none());
+        assert!(
+            offer.metadata_error.is_some(),
+            "the error is kept for metadata.json"
+        );
+        assert!(
+            offer.metadata_xml.as_deref().unwrap().contains("DOCTYPE"),
+            "raw XML kept"
+        );
+        let p = MediaPlan::from_offer(&offer);
+        assert_eq!(
+            p.streams.iter().filter(|s| s.file.is_some()).count(),
+            2,
+            "both streams recorded"
+        );
+    }
+
+    #[test]
     fn no_metadata_gives_one_participant_per_stream() {
         let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\na=sendonly\r\n";
         let offer = RecordingOffer {
