@@ -4,5 +4,7 @@
 //! arrival time.
 
 pub mod g711;
+pub mod receiver;
 pub mod recorder;
+pub mod reorder;
 pub mod rtp;

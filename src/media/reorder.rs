@@ -1,0 +1,397 @@
+//! A bounded reorder buffer for one RTP stream: packets come out in
+//! sequence order, each at most `window` after it arrived. No heap
+//! allocation after construction: payloads are copied into fixed slots.
+//!
+//! - A packet whose sequence number was already released is *late* (or a
+//!   *duplicate* if that exact number was released or is buffered); it is
+//!   dropped and counted.
+//! - Missing sequence numbers are given up on once the oldest buffered
+//!   packet has waited `window`, or the buffer is full; they count as lost.
+//! - A sequence jump larger than the buffer (a new SSRC, a restarted
+//!   sender) flushes what is buffered and restarts the count.
+
+use std::time::{Duration, Instant};
+
+/// Largest RTP datagram payload kept.
+pub const MAX_PAYLOAD: usize = 1500;
+
+/// Fields of a buffered packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketMeta {
+    pub seq: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub marker: bool,
+    pub arrival: Instant,
+}
+
+#[derive(Debug)]
+struct Slot {
+    used: bool,
+    ext_seq: i64,
+    meta: Option<PacketMeta>,
+    len: usize,
+    data: Box<[u8; MAX_PAYLOAD]>,
+}
+
+/// Counters of the buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReorderStats {
+    pub late: u64,
+    pub duplicated: u64,
+    pub lost: u64,
+    pub reordered: u64,
+}
+
+/// The reorder buffer.
+#[derive(Debug)]
+pub struct ReorderBuffer {
+    slots: Vec<Slot>,
+    window: Duration,
+    /// Next extended sequence number to release.
+    next: Option<i64>,
+    /// Highest extended sequence number seen, and its 16-bit value.
+    highest: i64,
+    highest_seq: u16,
+    ssrc: Option<u32>,
+    buffered: usize,
+    /// Bit i set: `next - 1 - i` was released (tells duplicates from late).
+    released: u64,
+    pub stats: ReorderStats,
+}
+
+impl ReorderBuffer {
+    /// `capacity` packets at most are held (e.g. 16), each at most `window`.
+    pub fn new(capacity: usize, window: Duration) -> Self {
+        let slots = (0..capacity.max(2))
+            .map(|_| Slot {
+                used: false,
+                ext_seq: 0,
+                meta: None,
+                len: 0,
+                data: Box::new([0u8; MAX_PAYLOAD]),
+            })
+            .collect();
+        ReorderBuffer {
+            slots,
+            window,
+            next: None,
+            highest: 0,
+            highest_seq: 0,
+            ssrc: None,
+            buffered: 0,
+            released: 0,
+            stats: ReorderStats::default(),
+        }
+    }
+
+    fn slot_of(&self, ext: i64) -> usize {
+        ext.rem_euclid(self.slots.len() as i64) as usize
+    }
+
+    /// Offers a packet. Returns false if it was dropped (late or duplicate).
+    /// When the ring cannot hold it without giving up on older numbers, the
+    /// buffered packets before it are handed to `release` in order (missing
+    /// ones count as lost). After inserting, call [`ReorderBuffer::pop`]
+    /// until it returns None.
+    pub fn push(
+        &mut self,
+        meta: PacketMeta,
+        payload: &[u8],
+        mut release: impl FnMut(PacketMeta, &[u8]),
+    ) -> bool {
+        let cap = self.slots.len() as i64;
+        let ext = match (self.next, self.ssrc) {
+            (Some(_), Some(ssrc)) if ssrc == meta.ssrc => {
+                self.highest + i64::from(meta.seq.wrapping_sub(self.highest_seq) as i16)
+            }
+            _ => {
+                // First packet, or a new SSRC: start over.
+                self.flush_all();
+                self.ssrc = Some(meta.ssrc);
+                self.next = Some(i64::from(meta.seq));
+                self.highest = i64::from(meta.seq);
+                self.highest_seq = meta.seq;
+                i64::from(meta.seq)
+            }
+        };
+        let next = self.next.unwrap_or(ext);
+        if ext < next {
+            let d = next - 1 - ext;
+            if d < 64 && self.released & (1u64 << d) != 0 {
+                self.stats.duplicated += 1;
+            } else {
+                self.stats.late += 1;
+            }
+            return false;
+        }
+        if ext - next >= cap * 4 {
+            // A jump far beyond the window: the sender restarted its count.
+            self.flush_all();
+            self.next = Some(ext);
+        }
+        // Make room: everything older than `ext - cap` must go now.
+        while let Some(n) = self.next.filter(|n| ext - n >= cap) {
+            let i = self.slot_of(n);
+            let slot = &mut self.slots[i];
+            if slot.used && slot.ext_seq == n {
+                slot.used = false;
+                self.buffered -= 1;
+                self.released = (self.released << 1) | 1;
+                if let Some(m) = slot.meta {
+                    release(m, &slot.data[..slot.len]);
+                }
+            } else {
+                self.stats.lost += 1;
+                self.released <<= 1;
+            }
+            self.next = Some(n + 1);
+        }
+        let idx = self.slot_of(ext);
+        if self.slots[idx].used && self.slots[idx].ext_seq == ext {
+            self.stats.duplicated += 1;
+            return false;
+        }
+        if ext < self.highest {
+            self.stats.reordered += 1;
+        }
+        if ext > self.highest {
+            self.highest = ext;
+            self.highest_seq = meta.seq;
+        }
+        let len = payload.len().min(MAX_PAYLOAD);
+        let slot = &mut self.slots[idx];
+        slot.used = true;
+        slot.ext_seq = ext;
+        slot.meta = Some(meta);
+        slot.len = len;
+        slot.data[..len].copy_from_slice(&payload[..len]);
+        self.buffered += 1;
+        true
+    }
+
+    /// Advances `next` to `to`, counting unbuffered numbers as lost and
+    /// dropping buffered ones below `to` (they cannot be delivered in order
+    /// any more).
+    fn skip_to(&mut self, to: i64) {
+        let Some(mut next) = self.next else { return };
+        while next < to {
+            let idx = self.slot_of(next);
+            if self.slots[idx].used && self.slots[idx].ext_seq == next {
+                // Buffered but overtaken: count as late.
+                self.slots[idx].used = false;
+                self.buffered -= 1;
+                self.stats.late += 1;
+            } else {
+                self.stats.lost += 1;
+            }
+            self.released <<= 1;
+            next += 1;
+        }
+        self.next = Some(next);
+    }
+
+    fn flush_all(&mut self) {
+        for s in &mut self.slots {
+            s.used = false;
+        }
+        self.buffered = 0;
+        self.released = 0;
+    }
+
+    /// The next packet in order, if it is ready at `now`: it is the next
+    /// expected number, or the oldest buffered packet has waited `window`
+    /// (then the missing numbers before it are counted lost). `out` gets the
+    /// payload; the metadata is returned.
+    pub fn pop(
+        &mut self,
+        now: Instant,
+        out: &mut [u8; MAX_PAYLOAD],
+    ) -> Option<(PacketMeta, usize)> {
+        let next = self.next?;
+        if self.buffered == 0 {
+            return None;
+        }
+        let idx = self.slot_of(next);
+        if !(self.slots[idx].used && self.slots[idx].ext_seq == next) {
+            // A gap: wait for the oldest buffered packet's deadline.
+            let (oldest_ext, oldest_arrival) = self
+                .slots
+                .iter()
+                .filter(|s| s.used)
+                .filter_map(|s| s.meta.map(|m| (s.ext_seq, m.arrival)))
+                .min_by_key(|(e, _)| *e)?;
+            if now.saturating_duration_since(oldest_arrival) < self.window {
+                return None;
+            }
+            self.skip_to(oldest_ext);
+        }
+        let next = self.next?;
+        let idx = self.slot_of(next);
+        let slot = &mut self.slots[idx];
+        if !(slot.used && slot.ext_seq == next) {
+            return None;
+        }
+        slot.used = false;
+        self.buffered -= 1;
+        self.next = Some(next + 1);
+        self.released = (self.released << 1) | 1;
+        let len = slot.len;
+        out[..len].copy_from_slice(&slot.data[..len]);
+        slot.meta.map(|m| (m, len))
+    }
+
+    /// When the next buffered packet becomes releasable (for a timer).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter(|s| s.used)
+            .filter_map(|s| s.meta.map(|m| m.arrival + self.window))
+            .min()
+    }
+
+    /// Releases everything buffered, in order (stream end).
+    pub fn drain(&mut self, out: &mut [u8; MAX_PAYLOAD]) -> Option<(PacketMeta, usize)> {
+        if self.buffered == 0 {
+            return None;
+        }
+        let far = Instant::now() + self.window + Duration::from_secs(3600);
+        self.pop(far, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(seq: u16, at: Instant) -> PacketMeta {
+        PacketMeta {
+            seq,
+            timestamp: u32::from(seq) * 160,
+            ssrc: 7,
+            payload_type: 0,
+            marker: false,
+            arrival: at,
+        }
+    }
+
+    impl ReorderBuffer {
+        /// push, with forced releases ignored (the tests that care use push).
+        fn push_t(&mut self, m: PacketMeta, p: &[u8]) -> bool {
+            self.push(m, p, |_, _| panic!("unexpected forced release"))
+        }
+    }
+
+    fn released(b: &mut ReorderBuffer, now: Instant) -> Vec<u16> {
+        let mut out = Box::new([0u8; MAX_PAYLOAD]);
+        std::iter::from_fn(|| b.pop(now, &mut out).map(|(m, _)| m.seq)).collect()
+    }
+
+    #[test]
+    fn in_order_passes_straight_through() {
+        let t0 = Instant::now();
+        let mut b = ReorderBuffer::new(8, Duration::from_millis(60));
+        for s in 0..5 {
+            assert!(b.push_t(meta(s, t0), &[s as u8; 160]));
+            assert_eq!(released(&mut b, t0), [s]);
+        }
+        assert_eq!(b.stats, ReorderStats::default());
+    }
+
+    #[test]
+    fn reordered_packets_come_out_in_order() {
+        let t0 = Instant::now();
+        let mut b = ReorderBuffer::new(8, Duration::from_millis(60));
+        b.push_t(meta(10, t0), &[1]);
+        assert_eq!(released(&mut b, t0), [10]);
+        b.push_t(meta(12, t0), &[3]);
+        b.push_t(meta(13, t0), &[4]);
+        assert!(released(&mut b, t0).is_empty(), "waiting for 11");
+        b.push_t(meta(11, t0 + Duration::from_millis(10)), &[2]);
+        assert_eq!(
+            released(&mut b, t0 + Duration::from_millis(10)),
+            [11, 12, 13]
+        );
+        assert_eq!(b.stats.reordered, 1);
+        assert_eq!(b.stats.lost, 0);
+    }
+
+    #[test]
+    fn a_gap_is_given_up_after_the_window_and_counted_lost() {
+        let t0 = Instant::now();
+        let mut b = ReorderBuffer::new(8, Duration::from_millis(60));
+        b.push_t(meta(1, t0), &[0]);
+        released(&mut b, t0);
+        b.push_t(meta(4, t0 + Duration::from_millis(20)), &[0]);
+        assert!(released(&mut b, t0 + Duration::from_millis(79)).is_empty());
+        assert_eq!(released(&mut b, t0 + Duration::from_millis(80)), [4]);
+        assert_eq!(b.stats.lost, 2);
+        // 2 arriving now is late
+        assert!(!b.push_t(meta(2, t0 + Duration::from_millis(90)), &[0]));
+        assert_eq!(
+            (b.stats.late, b.stats.duplicated),
+            (1, 0),
+            "lost then late, not a duplicate"
+        );
+    }
+
+    #[test]
+    fn duplicates_are_dropped() {
+        let t0 = Instant::now();
+        let mut b = ReorderBuffer::new(8, Duration::from_millis(60));
+        b.push_t(meta(1, t0), &[0]);
+        b.push_t(meta(3, t0), &[0]);
+        assert!(!b.push_t(meta(3, t0), &[0]), "buffered duplicate");
+        assert_eq!(released(&mut b, t0), [1]);
+        assert!(!b.push_t(meta(1, t0), &[0]), "released duplicate");
+        assert_eq!(b.stats.duplicated, 2);
+    }
+
+    #[test]
+    fn full_ring_gives_up_on_missing_packets() {
+        let t0 = Instant::now();
+        let mut b = ReorderBuffer::new(4, Duration::from_secs(10));
+        b.push_t(meta(0, t0), &[0]);
+        released(&mut b, t0);
+        // 1 never comes; 2..=6 arrive: the ring (4) cannot wait any longer.
+        let mut got = Vec::new();
+        for s in 2..=6 {
+            let mut forced = Vec::new();
+            b.push(meta(s, t0), &[0], |m, _| forced.push(m.seq));
+            got.extend(forced);
+            got.extend(released(&mut b, t0));
+        }
+        // 2..=4 wait for 1; when 5 arrives the ring cannot wait any longer:
+        // 1 is given up and everything flows in order.
+        assert_eq!(got, [2, 3, 4, 5, 6]);
+        assert_eq!(b.stats.lost, 1);
+    }
+
+    #[test]
+    fn sequence_wrap_and_new_ssrc() {
+        let t0 = Instant::now();
+        let mut b = ReorderBuffer::new(8, Duration::from_millis(60));
+        let mut got = Vec::new();
+        for s in [65534u16, 65535, 0, 1] {
+            b.push_t(meta(s, t0), &[0]);
+            got.extend(released(&mut b, t0));
+        }
+        assert_eq!(got, [65534, 65535, 0, 1]);
+        let mut m = meta(500, t0);
+        m.ssrc = 99;
+        b.push_t(m, &[0]);
+        assert_eq!(released(&mut b, t0), [500], "a new SSRC starts over");
+        assert_eq!(b.stats.lost, 0);
+    }
+
+    #[test]
+    fn payload_is_copied_out() {
+        let t0 = Instant::now();
+        let mut b = ReorderBuffer::new(4, Duration::from_millis(60));
+        b.push_t(meta(1, t0), &[9, 8, 7]);
+        let mut out = Box::new([0u8; MAX_PAYLOAD]);
+        let (m, len) = b.pop(t0, &mut out).unwrap();
+        assert_eq!((m.seq, &out[..len]), (1, &[9u8, 8, 7][..]));
+    }
+}
