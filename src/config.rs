@@ -27,7 +27,48 @@ pub struct Config {
     pub sip: SipConfig,
     pub media: MediaConfig,
     pub storage: StorageConfig,
+    pub output: OutputConfig,
     pub http: HttpConfig,
+}
+
+/// An output format of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// One mono WAV per recorded stream (written live, crash-safe).
+    Wav,
+    /// One stereo WAV: one party left, the other right.
+    StereoWav,
+    /// Ogg Opus per stream: the packets themselves when the stream is Opus,
+    /// else encoded from the WAV after the call, off the packet path.
+    OggOpus,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Formats to publish. The mono WAVs are always written while
+    /// recording; without `wav` here they are removed once the others exist.
+    pub formats: Vec<Format>,
+    /// Who goes on the stereo file's left channel: `first` (the first
+    /// participant of the metadata: the recorded party), `second`,
+    /// `label:<label>` or `aor:<text the aor contains>`.
+    pub stereo_left: String,
+    /// Opus bitrate for encoded (not passed-through) files, bit/s.
+    pub opus_bitrate: i32,
+    /// Opus encodes running at once (a bounded pool, off the packet path).
+    pub encoders: usize,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            formats: vec![Format::Wav],
+            stereo_left: "first".into(),
+            opus_bitrate: 24_000,
+            encoders: 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -189,6 +230,23 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "sip.session_expires",
                 message: "need 90 <= min_se <= session_expires (RFC 4028)".into(),
+            });
+        }
+        let left = &self.output.stereo_left;
+        if !(left == "first"
+            || left == "second"
+            || left.starts_with("label:")
+            || left.starts_with("aor:"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "output.stereo_left",
+                message: format!("{left:?}: use first, second, label:<label> or aor:<text>"),
+            });
+        }
+        if self.output.formats.is_empty() || self.output.encoders == 0 {
+            return Err(ConfigError::Invalid {
+                key: "output.formats",
+                message: "at least one format and one encoder".into(),
             });
         }
         if self.media.rtp_ports.hi - self.media.rtp_ports.lo < 1 {

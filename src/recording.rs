@@ -34,6 +34,9 @@ pub struct RecordingMeta {
     /// What happened during the session, in order (see [`EventMeta`]).
     #[serde(default)]
     pub events: Vec<EventMeta>,
+    /// DTMF digits, in order.
+    #[serde(default)]
+    pub dtmf: Vec<DtmfMeta>,
     /// Name of the raw recording metadata XML kept beside the audio, if any was received.
     pub metadata_file: Option<String>,
     /// Why the recording metadata could not be (fully) understood, if so. Media is recorded anyway.
@@ -72,6 +75,38 @@ pub struct StreamMeta {
     pub packets_received: u64,
     /// Packets missing by RTP sequence number (filled with silence).
     pub packets_lost: u64,
+    /// Packets that came after their place was written (dropped).
+    #[serde(default)]
+    pub packets_late: u64,
+    /// Packets received twice (dropped).
+    #[serde(default)]
+    pub packets_duplicated: u64,
+    /// Packets received while the stream was paused (never recorded).
+    #[serde(default)]
+    pub packets_discarded: u64,
+    /// RFC 3550 interarrival jitter at the end of the call, milliseconds.
+    #[serde(default)]
+    pub jitter_ms: f64,
+    /// How many times a re-offer changed the codec or payload type.
+    #[serde(default)]
+    pub codec_changes: u64,
+    /// Wall clock of the sender (RTCP SR, Unix ms) at the stream's first
+    /// sample position, when the sender reported one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_clock_ms: Option<i64>,
+}
+
+/// A DTMF digit received as RFC 4733 telephone-event (never in the audio).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DtmfMeta {
+    /// Stream label it came on.
+    pub label: String,
+    pub digit: String,
+    /// Offset from the recording start, milliseconds.
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    /// RFC 3339 UTC.
+    pub at: String,
 }
 
 /// One audio file of the recording.
@@ -79,6 +114,12 @@ pub struct StreamMeta {
 pub struct FileMeta {
     /// File name inside the recording directory.
     pub name: String,
+    /// `wav` (one participant), `stereo-wav` or `ogg-opus`.
+    #[serde(default)]
+    pub format: String,
+    /// Stream labels in the file (a stereo file: left then right).
+    #[serde(default)]
+    pub labels: Vec<String>,
     pub duration_ms: u64,
     pub sample_rate: u32,
     pub channels: u16,

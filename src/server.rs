@@ -21,17 +21,17 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
+use crate::config::Format;
 use crate::config::{Config, PortRange};
 use crate::http::{self, Health};
-use crate::media::g711::Law;
-use crate::media::recorder::{StreamRecorder, StreamStats, RATE};
-use crate::media::rtp;
+use crate::media::receiver::{BatchReceiver, BATCH};
+use crate::media::recorder::{StreamRecorder, StreamSpec, StreamStats};
 use crate::plan::MediaPlan;
 use crate::recording::RecordingMeta;
-use crate::session::{LineAction, Session, StreamSlot};
+use crate::session::{stream_spec, LineAction, Session, StreamReport, StreamSlot};
 use crate::sip::core::{ConnId, CoreConfig, EndReason, Event, Peer, SessionId, SipCore, Transport};
 use crate::sip::message::StreamFramer;
-use crate::siprec::sdp::{AnswerMedia, RtpMap, SdpOffer};
+use crate::siprec::sdp::{AnswerMedia, SdpOffer};
 use crate::siprec::RecordingOffer;
 use crate::store::{FileDrop, Index};
 
@@ -113,7 +113,7 @@ impl PortPool {
 
 /// Messages to a running stream task.
 enum StreamCtl {
-    Codec(Law, u8),
+    Codec(StreamSpec),
     Reanchor,
     Paused(bool),
 }
@@ -149,6 +149,8 @@ struct Shared {
     ports: Mutex<PortPool>,
     health: Arc<Health>,
     config: Config,
+    /// Bounds the stereo/Opus work done after calls.
+    encoders: Arc<tokio::sync::Semaphore>,
 }
 
 /// Runs the server until `shutdown` changes to true, then ends every
@@ -203,6 +205,7 @@ pub async fn run(
         index: Mutex::new(index),
         ports: Mutex::new(PortPool::new(config.media.rtp_ports)),
         health: health.clone(),
+        encoders: Arc::new(tokio::sync::Semaphore::new(config.output.encoders)),
         config: config.clone(),
     });
     tracing::info!(sip = %sip_bound, http = %http_bound, rtp_ports = %config.media.rtp_ports,
@@ -444,8 +447,8 @@ impl CoreLoop {
                     answers[index] = AnswerMedia { port: Some(port) };
                     if let Some(t) = s.tasks.get(&index) {
                         let _ = t.ctl.send(StreamCtl::Paused(paused));
-                        if let Some((law, pt)) = codec {
-                            let _ = t.ctl.send(StreamCtl::Codec(law, pt));
+                        if let Some(spec) = codec {
+                            let _ = t.ctl.send(StreamCtl::Codec(spec));
                         }
                         if reanchor {
                             let _ = t.ctl.send(StreamCtl::Reanchor);
@@ -457,7 +460,8 @@ impl CoreLoop {
                         .label
                         .clone()
                         .unwrap_or_else(|| format!("m{index}"));
-                    match spawn_stream(&self.shared, bind, &s.dir, &file, &codec, s.start) {
+                    let spec = stream_spec(&sdp.media[index]);
+                    match spawn_stream(&self.shared, bind, &s.dir, &file, spec, s.start) {
                         Ok(task) => {
                             answers[index] = AnswerMedia {
                                 port: Some(task.port),
@@ -538,7 +542,10 @@ impl CoreLoop {
             let (Some(codec), Some(file)) = (&ps.codec, &ps.file) else {
                 continue;
             };
-            match spawn_stream(&self.shared, bind, &active.dir, file, codec, start) {
+            let Some(m) = offer.sdp.media.get(ps.index) else {
+                continue;
+            };
+            match spawn_stream(&self.shared, bind, &active.dir, file, stream_spec(m), start) {
                 Ok(task) => {
                     answers[ps.index] = AnswerMedia {
                         port: Some(task.port),
@@ -630,14 +637,15 @@ fn spawn_stream(
     bind: IpAddr,
     dir: &std::path::Path,
     file: &str,
-    codec: &RtpMap,
+    spec: StreamSpec,
     start: Instant,
 ) -> Result<StreamTask, String> {
-    let law =
-        Law::from_codec(&codec.name).ok_or_else(|| format!("codec {} not recorded", codec.name))?;
     let pair = shared.ports.lock().ok().and_then(|mut p| p.bind_pair(bind));
     let (rtp_sock, rtcp_sock, port) = pair.ok_or_else(|| "no free media port".to_string())?;
-    let recorder = match StreamRecorder::create(&dir.join(file), law, codec.pt, start) {
+    let ogg = (spec.has(&crate::media::codec::CodecKind::Opus)
+        && shared.config.output.formats.contains(&Format::OggOpus))
+    .then(|| dir.join(opus_name(file)));
+    let recorder = match StreamRecorder::create(&dir.join(file), spec, start, ogg.as_deref()) {
         Ok(r) => r,
         Err(e) => {
             if let Ok(mut p) = shared.ports.lock() {
@@ -659,7 +667,13 @@ fn spawn_stream(
     })
 }
 
-/// Receives one stream's RTP until told to stop at the session's end.
+/// `alice-1.wav` -> `alice-1.opus`.
+fn opus_name(wav: &str) -> String {
+    format!("{}.opus", wav.strip_suffix(".wav").unwrap_or(wav))
+}
+
+/// Receives one stream's RTP (in batches, `recvmmsg`) until told to stop
+/// at the session's end; RTCP on the odd port informs the clock mapping.
 async fn receive_stream(
     rtp_sock: std::net::UdpSocket,
     rtcp_sock: std::net::UdpSocket,
@@ -667,41 +681,75 @@ async fn receive_stream(
     mut ctl: mpsc::UnboundedReceiver<StreamCtl>,
     mut stop: oneshot::Receiver<Instant>,
 ) -> Result<StreamStats, String> {
-    let (Ok(rtp_sock), Ok(rtcp_sock)) = (
-        UdpSocket::from_std(rtp_sock),
-        UdpSocket::from_std(rtcp_sock),
-    ) else {
-        return Err("cannot register RTP socket".into());
-    };
-    let mut buf = vec![0u8; 2048];
+    use std::os::fd::AsRawFd;
+    // SAFETY: the AsyncFd owns the socket for its whole life; its fd stays
+    // open and the same until the AsyncFd is dropped at the end of this task.
+    let rtp_fd = unsafe { tokio::io::unix::AsyncFd::register(rtp_sock) }
+        .map_err(|e| format!("cannot register RTP socket: {e}"))?;
+    let rtcp_sock = UdpSocket::from_std(rtcp_sock).map_err(|e| e.to_string())?;
+    let mut batch = BatchReceiver::new();
     let mut cbuf = vec![0u8; 2048];
-    let mut failed = None;
+    let mut failed: Option<String> = None;
     let end = loop {
+        let deadline = rec
+            .next_deadline()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
         tokio::select! {
             biased;
             end = &mut stop => break end.unwrap_or_else(|_| Instant::now()),
             Some(c) = ctl.recv() => match c {
-                StreamCtl::Codec(law, pt) => rec.set_codec(law, pt),
+                StreamCtl::Codec(spec) => {
+                    if !rec.set_codec(spec) {
+                        tracing::warn!("codec change to another sample rate refused; the stream keeps its codec");
+                    }
+                }
                 StreamCtl::Reanchor => rec.reanchor(),
                 StreamCtl::Paused(p) => rec.set_paused(p),
             },
-            r = rtp_sock.recv_from(&mut buf), if failed.is_none() => {
-                if let Ok((n, _)) = r {
-                    if let Ok(p) = rtp::parse(Bytes::copy_from_slice(&buf[..n])) {
-                        if let Err(e) = rec.on_packet(Instant::now(), &p) {
-                            tracing::error!(error = %e, "writing audio failed; stream stops recording");
-                            failed = Some(e.to_string());
+            guard = rtp_fd.readable(), if failed.is_none() => {
+                let Ok(mut guard) = guard else { continue };
+                loop {
+                    match guard.try_io(|inner| batch.recv(inner.get_ref().as_raw_fd())) {
+                        Ok(Ok(n)) => {
+                            let now = Instant::now();
+                            for i in 0..n {
+                                if let Err(e) = rec.on_datagram(now, batch.packet(i)) {
+                                    tracing::error!(error = %e, "writing audio failed; stream stops recording");
+                                    failed = Some(e.to_string());
+                                }
+                            }
+                            if n < BATCH || failed.is_some() {
+                                break;
+                            }
                         }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "RTP receive error");
+                            break;
+                        }
+                        Err(_would_block) => break,
                     }
                 }
             }
-            _ = rtcp_sock.recv(&mut cbuf) => {}
+            r = rtcp_sock.recv(&mut cbuf) => {
+                if let Ok(n) = r {
+                    rec.on_rtcp_datagram(&cbuf[..n]);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                if let Err(e) = rec.tick(Instant::now()) {
+                    failed.get_or_insert(e.to_string());
+                }
+            }
         }
     };
     // Packets already queued arrived before the end.
-    while let Ok((n, _)) = rtp_sock.try_recv_from(&mut buf) {
-        if let Ok(p) = rtp::parse(Bytes::copy_from_slice(&buf[..n])) {
-            let _ = rec.on_packet(end, &p);
+    while let Ok(n) = batch.recv(rtp_fd.get_ref().as_raw_fd()) {
+        for i in 0..n {
+            let _ = rec.on_datagram(end, batch.packet(i));
+        }
+        if n < BATCH {
+            break;
         }
     }
     if let Some(e) = failed {
@@ -727,16 +775,13 @@ async fn publish(
         tasks,
         ..
     } = s;
-    let mut stats = std::collections::BTreeMap::new();
-    let mut bytes = std::collections::BTreeMap::new();
+    let dir: PathBuf = dir;
+    let mut reports = std::collections::BTreeMap::new();
     for (index, t) in tasks {
         let _ = t.stop.send(end);
         match t.handle.await {
-            Ok(Ok(st)) => {
-                stats.insert(
-                    index,
-                    (st.packets_received, st.packets_lost, st.samples_written),
-                );
+            Ok(Ok(stats)) => {
+                reports.insert(index, StreamReport { stats, bytes: 0 });
             }
             Ok(Err(e)) => tracing::error!(error = %e, "stream failed"),
             Err(e) => tracing::error!(error = %e, "stream task failed"),
@@ -752,12 +797,33 @@ async fn publish(
         return;
     }
     for slot in session.streams.values() {
-        if let Ok(m) = std::fs::metadata(dir.join(&slot.file)) {
-            bytes.insert(slot.index, m.len());
+        if let (Ok(m), Some(r)) = (
+            std::fs::metadata(dir.join(&slot.file)),
+            reports.get_mut(&slot.index),
+        ) {
+            r.bytes = m.len();
         }
     }
     let duration_ms = end.saturating_duration_since(start).as_millis() as u64;
-    let mut meta = session.finish(ended_at, duration_ms, status, &stats, &bytes, RATE);
+    let mut meta = session.finish(ended_at, duration_ms, status, &reports);
+    // Stereo and Opus files: made now, off the packet path, on a bounded pool.
+    let permit = shared.encoders.clone().acquire_owned().await.ok();
+    let out_cfg = shared.config.output.clone();
+    let (meta_done, dir) = match tokio::task::spawn_blocking(move || {
+        make_outputs(&out_cfg, &dir, &mut meta);
+        (meta, dir)
+    })
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "output task failed");
+            return;
+        }
+    };
+    drop(permit);
+    let mut meta = meta_done;
+    let _ = dir;
     let published = tokio::task::spawn_blocking(move || {
         let id = meta.recording_id.clone();
         match shared.drop.publish(&mut meta) {
@@ -849,4 +915,152 @@ async fn serve_tcp(
     }
     let _ = tx.send(TcpInput::Closed(id));
     writer.abort();
+}
+
+/// The stereo WAV and Ogg Opus files asked for, from the mono WAVs; then
+/// the mono WAVs removed if `wav` was not asked for. Failures are logged and
+/// noted in the metadata error; the mono WAVs are never lost to them.
+fn make_outputs(
+    cfg: &crate::config::OutputConfig,
+    dir: &std::path::Path,
+    meta: &mut RecordingMeta,
+) {
+    use crate::media::{ogg_opus, stereo};
+    use crate::recording::FileMeta;
+    let mono: Vec<FileMeta> = meta
+        .files
+        .iter()
+        .filter(|f| f.format == "wav")
+        .cloned()
+        .collect();
+    let mut made_all = true;
+    if cfg.formats.contains(&Format::StereoWav) {
+        let (left, right) = stereo_sides(cfg, meta);
+        let path_of = |f: &Option<FileMeta>| f.as_ref().map(|f| dir.join(&f.name));
+        let (lp, rp) = (path_of(&left), path_of(&right));
+        if lp.is_some() || rp.is_some() {
+            match stereo::write_stereo(lp.as_deref(), rp.as_deref(), &dir.join("stereo.wav")) {
+                Ok((duration_ms, rate)) => meta.files.push(FileMeta {
+                    name: "stereo.wav".into(),
+                    format: "stereo-wav".into(),
+                    labels: [&left, &right]
+                        .iter()
+                        .map(|f| {
+                            f.as_ref()
+                                .and_then(|f| f.labels.first().cloned())
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                    duration_ms,
+                    sample_rate: rate,
+                    channels: 2,
+                    bytes: std::fs::metadata(dir.join("stereo.wav"))
+                        .map(|m| m.len())
+                        .unwrap_or(0),
+                }),
+                Err(e) => {
+                    made_all = false;
+                    tracing::error!(error = %e, "stereo file failed");
+                }
+            }
+        }
+    }
+    if cfg.formats.contains(&Format::OggOpus) {
+        for f in &mono {
+            let name = opus_name(&f.name);
+            let path = dir.join(&name);
+            let passed_through = path.exists();
+            let duration_ms = if passed_through {
+                Ok(f.duration_ms)
+            } else {
+                ogg_opus::encode_wav_to_ogg_opus(&dir.join(&f.name), &path, cfg.opus_bitrate)
+            };
+            match duration_ms {
+                Ok(duration_ms) => meta.files.push(FileMeta {
+                    name: name.clone(),
+                    format: "ogg-opus".into(),
+                    labels: f.labels.clone(),
+                    duration_ms,
+                    sample_rate: 48_000,
+                    channels: 1,
+                    bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                }),
+                Err(e) => {
+                    made_all = false;
+                    tracing::error!(file = %f.name, error = %e, "Opus file failed");
+                }
+            }
+        }
+    }
+    if !cfg.formats.contains(&Format::Wav) && made_all {
+        for f in &mono {
+            let _ = std::fs::remove_file(dir.join(&f.name));
+        }
+        meta.files.retain(|f| f.format != "wav");
+        for p in &mut meta.participants {
+            p.file = p.file.as_ref().and_then(|w| {
+                meta.files
+                    .iter()
+                    .find(|f| f.format == "ogg-opus" && f.name == opus_name(w))
+                    .map(|f| f.name.clone())
+            });
+        }
+    }
+}
+
+/// The files of the left and right parties by the configured map: by
+/// participant (metadata order), label or aor, never by arrival order.
+fn stereo_sides(
+    cfg: &crate::config::OutputConfig,
+    meta: &RecordingMeta,
+) -> (
+    Option<crate::recording::FileMeta>,
+    Option<crate::recording::FileMeta>,
+) {
+    let file_of = |label: &str| {
+        meta.files
+            .iter()
+            .find(|f| f.format == "wav" && f.labels.iter().any(|l| l == label))
+            .cloned()
+    };
+    // Each participant's first recorded stream, in metadata order.
+    let mut parties: Vec<(Option<String>, crate::recording::FileMeta)> = Vec::new();
+    for p in &meta.participants {
+        if let Some(f) = p.labels.iter().find_map(|l| file_of(l)) {
+            if !parties.iter().any(|(_, g)| g.name == f.name) {
+                parties.push((p.aor.clone(), f));
+            }
+        }
+    }
+    // Streams nobody is known to send on, in m-line order.
+    for f in meta.files.iter().filter(|f| f.format == "wav") {
+        if !parties.iter().any(|(_, g)| g.name == f.name) {
+            parties.push((None, f.clone()));
+        }
+    }
+    let left_idx = match cfg.stereo_left.as_str() {
+        "second" => 1,
+        s if s.starts_with("label:") => {
+            let l = &s["label:".len()..];
+            parties
+                .iter()
+                .position(|(_, f)| f.labels.iter().any(|x| x == l))
+                .unwrap_or(0)
+        }
+        s if s.starts_with("aor:") => {
+            let a = &s["aor:".len()..];
+            parties
+                .iter()
+                .position(|(aor, _)| aor.as_deref().is_some_and(|x| x.contains(a)))
+                .unwrap_or(0)
+        }
+        _ => 0,
+    };
+    let left = parties.get(left_idx).map(|(_, f)| f.clone());
+    let right = parties
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != left_idx)
+        .map(|(_, (_, f))| f.clone());
+    (left, right)
 }

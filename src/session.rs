@@ -9,12 +9,33 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::media::g711::Law;
+use crate::media::recorder::{StreamSpec, StreamStats};
 use crate::plan::{aor_user, slug, MediaPlan};
-use crate::recording::{EventMeta, FileMeta, ParticipantMeta, RecordingMeta, StreamMeta};
+use crate::recording::{DtmfMeta, EventMeta, FileMeta, ParticipantMeta, RecordingMeta, StreamMeta};
 use crate::siprec::metadata::{self, ChangeKind, DataMode, Metadata};
 use crate::siprec::sdp::{Direction, MediaOffer, RtpMap, SdpOffer};
 use crate::siprec::RecordingOffer;
+
+/// What the recorder needs for an m-line: every format we answer, and
+/// telephone-event's payload type and clock.
+pub fn stream_spec(m: &MediaOffer) -> StreamSpec {
+    StreamSpec {
+        codecs: m
+            .recordable_codecs()
+            .into_iter()
+            .map(|c| (c.pt, c.kind()))
+            .collect(),
+        dtmf: m.telephone_event().map(|t| (t.pt, t.rate)),
+    }
+}
+
+/// What the recorder reported for one stream when it finished.
+#[derive(Debug, Clone, Default)]
+pub struct StreamReport {
+    pub stats: StreamStats,
+    /// Size of its WAV file.
+    pub bytes: u64,
+}
 
 /// Is the client sending on this m-line? `inactive`, `recvonly`, port 0
 /// and the RFC 2543 hold address `c=0.0.0.0` all mean no.
@@ -44,7 +65,7 @@ pub enum LineAction {
     Keep {
         index: usize,
         port: u16,
-        codec: Option<(Law, u8)>,
+        codec: Option<StreamSpec>,
         reanchor: bool,
         /// The stream is paused (answered `inactive`): drop its packets.
         paused: bool,
@@ -247,19 +268,17 @@ impl Session {
             let mut change = None;
             if let Some(c) = &codec {
                 if c.pt != slot.codec.pt || !c.name.eq_ignore_ascii_case(&slot.codec.name) {
-                    if let Some(law) = Law::from_codec(&c.name) {
-                        change = Some((law, c.pt));
-                        slot.codec = c.clone();
-                        let name = c.name.to_ascii_uppercase();
-                        let label = slot.label.clone();
-                        self.meta.events.push(EventMeta {
-                            at: stamp(at),
-                            kind: "codec-changed".into(),
-                            label: Some(label),
-                            detail: Some(name),
-                            ..EventMeta::default()
-                        });
-                    }
+                    change = Some(stream_spec(m));
+                    slot.codec = c.clone();
+                    let name = c.name.to_ascii_uppercase();
+                    let label = slot.label.clone();
+                    self.meta.events.push(EventMeta {
+                        at: stamp(at),
+                        kind: "codec-changed".into(),
+                        label: Some(label),
+                        detail: Some(name),
+                        ..EventMeta::default()
+                    });
                 }
             }
             let Some(slot) = self.streams.get_mut(&index) else {
@@ -277,34 +296,35 @@ impl Session {
                     None,
                 );
             }
+            let reanchor = was && !paused || change.is_some();
             actions.push(LineAction::Keep {
                 index,
                 port,
                 codec: change,
-                reanchor: was && !paused || change.is_some(),
+                reanchor,
                 paused,
             });
         }
         actions
     }
 
-    /// The final description, given each stream's counters and file facts.
+    /// The final description, given what each stream's recorder reported.
     pub fn finish(
         mut self,
         ended_at: DateTime<Utc>,
         duration_ms: u64,
         status: &str,
-        stats: &BTreeMap<usize, (u64, u64, u64)>,
-        file_bytes: &BTreeMap<usize, u64>,
-        rate: u32,
+        reports: &BTreeMap<usize, StreamReport>,
     ) -> RecordingMeta {
         let mut meta = std::mem::take(&mut self.meta);
         meta.status = status.into();
         meta.ended_at = stamp(ended_at);
         meta.duration_ms = duration_ms;
+        let started: DateTime<Utc> = meta.started_at.parse().unwrap_or(ended_at);
         for (index, label) in self.labels.iter().enumerate() {
             let slot = self.streams.get(&index);
-            let (received, lost, samples) = stats.get(&index).copied().unwrap_or_default();
+            let r = reports.get(&index).cloned().unwrap_or_default();
+            let st = &r.stats;
             meta.streams.push(StreamMeta {
                 label: label.clone(),
                 codec: slot
@@ -312,19 +332,38 @@ impl Session {
                     .unwrap_or_else(|| "rejected".into()),
                 participant_id: slot.and_then(|s| s.participant_id.clone()),
                 attribution: slot.and_then(|s| s.attribution.map(str::to_string)),
-                packets_received: received,
-                packets_lost: lost,
+                packets_received: st.packets_received,
+                packets_lost: st.packets_lost,
+                packets_late: st.packets_late,
+                packets_duplicated: st.packets_duplicated,
+                packets_discarded: st.packets_discarded,
+                jitter_ms: (st.jitter_ms * 100.0).round() / 100.0,
+                codec_changes: st.codec_changes,
+                sender_clock_ms: st.sender_clock_ms,
             });
+            for d in &st.dtmf {
+                meta.dtmf.push(DtmfMeta {
+                    label: label.clone(),
+                    digit: d.digit.to_string(),
+                    at_ms: d.at_ms,
+                    duration_ms: d.duration_ms,
+                    at: stamp(started + chrono::Duration::milliseconds(d.at_ms as i64)),
+                });
+            }
             if let Some(s) = slot {
+                let rate = st.sample_rate.max(1);
                 meta.files.push(FileMeta {
                     name: s.file.clone(),
-                    duration_ms: samples * 1000 / rate as u64,
+                    format: "wav".into(),
+                    labels: vec![s.label.clone()],
+                    duration_ms: st.samples_written * 1000 / u64::from(rate),
                     sample_rate: rate,
                     channels: 1,
-                    bytes: file_bytes.get(&index).copied().unwrap_or(0),
+                    bytes: r.bytes,
                 });
             }
         }
+        meta.dtmf.sort_by_key(|d| d.at_ms);
         for mut p in self.seen {
             // Labels this participant was seen sending on, from metadata or
             // from the stream attribution; its file is the first of those.

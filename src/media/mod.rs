@@ -1,10 +1,17 @@
-//! Media: RTP parsing ([`rtp`], an adapter over the `rtp` crate), G.711
-//! decoding ([`g711`]) and the per-stream timeline that writes WAV
-//! ([`recorder`]). No sockets here: the server feeds packets with their
-//! arrival time.
+//! Media: the batch receiver ([`receiver`]), RTP parsing ([`rtp`], an
+//! adapter over the `rtp` crate), decoding ([`codec`], [`g711`]), RFC 4733
+//! DTMF ([`dtmf`]), the reorder buffer ([`reorder`]) and the per-stream
+//! timeline that writes WAV ([`recorder`]); outputs made after the call:
+//! stereo WAV ([`stereo`]) and Ogg Opus ([`ogg_opus`], also written live
+//! for Opus streams). No sockets here: the server feeds datagrams with
+//! their arrival time.
 
+pub mod codec;
+pub mod dtmf;
 pub mod g711;
+pub mod ogg_opus;
 pub mod receiver;
 pub mod recorder;
 pub mod reorder;
 pub mod rtp;
+pub mod stereo;

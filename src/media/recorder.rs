@@ -1,109 +1,324 @@
-//! One recorded stream: RTP packets in, a WAV file out that keeps the
-//! session's timeline.
+//! One recorded stream: RTP datagrams in, a mono WAV out that keeps the
+//! session's timeline. No sockets; no heap allocation per packet in steady
+//! state (the datagram is parsed in place, copied once into the reorder
+//! ring, decoded into a reserved buffer, written through a `BufWriter`).
 //!
-//! The file starts at the session start and ends at its end. The first
-//! packet is placed at its arrival time; later packets by RTP timestamp
-//! relative to it, so loss becomes silence and the audio never shifts.
-//! Packets that arrive after their place was written are dropped
-//! (counted `late`); duplicates likewise. A timestamp that jumps far from
-//! the wall clock (a new SSRC, a restarted sender) re-anchors the stream at
-//! the present.
+//! Timeline: sample 0 is the session start. The first packet is placed at
+//! its arrival time; later ones by RTP timestamp relative to it, so loss,
+//! DTX and pauses become silence and the audio never shifts. Packets are
+//! reordered within a bounded window; late and duplicate ones are dropped
+//! and counted. A timestamp that strays more than [`MAX_DRIFT_S`] from the
+//! wall clock (a new SSRC, a restarted sender) re-anchors the stream at the
+//! present, as does resuming after a pause. The file is padded to the
+//! session end. The WAV header is rewritten at least every
+//! [`CHECKPOINT`], so a crash leaves a playable file.
+//!
+//! telephone-event (RFC 4733) becomes [`DtmfOut`] events, never audio;
+//! comfort noise (RFC 3389) becomes silence; RTCP sender reports give the
+//! sender's wall clock.
 
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::g711::Law;
-use super::rtp::RtpPacket;
+use super::codec::{CodecKind, Decoder};
+use super::dtmf::DtmfTracker;
+use super::ogg_opus::OggOpusWriter;
+use super::reorder::{PacketMeta, Push, ReorderBuffer, MAX_PAYLOAD};
+use super::rtp::{self, RtpError};
 
-/// Audio sample rate of G.711.
-pub const RATE: u32 = 8000;
-/// How far (in seconds) a packet's timestamp may stray from the wall clock
-/// before the stream is re-anchored (a new SSRC, a restarted sender).
-const MAX_DRIFT_S: u64 = 2;
+/// How far a packet's timestamp may stray from the wall clock before the
+/// stream is re-anchored.
+pub const MAX_DRIFT_S: u64 = 2;
+/// Largest interval between WAV header rewrites.
+pub const CHECKPOINT: Duration = Duration::from_secs(2);
+/// Reorder window and ring size.
+pub const REORDER_WINDOW: Duration = Duration::from_millis(80);
+pub const REORDER_SLOTS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
     #[error("WAV file {path}: {source}")]
     Wav { path: PathBuf, source: hound::Error },
+    #[error("codec: {0}")]
+    Codec(String),
 }
 
-/// Counters of one stream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a stream carries, from the SDP: every answered audio format (the
+/// client may switch between them at any packet) and telephone-event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// (payload type, codec), in the SDP's order.
+    pub codecs: Vec<(u8, CodecKind)>,
+    /// Payload type of telephone-event, and its clock rate.
+    pub dtmf: Option<(u8, u32)>,
+}
+
+impl StreamSpec {
+    /// One codec, no DTMF.
+    pub fn single(kind: CodecKind, pt: u8) -> Self {
+        StreamSpec {
+            codecs: vec![(pt, kind)],
+            dtmf: None,
+        }
+    }
+
+    /// Does the stream carry this codec?
+    pub fn has(&self, kind: &CodecKind) -> bool {
+        self.codecs.iter().any(|(_, k)| k == kind)
+    }
+}
+
+/// A decoder per payload type, and the linear resampler that brings its
+/// output to the file's rate.
+struct PtDecoder {
+    pt: u8,
+    kind: CodecKind,
+    decoder: Decoder,
+    rate: u32,
+    clock: u32,
+}
+
+/// Builds the decoders of a spec; the file rate is the highest output rate.
+fn decoders_of(spec: &StreamSpec) -> Result<(Vec<PtDecoder>, u32), RecorderError> {
+    let mut out = Vec::new();
+    for (pt, kind) in &spec.codecs {
+        let decoder = Decoder::new(kind).map_err(|e| RecorderError::Codec(e.to_string()))?;
+        out.push(PtDecoder {
+            pt: *pt,
+            rate: decoder.output_rate(),
+            clock: kind.rtp_clock_rate(),
+            kind: kind.clone(),
+            decoder,
+        });
+    }
+    let rate = out
+        .iter()
+        .map(|d| d.rate)
+        .max()
+        .ok_or_else(|| RecorderError::Codec("no codec".into()))?;
+    Ok((out, rate))
+}
+
+/// Linear interpolation from `rate_in` to `rate_out`, continuous across
+/// packets (keeps the last input sample). Writes into `out` (cleared first).
+#[derive(Debug, Default)]
+struct Resampler {
+    last: i16,
+    /// Position of the next output sample, in input samples from the
+    /// previous packet's last sample.
+    pos: f64,
+}
+
+impl Resampler {
+    fn run(&mut self, input: &[i16], rate_in: u32, rate_out: u32, out: &mut Vec<i16>) {
+        out.clear();
+        if input.is_empty() {
+            return;
+        }
+        let step = f64::from(rate_in) / f64::from(rate_out);
+        // Sample at x in [0, len]: x = 0 is `last`, x = i + 1 is input[i].
+        let at = |x: f64, last: i16| -> i16 {
+            let i = x.floor() as usize;
+            let frac = x - x.floor();
+            let a = if i == 0 {
+                f64::from(last)
+            } else {
+                f64::from(input[i - 1])
+            };
+            let b = f64::from(*input.get(i).unwrap_or(&input[input.len() - 1]));
+            (a + (b - a) * frac).round() as i16
+        };
+        let len = input.len() as f64;
+        while self.pos < len {
+            out.push(at(self.pos, self.last));
+            self.pos += step;
+        }
+        self.pos -= len;
+        self.last = input[input.len() - 1];
+    }
+}
+
+/// A DTMF digit, placed on the stream's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtmfOut {
+    pub digit: char,
+    /// Offset from the session start.
+    pub at_ms: u64,
+    pub duration_ms: u64,
+}
+
+/// Counters and results of one stream.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StreamStats {
     pub packets_received: u64,
     pub packets_lost: u64,
     pub packets_late: u64,
-    /// Packets that arrived while the stream was paused (answered
-    /// `inactive`): never written.
+    pub packets_duplicated: u64,
+    /// Arrived while the stream was paused (answered `inactive`): dropped.
     pub packets_discarded: u64,
+    pub codec_changes: u64,
+    /// RFC 3550 interarrival jitter, milliseconds.
+    pub jitter_ms: f64,
     pub samples_written: u64,
+    pub sample_rate: u32,
+    /// The sender's wall clock (Unix ms) at sample 0, from its RTCP SR.
+    pub sender_clock_ms: Option<i64>,
+    pub dtmf: Vec<DtmfOut>,
 }
 
 #[derive(Debug)]
 struct Anchor {
-    /// Extended (unwrapped) timestamp of the anchor packet.
+    /// Extended RTP timestamp at `pos`.
     ext_ts: i64,
-    /// Sample position of the anchor packet.
+    /// Output sample position of the anchor packet.
     pos: u64,
     last_ts: u32,
     last_ext_ts: i64,
     ssrc: u32,
 }
 
+/// RFC 3550 §A.8 interarrival jitter, in RTP ticks.
+#[derive(Debug, Default)]
+struct Jitter {
+    last_transit: Option<i64>,
+    value: f64,
+}
+
 /// Writes one stream to a mono 16-bit WAV file.
 pub struct StreamRecorder {
     path: PathBuf,
     writer: hound::WavWriter<BufWriter<File>>,
-    law: Law,
-    pt: u8,
+    spec: StreamSpec,
+    decoders: Vec<PtDecoder>,
+    resampler: Resampler,
+    resampled: Vec<i16>,
+    out_rate: u32,
+    /// RTP clock of the anchored payload type.
+    clock_rate: u32,
+    /// A non-Opus packet was written: the pass-through Ogg is incomplete.
+    ogg_mixed: bool,
     start: Instant,
     anchor: Option<Anchor>,
     written: u64,
-    seq: SeqCounter,
-    stats: StreamStats,
+    reorder: ReorderBuffer,
     pcm: Vec<i16>,
+    dtmf: DtmfTracker,
+    jitter: Jitter,
+    stats: StreamStats,
     paused: bool,
+    last_checkpoint: Instant,
+    sr: Option<rtp::SenderReport>,
+    /// Opus streams: the packets themselves into an Ogg Opus file.
+    ogg: Option<(OggOpusWriter<BufWriter<File>>, PathBuf)>,
 }
 
+/// Pre-skip of pass-through Ogg files (RFC 7845 recommends 3840 for
+/// encoders; the player drops these samples, so the same amount of silence
+/// is written first to keep the timeline).
+const OGG_PRE_SKIP: u16 = 312;
+
 impl StreamRecorder {
-    /// Creates the WAV file. `start` is the session start: sample 0.
-    pub fn create(path: &Path, law: Law, pt: u8, start: Instant) -> Result<Self, RecorderError> {
-        let spec = hound::WavSpec {
+    /// Creates the WAV file. `start` is the session start: sample 0. For an
+    /// Opus stream, `ogg` names a pass-through Ogg Opus file to write too.
+    pub fn create(
+        path: &Path,
+        spec: StreamSpec,
+        start: Instant,
+        ogg: Option<&Path>,
+    ) -> Result<Self, RecorderError> {
+        let (decoders, out_rate) = decoders_of(&spec)?;
+        let wav = hound::WavSpec {
             channels: 1,
-            sample_rate: RATE,
+            sample_rate: out_rate,
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let writer = hound::WavWriter::create(path, spec).map_err(|source| RecorderError::Wav {
+        let writer = hound::WavWriter::create(path, wav).map_err(|source| RecorderError::Wav {
             path: path.to_path_buf(),
             source,
         })?;
+        let ogg = match ogg.filter(|_| spec.has(&CodecKind::Opus)) {
+            Some(p) => {
+                let file = File::create(p)
+                    .map_err(|e| RecorderError::Codec(format!("{}: {e}", p.display())))?;
+                let mut w = OggOpusWriter::new(
+                    BufWriter::new(file),
+                    1,
+                    48_000,
+                    OGG_PRE_SKIP,
+                    &[("ENCODER", "srs pass-through")],
+                )
+                .map_err(|e| RecorderError::Codec(e.to_string()))?;
+                w.write_silence(u64::from(OGG_PRE_SKIP))
+                    .map_err(|e| RecorderError::Codec(e.to_string()))?;
+                Some((w, p.to_path_buf()))
+            }
+            None => None,
+        };
         Ok(StreamRecorder {
+            ogg,
             path: path.to_path_buf(),
             writer,
-            law,
-            pt,
+            clock_rate: decoders[0].clock,
+            spec,
+            decoders,
+            resampler: Resampler::default(),
+            resampled: super::codec::scratch(),
+            ogg_mixed: false,
+            out_rate,
             start,
             anchor: None,
             written: 0,
-            seq: SeqCounter::default(),
-            stats: StreamStats::default(),
-            pcm: Vec::with_capacity(320),
+            reorder: ReorderBuffer::new(REORDER_SLOTS, REORDER_WINDOW),
+            pcm: super::codec::scratch(),
+            dtmf: DtmfTracker::default(),
+            jitter: Jitter::default(),
+            stats: StreamStats {
+                sample_rate: out_rate,
+                ..StreamStats::default()
+            },
             paused: false,
+            last_checkpoint: start,
+            sr: None,
         })
     }
 
-    /// A re-offer changed the codec or payload type (dynamic PTs follow the SDP).
-    pub fn set_codec(&mut self, law: Law, pt: u8) {
-        self.law = law;
-        self.pt = pt;
+    fn wav_err(&self, source: hound::Error) -> RecorderError {
+        RecorderError::Wav {
+            path: self.path.clone(),
+            source,
+        }
     }
 
-    /// Pauses or resumes recording. While paused (the session answered this
-    /// stream `inactive`, e.g. a PCI pause) packets are counted and dropped,
-    /// and the file gets silence. Resuming re-anchors.
+    /// Output rate of the file.
+    pub fn sample_rate(&self) -> u32 {
+        self.out_rate
+    }
+
+    /// A re-offer changed the formats. The file's rate cannot change: a
+    /// spec whose highest rate is above it is refused (returns false) and
+    /// the stream keeps its decoders; lower-rate codecs are resampled up.
+    pub fn set_codec(&mut self, spec: StreamSpec) -> bool {
+        if spec == self.spec {
+            return true;
+        }
+        let Ok((decoders, rate)) = decoders_of(&spec) else {
+            return false;
+        };
+        if rate > self.out_rate {
+            return false;
+        }
+        self.decoders = decoders;
+        self.spec = spec;
+        self.stats.codec_changes += 1;
+        self.anchor = None;
+        true
+    }
+
+    /// Pauses or resumes. While paused (answered `inactive`, e.g. a PCI
+    /// pause) packets are counted and dropped and the file gets silence.
     pub fn set_paused(&mut self, paused: bool) {
         if self.paused && !paused {
             self.anchor = None;
@@ -111,101 +326,293 @@ impl StreamRecorder {
         self.paused = paused;
     }
 
-    /// The next packet is placed at its arrival time (after a pause or hold
-    /// the sender's timestamps need not reflect the time that passed).
+    /// The next packet is placed at its arrival time.
     pub fn reanchor(&mut self) {
         self.anchor = None;
     }
 
     fn wall_pos(&self, now: Instant) -> u64 {
         let d = now.saturating_duration_since(self.start);
-        d.as_secs() * RATE as u64 + u64::from(d.subsec_nanos()) * RATE as u64 / 1_000_000_000
+        d.as_secs() * u64::from(self.out_rate)
+            + u64::from(d.subsec_nanos()) * u64::from(self.out_rate) / 1_000_000_000
     }
 
-    /// Records one packet that arrived at `now`.
-    pub fn on_packet(&mut self, now: Instant, p: &RtpPacket) -> Result<(), RecorderError> {
+    fn ticks_to_samples(&self, ticks: i64) -> i64 {
+        ticks * i64::from(self.out_rate) / i64::from(self.clock_rate.max(1))
+    }
+
+    /// One datagram from the RTP socket (or an rtcp-mux RTCP packet).
+    pub fn on_datagram(&mut self, now: Instant, data: &[u8]) -> Result<(), RecorderError> {
+        let v = match rtp::parse_view(data) {
+            Ok(v) => v,
+            Err(RtpError::Rtcp) => {
+                self.on_rtcp(data);
+                return Ok(());
+            }
+            Err(RtpError::Invalid(_)) => return Ok(()),
+        };
         self.stats.packets_received += 1;
         if self.paused {
             self.stats.packets_discarded += 1;
             return Ok(());
         }
-        self.seq.observe(p.sequence);
-        if p.payload_type != self.pt {
-            return Ok(()); // telephone-event, comfort noise: never written as audio
+        if let Some((pt, rate)) = self.spec.dtmf {
+            if v.payload_type == pt {
+                if let Some(ev) = self.dtmf.on_packet(v.timestamp, v.marker, v.payload) {
+                    self.record_dtmf(now, ev.digit, ev.rtp_timestamp, ev.duration, rate);
+                }
+                return Ok(());
+            }
         }
-        let wall = self.wall_pos(now);
-        let pos = self.position(p, wall);
-        self.law.decode_into(&p.payload, &mut self.pcm);
-        let n = self.pcm.len() as u64;
-        if pos + n <= self.written {
-            self.stats.packets_late += 1;
-            return Ok(());
+        let Some(clock) = self
+            .decoders
+            .iter()
+            .find(|d| d.pt == v.payload_type)
+            .map(|d| d.clock)
+        else {
+            return Ok(()); // comfort noise or an unexpected type: silence
+        };
+        if clock != self.clock_rate {
+            // A switch to a codec with another RTP clock: its timestamps
+            // are not comparable; place it by arrival.
+            self.clock_rate = clock;
+            self.anchor = None;
+            self.jitter = Jitter::default();
         }
-        if pos > self.written {
-            self.silence(pos - self.written)?;
+        self.update_jitter(now, v.timestamp);
+        let meta = PacketMeta {
+            seq: v.sequence,
+            timestamp: v.timestamp,
+            ssrc: v.ssrc,
+            payload_type: v.payload_type,
+            marker: v.marker,
+            arrival: now,
+        };
+        let mut buf = [0u8; MAX_PAYLOAD];
+        loop {
+            match self.reorder.push(meta, v.payload) {
+                Push::Stored | Push::Dropped => break,
+                Push::Full => {
+                    if let Some((m, len)) = self.reorder.pop_oldest(&mut buf) {
+                        self.place(m, &buf[..len])?;
+                    }
+                }
+            }
         }
-        let skip = (self.written - pos.min(self.written)) as usize;
-        let mut w = self
-            .writer
-            .get_i16_writer(self.pcm.len() as u32 - skip as u32);
-        for s in &self.pcm[skip..] {
-            w.write_sample(*s);
+        self.tick(now)
+    }
+
+    /// Releases the packets whose reorder wait is over (call on a timer too).
+    pub fn tick(&mut self, now: Instant) -> Result<(), RecorderError> {
+        let mut buf = [0u8; MAX_PAYLOAD];
+        while let Some((m, len)) = self.reorder.pop(now, &mut buf) {
+            self.place(m, &buf[..len])?;
         }
-        w.flush().map_err(|source| RecorderError::Wav {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.written += n - skip as u64;
+        if now.saturating_duration_since(self.last_checkpoint) >= CHECKPOINT {
+            self.last_checkpoint = now;
+            self.writer.flush().map_err(|e| self.wav_err(e))?;
+        }
         Ok(())
     }
 
-    /// Sample position of a packet: by timestamp from the anchor, or at the
-    /// wall clock for the first packet and after a jump or SSRC change.
-    fn position(&mut self, p: &RtpPacket, wall: u64) -> u64 {
-        let max_drift = MAX_DRIFT_S * RATE as u64;
-        if let Some(a) = &mut self.anchor {
-            if a.ssrc == p.ssrc {
-                let ext = a.last_ext_ts + i64::from(p.timestamp.wrapping_sub(a.last_ts) as i32);
-                let pos = a.pos as i64 + (ext - a.ext_ts);
+    /// When [`StreamRecorder::tick`] has work next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let reorder = self.reorder.next_deadline();
+        let checkpoint = self.last_checkpoint + CHECKPOINT;
+        Some(reorder.map_or(checkpoint, |r| r.min(checkpoint)))
+    }
+
+    fn on_rtcp(&mut self, data: &[u8]) {
+        if let Some(sr) = rtp::sender_report(data) {
+            if self.sr.is_none() {
+                self.sr = Some(sr);
+            }
+        }
+    }
+
+    /// Handles RTCP received on the RTCP port.
+    pub fn on_rtcp_datagram(&mut self, data: &[u8]) {
+        self.on_rtcp(data);
+    }
+
+    fn update_jitter(&mut self, now: Instant, ts: u32) {
+        let d = now.saturating_duration_since(self.start);
+        let arrival = (d.as_secs_f64() * f64::from(self.clock_rate)) as i64;
+        let transit = arrival - i64::from(ts);
+        if let Some(last) = self.jitter.last_transit {
+            let delta = (transit - last).unsigned_abs() as f64;
+            if delta < f64::from(self.clock_rate) * 10.0 {
+                self.jitter.value += (delta - self.jitter.value) / 16.0;
+            }
+        }
+        self.jitter.last_transit = Some(transit);
+    }
+
+    /// Sample position of a packet: by timestamp from the anchor, or at
+    /// the wall clock for the first packet and after a jump or SSRC change.
+    fn position(&mut self, m: &PacketMeta) -> u64 {
+        let wall = self.wall_pos(m.arrival);
+        let max_drift = MAX_DRIFT_S * u64::from(self.out_rate);
+        if let Some(a) = &self.anchor {
+            if a.ssrc == m.ssrc {
+                let ext = a.last_ext_ts + i64::from(m.timestamp.wrapping_sub(a.last_ts) as i32);
+                let pos = a.pos as i64 + self.ticks_to_samples(ext - a.ext_ts);
                 if pos >= 0 && (pos as u64).abs_diff(wall) <= max_drift {
-                    if ext > a.last_ext_ts {
-                        a.last_ext_ts = ext;
-                        a.last_ts = p.timestamp;
+                    if let Some(a) = &mut self.anchor {
+                        if ext > a.last_ext_ts {
+                            a.last_ext_ts = ext;
+                            a.last_ts = m.timestamp;
+                        }
                     }
                     return pos as u64;
                 }
             }
         }
-        // (Re-)anchor at the present, never before what is written.
         let pos = wall.max(self.written);
         self.anchor = Some(Anchor {
-            ext_ts: i64::from(p.timestamp),
+            ext_ts: i64::from(m.timestamp),
             pos,
-            last_ts: p.timestamp,
-            last_ext_ts: i64::from(p.timestamp),
-            ssrc: p.ssrc,
+            last_ts: m.timestamp,
+            last_ext_ts: i64::from(m.timestamp),
+            ssrc: m.ssrc,
         });
         pos
     }
 
+    /// Decodes a released packet and writes it at its place.
+    fn place(&mut self, m: PacketMeta, payload: &[u8]) -> Result<(), RecorderError> {
+        let pos = self.position(&m);
+        let Some(d) = self.decoders.iter_mut().find(|d| d.pt == m.payload_type) else {
+            return Ok(());
+        };
+        if d.decoder.decode(payload, &mut self.pcm).is_err() {
+            return Ok(()); // undecodable payload: silence
+        }
+        let is_opus = d.kind == CodecKind::Opus;
+        if d.rate != self.out_rate {
+            self.resampler
+                .run(&self.pcm, d.rate, self.out_rate, &mut self.resampled);
+            std::mem::swap(&mut self.pcm, &mut self.resampled);
+        }
+        if !is_opus {
+            self.ogg_mixed = true;
+        }
+        let n = self.pcm.len() as u64;
+        if n == 0 || pos + n <= self.written {
+            if n > 0 {
+                self.stats.packets_late += 1;
+            }
+            return Ok(());
+        }
+        if pos > self.written {
+            self.silence(pos - self.written)?;
+        }
+        if let Some((ogg, _)) = self.ogg.as_mut().filter(|_| is_opus) {
+            // The Opus packet itself, at its place on a 48 kHz timeline.
+            let at = ogg.granule().saturating_sub(u64::from(OGG_PRE_SKIP));
+            let want = pos * 48_000 / u64::from(self.out_rate);
+            if want > at {
+                ogg.write_silence(want - at)
+                    .map_err(|e| RecorderError::Codec(e.to_string()))?;
+            }
+            if want + n * 48_000 / u64::from(self.out_rate) > at {
+                ogg.write_packet(payload)
+                    .map_err(|e| RecorderError::Codec(e.to_string()))?;
+            }
+        }
+        let skip = (self.written - pos.min(self.written)) as usize;
+        let count = (self.pcm.len() - skip) as u32;
+        let mut w = self.writer.get_i16_writer(count);
+        for s in &self.pcm[skip..] {
+            w.write_sample(*s);
+        }
+        w.flush().map_err(|e| self.wav_err(e))?;
+        self.written += n - skip as u64;
+        Ok(())
+    }
+
+    fn record_dtmf(&mut self, now: Instant, digit: char, ts: u32, duration: u32, rate: u32) {
+        let pos = match &self.anchor {
+            Some(a) => {
+                let ext = a.last_ext_ts + i64::from(ts.wrapping_sub(a.last_ts) as i32);
+                // telephone-event runs at its own clock (usually the audio's)
+                let ticks = (ext - a.ext_ts) * i64::from(self.clock_rate) / i64::from(rate.max(1));
+                (a.pos as i64 + self.ticks_to_samples(ticks)).max(0) as u64
+            }
+            None => self.wall_pos(now),
+        };
+        self.stats.dtmf.push(DtmfOut {
+            digit,
+            at_ms: pos * 1000 / u64::from(self.out_rate),
+            duration_ms: u64::from(duration) * 1000 / u64::from(rate.max(1)),
+        });
+    }
+
     fn silence(&mut self, n: u64) -> Result<(), RecorderError> {
-        for _ in 0..n {
-            self.writer
-                .write_sample(0i16)
-                .map_err(|source| RecorderError::Wav {
-                    path: self.path.clone(),
-                    source,
-                })?;
+        let mut left = n;
+        while left > 0 {
+            let chunk = left.min(4096) as u32;
+            let mut w = self.writer.get_i16_writer(chunk);
+            for _ in 0..chunk {
+                w.write_sample(0);
+            }
+            w.flush().map_err(|e| self.wav_err(e))?;
+            left -= u64::from(chunk);
         }
         self.written += n;
         Ok(())
     }
 
-    /// Pads with silence up to the session end and closes the file.
+    /// Releases what is buffered, pads with silence up to the session end
+    /// and closes the file.
     pub fn finish(mut self, end: Instant) -> Result<StreamStats, RecorderError> {
+        let mut buf = [0u8; MAX_PAYLOAD];
+        while let Some((m, len)) = self.reorder.drain(&mut buf) {
+            self.place(m, &buf[..len])?;
+        }
+        if let Some(ev) = self.dtmf.flush() {
+            if let Some((_, rate)) = self.spec.dtmf {
+                self.record_dtmf(end, ev.digit, ev.rtp_timestamp, ev.duration, rate);
+            }
+        }
         let total = self.wall_pos(end);
         if total > self.written {
             self.silence(total - self.written)?;
+        }
+        let mut stats = std::mem::take(&mut self.stats);
+        stats.samples_written = self.written;
+        stats.sample_rate = self.out_rate;
+        let r = self.reorder.stats;
+        stats.packets_lost = r.lost;
+        stats.packets_late += r.late;
+        stats.packets_duplicated = r.duplicated;
+        stats.jitter_ms = self.jitter.value * 1000.0 / f64::from(self.clock_rate.max(1));
+        if let (Some(sr), Some(a)) = (self.sr, &self.anchor) {
+            // The sender's clock at sample 0: its SR mapping moved back to
+            // the anchor, then to position 0.
+            let ticks = i64::from(sr.rtp_timestamp.wrapping_sub(a.last_ts) as i32)
+                + (a.last_ext_ts - a.ext_ts);
+            let at_anchor = sr.unix_ms() - ticks * 1000 / i64::from(self.clock_rate.max(1));
+            stats.sender_clock_ms =
+                Some(at_anchor - (a.pos * 1000 / u64::from(self.out_rate)) as i64);
+        }
+        if let Some((mut ogg, path)) = self.ogg.take() {
+            let at = ogg.granule().saturating_sub(u64::from(OGG_PRE_SKIP));
+            let want = total * 48_000 / u64::from(self.out_rate);
+            let done = if want > at {
+                ogg.write_silence(want - at)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = done.and_then(|_| ogg.finish().map(|_| ())) {
+                tracing::error!(path = %path.display(), error = %e, "Ogg pass-through file incomplete");
+                self.ogg_mixed = true;
+            }
+            if self.ogg_mixed {
+                // Not Opus throughout: the file made after the call from the
+                // WAV replaces it.
+                let _ = std::fs::remove_file(&path);
+            }
         }
         self.writer
             .finalize()
@@ -213,185 +620,9 @@ impl StreamRecorder {
                 path: self.path.clone(),
                 source,
             })?;
-        let mut stats = self.stats;
-        stats.packets_lost = self.seq.lost(stats.packets_received);
-        stats.samples_written = self.written;
         Ok(stats)
     }
 }
 
-/// Extended RTP sequence numbers (RFC 3550 A.1, simplified) for loss counting.
-#[derive(Debug, Default)]
-struct SeqCounter {
-    first: Option<i64>,
-    max_ext: i64,
-    last: u16,
-}
-
-impl SeqCounter {
-    fn observe(&mut self, seq: u16) {
-        match self.first {
-            None => {
-                self.first = Some(i64::from(seq));
-                self.max_ext = i64::from(seq);
-                self.last = seq;
-            }
-            Some(_) => {
-                let delta = i64::from(seq.wrapping_sub(self.last) as i16);
-                let ext = self.max_ext + delta;
-                if ext > self.max_ext {
-                    self.max_ext = ext;
-                    self.last = seq;
-                }
-            }
-        }
-    }
-
-    fn lost(&self, received: u64) -> u64 {
-        match self.first {
-            Some(first) => ((self.max_ext - first + 1).max(0) as u64).saturating_sub(received),
-            None => 0,
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::media::rtp::{build, parse};
-    use bytes::Bytes;
-    use std::time::Duration;
-
-    fn pkt(seq: u16, ts: u32, byte: u8) -> RtpPacket {
-        parse(Bytes::from(build(0, seq, ts, 1, &[byte; 160]))).unwrap()
-    }
-
-    fn read(path: &Path) -> Vec<i16> {
-        hound::WavReader::open(path)
-            .unwrap()
-            .into_samples::<i16>()
-            .map(Result::unwrap)
-            .collect()
-    }
-
-    #[test]
-    fn loss_reorder_duplicate_and_padding_keep_the_timeline() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.wav");
-        let t0 = Instant::now();
-        let mut r = StreamRecorder::create(&path, Law::Ulaw, 0, t0).unwrap();
-        let at = |ms| t0 + Duration::from_millis(ms);
-        // first packet arrives 100 ms in: 800 samples of leading silence
-        r.on_packet(at(100), &pkt(10, 5000, 0x80)).unwrap();
-        // seq 11 lost; 12 and 13 reordered; 13 duplicated
-        r.on_packet(at(160), &pkt(13, 5480, 0x80)).unwrap();
-        r.on_packet(at(161), &pkt(12, 5320, 0x80)).unwrap();
-        r.on_packet(at(162), &pkt(13, 5480, 0x80)).unwrap();
-        let stats = r.finish(at(1000)).unwrap();
-        let s = read(&path);
-        assert_eq!(s.len(), 8000, "exactly the session's length");
-        assert!(s[..800].iter().all(|x| *x == 0));
-        assert!(s[800..960].iter().all(|x| *x == 32124));
-        assert!(
-            s[960..1120].iter().all(|x| *x == 0),
-            "lost packet is silence"
-        );
-        // 12 came late (after 13 was written past it): dropped, so silence stays.
-        assert!(s[1280..1440].iter().all(|x| *x == 32124));
-        assert!(s[1440..].iter().all(|x| *x == 0));
-        assert_eq!(stats.packets_received, 4);
-        assert_eq!(
-            stats.packets_lost, 0,
-            "4 received for seq 10..=13 (one duplicate)"
-        );
-        assert_eq!(stats.packets_late, 2);
-    }
-
-    #[test]
-    fn timestamp_jump_reanchors_at_the_wall_clock() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.wav");
-        let t0 = Instant::now();
-        let mut r = StreamRecorder::create(&path, Law::Alaw, 0, t0).unwrap();
-        r.on_packet(t0, &pkt(1, 0, 0xd5)).unwrap();
-        // sender restarts with a random timestamp one second later
-        r.on_packet(t0 + Duration::from_secs(1), &pkt(2, 3_000_000_000, 0xd5))
-            .unwrap();
-        let stats = r.finish(t0 + Duration::from_secs(2)).unwrap();
-        let s = read(&path);
-        assert_eq!(s.len(), 16000);
-        assert!(s[8000..8160].iter().all(|x| *x == 8));
-        assert_eq!(stats.samples_written, 16000);
-    }
-
-    #[test]
-    fn reanchor_after_a_short_pause_keeps_the_gap() {
-        // A sender paused 1 s whose timestamps continue as if no time passed:
-        // without re-anchoring the audio after the pause would move 1 s early.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.wav");
-        let t0 = Instant::now();
-        let mut r = StreamRecorder::create(&path, Law::Ulaw, 0, t0).unwrap();
-        r.on_packet(t0, &pkt(1, 0, 0x80)).unwrap();
-        r.reanchor();
-        r.on_packet(t0 + Duration::from_millis(1020), &pkt(2, 160, 0x80))
-            .unwrap();
-        r.finish(t0 + Duration::from_secs(2)).unwrap();
-        let s = read(&path);
-        assert!(s[160..8160].iter().all(|x| *x == 0), "the pause is silence");
-        assert!(s[8160..8320].iter().all(|x| *x == 32124));
-    }
-
-    #[test]
-    fn packets_while_paused_are_never_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.wav");
-        let t0 = Instant::now();
-        let mut r = StreamRecorder::create(&path, Law::Ulaw, 0, t0).unwrap();
-        r.on_packet(t0, &pkt(1, 0, 0x80)).unwrap();
-        r.set_paused(true);
-        for i in 2..50u16 {
-            let at = t0 + Duration::from_millis(20 * u64::from(i - 1));
-            r.on_packet(at, &pkt(i, 160 * u32::from(i - 1), 0x80))
-                .unwrap();
-        }
-        r.set_paused(false);
-        r.on_packet(t0 + Duration::from_secs(1), &pkt(50, 160 * 49, 0x80))
-            .unwrap();
-        let stats = r.finish(t0 + Duration::from_millis(1020)).unwrap();
-        let s = read(&path);
-        assert!(s[160..8000].iter().all(|x| *x == 0), "silence while paused");
-        assert!(s[8000..8160].iter().all(|x| *x == 32124));
-        assert_eq!(stats.packets_discarded, 48);
-        assert_eq!(stats.packets_lost, 0, "discarded packets are not loss");
-    }
-
-    #[test]
-    fn codec_change_follows_the_sdp() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.wav");
-        let t0 = Instant::now();
-        let mut r = StreamRecorder::create(&path, Law::Ulaw, 0, t0).unwrap();
-        r.on_packet(t0, &pkt(1, 0, 0x80)).unwrap();
-        r.set_codec(Law::Alaw, 8);
-        let a = parse(Bytes::from(build(8, 2, 160, 1, &[0xd5; 160]))).unwrap();
-        r.on_packet(t0 + Duration::from_millis(20), &a).unwrap();
-        // a stale PCMU packet after the switch is not decoded as A-law
-        r.on_packet(t0 + Duration::from_millis(40), &pkt(3, 320, 0x80))
-            .unwrap();
-        r.finish(t0 + Duration::from_millis(60)).unwrap();
-        let s = read(&path);
-        assert_eq!(s[0], 32124);
-        assert_eq!(s[160], 8, "A-law decoded after the switch");
-        assert!(s[320..].iter().all(|x| *x == 0));
-    }
-
-    #[test]
-    fn loss_is_counted_by_sequence() {
-        let mut c = SeqCounter::default();
-        for s in [65534u16, 65535, 2, 3] {
-            c.observe(s);
-        }
-        assert_eq!(c.lost(4), 2, "0 and 1 missing across the wrap");
-    }
-}
+mod tests;

@@ -35,6 +35,16 @@ struct Slot {
     data: Box<[u8; MAX_PAYLOAD]>,
 }
 
+/// What [`ReorderBuffer::push`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    Stored,
+    /// Late or duplicate: counted and dropped.
+    Dropped,
+    /// No room before older packets are released: `pop_oldest`, then push again.
+    Full,
+}
+
 /// Counters of the buffer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReorderStats {
@@ -90,17 +100,11 @@ impl ReorderBuffer {
         ext.rem_euclid(self.slots.len() as i64) as usize
     }
 
-    /// Offers a packet. Returns false if it was dropped (late or duplicate).
-    /// When the ring cannot hold it without giving up on older numbers, the
-    /// buffered packets before it are handed to `release` in order (missing
-    /// ones count as lost). After inserting, call [`ReorderBuffer::pop`]
-    /// until it returns None.
-    pub fn push(
-        &mut self,
-        meta: PacketMeta,
-        payload: &[u8],
-        mut release: impl FnMut(PacketMeta, &[u8]),
-    ) -> bool {
+    /// Offers a packet. [`Push::Dropped`] if late or a duplicate;
+    /// [`Push::Full`] if the ring cannot hold it before older packets go:
+    /// take them with [`ReorderBuffer::pop_oldest`] and push again. After a
+    /// [`Push::Stored`], call [`ReorderBuffer::pop`] until it returns None.
+    pub fn push(&mut self, meta: PacketMeta, payload: &[u8]) -> Push {
         let cap = self.slots.len() as i64;
         let ext = match (self.next, self.ssrc) {
             (Some(_), Some(ssrc)) if ssrc == meta.ssrc => {
@@ -124,34 +128,30 @@ impl ReorderBuffer {
             } else {
                 self.stats.late += 1;
             }
-            return false;
+            return Push::Dropped;
         }
         if ext - next >= cap * 4 {
             // A jump far beyond the window: the sender restarted its count.
             self.flush_all();
             self.next = Some(ext);
         }
-        // Make room: everything older than `ext - cap` must go now.
-        while let Some(n) = self.next.filter(|n| ext - n >= cap) {
-            let i = self.slot_of(n);
-            let slot = &mut self.slots[i];
-            if slot.used && slot.ext_seq == n {
-                slot.used = false;
-                self.buffered -= 1;
-                self.released = (self.released << 1) | 1;
-                if let Some(m) = slot.meta {
-                    release(m, &slot.data[..slot.len]);
+        // No room: everything older than `ext - cap` must go first.
+        if self.next.is_some_and(|n| ext - n >= cap) {
+            // Missing numbers at the head are given up at once.
+            while let Some(n) = self.next.filter(|n| ext - n >= cap) {
+                let i = self.slot_of(n);
+                if self.slots[i].used && self.slots[i].ext_seq == n {
+                    return Push::Full;
                 }
-            } else {
                 self.stats.lost += 1;
                 self.released <<= 1;
+                self.next = Some(n + 1);
             }
-            self.next = Some(n + 1);
         }
         let idx = self.slot_of(ext);
         if self.slots[idx].used && self.slots[idx].ext_seq == ext {
             self.stats.duplicated += 1;
-            return false;
+            return Push::Dropped;
         }
         if ext < self.highest {
             self.stats.reordered += 1;
@@ -168,7 +168,13 @@ impl ReorderBuffer {
         slot.len = len;
         slot.data[..len].copy_from_slice(&payload[..len]);
         self.buffered += 1;
-        true
+        Push::Stored
+    }
+
+    /// Releases the oldest buffered packet now, whatever the window, giving
+    /// up on missing numbers before it (after [`Push::Full`]).
+    pub fn pop_oldest(&mut self, out: &mut [u8; MAX_PAYLOAD]) -> Option<(PacketMeta, usize)> {
+        self.drain(out)
     }
 
     /// Advances `next` to `to`, counting unbuffered numbers as lost and
@@ -279,7 +285,11 @@ mod tests {
     impl ReorderBuffer {
         /// push, with forced releases ignored (the tests that care use push).
         fn push_t(&mut self, m: PacketMeta, p: &[u8]) -> bool {
-            self.push(m, p, |_, _| panic!("unexpected forced release"))
+            match self.push(m, p) {
+                Push::Stored => true,
+                Push::Dropped => false,
+                Push::Full => panic!("unexpected full ring"),
+            }
         }
     }
 
@@ -357,9 +367,10 @@ mod tests {
         // 1 never comes; 2..=6 arrive: the ring (4) cannot wait any longer.
         let mut got = Vec::new();
         for s in 2..=6 {
-            let mut forced = Vec::new();
-            b.push(meta(s, t0), &[0], |m, _| forced.push(m.seq));
-            got.extend(forced);
+            let mut out = Box::new([0u8; MAX_PAYLOAD]);
+            while b.push(meta(s, t0), &[0]) == Push::Full {
+                got.extend(b.pop_oldest(&mut out).map(|(m, _)| m.seq));
+            }
             got.extend(released(&mut b, t0));
         }
         // 2..=4 wait for 1; when 5 arrives the ring cannot wait any longer:

@@ -12,6 +12,8 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::media::codec::CodecKind;
+
 /// Why an offer is unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SdpError {
@@ -38,6 +40,15 @@ pub struct RtpMap {
     pub pt: u8,
     pub name: String,
     pub rate: u32,
+    /// Channel count (`opus/48000/2`), when given.
+    pub channels: Option<u16>,
+}
+
+impl RtpMap {
+    /// What the recorder makes of this codec.
+    pub fn kind(&self) -> CodecKind {
+        CodecKind::from_rtpmap(&self.name, self.rate, self.channels)
+    }
 }
 
 /// One offered m-line.
@@ -55,6 +66,8 @@ pub struct MediaOffer {
     pub ptime: Option<u32>,
     /// Raw `a=crypto` values (SDES keys: never log them).
     pub crypto: Vec<String>,
+    /// Raw `a=fmtp` values (`<pt> <params>`).
+    pub fmtp: Vec<String>,
 }
 
 /// A parsed offer.
@@ -65,26 +78,27 @@ pub struct SdpOffer {
     pub strict_parse: bool,
 }
 
-/// Codecs the recorder decodes.
-pub const SUPPORTED_AUDIO: &[&str] = &["PCMU", "PCMA"];
-
 impl MediaOffer {
     /// Codec name of payload type `pt`: from rtpmap, else the static table.
     pub fn codec_of(&self, pt: u8) -> Option<RtpMap> {
         if let Some(m) = self.rtpmaps.iter().find(|m| m.pt == pt) {
             return Some(m.clone());
         }
-        let (name, rate) = match pt {
-            0 => ("PCMU", 8000),
-            8 => ("PCMA", 8000),
-            9 => ("G722", 8000),
-            18 => ("G729", 8000),
+        let (name, rate, channels) = match pt {
+            0 => ("PCMU", 8000, None),
+            8 => ("PCMA", 8000, None),
+            9 => ("G722", 8000, None),
+            10 => ("L16", 44100, Some(2)),
+            11 => ("L16", 44100, Some(1)),
+            13 => ("CN", 8000, None),
+            18 => ("G729", 8000, None),
             _ => return None,
         };
         Some(RtpMap {
             pt,
             name: name.into(),
             rate,
+            channels,
         })
     }
 
@@ -94,23 +108,37 @@ impl MediaOffer {
             .iter()
             .filter_map(|f| f.parse::<u8>().ok())
             .filter_map(|pt| self.codec_of(pt))
-            .find(|m| {
-                SUPPORTED_AUDIO
-                    .iter()
-                    .any(|s| s.eq_ignore_ascii_case(&m.name))
-                    && m.rate == 8000
-            })
+            .find(|m| m.kind().is_audio())
+    }
+
+    /// Every offered format we can record, in the client's order (the
+    /// answer accepts them all, so the client may switch between them).
+    pub fn recordable_codecs(&self) -> Vec<RtpMap> {
+        let mut out: Vec<RtpMap> = Vec::new();
+        for m in self
+            .formats
+            .iter()
+            .filter_map(|f| f.parse::<u8>().ok())
+            .filter_map(|pt| self.codec_of(pt))
+            .filter(|m| m.kind().is_audio())
+        {
+            if !out.iter().any(|o| o.pt == m.pt) {
+                out.push(m);
+            }
+        }
+        out
     }
 
     /// telephone-event payload type offered alongside, if any.
     pub fn telephone_event(&self) -> Option<RtpMap> {
         self.rtpmaps
             .iter()
-            .find(|m| m.name.eq_ignore_ascii_case("telephone-event") && m.rate == 8000)
+            .find(|m| m.name.eq_ignore_ascii_case("telephone-event"))
             .cloned()
     }
 
-    /// Can we record this m-line at all (audio, RTP/AVP, a codec we decode, a port)?
+    /// Can we record this m-line at all (audio, RTP/AVP, a codec we decode
+    /// (G.711, G.722, L16, Opus; G.729 with the `g729` feature), a port)?
     pub fn is_recordable(&self) -> bool {
         self.kind == "audio"
             && self.port != 0
@@ -233,6 +261,7 @@ fn parse_raw(text: &str) -> Result<SdpOffer, SdpError> {
                     (Some(m), "label") => m.label = Some(val.trim().to_string()),
                     (Some(m), "ptime") => m.ptime = val.trim().parse().ok(),
                     (Some(m), "crypto") => m.crypto.push(val.trim().to_string()),
+                    (Some(m), "fmtp") => m.fmtp.push(val.trim().to_string()),
                     (Some(m), "rtpmap") => {
                         if let Some(r) = parse_rtpmap(val) {
                             m.rtpmaps.push(r);
@@ -291,6 +320,7 @@ fn parse_m_line(value: &str) -> Result<MediaOffer, SdpError> {
         label: None,
         ptime: None,
         crypto: Vec::new(),
+        fmtp: Vec::new(),
     })
 }
 
@@ -314,6 +344,7 @@ fn parse_rtpmap(val: &str) -> Option<RtpMap> {
         pt: pt.parse().ok()?,
         name,
         rate: rate_s.parse().unwrap_or(8000),
+        channels: enc.next().and_then(|c| c.trim().parse().ok()),
     })
 }
 
@@ -341,19 +372,45 @@ pub fn build_answer(
     for (i, m) in offer.media.iter().enumerate() {
         let port = answers.get(i).and_then(|a| a.port);
         match (port, m.recordable_codec()) {
-            (Some(port), Some(codec)) => {
+            (Some(port), Some(_)) => {
+                let codecs = m.recordable_codecs();
                 let te = m.telephone_event();
-                let mut fmts = codec.pt.to_string();
+                let mut fmts: Vec<String> = codecs.iter().map(|c| c.pt.to_string()).collect();
                 if let Some(te) = &te {
-                    fmts.push_str(&format!(" {}", te.pt));
+                    fmts.push(te.pt.to_string());
                 }
-                s.push_str(&format!("m={} {port} {} {fmts}\r\n", m.kind, m.proto));
                 s.push_str(&format!(
-                    "a=rtpmap:{} {}/{}\r\n",
-                    codec.pt, codec.name, codec.rate
+                    "m={} {port} {} {}\r\n",
+                    m.kind,
+                    m.proto,
+                    fmts.join(" ")
                 ));
+                for codec in &codecs {
+                    let ch = codec.channels.map(|c| format!("/{c}")).unwrap_or_default();
+                    s.push_str(&format!(
+                        "a=rtpmap:{} {}/{}{ch}\r\n",
+                        codec.pt, codec.name, codec.rate
+                    ));
+                    for f in m
+                        .fmtp
+                        .iter()
+                        .filter(|f| f.starts_with(&format!("{} ", codec.pt)))
+                    {
+                        s.push_str(&format!("a=fmtp:{f}\r\n"));
+                    }
+                }
                 if let Some(te) = te {
-                    s.push_str(&format!("a=rtpmap:{} telephone-event/8000\r\n", te.pt));
+                    s.push_str(&format!(
+                        "a=rtpmap:{} telephone-event/{}\r\n",
+                        te.pt, te.rate
+                    ));
+                    for f in m
+                        .fmtp
+                        .iter()
+                        .filter(|f| f.starts_with(&format!("{} ", te.pt)))
+                    {
+                        s.push_str(&format!("a=fmtp:{f}\r\n"));
+                    }
                 }
                 if let Some(p) = m.ptime {
                     s.push_str(&format!("a=ptime:{p}\r\n"));
@@ -424,6 +481,7 @@ m=audio 6002 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-eve
         assert_eq!(a.media[1].label.as_deref(), Some("2"));
         assert!(a.media.iter().all(|m| m.direction == Direction::RecvOnly));
         assert_eq!(a.media[1].formats, ["8", "101"]);
+        assert_eq!(a.media[0].formats, ["0"]);
     }
 
     #[test]
@@ -480,6 +538,23 @@ m=audio 7000 RTP/AVP 0\r\na=label:a\r\na=inactive\r\nm=video 7002 RTP/AVP 96\r\n
             a.media.iter().all(|m| m.direction == Direction::Inactive),
             "{ans}"
         );
+    }
+
+    #[test]
+    fn wideband_codecs_are_recordable() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+m=audio 7000 RTP/AVP 111 9 0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\na=label:w\r\na=sendonly\r\n";
+        let o = parse_offer(offer.as_bytes()).unwrap();
+        let c = o.media[0].recordable_codec().unwrap();
+        assert_eq!((c.pt, c.kind()), (111, CodecKind::Opus));
+        let ans = build_answer(
+            &o,
+            "10.0.0.2".parse().unwrap(),
+            &[AnswerMedia { port: Some(30000) }],
+            1,
+            1,
+        );
+        assert!(ans.contains("m=audio 30000 RTP/AVP 111 9 0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\na=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\n"), "{ans}");
     }
 
     #[test]

@@ -356,6 +356,7 @@ mod tests {
                 sample_rate: 8000,
                 channels: 1,
                 bytes: 4,
+                ..Default::default()
             }],
             ..Default::default()
         }

@@ -216,6 +216,7 @@ mod tests {
     fn sample() -> RecordingMeta {
         RecordingMeta {
             events: vec![],
+            dtmf: vec![],
             recording_id: "rec-0001".to_string(),
             call_id: "abc@192.0.2.1".to_string(),
             status: "complete".to_string(),
@@ -248,6 +249,7 @@ mod tests {
                 attribution: Some("metadata".to_string()),
                 packets_received: 3250,
                 packets_lost: 2,
+                ..Default::default()
             }],
             files: vec![FileMeta {
                 name: "p1.wav".to_string(),
@@ -255,6 +257,7 @@ mod tests {
                 sample_rate: 8000,
                 channels: 1,
                 bytes: 1_040_044,
+                ..Default::default()
             }],
             metadata_file: Some("metadata.xml".to_string()),
             metadata_error: Some("no <group>".to_string()),
