@@ -65,23 +65,25 @@ fn run(kind: CodecKind, pt: u8, payload: Vec<u8>) -> u64 {
         for chunk in (from..to_).collect::<Vec<_>>().chunks(8) {
             for &i in chunk {
                 // every 50th packet is delayed one step: exercise reordering
-                let j = if i % 50 == 1 { i + 1 } else if i % 50 == 2 { i - 1 } else { i };
+                let j = if i % 50 == 1 {
+                    i + 1
+                } else if i % 50 == 2 {
+                    i - 1
+                } else {
+                    i
+                };
                 tx.send_to(&packets[j], to).unwrap();
             }
             std::thread::sleep(Duration::from_micros(300));
             COUNTING.with(|c| c.set(measure));
-            loop {
-                match batch.recv(rx.as_raw_fd()) {
-                    Ok(n) => {
-                        for k in 0..n {
-                            let now = t0 + Duration::from_millis(20 * chunk[0] as u64);
-                            rec.on_datagram(now, batch.packet(k)).unwrap();
-                        }
-                    }
-                    Err(_) => break,
+            while let Ok(n) = batch.recv(rx.as_raw_fd()) {
+                for k in 0..n {
+                    let now = t0 + Duration::from_millis(20 * chunk[0] as u64);
+                    rec.on_datagram(now, batch.packet(k)).unwrap();
                 }
             }
-            rec.tick(t0 + Duration::from_millis(20 * chunk[0] as u64)).unwrap();
+            rec.tick(t0 + Duration::from_millis(20 * chunk[0] as u64))
+                .unwrap();
             COUNTING.with(|c| c.set(false));
         }
     };

@@ -361,25 +361,30 @@ impl StreamRecorder {
                 if let Some(ev) = self.dtmf.on_packet(v.timestamp, v.marker, v.payload) {
                     self.record_dtmf(now, ev.digit, ev.rtp_timestamp, ev.duration, rate);
                 }
-                return Ok(());
             }
         }
-        let Some(clock) = self
+        let clock = self
             .decoders
             .iter()
             .find(|d| d.pt == v.payload_type)
-            .map(|d| d.clock)
-        else {
-            return Ok(()); // comfort noise or an unexpected type: silence
-        };
-        if clock != self.clock_rate {
+            .map(|d| d.clock);
+        if v.ssrc != self.anchor.as_ref().map_or(v.ssrc, |a| a.ssrc) && clock.is_none() {
+            return Ok(());
+        }
+        // telephone-event and comfort noise share the audio's sequence
+        // numbers: they take their place in the ring (so they are not
+        // counted lost) and are skipped when released.
+        let payload = if clock.is_some() { v.payload } else { &[][..] };
+        if let Some(clock) = clock.filter(|c| *c != self.clock_rate) {
             // A switch to a codec with another RTP clock: its timestamps
             // are not comparable; place it by arrival.
             self.clock_rate = clock;
             self.anchor = None;
             self.jitter = Jitter::default();
         }
-        self.update_jitter(now, v.timestamp);
+        if clock.is_some() {
+            self.update_jitter(now, v.timestamp);
+        }
         let meta = PacketMeta {
             seq: v.sequence,
             timestamp: v.timestamp,
@@ -390,7 +395,7 @@ impl StreamRecorder {
         };
         let mut buf = [0u8; MAX_PAYLOAD];
         loop {
-            match self.reorder.push(meta, v.payload) {
+            match self.reorder.push(meta, payload) {
                 Push::Stored | Push::Dropped => break,
                 Push::Full => {
                     if let Some((m, len)) = self.reorder.pop_oldest(&mut buf) {
@@ -481,6 +486,9 @@ impl StreamRecorder {
 
     /// Decodes a released packet and writes it at its place.
     fn place(&mut self, m: PacketMeta, payload: &[u8]) -> Result<(), RecorderError> {
+        if !self.decoders.iter().any(|d| d.pt == m.payload_type) {
+            return Ok(()); // telephone-event or comfort noise: no audio
+        }
         let pos = self.position(&m);
         let Some(d) = self.decoders.iter_mut().find(|d| d.pt == m.payload_type) else {
             return Ok(());
