@@ -52,10 +52,12 @@ fn bench_record(kind: CodecKind, pt: u8, pkts: &[Vec<u8>]) -> f64 {
                 let t = Instant::now();
                 for (i, p) in pkts.iter().enumerate() {
                     // simulated arrival: every 20 ms
-                    r.on_datagram(t0 + Duration::from_millis(20 * i as u64), p).unwrap();
+                    r.on_datagram(t0 + Duration::from_millis(20 * i as u64), p)
+                        .unwrap();
                 }
                 let ns = t.elapsed().as_nanos() as f64 / pkts.len() as f64;
-                r.finish(t0 + Duration::from_millis(20 * u64::from(PACKETS))).unwrap();
+                r.finish(t0 + Duration::from_millis(20 * u64::from(PACKETS)))
+                    .unwrap();
                 ns
             })
             .collect(),
@@ -65,17 +67,46 @@ fn bench_record(kind: CodecKind, pt: u8, pkts: &[Vec<u8>]) -> f64 {
 fn main() {
     let g711 = packets(0, &[0x55; 160], 160);
     let base = bench_parse(&g711);
-    println!("{:<34} {:>9.1} ns/packet  1.00x", "parse only (RTP header, in place)", base);
-    let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
-    let pcm: Vec<i16> = (0..960).map(|i| ((i as f64 * 0.052).sin() * 8000.0) as i16).collect();
+    println!(
+        "{:<34} {:>9.1} ns/packet  1.00x",
+        "parse only (RTP header, in place)", base
+    );
+    let mut enc =
+        opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    let pcm: Vec<i16> = (0..960)
+        .map(|i| ((i as f64 * 0.052).sin() * 8000.0) as i16)
+        .collect();
     let mut obuf = vec![0u8; 1500];
     let n = enc.encode(&pcm, &mut obuf).unwrap();
     let cases: Vec<(&str, CodecKind, u8, Vec<Vec<u8>>)> = vec![
         ("PCMU 20 ms -> WAV 8 kHz", CodecKind::Pcmu, 0, g711.clone()),
-        ("PCMA 20 ms -> WAV 8 kHz", CodecKind::Pcma, 8, packets(8, &[0x55; 160], 160)),
-        ("G.722 20 ms -> WAV 16 kHz", CodecKind::G722, 9, packets(9, &[0x55; 160], 160)),
-        ("L16 8k 20 ms -> WAV 8 kHz", CodecKind::L16 { rate: 8000, channels: 1 }, 96, packets(96, &[0x10; 320], 160)),
-        ("Opus 20 ms -> WAV 48 kHz", CodecKind::Opus, 111, packets(111, &obuf[..n], 960)),
+        (
+            "PCMA 20 ms -> WAV 8 kHz",
+            CodecKind::Pcma,
+            8,
+            packets(8, &[0x55; 160], 160),
+        ),
+        (
+            "G.722 20 ms -> WAV 16 kHz",
+            CodecKind::G722,
+            9,
+            packets(9, &[0x55; 160], 160),
+        ),
+        (
+            "L16 8k 20 ms -> WAV 8 kHz",
+            CodecKind::L16 {
+                rate: 8000,
+                channels: 1,
+            },
+            96,
+            packets(96, &[0x10; 320], 160),
+        ),
+        (
+            "Opus 20 ms -> WAV 48 kHz",
+            CodecKind::Opus,
+            111,
+            packets(111, &obuf[..n], 960),
+        ),
     ];
     for (name, kind, pt, pkts) in cases {
         let ns = bench_record(kind, pt, &pkts);
