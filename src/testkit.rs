@@ -137,3 +137,45 @@ pub fn set_header(msg: &[u8], name: &str, value: &str) -> Vec<u8> {
     }
     format!("{}\r\n\r\n{}", out.join("\r\n"), body).into_bytes()
 }
+
+/// Goertzel power of frequency `f` in `x` sampled at `rate` (tests check
+/// which tone a decoded file holds).
+pub fn goertzel(x: &[i16], rate: f64, f: f64) -> f64 {
+    let c = 2.0 * (2.0 * std::f64::consts::PI * f / rate).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s0 = f64::from(v) + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - c * s1 * s2
+}
+
+/// The strongest frequency in `x`, scanning 100 Hz..`max` in 50 Hz steps.
+pub fn dominant_frequency(x: &[i16], rate: f64, max: f64) -> f64 {
+    let mut best = (0.0, f64::MIN);
+    let mut f = 100.0;
+    while f < max {
+        let p = goertzel(x, rate, f);
+        if p > best.1 {
+            best = (f, p);
+        }
+        f += 50.0;
+    }
+    best.0
+}
+
+/// G.711 µ-law encoder (ITU-T G.711), for making test streams.
+pub fn ulaw_encode(x: i16) -> u8 {
+    let mut v = i32::from(x);
+    let sign = if v < 0 {
+        v = -v;
+        0x80
+    } else {
+        0
+    };
+    v = (v + 0x84).min(32635 + 0x84);
+    let exp = (31 - (v as u32).leading_zeros() as i32 - 7).clamp(0, 7);
+    let mant = (v >> (exp + 3)) & 0x0f;
+    !(sign as u8 | ((exp as u8) << 4) | mant as u8)
+}

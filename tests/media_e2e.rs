@@ -12,17 +12,7 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 fn ulaw(x: i16) -> u8 {
-    let mut v = i32::from(x);
-    let sign = if v < 0 {
-        v = -v;
-        0x80
-    } else {
-        0
-    };
-    v = (v + 0x84).min(32635 + 0x84);
-    let exp = (31 - (v as u32).leading_zeros() as i32 - 7).clamp(0, 7);
-    let mant = (v >> (exp + 3)) & 0x0f;
-    !(sign as u8 | ((exp as u8) << 4) | mant as u8)
+    srs::testkit::ulaw_encode(x)
 }
 
 fn sine(freq: f64, rate: u32, n0: u64, n: usize) -> Vec<i16> {

@@ -722,15 +722,7 @@ mod tests {
 
     /// Relative power of `freq` in `x` (Goertzel), normalised by length.
     fn goertzel(x: &[i16], rate: u32, freq: f64) -> f64 {
-        let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
-        let coeff = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &v in x {
-            let s0 = f64::from(v) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (x.len() as f64).powi(2)
+        crate::testkit::goertzel(x, f64::from(rate), freq)
     }
 
     fn assert_tone(x: &[i16], rate: u32, freq: f64, other: f64) {

@@ -632,29 +632,8 @@ mod tests {
         r.into_samples::<i16>().map(Result::unwrap).collect()
     }
 
-    fn goertzel(s: &[i16], rate: f64, f: f64) -> f64 {
-        let w = 2.0 * std::f64::consts::PI * f / rate;
-        let c = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &x in s {
-            let s0 = f64::from(x) + c * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        (s1 * s1 + s2 * s2 - c * s1 * s2).max(0.0).sqrt() / s.len() as f64
-    }
-
     fn dominant(s: &[i16], rate: f64) -> f64 {
-        let mut best = (0.0, 0.0);
-        let mut f = 100.0;
-        while f < 3500.0 {
-            let p = goertzel(s, rate, f);
-            if p > best.1 {
-                best = (f, p);
-            }
-            f += 50.0;
-        }
-        best.0
+        crate::testkit::dominant_frequency(s, rate, 3500.0)
     }
 
     fn tone(rate: u32, f: f64, n: usize, amp: f64) -> Vec<i16> {

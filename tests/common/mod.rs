@@ -186,15 +186,7 @@ pub fn read_wav(path: &Path) -> (Vec<i16>, u32) {
 
 /// Goertzel power of frequency `f` in `x`.
 pub fn goertzel(x: &[i16], rate: u32, f: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * f / rate as f64;
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s0 = v as f64 + c * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    s1 * s1 + s2 * s2 - c * s1 * s2
+    srs::testkit::goertzel(x, f64::from(rate), f)
 }
 
 /// Per 100 ms window: which of `freqs` dominates (by 10x over the others

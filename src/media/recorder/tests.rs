@@ -8,18 +8,7 @@ const RATE: u32 = 8000;
 
 /// G.711 µ-law encoder (ITU-T G.711), for making test streams.
 fn ulaw(x: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    let mut v = i32::from(x);
-    let sign = if v < 0 {
-        v = -v;
-        0x80
-    } else {
-        0
-    };
-    v = (v + BIAS).min(32635 + BIAS);
-    let exp = (31 - (v as u32).leading_zeros() as i32 - 7).clamp(0, 7);
-    let mant = (v >> (exp + 3)) & 0x0f;
-    !(sign as u8 | ((exp as u8) << 4) | mant as u8)
+    crate::testkit::ulaw_encode(x)
 }
 
 /// 20 ms of a tone starting at sample `n0`.
@@ -33,15 +22,7 @@ fn tone_packet(freq: f64, n0: u64) -> Vec<u8> {
 }
 
 fn goertzel(x: &[i16], f: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * f / f64::from(RATE);
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &v in x {
-        let s0 = f64::from(v) + c * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    s1 * s1 + s2 * s2 - c * s1 * s2
+    crate::testkit::goertzel(x, f64::from(RATE), f)
 }
 
 fn is_tone(x: &[i16], f: f64) -> bool {
