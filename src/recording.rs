@@ -25,6 +25,30 @@ pub struct RecordingMeta {
     pub source: String,
     /// `udp` or `tcp`.
     pub transport: String,
+    /// The DN the recording is filed under (agent extension, trunk, route
+    /// point...), chosen by the recording rule (`record = "source"|"dest"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_dn: Option<String>,
+    /// Kind of the Record DN from the DN directory (`extension`, `trunk`,
+    /// `route-point`...), `unknown` when the directory does not list it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_dn_kind: Option<String>,
+    /// Geo-location of the recorded side (header, URI parameter or DN
+    /// directory, by the rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo_location: Option<String>,
+    /// `inbound`, `outbound` or `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// Correlation ids from every place they travel (Request-URI and To
+    /// parameters, X-Genesys-* and vendor headers, metadata extensions):
+    /// `calluuid`, `connid`, `agentid`, `ani`, `dnis`, `dn`, `otherdn`,
+    /// `recorddn`, `ucid`, `cisco_guid`, ... each present when known.
+    #[serde(default)]
+    pub correlation: std::collections::BTreeMap<String, String>,
+    /// Name of the recording rule that matched, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     /// Directory of the recording relative to the drop root,
     /// e.g. `2026/11/23/<recording_id>`; empty until published.
     pub path: String,
@@ -148,4 +172,50 @@ pub struct EventMeta {
     pub aor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// The user part of an address of record: `sip:1001@host` -> `1001`,
+/// `tel:+1555` -> `+1555`, `1001@host` -> `1001`.
+pub fn aor_user(aor: &str) -> &str {
+    let s = aor
+        .trim_start_matches('<')
+        .trim_start_matches("sips:")
+        .trim_start_matches("sip:")
+        .trim_start_matches("tel:");
+    s.split(['@', ';', '>']).next().unwrap_or(s)
+}
+
+impl RecordingMeta {
+    /// Every DN (or party number) that took part at any moment: the Record
+    /// DN, the correlation DNs and numbers, and the user part of every
+    /// participant's aor (participants who joined later included). The
+    /// index keeps this set so `--dn` finds a recording by any of them.
+    pub fn dns(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |v: &str| {
+            let v = v.trim();
+            if !v.is_empty() && !out.iter().any(|o| o == v) {
+                out.push(v.to_string());
+            }
+        };
+        if let Some(d) = &self.record_dn {
+            add(d);
+        }
+        for key in ["recorddn", "dn", "otherdn", "ani", "dnis", "agentid"] {
+            if let Some(v) = self.correlation.get(key) {
+                add(v);
+            }
+        }
+        for p in &self.participants {
+            if let Some(a) = &p.aor {
+                add(aor_user(a));
+            }
+        }
+        for e in &self.events {
+            if let Some(a) = &e.aor {
+                add(aor_user(a));
+            }
+        }
+        out
+    }
 }
