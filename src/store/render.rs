@@ -261,6 +261,7 @@ mod tests {
             }],
             metadata_file: Some("metadata.xml".to_string()),
             metadata_error: Some("no <group>".to_string()),
+            ..Default::default()
         }
     }
 
