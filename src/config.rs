@@ -29,6 +29,10 @@ pub struct Config {
     pub storage: StorageConfig,
     pub output: OutputConfig,
     pub http: HttpConfig,
+    /// The DN directory (`[[directory]]` entries).
+    pub directory: Vec<crate::genesys::DnEntry>,
+    /// Recording rules (`[[rules]]`), first match wins.
+    pub rules: Vec<crate::genesys::Rule>,
 }
 
 /// An output format of a recording.

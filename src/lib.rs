@@ -16,12 +16,14 @@
 //! | [`session`] | one session's bookkeeping: merged metadata, participants ever seen, events, re-offer decisions, the final `metadata.json` | no |
 //! | [`recording`] | the `metadata.json` schema | no |
 //! | [`store`] | the file drop (atomic publish), the SQLite index, CLI rendering | files |
+//! | [`genesys`] | correlation ids (Genesys record URIs, X-Genesys-*, vendor ids), the DN directory, recording rules (`record = source|dest`) | no |
 //! | [`config`] | embedded defaults, TOML config file, flag overrides | reads a file |
 //! | [`server`] | the thin tokio layer: sockets, timers, tasks, publishing | yes |
 //! | [`http`] | the HTTP API (`/healthz`) | yes |
 //! | [`testkit`] | normalising corpus messages for tests, fuzzing and load generation | no |
 
 pub mod config;
+pub mod genesys;
 pub mod http;
 pub mod media;
 pub mod plan;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use srs::config::{Config, PortRange};
-use srs::store::{render, Index};
+use srs::store::{render, FileDrop, Index, Query};
 
 #[derive(Parser)]
 #[command(name = "srs", version, about = "SIPREC recording server (RFC 7866)")]
@@ -20,10 +20,12 @@ struct Cli {
 enum Command {
     /// Run the recording server (embedded defaults; see examples/srs.toml).
     Serve(ServeArgs),
-    /// List recordings, newest first.
+    /// List recordings, newest first (100 by default; filters combine with AND).
     List(ListArgs),
     /// Show one recording by recording id or Call-ID.
     Show(ShowArgs),
+    /// Rebuild the index from the file drop (idempotent; safe while serving).
+    Reindex(ReindexArgs),
 }
 
 #[derive(Args)]
@@ -63,18 +65,88 @@ struct StoreArgs {
 
 impl StoreArgs {
     fn open_index(&self) -> anyhow::Result<Option<Index>> {
-        let path = self
-            .index
-            .clone()
-            .unwrap_or_else(|| self.recordings.join("index.sqlite"));
+        let path = index_path(&self.recordings, self.index.as_ref());
         Index::open_existing(&path).with_context(|| format!("opening index {}", path.display()))
     }
+}
+
+/// `--index`, else `<recordings>/index.sqlite`.
+fn index_path(recordings: &std::path::Path, index: Option<&PathBuf>) -> PathBuf {
+    index
+        .cloned()
+        .unwrap_or_else(|| recordings.join("index.sqlite"))
 }
 
 #[derive(Args)]
 struct ListArgs {
     #[command(flatten)]
     store: StoreArgs,
+    /// Only recordings filed under this Record DN (exact).
+    #[arg(long, value_name = "DN")]
+    record_dn: Option<String>,
+    /// Only recordings where this DN took part at any moment (exact): Record
+    /// DN, dn/otherdn/ani/dnis/agentid, participants' numbers, later joiners.
+    #[arg(long, value_name = "DN")]
+    dn: Option<String>,
+    /// Only recordings with a participant whose AoR or name contains TEXT (any case).
+    #[arg(long, value_name = "TEXT")]
+    participant: Option<String>,
+    /// Only recordings with this Genesys CallUUID (exact, any case).
+    #[arg(long, value_name = "ID")]
+    call_uuid: Option<String>,
+    /// Only recordings with this ANI (calling number, exact).
+    #[arg(long, value_name = "N")]
+    ani: Option<String>,
+    /// Only recordings with this DNIS (called number, exact).
+    #[arg(long, value_name = "N")]
+    dnis: Option<String>,
+    /// Only recordings with this geo-location (exact, any case).
+    #[arg(long, value_name = "GEO")]
+    geo: Option<String>,
+    /// Started at or after T (RFC 3339, or YYYY-MM-DD from 00:00 UTC).
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Started at or before T (RFC 3339, or YYYY-MM-DD for the whole UTC day).
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+    /// Only recordings with this status (e.g. complete).
+    #[arg(long, value_name = "S")]
+    status: Option<String>,
+    /// At most N recordings [default: 100, at most 1000].
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Skip the first N matching recordings (paging).
+    #[arg(long, value_name = "N")]
+    offset: Option<usize>,
+}
+
+impl ListArgs {
+    fn query(&self) -> Query {
+        Query {
+            record_dn: self.record_dn.clone(),
+            dn: self.dn.clone(),
+            participant: self.participant.clone(),
+            call_uuid: self.call_uuid.clone(),
+            ani: self.ani.clone(),
+            dnis: self.dnis.clone(),
+            geo: self.geo.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+            status: self.status.clone(),
+            limit: self.limit,
+            offset: self.offset,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ReindexArgs {
+    /// File drop directory.
+    #[arg(long, value_name = "DIR", default_value = "./recordings")]
+    recordings: PathBuf,
+    /// SQLite index, created if missing [default: <recordings>/index.sqlite].
+    #[arg(long, value_name = "PATH")]
+    index: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -151,15 +223,92 @@ async fn wait_for_signal() {
 }
 
 fn list(args: ListArgs) -> anyhow::Result<()> {
-    let recs = match args.store.open_index()? {
-        Some(index) => index.list(None)?,
-        None => Vec::new(),
+    let query = args.query();
+    query.validate()?;
+    let (recs, total) = match args.store.open_index()? {
+        Some(index) => index.search(&query)?,
+        None => (Vec::new(), 0),
     };
     if args.store.json {
         println!("{}", render::list_json(&recs));
     } else {
         println!("{}", render::list_table(&recs));
     }
+    let shown_to = query.effective_offset() as u64 + recs.len() as u64;
+    if !recs.is_empty() && shown_to < total {
+        eprintln!(
+            "srs: {} to {} of {total} matching recordings; more with --offset {shown_to}",
+            query.effective_offset() + 1,
+            shown_to,
+        );
+    }
+    Ok(())
+}
+
+/// Logging of `srs reindex`: warnings (e.g. an unreadable metadata.json
+/// skipped) on stderr, more with RUST_LOG.
+fn init_reindex_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use std::io::IsTerminal;
+
+    let path = index_path(&args.recordings, args.index.as_ref());
+    let index = Index::open(&path).with_context(|| format!("opening index {}", path.display()))?;
+    let drop = FileDrop::new(&args.recordings);
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new_spinner();
+        bar.set_message(format!("scanning {}", args.recordings.display()));
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = index
+        .reindex(&drop, |done, total| {
+            if done == 0 {
+                bar.set_length(total as u64);
+                bar.set_message("indexing");
+                if let Ok(style) =
+                    ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta} left)")
+                {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+            }
+            bar.set_position(done as u64);
+        })
+        .with_context(|| {
+            format!(
+                "reindexing {} into {}",
+                args.recordings.display(),
+                path.display()
+            )
+        });
+    bar.finish_and_clear();
+    let report = report?;
+    if report.removed > 0 {
+        eprintln!(
+            "srs: removed {} index entries whose recording is no longer in the drop",
+            report.removed
+        );
+    }
+    println!(
+        "reindexed {} recordings into {}",
+        report.indexed,
+        path.display()
+    );
     Ok(())
 }
 
@@ -188,6 +337,10 @@ fn main() -> ExitCode {
         }
         Command::List(a) => list(a),
         Command::Show(a) => show(a),
+        Command::Reindex(a) => {
+            init_reindex_logging();
+            reindex(a)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

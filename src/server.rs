@@ -133,6 +133,10 @@ struct ActiveSession {
     dir: PathBuf,
     media_ip: IpAddr,
     tasks: HashMap<usize, StreamTask>,
+    /// false: a rule said not to record (answered inactive, no files).
+    recorded: bool,
+    /// Output formats (a rule may override `output.formats`).
+    formats: Vec<Format>,
 }
 
 /// What connection tasks tell the core task.
@@ -215,12 +219,17 @@ pub async fn run(
         http: http_bound,
     });
 
+    let api = http::ApiState {
+        health: health.clone(),
+        index_path: config.index_path(),
+        drop_root: config.storage.recordings.clone(),
+    };
     let mut http_shutdown = shutdown.clone();
     tokio::spawn(async move {
         let stop = async move {
             let _ = http_shutdown.wait_for(|s| *s).await;
         };
-        if let Err(e) = http::serve(http_listener, health, stop).await {
+        if let Err(e) = http::serve(http_listener, api, stop).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
@@ -342,13 +351,31 @@ impl CoreLoop {
                 offer,
             } => {
                 let call_id = invite.call_id().unwrap_or_default().to_string();
-                match self.start_session(peer, &call_id, &offer) {
+                match self.start_session(peer, &invite, &offer) {
                     Ok((answers, active)) => {
                         let ip = active.media_ip;
                         if self.core.accept(now, session, ip, answers) {
                             tracing::info!(session, recording_id = %active.session.meta.recording_id,
                                 %call_id, source = %peer.addr, streams = active.tasks.len(),
-                                "recording session started");
+                                record_dn = ?active.session.meta.record_dn, "recording session started");
+                            let m = &active.session.meta;
+                            let info = crate::http::ActiveSessionInfo {
+                                recording_id: m.recording_id.clone(),
+                                call_id: m.call_id.clone(),
+                                started_at: m.started_at.clone(),
+                                source: m.source.clone(),
+                                transport: m.transport.clone(),
+                                recorded: active.recorded,
+                                record_dn: m.record_dn.clone(),
+                                geo_location: m.geo_location.clone(),
+                                direction: m.direction.clone(),
+                                correlation: m.correlation.clone(),
+                                participants: offer_participants(&offer),
+                                streams: active.tasks.len(),
+                            };
+                            if let Ok(mut a) = self.shared.health.active.lock() {
+                                a.insert(session, info);
+                            }
                             self.sessions.insert(session, active);
                         } else {
                             self.finish(active, now, "cancelled");
@@ -388,6 +415,9 @@ impl CoreLoop {
             } => {
                 if let Some(xml) = metadata_xml {
                     self.on_metadata(session, &xml);
+                }
+                if let Ok(mut a) = self.shared.health.active.lock() {
+                    a.remove(&session);
                 }
                 if let Some(s) = self.sessions.remove(&session) {
                     let status = match reason {
@@ -434,7 +464,16 @@ impl CoreLoop {
     ) -> Option<(IpAddr, Vec<AnswerMedia>)> {
         let bind = self.shared.config.media.bind;
         let s = self.sessions.get_mut(&session)?;
-        let mut answers = vec![AnswerMedia { port: None }; sdp.media.len()];
+        if !s.recorded {
+            return Some((s.media_ip, unrecorded_answers(sdp)));
+        }
+        let mut answers = vec![
+            AnswerMedia {
+                port: None,
+                inactive: false
+            };
+            sdp.media.len()
+        ];
         for action in s.session.reoffer(Utc::now(), sdp) {
             match action {
                 LineAction::Keep {
@@ -444,7 +483,10 @@ impl CoreLoop {
                     reanchor,
                     paused,
                 } => {
-                    answers[index] = AnswerMedia { port: Some(port) };
+                    answers[index] = AnswerMedia {
+                        port: Some(port),
+                        inactive: false,
+                    };
                     if let Some(t) = s.tasks.get(&index) {
                         let _ = t.ctl.send(StreamCtl::Paused(paused));
                         if let Some(spec) = codec {
@@ -461,10 +503,12 @@ impl CoreLoop {
                         .clone()
                         .unwrap_or_else(|| format!("m{index}"));
                     let spec = stream_spec(&sdp.media[index]);
-                    match spawn_stream(&self.shared, bind, &s.dir, &file, spec, s.start) {
+                    match spawn_stream(&self.shared, bind, &s.dir, &file, spec, s.start, &s.formats)
+                    {
                         Ok(task) => {
                             answers[index] = AnswerMedia {
                                 port: Some(task.port),
+                                inactive: false,
                             };
                             let participant_id = s
                                 .session
@@ -498,28 +542,31 @@ impl CoreLoop {
     fn start_session(
         &mut self,
         peer: Peer,
-        call_id: &str,
+        invite: &crate::sip::message::Message,
         offer: &RecordingOffer,
     ) -> Result<(Vec<AnswerMedia>, ActiveSession), (u16, &'static str)> {
+        let call_id = invite.call_id().unwrap_or_default();
+        let cfg = &self.shared.config;
+        // Who and what this call is, and under which DN it is filed.
+        let correlation = crate::genesys::correlation(invite, offer.metadata.as_ref());
+        let directory = crate::genesys::Directory::new(&cfg.directory);
+        let direction = crate::genesys::direction(&correlation, &directory);
+        let user_agent = invite
+            .header("User-Agent")
+            .or_else(|| invite.header("Server"))
+            .unwrap_or_default();
+        let filing = crate::genesys::file(
+            &cfg.rules,
+            &cfg.directory,
+            &crate::genesys::Facts {
+                correlation: &correlation,
+                direction,
+                source: Some(peer.addr.ip()),
+                user_agent,
+            },
+        );
         let recording_id = uuid::Uuid::now_v7().to_string();
-        let dir = self
-            .shared
-            .drop
-            .create_incoming(&recording_id)
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot create recording directory");
-                (500, "Cannot Store Recording")
-            })?;
-        let plan = MediaPlan::from_offer(offer);
-        let cfg = &self.shared.config.media;
-        let media_ip = media_ip(cfg.advertised_address, cfg.bind, peer.addr);
-        let bind = cfg.bind;
-        let start = Instant::now();
-        if let Some(xml) = &offer.metadata_xml {
-            if let Err(e) = std::fs::write(dir.join("metadata.xml"), xml) {
-                tracing::warn!(error = %e, "cannot keep metadata XML");
-            }
-        }
+        let media_ip = media_ip(cfg.media.advertised_address, cfg.media.bind, peer.addr);
         let meta = RecordingMeta {
             recording_id,
             call_id: call_id.to_string(),
@@ -528,16 +575,63 @@ impl CoreLoop {
             source: peer.addr.to_string(),
             transport: peer.transport.as_str().into(),
             metadata_file: offer.metadata_xml.as_ref().map(|_| "metadata.xml".into()),
+            record_dn: filing.record_dn.clone(),
+            record_dn_kind: filing.record_dn_kind.clone(),
+            geo_location: filing.geo_location.clone(),
+            direction: Some(filing.direction.clone()),
+            rule: filing.rule.clone(),
+            correlation,
             ..RecordingMeta::default()
         };
+        let plan = MediaPlan::from_offer(offer);
+        let formats = filing
+            .formats
+            .clone()
+            .unwrap_or_else(|| cfg.output.formats.clone());
+        if !filing.record {
+            tracing::info!(%call_id, rule = ?filing.rule, "a rule says not to record: answered inactive, no files");
+            let active = ActiveSession {
+                session: Session::new(meta, offer, &plan),
+                start: Instant::now(),
+                dir: PathBuf::new(),
+                media_ip,
+                tasks: HashMap::new(),
+                recorded: false,
+                formats,
+            };
+            return Ok((unrecorded_answers(&offer.sdp), active));
+        }
+        let dir = self
+            .shared
+            .drop
+            .create_incoming(&meta.recording_id)
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot create recording directory");
+                (500, "Cannot Store Recording")
+            })?;
+        let bind = cfg.media.bind;
+        let start = Instant::now();
+        if let Some(xml) = &offer.metadata_xml {
+            if let Err(e) = std::fs::write(dir.join("metadata.xml"), xml) {
+                tracing::warn!(error = %e, "cannot keep metadata XML");
+            }
+        }
         let mut active = ActiveSession {
             session: Session::new(meta, offer, &plan),
             start,
             dir,
             media_ip,
             tasks: HashMap::new(),
+            recorded: true,
+            formats,
         };
-        let mut answers = vec![AnswerMedia { port: None }; offer.sdp.media.len()];
+        let mut answers = vec![
+            AnswerMedia {
+                port: None,
+                inactive: false
+            };
+            offer.sdp.media.len()
+        ];
         for ps in &plan.streams {
             let (Some(codec), Some(file)) = (&ps.codec, &ps.file) else {
                 continue;
@@ -545,10 +639,19 @@ impl CoreLoop {
             let Some(m) = offer.sdp.media.get(ps.index) else {
                 continue;
             };
-            match spawn_stream(&self.shared, bind, &active.dir, file, stream_spec(m), start) {
+            match spawn_stream(
+                &self.shared,
+                bind,
+                &active.dir,
+                file,
+                stream_spec(m),
+                start,
+                &active.formats,
+            ) {
                 Ok(task) => {
                     answers[ps.index] = AnswerMedia {
                         port: Some(task.port),
+                        inactive: false,
                     };
                     if offer
                         .sdp
@@ -639,11 +742,12 @@ fn spawn_stream(
     file: &str,
     spec: StreamSpec,
     start: Instant,
+    formats: &[Format],
 ) -> Result<StreamTask, String> {
     let pair = shared.ports.lock().ok().and_then(|mut p| p.bind_pair(bind));
     let (rtp_sock, rtcp_sock, port) = pair.ok_or_else(|| "no free media port".to_string())?;
     let ogg = (spec.has(&crate::media::codec::CodecKind::Opus)
-        && shared.config.output.formats.contains(&Format::OggOpus))
+        && formats.contains(&Format::OggOpus))
     .then(|| dir.join(opus_name(file)));
     let recorder = match StreamRecorder::create(&dir.join(file), spec, start, ogg.as_deref()) {
         Ok(r) => r,
@@ -773,8 +877,13 @@ async fn publish(
         start,
         dir,
         tasks,
+        recorded,
+        formats,
         ..
     } = s;
+    if !recorded {
+        return;
+    }
     let dir: PathBuf = dir;
     let mut reports = std::collections::BTreeMap::new();
     for (index, t) in tasks {
@@ -808,7 +917,8 @@ async fn publish(
     let mut meta = session.finish(ended_at, duration_ms, status, &reports);
     // Stereo and Opus files: made now, off the packet path, on a bounded pool.
     let permit = shared.encoders.clone().acquire_owned().await.ok();
-    let out_cfg = shared.config.output.clone();
+    let mut out_cfg = shared.config.output.clone();
+    out_cfg.formats = formats;
     let (meta_done, dir) = match tokio::task::spawn_blocking(move || {
         make_outputs(&out_cfg, &dir, &mut meta);
         (meta, dir)
@@ -1063,4 +1173,29 @@ fn stereo_sides(
         .find(|(i, _)| *i != left_idx)
         .map(|(_, (_, f))| f.clone());
     (left, right)
+}
+
+/// The answer of a session not to be recorded: every m-line accepted
+/// `inactive` on the discard port, so the client sees a clean 200 OK and
+/// sends nothing; no socket is bound and no file written.
+fn unrecorded_answers(sdp: &SdpOffer) -> Vec<AnswerMedia> {
+    sdp.media
+        .iter()
+        .map(|m| AnswerMedia {
+            port: m.is_recordable().then_some(9),
+            inactive: true,
+        })
+        .collect()
+}
+
+/// Participants named by an offer (aor, else name), for the sessions API.
+fn offer_participants(offer: &RecordingOffer) -> Vec<String> {
+    let from_md = offer.metadata.iter().flat_map(|m| {
+        m.participants
+            .iter()
+            .filter_map(|p| p.aor.clone().or_else(|| p.name.clone()))
+    });
+    from_md
+        .chain(offer.header_participants.iter().map(|h| h.aor.clone()))
+        .collect()
 }

@@ -52,6 +52,7 @@ fn offer_and_answer(core: &mut SipCore, bytes: &[u8]) -> (Message, Option<MediaP
                 .iter()
                 .map(|s| AnswerMedia {
                     port: s.codec.as_ref().map(|_| 20000 + 2 * s.index as u16),
+                    inactive: false,
                 })
                 .collect();
             assert!(core.accept(now, session, "127.0.0.1".parse().unwrap(), answers));
@@ -259,6 +260,7 @@ fn rfc8068_mid_dialog_messages_are_accepted_in_their_dialog() {
         let answers = (0..lines)
             .map(|i| AnswerMedia {
                 port: Some(20000 + 2 * i as u16),
+                inactive: false,
             })
             .collect();
         assert!(core.accept(now, session, "127.0.0.1".parse().unwrap(), answers));

@@ -353,6 +353,8 @@ fn parse_rtpmap(val: &str) -> Option<RtpMap> {
 pub struct AnswerMedia {
     /// Our RTP port, or `None` to reject the m-line (port 0).
     pub port: Option<u16>,
+    /// Answer `a=inactive` whatever the offer (a session not recorded).
+    pub inactive: bool,
 }
 
 /// Builds the answer: every offered m-line answered in order (RFC 7866
@@ -371,6 +373,7 @@ pub fn build_answer(
     );
     for (i, m) in offer.media.iter().enumerate() {
         let port = answers.get(i).and_then(|a| a.port);
+        let force_inactive = answers.get(i).is_some_and(|a| a.inactive);
         match (port, m.recordable_codec()) {
             (Some(port), Some(_)) => {
                 let codecs = m.recordable_codecs();
@@ -418,7 +421,7 @@ pub fn build_answer(
                 // On hold (RFC 2543 `c=0.0.0.0`) there is nothing to receive.
                 let held = m.connection.is_some_and(|ip| ip.is_unspecified());
                 let dir = match m.direction {
-                    _ if held => "inactive",
+                    _ if held || force_inactive => "inactive",
                     Direction::Inactive | Direction::RecvOnly => "inactive",
                     Direction::SendOnly | Direction::SendRecv => "recvonly",
                 };
@@ -466,8 +469,14 @@ m=audio 6002 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-eve
             &o,
             "127.0.0.1".parse().unwrap(),
             &[
-                AnswerMedia { port: Some(20000) },
-                AnswerMedia { port: Some(20002) },
+                AnswerMedia {
+                    port: Some(20000),
+                    inactive: false,
+                },
+                AnswerMedia {
+                    port: Some(20002),
+                    inactive: false,
+                },
             ],
             7,
             1,
@@ -494,8 +503,14 @@ m=audio 7000 RTP/AVP 0\r\na=label:a\r\na=inactive\r\nm=video 7002 RTP/AVP 96\r\n
             &o,
             "10.0.0.2".parse().unwrap(),
             &[
-                AnswerMedia { port: Some(30000) },
-                AnswerMedia { port: None },
+                AnswerMedia {
+                    port: Some(30000),
+                    inactive: false,
+                },
+                AnswerMedia {
+                    port: None,
+                    inactive: false,
+                },
             ],
             1,
             1,
@@ -527,8 +542,14 @@ m=audio 7000 RTP/AVP 0\r\na=label:a\r\na=inactive\r\nm=video 7002 RTP/AVP 96\r\n
             &o,
             "127.0.0.1".parse().unwrap(),
             &[
-                AnswerMedia { port: Some(20000) },
-                AnswerMedia { port: Some(20002) },
+                AnswerMedia {
+                    port: Some(20000),
+                    inactive: false,
+                },
+                AnswerMedia {
+                    port: Some(20002),
+                    inactive: false,
+                },
             ],
             1,
             2,
@@ -550,7 +571,10 @@ m=audio 7000 RTP/AVP 111 9 0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinban
         let ans = build_answer(
             &o,
             "10.0.0.2".parse().unwrap(),
-            &[AnswerMedia { port: Some(30000) }],
+            &[AnswerMedia {
+                port: Some(30000),
+                inactive: false,
+            }],
             1,
             1,
         );

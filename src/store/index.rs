@@ -7,13 +7,31 @@
 //! The schema is versioned by `PRAGMA user_version`: [`MIGRATIONS`] is an
 //! ordered list of SQL steps, step `i` bringing the schema from version `i`
 //! to `i + 1`. Append steps; never edit a released one.
+//!
+//! Tables (version 2):
+//! - `recordings`: one row per recording, `meta_json` the full object, plus
+//!   the searched columns (`record_dn`, `call_uuid` from
+//!   `correlation["calluuid"]`, `ani`, `dnis`, `geo_location`, `status`,
+//!   `started_at` normalised to RFC 3339 UTC with milliseconds, ...);
+//! - `participants`: one row per participant of the metadata;
+//! - `recording_dns`: every DN of [`RecordingMeta::dns`];
+//! - `correlation`: every correlation id (`key`, `value`);
+//! - `events`: the session events in order (`seq`), then the DTMF digits as
+//!   rows of kind `dtmf` (`label`: the stream, `detail`: the digit, `at`: the
+//!   time of the digit).
+//!
+//! Every derived row of a recording is replaced with it in one transaction.
+//! Recordings indexed before version 2 have NULL in the new columns and no
+//! rows in the new tables until `srs reindex` replaces them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 
+use super::drop::{DropError, FileDrop};
+use super::query::{utc_millis, Query, QueryError};
 use crate::recording::RecordingMeta;
 
 /// Schema migrations, in order. The schema version is the number of steps applied.
@@ -41,7 +59,54 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX participants_recording_id ON participants(recording_id);
     CREATE INDEX participants_aor ON participants(aor);",
+    // 2: searched columns (Record DN, correlation ids, geo), every DN of a
+    // recording, correlation ids, events and DTMF.
+    "ALTER TABLE recordings ADD COLUMN record_dn TEXT;
+    ALTER TABLE recordings ADD COLUMN record_dn_kind TEXT;
+    ALTER TABLE recordings ADD COLUMN geo_location TEXT COLLATE NOCASE;
+    ALTER TABLE recordings ADD COLUMN direction TEXT;
+    ALTER TABLE recordings ADD COLUMN call_uuid TEXT COLLATE NOCASE;
+    ALTER TABLE recordings ADD COLUMN ani TEXT;
+    ALTER TABLE recordings ADD COLUMN dnis TEXT;
+    CREATE INDEX recordings_record_dn ON recordings(record_dn);
+    CREATE INDEX recordings_call_uuid ON recordings(call_uuid);
+    CREATE INDEX recordings_ani ON recordings(ani);
+    CREATE INDEX recordings_dnis ON recordings(dnis);
+    CREATE INDEX recordings_geo_location ON recordings(geo_location);
+    CREATE INDEX recordings_status ON recordings(status);
+    CREATE TABLE recording_dns (
+        recording_id TEXT NOT NULL REFERENCES recordings(recording_id) ON DELETE CASCADE,
+        dn           TEXT NOT NULL,
+        PRIMARY KEY (recording_id, dn)
+    );
+    CREATE INDEX recording_dns_dn ON recording_dns(dn);
+    CREATE TABLE correlation (
+        recording_id TEXT NOT NULL REFERENCES recordings(recording_id) ON DELETE CASCADE,
+        key          TEXT NOT NULL,
+        value        TEXT NOT NULL,
+        PRIMARY KEY (recording_id, key)
+    );
+    CREATE INDEX correlation_key_value ON correlation(key, value);
+    CREATE TABLE events (
+        recording_id   TEXT NOT NULL REFERENCES recordings(recording_id) ON DELETE CASCADE,
+        seq            INTEGER NOT NULL,
+        at             TEXT,
+        kind           TEXT NOT NULL,
+        label          TEXT,
+        participant_id TEXT,
+        aor            TEXT,
+        detail         TEXT,
+        PRIMARY KEY (recording_id, seq)
+    );
+    CREATE INDEX events_recording_id ON events(recording_id);
+    CREATE INDEX events_kind ON events(kind);",
 ];
+
+/// The first schema version that [`Index::search`] can query.
+const SEARCH_VERSION: u32 = 2;
+
+/// Recordings written per transaction by [`Index::reindex`].
+pub const REINDEX_BATCH: usize = 500;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -74,12 +139,32 @@ pub enum IndexError {
     /// Serialising a recording or its labels failed.
     #[error("serialising: {0}")]
     Json(#[from] serde_json::Error),
+    /// The search filters are not valid (the message names the field).
+    #[error("{0}")]
+    Query(#[from] QueryError),
+    /// The index (opened read-only) predates the searched columns.
+    #[error("index schema version {found} is older than this program's ({known}): run `srs reindex` (or restart `srs serve`) to upgrade it")]
+    SchemaTooOld { found: u32, known: u32 },
+    /// Scanning the file drop failed (reindex).
+    #[error("{0}")]
+    Drop(#[from] DropError),
 }
 
 /// A connection to the index.
 #[derive(Debug)]
 pub struct Index {
     conn: Connection,
+    /// Schema version of the file as opened.
+    version: u32,
+}
+
+/// What [`Index::reindex`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReindexReport {
+    /// Recordings found in the drop and written to the index.
+    pub indexed: usize,
+    /// Index rows removed because their recording is no longer in the drop.
+    pub removed: usize,
 }
 
 fn known_version() -> u32 {
@@ -116,11 +201,112 @@ fn migrate(conn: &mut Connection) -> Result<usize, IndexError> {
 /// metadata. Unparsable values are kept as they are.
 fn sort_key(t: &str) -> String {
     match DateTime::parse_from_rfc3339(t) {
-        Ok(t) => t
-            .with_timezone(&Utc)
-            .to_rfc3339_opts(SecondsFormat::Millis, true),
+        Ok(t) => utc_millis(t.with_timezone(&Utc)),
         Err(_) => t.to_string(),
     }
+}
+
+/// Writes one recording and all its derived rows, replacing any previous
+/// version. The caller holds the transaction.
+fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), IndexError> {
+    let json = serde_json::to_string(meta)?;
+    let duration = i64::try_from(meta.duration_ms).unwrap_or(i64::MAX);
+    let id = &meta.recording_id;
+    tx.execute(
+        "INSERT INTO recordings
+             (recording_id, call_id, status, started_at, ended_at, duration_ms, source, path, meta_json,
+              record_dn, record_dn_kind, geo_location, direction, call_uuid, ani, dnis)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT(recording_id) DO UPDATE SET
+             call_id = excluded.call_id, status = excluded.status,
+             started_at = excluded.started_at, ended_at = excluded.ended_at,
+             duration_ms = excluded.duration_ms, source = excluded.source,
+             path = excluded.path, meta_json = excluded.meta_json,
+             record_dn = excluded.record_dn, record_dn_kind = excluded.record_dn_kind,
+             geo_location = excluded.geo_location, direction = excluded.direction,
+             call_uuid = excluded.call_uuid, ani = excluded.ani, dnis = excluded.dnis",
+        params![
+            id,
+            meta.call_id,
+            meta.status,
+            sort_key(&meta.started_at),
+            sort_key(&meta.ended_at),
+            duration,
+            meta.source,
+            meta.path,
+            json,
+            meta.record_dn,
+            meta.record_dn_kind,
+            meta.geo_location,
+            meta.direction,
+            meta.correlation.get("calluuid"),
+            meta.correlation.get("ani"),
+            meta.correlation.get("dnis"),
+        ],
+    )?;
+    for table in ["participants", "recording_dns", "correlation", "events"] {
+        // Table names are constants of this program, never input.
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE recording_id = ?1"),
+            params![id],
+        )?;
+    }
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO participants (recording_id, participant_id, aor, name, labels)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for p in &meta.participants {
+        ins.execute(params![
+            id,
+            p.id,
+            p.aor,
+            p.name,
+            serde_json::to_string(&p.labels)?,
+        ])?;
+    }
+    let mut ins = tx
+        .prepare_cached("INSERT OR IGNORE INTO recording_dns (recording_id, dn) VALUES (?1, ?2)")?;
+    for dn in meta.dns() {
+        ins.execute(params![id, dn])?;
+    }
+    let mut ins = tx.prepare_cached(
+        "INSERT OR REPLACE INTO correlation (recording_id, key, value) VALUES (?1, ?2, ?3)",
+    )?;
+    for (k, v) in &meta.correlation {
+        ins.execute(params![id, k, v])?;
+    }
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO events (recording_id, seq, at, kind, label, participant_id, aor, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut seq: i64 = 0;
+    for e in &meta.events {
+        ins.execute(params![
+            id,
+            seq,
+            sort_key(&e.at),
+            e.kind,
+            e.label,
+            e.participant_id,
+            e.aor,
+            e.detail,
+        ])?;
+        seq += 1;
+    }
+    for d in &meta.dtmf {
+        ins.execute(params![
+            id,
+            seq,
+            sort_key(&d.at),
+            "dtmf",
+            d.label,
+            Option::<String>::None,
+            Option::<String>::None,
+            d.digit,
+        ])?;
+        seq += 1;
+    }
+    Ok(())
 }
 
 fn parse_row(recording_id: String, json: String) -> Result<RecordingMeta, IndexError> {
@@ -148,8 +334,19 @@ impl Index {
             tracing::warn!(path = %path.display(), mode, "index could not switch to WAL mode");
         }
         conn.pragma_update(None, "foreign_keys", true)?;
+        let found = user_version(&conn)?;
         migrate(&mut conn)?;
-        Ok(Self { conn })
+        if (1..SEARCH_VERSION).contains(&found) {
+            let n: i64 = conn.query_row("SELECT COUNT(*) FROM recordings", [], |r| r.get(0))?;
+            if n > 0 {
+                tracing::warn!(path = %path.display(), recordings = n,
+                    "index upgraded: run `srs reindex` so that older recordings can be found by DN, correlation id and geo");
+            }
+        }
+        Ok(Self {
+            conn,
+            version: known_version(),
+        })
     }
 
     /// Opens an existing index read-only (for the CLI). `Ok(None)` if the
@@ -164,59 +361,142 @@ impl Index {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        if user_version(&conn)? == 0 {
+        let version = user_version(&conn)?;
+        if version == 0 {
             return Err(IndexError::NotInitialised(path.to_path_buf()));
         }
-        Ok(Some(Self { conn }))
+        Ok(Some(Self { conn, version }))
     }
 
-    /// Inserts or replaces one recording and its participants, in one transaction.
+    /// Inserts or replaces one recording and all its derived rows
+    /// (participants, DNs, correlation ids, events, DTMF), in one transaction.
     pub fn upsert(&self, meta: &RecordingMeta) -> Result<(), IndexError> {
-        let json = serde_json::to_string(meta)?;
-        let duration = i64::try_from(meta.duration_ms).unwrap_or(i64::MAX);
         let tx = self.conn.unchecked_transaction()?;
-        tx.execute(
-            "INSERT INTO recordings
-                 (recording_id, call_id, status, started_at, ended_at, duration_ms, source, path, meta_json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT(recording_id) DO UPDATE SET
-                 call_id = excluded.call_id, status = excluded.status,
-                 started_at = excluded.started_at, ended_at = excluded.ended_at,
-                 duration_ms = excluded.duration_ms, source = excluded.source,
-                 path = excluded.path, meta_json = excluded.meta_json",
-            params![
-                meta.recording_id,
-                meta.call_id,
-                meta.status,
-                sort_key(&meta.started_at),
-                sort_key(&meta.ended_at),
-                duration,
-                meta.source,
-                meta.path,
-                json,
-            ],
-        )?;
-        tx.execute(
-            "DELETE FROM participants WHERE recording_id = ?1",
-            params![meta.recording_id],
-        )?;
-        {
-            let mut ins = tx.prepare(
-                "INSERT INTO participants (recording_id, participant_id, aor, name, labels)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for p in &meta.participants {
-                ins.execute(params![
-                    meta.recording_id,
-                    p.id,
-                    p.aor,
-                    p.name,
-                    serde_json::to_string(&p.labels)?,
-                ])?;
-            }
+        upsert_in(&tx, meta)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Like [`Index::upsert`] for many recordings, all in one transaction.
+    pub fn upsert_batch(&self, metas: &[RecordingMeta]) -> Result<(), IndexError> {
+        let tx = self.conn.unchecked_transaction()?;
+        for meta in metas {
+            upsert_in(&tx, meta)?;
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Rebuilds the index from the drop: every recording of
+    /// [`FileDrop::scan`] is upserted (replaced if indexed already), in
+    /// transactions of [`REINDEX_BATCH`] recordings, and the rows of
+    /// recordings no longer in the drop are removed. Idempotent.
+    ///
+    /// Safe while a server is running: only rows that were in the index
+    /// before the scan can be removed, and the server indexes a recording
+    /// only after publishing it, so a recording published during the
+    /// reindex is never removed.
+    ///
+    /// `progress(done, total)` is called once after the scan with
+    /// `done == 0`, then after each batch.
+    pub fn reindex(
+        &self,
+        drop: &FileDrop,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<ReindexReport, IndexError> {
+        let before: std::collections::HashSet<String> = {
+            let mut stmt = self.conn.prepare("SELECT recording_id FROM recordings")?;
+            let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            ids.collect::<Result<_, _>>()?
+        };
+        let recs = drop.scan()?;
+        let total = recs.len();
+        progress(0, total);
+        let mut done = 0;
+        for batch in recs.chunks(REINDEX_BATCH) {
+            self.upsert_batch(batch)?;
+            done += batch.len();
+            progress(done, total);
+        }
+        let found: std::collections::HashSet<&str> =
+            recs.iter().map(|r| r.recording_id.as_str()).collect();
+        let stale: Vec<&String> = before
+            .iter()
+            .filter(|id| !found.contains(id.as_str()))
+            .collect();
+        let mut removed = 0;
+        for batch in stale.chunks(REINDEX_BATCH) {
+            let tx = self.conn.unchecked_transaction()?;
+            for id in batch {
+                for table in ["participants", "recording_dns", "correlation", "events"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE recording_id = ?1"),
+                        params![id],
+                    )?;
+                }
+                removed += tx.execute(
+                    "DELETE FROM recordings WHERE recording_id = ?1",
+                    params![id],
+                )?;
+            }
+            tx.commit()?;
+        }
+        Ok(ReindexReport {
+            indexed: total,
+            removed,
+        })
+    }
+
+    /// Recordings matching `q`, newest first (`started_at` then
+    /// `recording_id`, descending), one page of them (`limit`, `offset`),
+    /// and the number of all matching recordings.
+    ///
+    /// The filter is one `WHERE` clause with bound parameters, used by the
+    /// page query and the count query within one read transaction.
+    pub fn search(&self, q: &Query) -> Result<(Vec<RecordingMeta>, u64), IndexError> {
+        let filter = q.to_sql()?;
+        if self.version < SEARCH_VERSION {
+            return Err(IndexError::SchemaTooOld {
+                found: self.version,
+                known: known_version(),
+            });
+        }
+        let limit = i64::try_from(q.effective_limit()).unwrap_or(i64::MAX);
+        let offset = i64::try_from(q.effective_offset()).unwrap_or(i64::MAX);
+        let n = filter.params.len();
+        let tx = self.conn.unchecked_transaction()?;
+        let total: i64 = tx.query_row(
+            &format!(
+                "SELECT COUNT(*) FROM recordings r WHERE {}",
+                filter.where_sql
+            ),
+            params_from_iter(filter.params.iter()),
+            |r| r.get(0),
+        )?;
+        let mut out = Vec::new();
+        {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT r.recording_id, r.meta_json FROM recordings r
+                 WHERE {}
+                 ORDER BY r.started_at DESC, r.recording_id DESC
+                 LIMIT ?{} OFFSET ?{}",
+                filter.where_sql,
+                n + 1,
+                n + 2
+            ))?;
+            let mut page_params = filter.params.clone();
+            page_params.push(rusqlite::types::Value::Integer(limit));
+            page_params.push(rusqlite::types::Value::Integer(offset));
+            let rows = stmt.query_map(params_from_iter(page_params.iter()), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            for row in rows {
+                let (id, json) = row?;
+                out.push(parse_row(id, json)?);
+            }
+        }
+        tx.commit()?;
+        Ok((out, u64::try_from(total).unwrap_or(0)))
     }
 
     /// Recordings, newest first (`started_at` then `recording_id`, descending),
@@ -273,7 +553,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::ParticipantMeta;
+    use crate::recording::{DtmfMeta, EventMeta, ParticipantMeta};
 
     fn rec(id: &str, call_id: &str, started_at: &str, aors: &[&str]) -> RecordingMeta {
         RecordingMeta {
@@ -464,5 +744,369 @@ mod tests {
             .unwrap();
         assert!(matches!(ix.list(None), Err(IndexError::BadRow { .. })));
         assert!(matches!(ix.get("x"), Err(IndexError::BadRow { .. })));
+    }
+
+    /// The schema-1 upsert, as the code before version 2 wrote rows.
+    fn upsert_v1(conn: &Connection, meta: &RecordingMeta) {
+        conn.execute(
+            "INSERT INTO recordings
+                 (recording_id, call_id, status, started_at, ended_at, duration_ms, source, path, meta_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                meta.recording_id,
+                meta.call_id,
+                meta.status,
+                sort_key(&meta.started_at),
+                sort_key(&meta.ended_at),
+                1000,
+                meta.source,
+                meta.path,
+                serde_json::to_string(meta).unwrap(),
+            ],
+        )
+        .unwrap();
+        for p in &meta.participants {
+            conn.execute(
+                "INSERT INTO participants (recording_id, participant_id, aor, name, labels)
+                 VALUES (?1, ?2, ?3, ?4, '[]')",
+                params![meta.recording_id, p.id, p.aor, p.name],
+            )
+            .unwrap();
+        }
+    }
+
+    /// A Genesys-style recording: Record DN 1001, a caller, then agent 7002
+    /// joining by transfer (event only), and a DTMF digit.
+    fn genesys_rec(id: &str, started_at: &str) -> RecordingMeta {
+        let mut r = rec(
+            id,
+            &format!("call-{id}"),
+            started_at,
+            &["sip:+15551230001@carrier", "sip:1001@pbx"],
+        );
+        r.record_dn = Some("1001".into());
+        r.record_dn_kind = Some("extension".into());
+        r.geo_location = Some("EMEA-Paris".into());
+        r.direction = Some("inbound".into());
+        r.participants[1].name = Some("Agent Alice".into());
+        for (k, v) in [
+            ("calluuid", "0A1B2C3D4E5F"),
+            ("ani", "+15551230001"),
+            ("dnis", "8005550100"),
+            ("connid", "006f02a5c3e1d001"),
+        ] {
+            r.correlation.insert(k.into(), v.into());
+        }
+        r.events = vec![EventMeta {
+            at: "2026-11-23T10:00:30+00:00".into(),
+            kind: "participant-joined".into(),
+            participant_id: Some("p9".into()),
+            aor: Some("sip:7002@pbx".into()),
+            ..Default::default()
+        }];
+        r.dtmf = vec![DtmfMeta {
+            label: "1".into(),
+            digit: "5".into(),
+            at_ms: 1200,
+            duration_ms: 100,
+            at: "2026-11-23T10:00:01.200Z".into(),
+        }];
+        r
+    }
+
+    fn ids(res: (Vec<RecordingMeta>, u64)) -> (Vec<String>, u64) {
+        (res.0.into_iter().map(|r| r.recording_id).collect(), res.1)
+    }
+
+    #[test]
+    fn migrates_a_v1_database() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("index.sqlite");
+        let old = genesys_rec("old", "2026-11-23T09:00:00Z");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            upsert_v1(&conn, &old);
+        }
+        // The CLI (read-only) can still get, but search says to reindex.
+        let ro = Index::open_existing(&path).unwrap().unwrap();
+        assert_eq!(ro.get("old").unwrap(), Some(old.clone()));
+        assert!(matches!(
+            ro.search(&Query::default()),
+            Err(IndexError::SchemaTooOld { found: 1, .. })
+        ));
+        drop(ro);
+
+        let ix = Index::open(&path).unwrap();
+        assert_eq!(user_version(&ix.conn).unwrap(), 2);
+        // The old row is there, without the new columns until reindexed.
+        assert_eq!(
+            ids(ix.search(&Query::default()).unwrap()),
+            (vec!["old".into()], 1)
+        );
+        let (record_dn, call_uuid): (Option<String>, Option<String>) = ix
+            .conn
+            .query_row(
+                "SELECT record_dn, call_uuid FROM recordings WHERE recording_id = 'old'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((record_dn, call_uuid), (None, None));
+        let by_dn = Query {
+            record_dn: Some("1001".into()),
+            ..Default::default()
+        };
+        assert_eq!(ix.search(&by_dn).unwrap().1, 0);
+        // The v1 participants are searchable already.
+        let by_name = Query {
+            participant: Some("alice".into()),
+            ..Default::default()
+        };
+        assert_eq!(ix.search(&by_name).unwrap().1, 1);
+        // New rows next to old ones; then re-upserting the old row fills it.
+        ix.upsert(&genesys_rec("new", "2026-11-23T10:00:00Z"))
+            .unwrap();
+        assert_eq!(ids(ix.search(&by_dn).unwrap()), (vec!["new".into()], 1));
+        ix.upsert(&old).unwrap();
+        assert_eq!(
+            ids(ix.search(&by_dn).unwrap()),
+            (vec!["new".into(), "old".into()], 2)
+        );
+        // Read-only at version 2 searches.
+        drop(ix);
+        let ro = Index::open_existing(&path).unwrap().unwrap();
+        assert_eq!(ro.search(&by_dn).unwrap().1, 2);
+    }
+
+    #[test]
+    fn derived_rows_are_replaced_with_the_recording() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
+        let r = genesys_rec("r", "2026-11-23T10:00:00Z");
+        ix.upsert(&r).unwrap();
+        ix.upsert(&r).unwrap();
+        let count = |table: &str| -> i64 {
+            ix.conn
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM {table} WHERE recording_id = 'r'"),
+                    [],
+                    |row| row.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(count("recording_dns") as usize, r.dns().len());
+        assert_eq!(count("correlation"), 4);
+        assert_eq!(count("events"), 2);
+        let dtmf: (i64, String, Option<String>, Option<String>) = ix
+            .conn
+            .query_row(
+                "SELECT seq, at, label, detail FROM events WHERE kind = 'dtmf'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            dtmf,
+            (
+                1,
+                "2026-11-23T10:00:01.200Z".to_string(),
+                Some("1".to_string()),
+                Some("5".to_string())
+            )
+        );
+        let at: String = ix
+            .conn
+            .query_row("SELECT at FROM events WHERE seq = 0", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(at, "2026-11-23T10:00:30.000Z");
+
+        // A new version without events, DTMF or correlation clears them.
+        let mut r2 = rec("r", "c", "2026-11-23T10:00:00Z", &["sip:1001@pbx"]);
+        r2.record_dn = Some("1001".into());
+        ix.upsert(&r2).unwrap();
+        assert_eq!(count("recording_dns"), 1);
+        assert_eq!(count("correlation"), 0);
+        assert_eq!(count("events"), 0);
+        let q = Query {
+            call_uuid: Some("0a1b2c3d4e5f".into()),
+            ..Default::default()
+        };
+        assert_eq!(ix.search(&q).unwrap().1, 0);
+    }
+
+    #[test]
+    fn search_filters() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
+        let a = genesys_rec("a", "2026-11-23T10:00:00Z");
+        let mut b = rec(
+            "b",
+            "cb",
+            "2026-11-23T23:59:59.999+00:00",
+            &["sip:1002@pbx"],
+        );
+        b.record_dn = Some("1002".into());
+        b.status = "partial".into();
+        let c = rec("c", "cc", "2026-11-24T00:00:00Z", &[]);
+        ix.upsert_batch(&[a, b, c]).unwrap();
+        let q = |f: &dyn Fn(&mut Query)| {
+            let mut q = Query::default();
+            f(&mut q);
+            ids(ix.search(&q).unwrap()).0
+        };
+        assert_eq!(q(&|_| {}), ["c", "b", "a"]);
+        assert_eq!(q(&|q| q.record_dn = Some("1001".into())), ["a"]);
+        assert_eq!(q(&|q| q.dn = Some("7002".into())), ["a"]);
+        assert_eq!(q(&|q| q.dn = Some("1002".into())), ["b"]);
+        assert_eq!(q(&|q| q.participant = Some("ALICE".into())), ["a"]);
+        assert_eq!(q(&|q| q.participant = Some("7002@".into())), ["a"]);
+        assert_eq!(q(&|q| q.participant = Some("pbx".into())), ["b", "a"]);
+        assert_eq!(q(&|q| q.call_uuid = Some("0a1b2c3d4e5f".into())), ["a"]);
+        assert_eq!(q(&|q| q.ani = Some("+15551230001".into())), ["a"]);
+        assert_eq!(q(&|q| q.dnis = Some("8005550100".into())), ["a"]);
+        assert_eq!(q(&|q| q.geo = Some("emea-paris".into())), ["a"]);
+        assert_eq!(q(&|q| q.status = Some("partial".into())), ["b"]);
+        assert_eq!(q(&|q| q.until = Some("2026-11-23".into())), ["b", "a"]);
+        assert_eq!(q(&|q| q.since = Some("2026-11-24".into())), ["c"]);
+        assert_eq!(
+            q(&|q| q.since = Some("2026-11-23T11:00:00+01:00".into())),
+            ["c", "b", "a"]
+        );
+        assert_eq!(
+            q(&|q| q.until = Some("2026-11-23T11:00:00+01:00".into())),
+            ["a"]
+        );
+        assert_eq!(
+            q(&|q| {
+                q.dn = Some("1001".into());
+                q.status = Some("partial".into());
+            }),
+            Vec::<String>::new()
+        );
+        let page = |limit, offset| {
+            ids(ix
+                .search(&Query {
+                    limit: Some(limit),
+                    offset: Some(offset),
+                    ..Default::default()
+                })
+                .unwrap())
+        };
+        assert_eq!(page(2, 0), (vec!["c".into(), "b".into()], 3));
+        assert_eq!(page(2, 2), (vec!["a".into()], 3));
+        assert_eq!(page(2, 5), (vec![], 3));
+        assert_eq!(page(0, 0), (vec![], 3));
+        // list and get still work.
+        assert_eq!(ix.list(Some(1)).unwrap()[0].recording_id, "c");
+        assert_eq!(ix.get("cb").unwrap().unwrap().recording_id, "b");
+    }
+
+    #[test]
+    fn filter_values_are_bound_not_sql() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
+        ix.upsert(&genesys_rec("a", "2026-11-23T10:00:00Z"))
+            .unwrap();
+        let evil = "x' OR '1'='1";
+        let mut q = Query::default();
+        for set in [
+            (|q: &mut Query, v: &str| q.record_dn = Some(v.into())) as fn(&mut Query, &str),
+            |q, v| q.dn = Some(v.into()),
+            |q, v| q.participant = Some(v.into()),
+            |q, v| q.call_uuid = Some(v.into()),
+            |q, v| q.ani = Some(v.into()),
+            |q, v| q.dnis = Some(v.into()),
+            |q, v| q.geo = Some(v.into()),
+            |q, v| q.status = Some(v.into()),
+        ] {
+            let mut one = Query::default();
+            set(&mut one, evil);
+            assert_eq!(ix.search(&one).unwrap().1, 0, "{one:?}");
+            set(&mut q, evil);
+        }
+        assert_eq!(ix.search(&q).unwrap().1, 0);
+        // SQL wildcards in a substring are literal.
+        for v in ["%", "_", "%'--"] {
+            let q = Query {
+                participant: Some(v.into()),
+                ..Default::default()
+            };
+            assert_eq!(ix.search(&q).unwrap().1, 0, "{v}");
+        }
+        // And a recording whose DN is that text is found exactly.
+        let mut r = rec("evil", "ce", "2026-11-23T11:00:00Z", &[]);
+        r.record_dn = Some(evil.into());
+        ix.upsert(&r).unwrap();
+        let q = Query {
+            record_dn: Some(evil.into()),
+            ..Default::default()
+        };
+        assert_eq!(ids(ix.search(&q).unwrap()), (vec!["evil".into()], 1));
+        assert_eq!(ix.count().unwrap(), 2);
+    }
+
+    #[test]
+    fn search_rejects_bad_queries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
+        let q = Query {
+            since: Some("last tuesday".into()),
+            ..Default::default()
+        };
+        let e = ix.search(&q).unwrap_err();
+        assert!(matches!(e, IndexError::Query(_)), "{e:?}");
+        assert!(e.to_string().contains("since"), "{e}");
+    }
+
+    #[test]
+    fn reindex_replaces_and_prunes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fd = FileDrop::new(tmp.path().join("drop"));
+        let mut metas = Vec::new();
+        for (id, t) in [
+            ("r1", "2026-11-23T10:00:00Z"),
+            ("r2", "2026-11-24T10:00:00Z"),
+        ] {
+            fd.create_incoming(id).unwrap();
+            let mut m = genesys_rec(id, t);
+            fd.publish(&mut m).unwrap();
+            metas.push(m);
+        }
+        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
+        // A stale row (no longer in the drop) and an outdated version of r1.
+        ix.upsert(&rec("gone", "cg", "2026-01-01T00:00:00Z", &[]))
+            .unwrap();
+        ix.upsert(&rec("r1", "old", "2026-11-23T10:00:00Z", &[]))
+            .unwrap();
+        let mut calls = Vec::new();
+        let report = ix.reindex(&fd, |d, t| calls.push((d, t))).unwrap();
+        assert_eq!(
+            report,
+            ReindexReport {
+                indexed: 2,
+                removed: 1
+            }
+        );
+        assert_eq!(calls, [(0, 2), (2, 2)]);
+        let all = ix.search(&Query::default()).unwrap();
+        assert_eq!(all.1, 2);
+        assert_eq!(ix.get("r1").unwrap(), Some(metas[0].clone()));
+        // Idempotent.
+        let again = ix.reindex(&fd, |_, _| {}).unwrap();
+        assert_eq!(
+            again,
+            ReindexReport {
+                indexed: 2,
+                removed: 0
+            }
+        );
+        assert_eq!(ix.search(&Query::default()).unwrap(), all);
+        let n: i64 = ix
+            .conn
+            .query_row("SELECT COUNT(*) FROM recording_dns", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n as usize, metas[0].dns().len() * 2);
     }
 }

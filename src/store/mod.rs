@@ -4,11 +4,14 @@
 //!   atomically as `<root>/YYYY/MM/DD/<recording_id>/` with its `metadata.json`.
 //! - [`index`]: the SQLite index of published recordings, a cache that can be
 //!   rebuilt from [`FileDrop::scan`].
+//! - [`query`]: the search filters of `srs list` (and the HTTP API).
 //! - [`render`]: the text and JSON output of `srs list` and `srs show`.
 
 pub mod drop;
 pub mod index;
+pub mod query;
 pub mod render;
 
 pub use drop::{DropError, FileDrop};
-pub use index::{Index, IndexError};
+pub use index::{Index, IndexError, ReindexReport};
+pub use query::{Query, QueryError};

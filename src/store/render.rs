@@ -70,8 +70,8 @@ fn opt(s: &Option<String>) -> String {
     s.as_deref().map_or_else(|| "-".to_string(), or_dash)
 }
 
-/// Table for `srs list`: RECORDING ID, CALL-ID, STARTED (UTC), DURATION,
-/// PARTICIPANTS (AoR, else name, else id), FILES (count), STATUS.
+/// Table for `srs list`: RECORDING ID, CALL-ID, RECORD DN, STARTED (UTC),
+/// DURATION, PARTICIPANTS (AoR, else name, else id), FILES (count), STATUS.
 /// Empty input gives `no recordings`.
 pub fn list_table(recs: &[RecordingMeta]) -> String {
     if recs.is_empty() {
@@ -85,6 +85,7 @@ pub fn list_table(recs: &[RecordingMeta]) -> String {
         .set_header(vec![
             "RECORDING ID",
             "CALL-ID",
+            "RECORD DN",
             "STARTED",
             "DURATION",
             "PARTICIPANTS",
@@ -111,6 +112,7 @@ pub fn list_table(recs: &[RecordingMeta]) -> String {
         table.add_row(vec![
             or_dash(&r.recording_id),
             or_dash(&r.call_id),
+            opt(&r.record_dn),
             utc_time(&r.started_at),
             duration(r.duration_ms),
             if parties.is_empty() {
@@ -150,6 +152,20 @@ pub fn show_text(rec: &RecordingMeta) -> String {
     let _ = writeln!(s, "metadata:   {}", opt(&rec.metadata_file));
     if let Some(err) = &rec.metadata_error {
         let _ = writeln!(s, "metadata error: {}", clean(err));
+    }
+    let _ = writeln!(
+        s,
+        "record dn:  {} (kind {})",
+        opt(&rec.record_dn),
+        opt(&rec.record_dn_kind)
+    );
+    let _ = writeln!(s, "geo:        {}", opt(&rec.geo_location));
+    let _ = writeln!(s, "direction:  {}", opt(&rec.direction));
+    let _ = writeln!(s, "rule:       {}", opt(&rec.rule));
+
+    let _ = writeln!(s, "correlation ({}):", rec.correlation.len());
+    for (k, v) in &rec.correlation {
+        let _ = writeln!(s, "  {}: {}", clean(k), or_dash(v));
     }
 
     let _ = writeln!(s, "participants ({}):", rec.participants.len());
@@ -195,6 +211,35 @@ pub fn show_text(rec: &RecordingMeta) -> String {
             f.bytes
         );
     }
+
+    let _ = writeln!(s, "events ({}):", rec.events.len());
+    for e in &rec.events {
+        let mut line = format!("  - {} {}", utc_time(&e.at), or_dash(&e.kind));
+        for (name, v) in [
+            ("label", &e.label),
+            ("participant", &e.participant_id),
+            ("aor", &e.aor),
+            ("detail", &e.detail),
+        ] {
+            if let Some(v) = v {
+                let _ = write!(line, ", {name} {}", or_dash(v));
+            }
+        }
+        let _ = writeln!(s, "{line}");
+    }
+
+    let _ = writeln!(s, "dtmf ({}):", rec.dtmf.len());
+    for d in &rec.dtmf {
+        let _ = writeln!(
+            s,
+            "  - {} at {} (+{} ms, {} ms) on label {}",
+            or_dash(&d.digit),
+            utc_time(&d.at),
+            d.at_ms,
+            d.duration_ms,
+            or_dash(&d.label)
+        );
+    }
     s.trim_end().to_string()
 }
 
@@ -211,12 +256,33 @@ pub fn show_json(rec: &RecordingMeta) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::{FileMeta, ParticipantMeta, StreamMeta};
+    use crate::recording::{DtmfMeta, EventMeta, FileMeta, ParticipantMeta, StreamMeta};
 
     fn sample() -> RecordingMeta {
         RecordingMeta {
-            events: vec![],
-            dtmf: vec![],
+            record_dn: Some("1001".to_string()),
+            record_dn_kind: Some("extension".to_string()),
+            geo_location: Some("EMEA-Paris".to_string()),
+            direction: Some("inbound".to_string()),
+            rule: Some("agents".to_string()),
+            correlation: [("calluuid", "0A1B2C3D"), ("connid", "006f02a5\x1b[2J")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            events: vec![EventMeta {
+                at: "2026-11-23T10:02:33Z".to_string(),
+                kind: "participant-joined".to_string(),
+                participant_id: Some("p3".to_string()),
+                aor: Some("sip:7002@pbx".to_string()),
+                ..Default::default()
+            }],
+            dtmf: vec![DtmfMeta {
+                label: "1".to_string(),
+                digit: "5".to_string(),
+                at_ms: 1200,
+                duration_ms: 100,
+                at: "2026-11-23T10:02:04.700Z".to_string(),
+            }],
             recording_id: "rec-0001".to_string(),
             call_id: "abc@192.0.2.1".to_string(),
             status: "complete".to_string(),
@@ -261,7 +327,6 @@ mod tests {
             }],
             metadata_file: Some("metadata.xml".to_string()),
             metadata_error: Some("no <group>".to_string()),
-            ..Default::default()
         }
     }
 
@@ -273,6 +338,7 @@ mod tests {
         for h in [
             "RECORDING ID",
             "CALL-ID",
+            "RECORD DN",
             "STARTED",
             "DURATION",
             "PARTICIPANTS",
@@ -285,6 +351,7 @@ mod tests {
         for v in [
             "rec-0001",
             "abc@192.0.2.1",
+            " 1001 ",
             "2026-11-23 10:02:03",
             "1:05",
             "sip:alice@example.com, Bob\\u{1b}[31m",
@@ -328,6 +395,16 @@ mod tests {
             "p1.wav: 1:05, 8000 Hz, 1 ch, 1040044 bytes",
             "metadata error: no <group>",
             "metadata.xml",
+            "record dn:  1001 (kind extension)",
+            "geo:        EMEA-Paris",
+            "direction:  inbound",
+            "rule:       agents",
+            "correlation (2):",
+            "  calluuid: 0A1B2C3D",
+            "events (1):",
+            "  - 2026-11-23 10:02:33 participant-joined, participant p3, aor sip:7002@pbx",
+            "dtmf (1):",
+            "  - 5 at 2026-11-23 10:02:04 (+1200 ms, 100 ms) on label 1",
         ] {
             assert!(t.contains(v), "{v:?} missing in:\n{t}");
         }
@@ -337,6 +414,8 @@ mod tests {
         let d = show_text(&RecordingMeta::default());
         assert!(d.contains("participants (0)"));
         assert!(d.contains("ended:      -\n"), "{d}");
+        assert!(d.contains("record dn:  - (kind -)"), "{d}");
+        assert!(d.contains("events (0):\ndtmf (0):"), "{d}");
         assert!(!d.contains("metadata error"));
     }
 

@@ -43,6 +43,7 @@ fn accept_all(core: &mut SipCore, now: Instant, id: SessionId, offer: &Recording
     let answers = (0..offer.sdp.media.len())
         .map(|i| AnswerMedia {
             port: Some(20000 + 2 * i as u16),
+            inactive: false,
         })
         .collect();
     assert!(core.accept(now, id, "127.0.0.1".parse().unwrap(), answers));
@@ -326,8 +327,14 @@ fn metadata_update_and_reinvite_keep_ports() {
         crate::siprec::sdp::Direction::Inactive
     );
     let answers = vec![
-        AnswerMedia { port: Some(20000) },
-        AnswerMedia { port: Some(20002) },
+        AnswerMedia {
+            port: Some(20000),
+            inactive: false,
+        },
+        AnswerMedia {
+            port: Some(20002),
+            inactive: false,
+        },
     ];
     assert!(core.accept(t0, id, "127.0.0.1".parse().unwrap(), answers));
     let ok = &drain(&mut core)[0];
@@ -552,8 +559,14 @@ fn glare_offerless_reinvite_and_snapshot_request() {
     core.handle_input(t0, udp_peer(), &reinvite("z9hG4bK-g2", 3));
     assert_eq!(drain(&mut core).iter().map(code).collect::<Vec<_>>(), [491]);
     let answers = vec![
-        AnswerMedia { port: Some(20000) },
-        AnswerMedia { port: Some(20002) },
+        AnswerMedia {
+            port: Some(20000),
+            inactive: false,
+        },
+        AnswerMedia {
+            port: Some(20002),
+            inactive: false,
+        },
     ];
     core.accept(t0, id, "127.0.0.1".parse().unwrap(), answers);
     drain(&mut core);
