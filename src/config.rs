@@ -307,6 +307,48 @@ mod tests {
     }
 
     #[test]
+    fn directory_and_rules() {
+        let text = r#"
+[[directory]]
+dn = "8800*"
+kind = "trunk"
+geo_location = "london"
+
+[[rules]]
+name = "ivr"
+dnis = "1800*"
+record = "dest"
+formats = ["wav", "ogg-opus"]
+
+[[rules]]
+name = "off"
+source = "10.0.0.0/8"
+enabled = false
+"#;
+        let c = Config::from_toml(text, Path::new("x")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.directory[0].kind, "trunk");
+        assert_eq!(c.rules[0].record, crate::genesys::RecordSide::Dest);
+        assert_eq!(c.rules[0].formats, Some(vec![Format::Wav, Format::OggOpus]));
+        assert!(c.rules[0].enabled, "enabled defaults to true");
+        assert!(!c.rules[1].enabled);
+        let e = Config::from_toml(
+            "[[rules]]\nname = \"x\"\nrecrod = \"dest\"\n",
+            Path::new("x"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("recrod"), "{e}");
+        let e = Config::from_toml(
+            "[[rules]]\nname = \"x\"\nrecord = \"both\"\n",
+            Path::new("x"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("both"), "{e}");
+    }
+
+    #[test]
     fn port_ranges() {
         assert_eq!(
             "20000-39999".parse::<PortRange>(),
