@@ -771,6 +771,11 @@ fn spawn_stream(
     })
 }
 
+thread_local! {
+    /// recvmmsg buffers, one set per worker thread (shared by its streams).
+    static BATCH_BUFFERS: std::cell::RefCell<BatchReceiver> = std::cell::RefCell::new(BatchReceiver::new());
+}
+
 /// `alice-1.wav` -> `alice-1.opus`.
 fn opus_name(wav: &str) -> String {
     format!("{}.opus", wav.strip_suffix(".wav").unwrap_or(wav))
@@ -791,8 +796,7 @@ async fn receive_stream(
     let rtp_fd = unsafe { tokio::io::unix::AsyncFd::register(rtp_sock) }
         .map_err(|e| format!("cannot register RTP socket: {e}"))?;
     let rtcp_sock = UdpSocket::from_std(rtcp_sock).map_err(|e| e.to_string())?;
-    let mut batch = BatchReceiver::new();
-    let mut cbuf = vec![0u8; 2048];
+    let mut cbuf = [0u8; 1500];
     let mut failed: Option<String> = None;
     let end = loop {
         let deadline = rec
@@ -813,7 +817,9 @@ async fn receive_stream(
             },
             guard = rtp_fd.readable(), if failed.is_none() => {
                 let Ok(mut guard) = guard else { continue };
-                loop {
+                // The receive buffers belong to this worker thread, not to
+                // the stream: a batch is consumed before the next await.
+                BATCH_BUFFERS.with_borrow_mut(|batch| loop {
                     match guard.try_io(|inner| batch.recv(inner.get_ref().as_raw_fd())) {
                         Ok(Ok(n)) => {
                             let now = Instant::now();
@@ -833,7 +839,7 @@ async fn receive_stream(
                         }
                         Err(_would_block) => break,
                     }
-                }
+                });
             }
             r = rtcp_sock.recv(&mut cbuf) => {
                 if let Ok(n) = r {
@@ -848,14 +854,16 @@ async fn receive_stream(
         }
     };
     // Packets already queued arrived before the end.
-    while let Ok(n) = batch.recv(rtp_fd.get_ref().as_raw_fd()) {
-        for i in 0..n {
-            let _ = rec.on_datagram(end, batch.packet(i));
+    BATCH_BUFFERS.with_borrow_mut(|batch| {
+        while let Ok(n) = batch.recv(rtp_fd.get_ref().as_raw_fd()) {
+            for i in 0..n {
+                let _ = rec.on_datagram(end, batch.packet(i));
+            }
+            if n < BATCH {
+                break;
+            }
         }
-        if n < BATCH {
-            break;
-        }
-    }
+    });
     if let Some(e) = failed {
         return Err(e);
     }

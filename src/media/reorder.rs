@@ -1,6 +1,7 @@
 //! A bounded reorder buffer for one RTP stream: packets come out in
 //! sequence order, each at most `window` after it arrived. No heap
-//! allocation after construction: payloads are copied into fixed slots.
+//! allocation in steady state: payloads are copied into slots that grow to
+//! the largest payload they have held, then are reused.
 //!
 //! - A packet whose sequence number was already released is *late* (or a
 //!   *duplicate* if that exact number was released or is buffered); it is
@@ -31,8 +32,9 @@ struct Slot {
     used: bool,
     ext_seq: i64,
     meta: Option<PacketMeta>,
-    len: usize,
-    data: Box<[u8; MAX_PAYLOAD]>,
+    /// Grows to the largest payload this slot has held (G.711: 160 bytes),
+    /// then is reused: no allocation in steady state, little memory.
+    data: Vec<u8>,
 }
 
 /// What [`ReorderBuffer::push`] did with a packet.
@@ -79,8 +81,7 @@ impl ReorderBuffer {
                 used: false,
                 ext_seq: 0,
                 meta: None,
-                len: 0,
-                data: Box::new([0u8; MAX_PAYLOAD]),
+                data: Vec::new(),
             })
             .collect();
         ReorderBuffer {
@@ -165,8 +166,8 @@ impl ReorderBuffer {
         slot.used = true;
         slot.ext_seq = ext;
         slot.meta = Some(meta);
-        slot.len = len;
-        slot.data[..len].copy_from_slice(&payload[..len]);
+        slot.data.clear();
+        slot.data.extend_from_slice(&payload[..len]);
         self.buffered += 1;
         Push::Stored
     }
@@ -243,8 +244,8 @@ impl ReorderBuffer {
         self.buffered -= 1;
         self.next = Some(next + 1);
         self.released = (self.released << 1) | 1;
-        let len = slot.len;
-        out[..len].copy_from_slice(&slot.data[..len]);
+        let len = slot.data.len();
+        out[..len].copy_from_slice(&slot.data);
         slot.meta.map(|m| (m, len))
     }
 
