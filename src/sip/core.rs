@@ -396,6 +396,9 @@ impl SipCore {
             Some(t) => t.send_final(now, code, response.clone()),
             None => vec![Action::Send(response)],
         };
+        if let Some(k) = &key {
+            self.txns.reschedule(k);
+        }
         self.run_server_actions(key.as_ref(), peer, actions);
     }
 

@@ -48,7 +48,8 @@
 //! the owner can drop the transaction), and 100rel provisional
 //! retransmission (RFC 3262).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -952,6 +953,34 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct ServerTxns {
     txns: HashMap<TxnKey, Entry>,
+    /// Deadlines, earliest first. Entries go stale when a transaction's
+    /// deadline moves (a newer entry is pushed) or it ends; stale entries
+    /// are skipped when popped. O(log n) per timer instead of a scan.
+    heap: BinaryHeap<Reverse<Due>>,
+}
+
+/// A deadline in the heap, ordered by time only.
+#[derive(Debug, Clone)]
+struct Due {
+    at: Instant,
+    key: TxnKey,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.at.cmp(&other.at)
+    }
 }
 
 impl ServerTxns {
@@ -963,9 +992,50 @@ impl ServerTxns {
     /// Adds a transaction (normally keyed by [`server_key`] of the request
     /// that created it), replacing and returning any with the same key.
     pub fn insert(&mut self, now: Instant, key: TxnKey, txn: ServerTxn) -> Option<ServerTxn> {
-        self.txns
-            .insert(key, Entry { txn, inserted: now })
-            .map(|e| e.txn)
+        let old = self
+            .txns
+            .insert(key.clone(), Entry { txn, inserted: now })
+            .map(|e| e.txn);
+        self.reschedule(&key);
+        old
+    }
+
+    /// Records the transaction's current deadline: call after changing it
+    /// through [`ServerTxns::get_mut`] (sending a response).
+    pub fn reschedule(&mut self, key: &TxnKey) {
+        let Some(e) = self.txns.get(key) else { return };
+        let at = if e.txn.is_terminated() {
+            Some(e.inserted)
+        } else {
+            e.txn.poll_timeout()
+        };
+        if let Some(at) = at {
+            self.heap.push(Reverse(Due {
+                at,
+                key: key.clone(),
+            }));
+        }
+        self.prune();
+    }
+
+    /// Drops stale entries from the top of the heap, so that
+    /// [`ServerTxns::poll_timeout`] is exact.
+    fn prune(&mut self) {
+        while let Some(Reverse(d)) = self.heap.peek() {
+            let current = self.txns.get(&d.key).map(|e| {
+                if e.txn.is_terminated() {
+                    Some(e.inserted)
+                } else {
+                    e.txn.poll_timeout()
+                }
+            });
+            match current {
+                Some(Some(at)) if at == d.at => break,
+                _ => {
+                    self.heap.pop();
+                }
+            }
+        }
     }
 
     /// The live transaction for `key`.
@@ -986,7 +1056,9 @@ impl ServerTxns {
 
     /// Removes the transaction for `key`.
     pub fn remove(&mut self, key: &TxnKey) -> Option<ServerTxn> {
-        self.txns.remove(key).map(|e| e.txn)
+        let t = self.txns.remove(key).map(|e| e.txn);
+        self.prune();
+        t
     }
 
     /// Number of transactions held (terminated ones not yet collected
@@ -1022,44 +1094,51 @@ impl ServerTxns {
         };
         if entry.txn.is_terminated() {
             self.txns.remove(&key);
+            self.prune();
+        } else {
+            self.reschedule(&key);
         }
         Some(actions)
     }
 
-    /// The earliest deadline over all transactions.
-    ///
-    /// O(n) in the number of transactions.
+    /// The earliest deadline over all transactions (may be a stale one:
+    /// then [`ServerTxns::handle_timeout`] just finds nothing due).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.txns
-            .values()
-            .map(|e| {
-                if e.txn.is_terminated() {
-                    Some(e.inserted)
-                } else {
-                    e.txn.poll_timeout()
-                }
-            })
-            .fold(None, earliest)
+        self.heap.peek().map(|Reverse(d)| d.at)
     }
 
     /// Fires every due timer, returning the actions with the key of the
     /// transaction they come from, and removes terminated transactions.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<(TxnKey, Action)> {
         let mut out = Vec::new();
-        self.txns.retain(|key, e| {
+        while let Some(Reverse(d)) = self.heap.peek() {
+            if d.at > now {
+                break;
+            }
+            let Some(Reverse(d)) = self.heap.pop() else { break };
+            let Some(e) = self.txns.get_mut(&d.key) else {
+                continue; // gone: stale entry
+            };
             if e.txn.is_terminated() {
-                return false;
+                self.txns.remove(&d.key);
+                continue;
             }
-            if due(e.txn.poll_timeout(), now) {
-                out.extend(
-                    e.txn
-                        .handle_timeout(now)
-                        .into_iter()
-                        .map(|a| (key.clone(), a)),
-                );
+            if !due(e.txn.poll_timeout(), now) {
+                continue; // moved later: a newer entry exists
             }
-            !e.txn.is_terminated()
-        });
+            out.extend(
+                e.txn
+                    .handle_timeout(now)
+                    .into_iter()
+                    .map(|a| (d.key.clone(), a)),
+            );
+            if e.txn.is_terminated() {
+                self.txns.remove(&d.key);
+            } else {
+                self.reschedule(&d.key);
+            }
+        }
+        self.prune();
         out
     }
 }
@@ -1628,7 +1707,9 @@ mod tests {
         );
         assert!(table.get(&key).is_none());
         assert!(table.get_mut(&key).is_none());
-        // reported as due at once, collected silently
+        // once rescheduled (as the owner does after get_mut), reported as
+        // due at once and collected silently
+        table.reschedule(&key);
         assert_eq!(table.poll_timeout(), Some(t0));
         assert!(table.handle_timeout(ms(t0, 20)).is_empty());
         assert!(table.is_empty());

@@ -1,0 +1,1294 @@
+//! SRTP (RFC 3711) keyed by SDES (RFC 4568), as RFC 7866 §12.2 asks of a
+//! SIPREC recording server: [`parse_crypto`] reads an offered `a=crypto`
+//! value, [`choose`] picks the first one we support, [`answer_line`] makes
+//! ours, and [`SrtpReceiver`] unprotects the SRC's SRTP and SRTCP in place.
+//!
+//! The transforms are written here over the RustCrypto primitives (`aes`,
+//! `ctr`, `hmac`, `sha1`, `aes-gcm`) rather than through `webrtc-srtp`,
+//! whose `decrypt_rtp` returns a freshly allocated `Bytes` per packet: the
+//! packet path allocates nothing in steady state (the per-SSRC state is
+//! created once per SSRC, after its first authenticated packet). The tests
+//! check RFC 3711 Appendix B and round-trip against `webrtc-srtp` both
+//! ways.
+//!
+//! Suites: AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32 (RFC 4568
+//! §6.2; the SRTCP tag is 80 bits for both) and AEAD_AES_128_GCM (RFC 7714;
+//! 16-byte key, 12-byte salt, 16-byte tag). Key derivation rate 0, no MKI.
+//!
+//! Keys are secrets: no `Debug` impl and no error message here shows key
+//! material (nor the `a=crypto` line, which holds it).
+
+use std::fmt;
+
+use aes::cipher::{InnerIvInit, KeyInit, StreamCipher};
+use aes::Aes128;
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::Aes128Gcm;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+
+type Aes128Ctr = ctr::Ctr128BE<Aes128>;
+
+/// AES-CTR over an already expanded key (no key schedule per packet).
+fn ctr_from(cipher: &Aes128, iv: &[u8; 16]) -> Aes128Ctr {
+    let core =
+        ctr::CtrCore::<Aes128, ctr::flavors::Ctr128BE>::inner_iv_init(cipher.clone(), iv.into());
+    Aes128Ctr::from_core(core)
+}
+type HmacSha1 = Hmac<Sha1>;
+
+/// Base64 of RFC 4568 (RFC 3548, standard alphabet); padding optional on
+/// input, written on output.
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Replay window, packets (RFC 3711 §3.3.2 asks at least 64).
+pub const REPLAY_WINDOW: u64 = 64;
+/// SSRCs tracked per receiver or sender; the oldest is forgotten beyond.
+const MAX_SSRCS: usize = 16;
+/// SRTCP authentication tag of the AES-CM suites (80 bits for both).
+const RTCP_TAG_LEN: usize = 10;
+const GCM_TAG_LEN: usize = 16;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SrtpError {
+    /// A malformed `a=crypto` value; never quotes the key.
+    #[error("a=crypto: {0}")]
+    Parse(String),
+    /// A well-formed `a=crypto` value using something we do not support
+    /// (a suite, MKI, a session parameter).
+    #[error("a=crypto: unsupported {0}")]
+    Unsupported(String),
+    /// No offered `a=crypto` line is usable; the reasons, one per line.
+    #[error("no supported a=crypto line ({0})")]
+    NoSupportedCrypto(String),
+    #[error("not an SRTP/SRTCP packet: {0}")]
+    Malformed(&'static str),
+    #[error("SRTP authentication failed (ssrc {ssrc:#010x})")]
+    Auth { ssrc: u32 },
+    /// Already received, or older than the replay window.
+    #[error("SRTP replayed or too old packet (ssrc {ssrc:#010x}, index {index})")]
+    Replay { ssrc: u32, index: u64 },
+}
+
+/// A crypto suite we support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Suite {
+    AesCm128HmacSha1_80,
+    AesCm128HmacSha1_32,
+    /// RFC 7714 §14.2.
+    AeadAes128Gcm,
+}
+
+impl Suite {
+    pub const ALL: [Suite; 3] = [
+        Suite::AesCm128HmacSha1_80,
+        Suite::AesCm128HmacSha1_32,
+        Suite::AeadAes128Gcm,
+    ];
+
+    /// The SDES name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            Suite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+            Suite::AeadAes128Gcm => "AEAD_AES_128_GCM",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Suite> {
+        Suite::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Master salt length, bytes.
+    pub fn salt_len(self) -> usize {
+        match self {
+            Suite::AeadAes128Gcm => 12,
+            _ => 14,
+        }
+    }
+
+    /// Authentication tag of an SRTP packet, bytes.
+    pub fn rtp_tag_len(self) -> usize {
+        match self {
+            Suite::AesCm128HmacSha1_80 => 10,
+            Suite::AesCm128HmacSha1_32 => 4,
+            Suite::AeadAes128Gcm => GCM_TAG_LEN,
+        }
+    }
+
+    /// Bytes an SRTCP packet carries beyond the RTCP one (E flag and index,
+    /// and the tag).
+    pub fn rtcp_overhead(self) -> usize {
+        4 + match self {
+            Suite::AeadAes128Gcm => GCM_TAG_LEN,
+            _ => RTCP_TAG_LEN,
+        }
+    }
+}
+
+impl fmt::Display for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One parsed `a=crypto` value (RFC 4568 §9.1): tag, suite and the inline
+/// master key and salt. A lifetime is accepted and ignored; MKI, several
+/// keys and session parameters other than `WSH` are refused.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CryptoAttr {
+    pub tag: u32,
+    pub suite: Suite,
+    pub master_key: [u8; 16],
+    /// For AEAD_AES_128_GCM the salt is 12 bytes: the last two are zero
+    /// (which is also how RFC 7714 §11 pads it for key derivation).
+    pub master_salt: [u8; 14],
+}
+
+impl fmt::Debug for CryptoAttr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CryptoAttr")
+            .field("tag", &self.tag)
+            .field("suite", &self.suite)
+            .field("master_key", &"<redacted>")
+            .field("master_salt", &"<redacted>")
+            .finish()
+    }
+}
+
+impl CryptoAttr {
+    /// `a=crypto` value for this key: "TAG SUITE inline:KEY||SALT".
+    pub fn to_line(&self) -> String {
+        let mut ks = [0u8; 30];
+        let n = 16 + self.suite.salt_len();
+        ks[..16].copy_from_slice(&self.master_key);
+        ks[16..n].copy_from_slice(&self.master_salt[..n - 16]);
+        let line = format!(
+            "{} {} inline:{}",
+            self.tag,
+            self.suite.name(),
+            B64.encode(&ks[..n])
+        );
+        ks.fill(0);
+        line
+    }
+}
+
+/// A token we may quote in an error: a short name, never key material.
+fn quotable(s: &str) -> String {
+    if !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        format!("\"{s}\"")
+    } else {
+        "(not shown)".into()
+    }
+}
+
+/// Parses one `a=crypto` value (without "a=crypto:").
+pub fn parse_crypto(value: &str) -> Result<CryptoAttr, SrtpError> {
+    let mut fields = value.split_ascii_whitespace();
+    let tag = fields
+        .next()
+        .filter(|t| (1..=9).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse::<u32>().ok())
+        .ok_or_else(|| SrtpError::Parse("missing or invalid tag".into()))?;
+    let suite_name = fields
+        .next()
+        .ok_or_else(|| SrtpError::Parse("missing crypto suite".into()))?;
+    let suite = Suite::from_name(suite_name)
+        .ok_or_else(|| SrtpError::Unsupported(format!("crypto suite {}", quotable(suite_name))))?;
+    let key_params = fields
+        .next()
+        .ok_or_else(|| SrtpError::Parse("missing key parameters".into()))?;
+    if key_params.contains(';') {
+        return Err(SrtpError::Unsupported(
+            "several master keys (MKI) in one line".into(),
+        ));
+    }
+    let inline = key_params
+        .strip_prefix("inline:")
+        .ok_or_else(|| SrtpError::Unsupported("key method (only inline:)".into()))?;
+    let mut parts = inline.split('|');
+    let b64 = parts.next().unwrap_or("");
+    let mut lifetime_seen = false;
+    for p in parts {
+        if p.contains(':') {
+            return Err(SrtpError::Unsupported("MKI (master key identifier)".into()));
+        }
+        if lifetime_seen {
+            return Err(SrtpError::Parse("malformed key parameters".into()));
+        }
+        lifetime_seen = true;
+        valid_lifetime(p)?;
+    }
+    for param in fields {
+        let name = param.split('=').next().unwrap_or("");
+        if name == "WSH" {
+            // Window size hint: ours is 64, the minimum the hint allows.
+            continue;
+        }
+        return Err(SrtpError::Unsupported(format!(
+            "session parameter {}",
+            quotable(name)
+        )));
+    }
+    if b64.len() > 84 {
+        return Err(SrtpError::Parse("inline key||salt is too long".into()));
+    }
+    let mut ks = [0u8; 64];
+    let n = B64
+        .decode_slice(b64, &mut ks)
+        .map_err(|_| SrtpError::Parse("inline key is not valid base64".into()));
+    let want = 16 + suite.salt_len();
+    let result = match n {
+        Ok(n) if n == want => {
+            let mut master_key = [0u8; 16];
+            let mut master_salt = [0u8; 14];
+            master_key.copy_from_slice(&ks[..16]);
+            master_salt[..want - 16].copy_from_slice(&ks[16..want]);
+            Ok(CryptoAttr {
+                tag,
+                suite,
+                master_key,
+                master_salt,
+            })
+        }
+        Ok(n) => Err(SrtpError::Parse(format!(
+            "inline key||salt is {n} bytes, {suite} needs {want}"
+        ))),
+        Err(e) => Err(e),
+    };
+    ks.fill(0);
+    result
+}
+
+/// A key lifetime: decimal or "2^N" (RFC 4568 §6.1).
+fn valid_lifetime(s: &str) -> Result<(), SrtpError> {
+    let digits = s.strip_prefix("2^").unwrap_or(s);
+    if !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(SrtpError::Parse("malformed key lifetime".into()))
+    }
+}
+
+/// Picks the first offered `a=crypto` value we support.
+pub fn choose(offered: &[String]) -> Result<CryptoAttr, SrtpError> {
+    let mut why = Vec::new();
+    for line in offered {
+        match parse_crypto(line) {
+            Ok(a) => return Ok(a),
+            Err(e) => why.push(e.to_string()),
+        }
+    }
+    if why.is_empty() {
+        why.push("none offered".into());
+    }
+    Err(SrtpError::NoSupportedCrypto(why.join("; ")))
+}
+
+/// Our answer to a chosen offer: same tag and suite, a fresh random key.
+/// Returns the `a=crypto` value and our key (for a sender; the recorder
+/// only receives, with the offer's key).
+pub fn answer_line(offer: &CryptoAttr) -> (String, CryptoAttr) {
+    use rand::RngCore;
+    let mut ours = CryptoAttr {
+        tag: offer.tag,
+        suite: offer.suite,
+        master_key: [0; 16],
+        master_salt: [0; 14],
+    };
+    let mut rng = rand::rng();
+    rng.fill_bytes(&mut ours.master_key);
+    let n = offer.suite.salt_len();
+    rng.fill_bytes(&mut ours.master_salt[..n]);
+    (ours.to_line(), ours)
+}
+
+// --- key derivation (RFC 3711 §4.3, kdr = 0) -----------------------------
+
+const LABEL_RTP_ENC: u8 = 0;
+const LABEL_RTP_AUTH: u8 = 1;
+const LABEL_RTP_SALT: u8 = 2;
+const LABEL_RTCP_ENC: u8 = 3;
+const LABEL_RTCP_AUTH: u8 = 4;
+const LABEL_RTCP_SALT: u8 = 5;
+
+/// AES-CM PRF output for `label`: keystream with IV = (salt XOR label·2^48)·2^16.
+fn derive(master: &Aes128, master_salt: &[u8; 14], label: u8, out: &mut [u8]) {
+    let mut iv = [0u8; 16];
+    iv[..14].copy_from_slice(master_salt);
+    iv[7] ^= label;
+    out.fill(0);
+    ctr_from(master, &iv).apply_keystream(out);
+}
+
+/// Session keys of one direction and one of SRTP/SRTCP. Held inline (a
+/// few hundred bytes per context): no pointer to chase per packet.
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant)]
+enum Keys {
+    CmSha1 {
+        cipher: Aes128,
+        salt: [u8; 14],
+        mac: HmacSha1,
+    },
+    Gcm {
+        aead: Aes128Gcm,
+        salt: [u8; 12],
+    },
+}
+
+impl Keys {
+    fn new(attr: &CryptoAttr, rtcp: bool) -> Keys {
+        let master = Aes128::new(&attr.master_key.into());
+        let off = if rtcp { 3 } else { 0 };
+        let mut k = [0u8; 16];
+        derive(&master, &attr.master_salt, LABEL_RTP_ENC + off, &mut k);
+        let keys = match attr.suite {
+            Suite::AesCm128HmacSha1_80 | Suite::AesCm128HmacSha1_32 => {
+                let mut salt = [0u8; 14];
+                derive(&master, &attr.master_salt, LABEL_RTP_SALT + off, &mut salt);
+                let mut a = [0u8; 20];
+                derive(&master, &attr.master_salt, LABEL_RTP_AUTH + off, &mut a);
+                let mac = <HmacSha1 as Mac>::new_from_slice(&a).expect("HMAC takes any key");
+                a.fill(0);
+                Keys::CmSha1 {
+                    cipher: Aes128::new(&k.into()),
+                    salt,
+                    mac,
+                }
+            }
+            Suite::AeadAes128Gcm => {
+                let mut salt = [0u8; 12];
+                derive(&master, &attr.master_salt, LABEL_RTP_SALT + off, &mut salt);
+                Keys::Gcm {
+                    aead: Aes128Gcm::new(&k.into()),
+                    salt,
+                }
+            }
+        };
+        k.fill(0);
+        keys
+    }
+}
+
+// These are the labels' names in RFC 3711; `Keys::new` adds 3 for SRTCP.
+const _: () = assert!(LABEL_RTCP_ENC == LABEL_RTP_ENC + 3);
+const _: () = assert!(LABEL_RTCP_AUTH == LABEL_RTP_AUTH + 3);
+const _: () = assert!(LABEL_RTCP_SALT == LABEL_RTP_SALT + 3);
+
+/// AES-CM IV (RFC 3711 §4.1.1): (salt·2^16) XOR (SSRC·2^64) XOR (index·2^16).
+fn cm_iv(salt: &[u8; 14], ssrc: u32, index: u64) -> [u8; 16] {
+    let mut iv = [0u8; 16];
+    iv[..14].copy_from_slice(salt);
+    for (b, s) in iv[4..8].iter_mut().zip(ssrc.to_be_bytes()) {
+        *b ^= s;
+    }
+    for (b, s) in iv[8..14].iter_mut().zip(&index.to_be_bytes()[2..]) {
+        *b ^= s;
+    }
+    iv
+}
+
+/// GCM IV (RFC 7714 §8.1, §9.1): 00 00 SSRC(4) HI(4) LO(2) XOR salt, where
+/// HI:LO is ROC:SEQ for SRTP and 0000:0:index(31) for SRTCP (as 48 bits).
+fn gcm_iv(salt: &[u8; 12], ssrc: u32, index: u64) -> [u8; 12] {
+    let mut iv = [0u8; 12];
+    iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
+    iv[6..12].copy_from_slice(&index.to_be_bytes()[2..]);
+    for (b, s) in iv.iter_mut().zip(salt) {
+        *b ^= s;
+    }
+    iv
+}
+
+fn cm_apply(cipher: &Aes128, salt: &[u8; 14], ssrc: u32, index: u64, data: &mut [u8]) {
+    let iv = cm_iv(salt, ssrc, index);
+    ctr_from(cipher, &iv).apply_keystream(data);
+}
+
+/// Length of an RTP header with its CSRCs and extension.
+fn rtp_header_len(p: &[u8]) -> Result<usize, SrtpError> {
+    if p.len() < 12 || p[0] >> 6 != 2 {
+        return Err(SrtpError::Malformed("no RTP version 2 header"));
+    }
+    let mut n = 12 + 4 * usize::from(p[0] & 0x0f);
+    if p[0] & 0x10 != 0 {
+        if p.len() < n + 4 {
+            return Err(SrtpError::Malformed("truncated header extension"));
+        }
+        n += 4 + 4 * usize::from(u16::from_be_bytes([p[n + 2], p[n + 3]]));
+    }
+    if n > p.len() {
+        return Err(SrtpError::Malformed("truncated RTP header"));
+    }
+    Ok(n)
+}
+
+fn ssrc_at(p: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
+}
+
+// --- per-SSRC state: index estimation and replay window -------------------
+
+/// One SSRC's highest index received (ROC·2^16 + SEQ for SRTP, the SRTCP
+/// index for SRTCP) and the replay bitmap below it (bit i: highest − i).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    ssrc: u32,
+    highest: u64,
+    bits: u64,
+}
+
+impl Window {
+    fn new(ssrc: u32, index: u64) -> Window {
+        Window {
+            ssrc,
+            highest: index,
+            bits: 0,
+        }
+    }
+
+    /// RFC 3711 §3.3.1: the index of `seq` given the highest seen. `None`
+    /// for a packet from before ROC 0.
+    fn estimate(&self, seq: u16) -> Option<u64> {
+        let roc = self.highest >> 16;
+        let s_l = self.highest as u16;
+        let v = if s_l < 0x8000 {
+            if seq > s_l && seq - s_l > 0x8000 {
+                roc.checked_sub(1)?
+            } else {
+                roc
+            }
+        } else if s_l - 0x8000 > seq {
+            roc + 1
+        } else {
+            roc
+        };
+        Some((v << 16) | u64::from(seq))
+    }
+
+    fn seen(&self, index: u64) -> bool {
+        index <= self.highest
+            && (self.highest - index >= REPLAY_WINDOW
+                || (self.bits >> (self.highest - index)) & 1 == 1)
+    }
+
+    fn accept(&mut self, index: u64) {
+        if index > self.highest {
+            let d = index - self.highest;
+            self.bits = if d >= 64 { 0 } else { self.bits << d };
+            self.highest = index;
+            self.bits |= 1;
+        } else {
+            self.bits |= 1 << (self.highest - index);
+        }
+    }
+}
+
+/// Windows by SSRC; a new SSRC is added only once authenticated.
+#[derive(Debug, Default)]
+struct Windows(Vec<Window>);
+
+impl Windows {
+    fn get(&self, ssrc: u32) -> Option<&Window> {
+        self.0.iter().find(|w| w.ssrc == ssrc)
+    }
+
+    fn accept(&mut self, ssrc: u32, index: u64) {
+        match self.0.iter_mut().find(|w| w.ssrc == ssrc) {
+            Some(w) => w.accept(index),
+            None => {
+                if self.0.len() >= MAX_SSRCS {
+                    self.0.remove(0);
+                }
+                let mut w = Window::new(ssrc, index);
+                w.accept(index);
+                self.0.push(w);
+            }
+        }
+    }
+}
+
+// --- receiver --------------------------------------------------------------
+
+/// Receive-side context (the SRC's key) for one stream: unprotects SRTP and
+/// SRTCP in place. Keeps a replay window and the rollover counter per SSRC.
+pub struct SrtpReceiver {
+    suite: Suite,
+    rtp: Keys,
+    rtcp: Keys,
+    rtp_windows: Windows,
+    rtcp_windows: Windows,
+}
+
+impl fmt::Debug for SrtpReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrtpReceiver")
+            .field("suite", &self.suite)
+            .field("rtp_ssrcs", &self.rtp_windows.0.len())
+            .field("rtcp_ssrcs", &self.rtcp_windows.0.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SrtpReceiver {
+    pub fn new(attr: &CryptoAttr) -> Result<Self, SrtpError> {
+        Ok(SrtpReceiver {
+            suite: attr.suite,
+            rtp: Keys::new(attr, false),
+            rtcp: Keys::new(attr, true),
+            rtp_windows: Windows(Vec::with_capacity(2)),
+            rtcp_windows: Windows(Vec::with_capacity(2)),
+        })
+    }
+
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// Authenticates and decrypts one SRTP packet in place; returns the
+    /// length of the plain RTP packet (`packet[..n]`). Replayed packets and
+    /// ones older than the window are refused; the rollover counter follows
+    /// the sequence number (RFC 3711 §3.3.1). On error the packet may have
+    /// been changed and must be dropped.
+    pub fn unprotect_rtp(&mut self, packet: &mut [u8]) -> Result<usize, SrtpError> {
+        let hlen = rtp_header_len(packet)?;
+        let tag_len = self.suite.rtp_tag_len();
+        if packet.len() < hlen + tag_len {
+            return Err(SrtpError::Malformed("shorter than header and tag"));
+        }
+        let ssrc = ssrc_at(packet, 8);
+        let seq = u16::from_be_bytes([packet[2], packet[3]]);
+        let index = match self.rtp_windows.get(ssrc) {
+            Some(w) => {
+                let index = w
+                    .estimate(seq)
+                    .ok_or(SrtpError::Replay { ssrc, index: 0 })?;
+                if w.seen(index) {
+                    return Err(SrtpError::Replay { ssrc, index });
+                }
+                index
+            }
+            None => u64::from(seq),
+        };
+        let end = packet.len() - tag_len;
+        match &self.rtp {
+            Keys::CmSha1 { cipher, salt, mac } => {
+                let mut mac = mac.clone();
+                mac.update(&packet[..end]);
+                mac.update(&((index >> 16) as u32).to_be_bytes());
+                mac.verify_truncated_left(&packet[end..])
+                    .map_err(|_| SrtpError::Auth { ssrc })?;
+                cm_apply(cipher, salt, ssrc, index, &mut packet[hlen..end]);
+            }
+            Keys::Gcm { aead, salt } => {
+                let iv = gcm_iv(salt, ssrc, index);
+                let (head, rest) = packet.split_at_mut(hlen);
+                let (body, tag) = rest.split_at_mut(end - hlen);
+                aead.decrypt_in_place_detached(
+                    &iv.into(),
+                    head,
+                    body,
+                    aes_gcm::Tag::from_slice(tag),
+                )
+                .map_err(|_| SrtpError::Auth { ssrc })?;
+            }
+        }
+        self.rtp_windows.accept(ssrc, index);
+        Ok(end)
+    }
+
+    /// Authenticates and decrypts one SRTCP packet (compound or not) in
+    /// place; returns the length of the plain RTCP packet.
+    pub fn unprotect_rtcp(&mut self, packet: &mut [u8]) -> Result<usize, SrtpError> {
+        let over = self.suite.rtcp_overhead();
+        if packet.len() < 8 + over || packet[0] >> 6 != 2 {
+            return Err(SrtpError::Malformed("no SRTCP header and trailer"));
+        }
+        let ssrc = ssrc_at(packet, 4);
+        let len = packet.len();
+        let (e_at, plain_end) = match self.suite {
+            Suite::AeadAes128Gcm => (len - 4, len - over),
+            _ => (len - over, len - over),
+        };
+        let e_index = ssrc_at(packet, e_at);
+        let encrypted = e_index >> 31 == 1;
+        let index = u64::from(e_index & 0x7fff_ffff);
+        if self.rtcp_windows.get(ssrc).is_some_and(|w| w.seen(index)) {
+            return Err(SrtpError::Replay { ssrc, index });
+        }
+        match &self.rtcp {
+            Keys::CmSha1 { cipher, salt, mac } => {
+                let mut mac = mac.clone();
+                mac.update(&packet[..len - RTCP_TAG_LEN]);
+                mac.verify_truncated_left(&packet[len - RTCP_TAG_LEN..])
+                    .map_err(|_| SrtpError::Auth { ssrc })?;
+                if encrypted {
+                    cm_apply(cipher, salt, ssrc, index, &mut packet[8..plain_end]);
+                }
+            }
+            Keys::Gcm { aead, salt } => {
+                let iv = gcm_iv(salt, ssrc, index).into();
+                let mut tag = [0u8; GCM_TAG_LEN];
+                tag.copy_from_slice(&packet[plain_end..plain_end + GCM_TAG_LEN]);
+                let tag = aes_gcm::Tag::from(tag);
+                let r = if encrypted {
+                    // AAD: the first 8 octets, then E flag and index.
+                    let mut aad = [0u8; 12];
+                    aad[..8].copy_from_slice(&packet[..8]);
+                    aad[8..].copy_from_slice(&packet[e_at..]);
+                    aead.decrypt_in_place_detached(&iv, &aad, &mut packet[8..plain_end], &tag)
+                } else {
+                    // Authentication only: the AAD is the whole packet with
+                    // E and index after it (moved over the saved tag).
+                    packet.copy_within(e_at.., plain_end);
+                    aead.decrypt_in_place_detached(&iv, &packet[..plain_end + 4], &mut [], &tag)
+                };
+                r.map_err(|_| SrtpError::Auth { ssrc })?;
+            }
+        }
+        self.rtcp_windows.accept(ssrc, index);
+        Ok(plain_end)
+    }
+}
+
+// --- sender ----------------------------------------------------------------
+
+/// The sending side, for tests and load generators.
+pub struct SrtpSender {
+    suite: Suite,
+    rtp: Keys,
+    rtcp: Keys,
+    rtp_windows: Windows,
+    /// Next SRTCP index per SSRC (in `highest`).
+    rtcp_windows: Windows,
+}
+
+impl fmt::Debug for SrtpSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrtpSender")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SrtpSender {
+    pub fn new(attr: &CryptoAttr) -> Result<Self, SrtpError> {
+        Ok(SrtpSender {
+            suite: attr.suite,
+            rtp: Keys::new(attr, false),
+            rtcp: Keys::new(attr, true),
+            rtp_windows: Windows::default(),
+            rtcp_windows: Windows::default(),
+        })
+    }
+
+    /// Protects one RTP packet into `out` (cleared first; no allocation
+    /// once `out` has the capacity). The rollover counter follows the
+    /// sequence numbers.
+    pub fn protect_rtp(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        let hlen = rtp_header_len(plain)?;
+        let ssrc = ssrc_at(plain, 8);
+        let seq = u16::from_be_bytes([plain[2], plain[3]]);
+        let index = match self.rtp_windows.get(ssrc) {
+            Some(w) => w
+                .estimate(seq)
+                .ok_or(SrtpError::Malformed("sequence number before ROC 0"))?,
+            None => u64::from(seq),
+        };
+        out.clear();
+        out.extend_from_slice(plain);
+        match &self.rtp {
+            Keys::CmSha1 { cipher, salt, mac } => {
+                cm_apply(cipher, salt, ssrc, index, &mut out[hlen..]);
+                let mut mac = mac.clone();
+                mac.update(out);
+                mac.update(&((index >> 16) as u32).to_be_bytes());
+                let tag = mac.finalize().into_bytes();
+                out.extend_from_slice(&tag[..self.suite.rtp_tag_len()]);
+            }
+            Keys::Gcm { aead, salt } => {
+                let iv = gcm_iv(salt, ssrc, index);
+                let (head, body) = out.split_at_mut(hlen);
+                let tag = aead
+                    .encrypt_in_place_detached(&iv.into(), head, body)
+                    .map_err(|_| SrtpError::Malformed("packet too long for GCM"))?;
+                out.extend_from_slice(&tag);
+            }
+        }
+        self.rtp_windows.accept(ssrc, index);
+        Ok(())
+    }
+
+    /// Protects one (compound) RTCP packet into `out`, encrypted, with the
+    /// next SRTCP index of its sender SSRC (starting at 0).
+    pub fn protect_rtcp(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        if plain.len() < 8 || plain[0] >> 6 != 2 {
+            return Err(SrtpError::Malformed("no RTCP header"));
+        }
+        let ssrc = ssrc_at(plain, 4);
+        let index = self
+            .rtcp_windows
+            .get(ssrc)
+            .map_or(0, |w| (w.highest + 1) & 0x7fff_ffff);
+        let e_index = (0x8000_0000 | index as u32).to_be_bytes();
+        out.clear();
+        out.extend_from_slice(plain);
+        match &self.rtcp {
+            Keys::CmSha1 { cipher, salt, mac } => {
+                cm_apply(cipher, salt, ssrc, index, &mut out[8..]);
+                out.extend_from_slice(&e_index);
+                let mut mac = mac.clone();
+                mac.update(out);
+                let tag = mac.finalize().into_bytes();
+                out.extend_from_slice(&tag[..RTCP_TAG_LEN]);
+            }
+            Keys::Gcm { aead, salt } => {
+                let iv = gcm_iv(salt, ssrc, index);
+                let mut aad = [0u8; 12];
+                aad[..8].copy_from_slice(&plain[..8]);
+                aad[8..].copy_from_slice(&e_index);
+                let tag = aead
+                    .encrypt_in_place_detached(&iv.into(), &aad, &mut out[8..])
+                    .map_err(|_| SrtpError::Malformed("packet too long for GCM"))?;
+                out.extend_from_slice(&tag);
+                out.extend_from_slice(&e_index);
+            }
+        }
+        // The index restarts after 2^31 − 1: replace the window outright.
+        match self.rtcp_windows.0.iter_mut().find(|w| w.ssrc == ssrc) {
+            Some(w) => w.highest = index,
+            None => self.rtcp_windows.accept(ssrc, index),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// RFC 3711 Appendix B.3 master key and salt (also libsrtp's test key).
+    fn b3_attr(suite: Suite) -> CryptoAttr {
+        let mut a = CryptoAttr {
+            tag: 1,
+            suite,
+            master_key: hex("E1F97A0D3E018BE0D64FA32C06DE4139").try_into().unwrap(),
+            master_salt: hex("0EC675AD498AFEEBB6960B3AABE6").try_into().unwrap(),
+        };
+        if suite == Suite::AeadAes128Gcm {
+            a.master_salt[12..].fill(0);
+        }
+        a
+    }
+
+    fn rtp(seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x80, 0];
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&ts.to_be_bytes());
+        v.extend_from_slice(&ssrc.to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn sr(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 200, 0, 6];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend((0..20).map(|i| i as u8));
+        p
+    }
+
+    #[test]
+    fn rfc3711_b2_aes_cm_keystream() {
+        let key = hex("2B7E151628AED2A6ABF7158809CF4F3C");
+        let cipher = Aes128::new_from_slice(&key).unwrap();
+        // Session salt F0..FD; SSRC, ROC, SEQ zero: the counter starts at
+        // F0F1F2F3F4F5F6F7F8F9FAFBFCFD0000.
+        let salt: [u8; 14] = hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD").try_into().unwrap();
+        assert_eq!(
+            cm_iv(&salt, 0, 0).to_vec(),
+            hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD0000")
+        );
+        let mut ks = vec![0u8; 0xff02 * 16];
+        cm_apply(&cipher, &salt, 0, 0, &mut ks);
+        let block = |i: usize| ks[i * 16..i * 16 + 16].to_vec();
+        assert_eq!(block(0), hex("E03EAD0935C95E80E166B16DD92B4EB4"));
+        assert_eq!(block(1), hex("D23513162B02D0F72A43A2FE4A5F97AB"));
+        assert_eq!(block(2), hex("41E95B3BB0A2E8DD477901E4FCA894C0"));
+        assert_eq!(block(0xfeff), hex("EC8CDF7398607CB0F2D21675EA9EA1E4"));
+        assert_eq!(block(0xff00), hex("362B7C3C6773516318A077D7FC5073AE"));
+        assert_eq!(block(0xff01), hex("6A2CC3787889374FBEB4C81B17BA6C44"));
+    }
+
+    #[test]
+    fn rfc3711_b3_key_derivation() {
+        let a = b3_attr(Suite::AesCm128HmacSha1_80);
+        let master = Aes128::new(&a.master_key.into());
+        // The IV of label 0 is the salt shifted by 16 bits.
+        let mut k = [0u8; 16];
+        derive(&master, &a.master_salt, LABEL_RTP_ENC, &mut k);
+        assert_eq!(k.to_vec(), hex("C61E7A93744F39EE10734AFE3FF7A087"));
+        let mut s = [0u8; 14];
+        derive(&master, &a.master_salt, LABEL_RTP_SALT, &mut s);
+        assert_eq!(s.to_vec(), hex("30CBBC08863D8C85D49DB34A9AE1"));
+        // The RFC lists 94 bytes of PRF output for label 1; the HMAC-SHA1
+        // key is the first 20.
+        let mut auth = [0u8; 94];
+        derive(&master, &a.master_salt, LABEL_RTP_AUTH, &mut auth);
+        assert_eq!(
+            auth.to_vec(),
+            hex(
+                "CEBE321F6FF7716B6FD4AB49AF256A15 6D38BAA48F0A0ACF3C34E2359E6CDBCE
+                 E049646C43D9327AD175578EF7227098 6371C10C9A369AC2F94A8C5FBCDDDC25
+                 6D6E919A48B610EF17C2041E47403576 6B68642C59BBFC2F34DB60DBDFB2"
+            )
+        );
+        let Keys::CmSha1 { salt, .. } = Keys::new(&a, false) else {
+            panic!()
+        };
+        assert_eq!(salt.to_vec(), hex("30CBBC08863D8C85D49DB34A9AE1"));
+    }
+
+    /// libsrtp's srtp_driver known answer (AES_CM_128_HMAC_SHA1_80 with the
+    /// B.3 key): protect and unprotect.
+    #[test]
+    fn libsrtp_known_answer() {
+        let plain = hex("800f1234decafbadcafebabe abababababababababababababababab");
+        let protected =
+            hex("800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb");
+        let a = b3_attr(Suite::AesCm128HmacSha1_80);
+        let mut out = Vec::new();
+        SrtpSender::new(&a)
+            .unwrap()
+            .protect_rtp(&plain, &mut out)
+            .unwrap();
+        assert_eq!(out, protected);
+        let mut buf = protected.clone();
+        let n = SrtpReceiver::new(&a)
+            .unwrap()
+            .unprotect_rtp(&mut buf)
+            .unwrap();
+        assert_eq!(&buf[..n], &plain[..]);
+    }
+
+    #[test]
+    fn parses_the_offered_lines() {
+        let e = parse_crypto(
+            "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, SrtpError::Unsupported(m) if m.contains("MKI")),
+            "{e}"
+        );
+        let a = parse_crypto(
+            "2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj",
+        )
+        .unwrap();
+        assert_eq!((a.tag, a.suite), (2, Suite::AesCm128HmacSha1_32));
+        assert_eq!(&a.master_key, b"70xwPH5@/,L:S1wY");
+        assert_eq!(&a.master_salt, b"\"~='EpgT%(i_Vc");
+        // The choice skips the MKI line and takes the second.
+        let offered = [
+            "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4"
+                .to_string(),
+            "2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj".into(),
+        ];
+        assert_eq!(choose(&offered).unwrap(), a);
+        // Lifetime alone is fine, in both notations; so is WSH.
+        for l in ["|2^31", "|1048576", ""] {
+            let line = format!(
+                "7 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz{l} WSH=64"
+            );
+            assert_eq!(parse_crypto(&line).unwrap().tag, 7);
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_problem_and_never_the_key() {
+        const KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+        let cases = [
+            (
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^20|1:4"),
+                "MKI",
+            ),
+            (
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|1:4;inline:{KEY}|2:4"),
+                "MKI",
+            ),
+            (
+                "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1j!GwgKCkgewkyMjA7fQp9CnVubGVz".into(),
+                "base64",
+            ),
+            (
+                "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7".into(),
+                "bytes",
+            ),
+            (format!("1 AEAD_AES_128_GCM inline:{KEY}"), "28"),
+            (
+                format!("1 AEAD_AES_128_GCM inline:{KEY}{KEY}{KEY}"),
+                "too long",
+            ),
+            (
+                format!("1 F8_128_HMAC_SHA1_80 inline:{KEY}"),
+                "F8_128_HMAC_SHA1_80",
+            ),
+            (format!("1 AES_256_CM_HMAC_SHA1_80 inline:{KEY}"), "suite"),
+            (format!("1 inline:{KEY}"), "suite"),
+            (
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY} UNENCRYPTED_SRTCP"),
+                "UNENCRYPTED_SRTCP",
+            ),
+            (
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY} KDR=1"),
+                "KDR",
+            ),
+            (
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^x"),
+                "lifetime",
+            ),
+            (format!("x AES_CM_128_HMAC_SHA1_80 inline:{KEY}"), "tag"),
+            ("1 AES_CM_128_HMAC_SHA1_80".into(), "key"),
+        ];
+        for (line, why) in cases {
+            let e = parse_crypto(&line).expect_err(&line).to_string();
+            assert!(e.contains(why), "{line}: {e}");
+            assert!(!e.contains("WVNfX19z"), "{e}");
+        }
+        let all: Vec<String> = vec![
+            format!("1 F8_128_HMAC_SHA1_80 inline:{KEY}"),
+            format!("2 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|1:4"),
+        ];
+        let e = choose(&all).unwrap_err().to_string();
+        assert!(
+            e.contains("F8_128") && e.contains("MKI") && !e.contains(KEY),
+            "{e}"
+        );
+        assert!(choose(&[]).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_keys() {
+        let a = b3_attr(Suite::AesCm128HmacSha1_80);
+        let rx = SrtpReceiver::new(&a).unwrap();
+        let tx = SrtpSender::new(&a).unwrap();
+        for s in [format!("{a:?}"), format!("{rx:?}"), format!("{tx:?}")] {
+            assert!(
+                !s.to_lowercase().contains("e1f9") && !s.contains("225"),
+                "{s}"
+            );
+            assert!(!s.contains("14, 198"), "{s}");
+        }
+        assert!(format!("{a:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn answer_echoes_tag_and_suite_with_a_fresh_key() {
+        for suite in Suite::ALL {
+            let offer = b3_attr(suite);
+            let (line, ours) = answer_line(&offer);
+            let parsed = parse_crypto(&line).unwrap();
+            assert_eq!(parsed, ours);
+            assert_eq!((ours.tag, ours.suite), (1, suite));
+            assert_ne!(ours.master_key, offer.master_key);
+            assert!(
+                line.starts_with(&format!("1 {} inline:", suite.name())),
+                "{line}"
+            );
+            let (_, again) = answer_line(&offer);
+            assert_ne!(again.master_key, ours.master_key);
+        }
+        let (line, _) = answer_line(&b3_attr(Suite::AesCm128HmacSha1_80));
+        assert_eq!(line.len(), "1 AES_CM_128_HMAC_SHA1_80 inline:".len() + 40);
+    }
+
+    fn pair(suite: Suite) -> (SrtpSender, SrtpReceiver) {
+        let a = b3_attr(suite);
+        (SrtpSender::new(&a).unwrap(), SrtpReceiver::new(&a).unwrap())
+    }
+
+    #[test]
+    fn roundtrip_tamper_and_replay_every_suite() {
+        for suite in Suite::ALL {
+            let (mut tx, mut rx) = pair(suite);
+            let plain = rtp(100, 16000, 0xCA11, &[0x55; 160]);
+            let mut out = Vec::new();
+            tx.protect_rtp(&plain, &mut out).unwrap();
+            assert_eq!(out.len(), plain.len() + suite.rtp_tag_len());
+            assert_ne!(&out[12..172], &plain[12..]);
+            // One bit flipped anywhere (header, payload, tag): refused, and
+            // the window does not move.
+            for at in [1, 12, 100, out.len() - 1] {
+                let mut bad = out.clone();
+                bad[at] ^= 0x10;
+                let r = rx.unprotect_rtp(&mut bad);
+                assert_eq!(
+                    r,
+                    Err(SrtpError::Auth { ssrc: 0xCA11 }),
+                    "{suite} byte {at}"
+                );
+            }
+            let mut buf = out.clone();
+            let n = rx.unprotect_rtp(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &plain[..]);
+            let mut again = out.clone();
+            assert_eq!(
+                rx.unprotect_rtp(&mut again),
+                Err(SrtpError::Replay {
+                    ssrc: 0xCA11,
+                    index: 100
+                })
+            );
+            // Too short, not RTP.
+            assert!(matches!(
+                rx.unprotect_rtp(&mut out.clone()[..14]),
+                Err(SrtpError::Malformed(_))
+            ));
+            assert!(rx.unprotect_rtp(&mut [0u8; 40]).is_err());
+
+            // SRTCP
+            let plain = sr(0xCA11);
+            tx.protect_rtcp(&plain, &mut out).unwrap();
+            assert_eq!(out.len(), plain.len() + suite.rtcp_overhead());
+            let mut bad = out.clone();
+            bad[10] ^= 1;
+            assert_eq!(
+                rx.unprotect_rtcp(&mut bad),
+                Err(SrtpError::Auth { ssrc: 0xCA11 })
+            );
+            let mut buf = out.clone();
+            let n = rx.unprotect_rtcp(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &plain[..]);
+            assert_eq!(
+                rx.unprotect_rtcp(&mut out.clone()),
+                Err(SrtpError::Replay {
+                    ssrc: 0xCA11,
+                    index: 0
+                })
+            );
+            tx.protect_rtcp(&plain, &mut out).unwrap();
+            let n = rx.unprotect_rtcp(&mut out).unwrap();
+            assert_eq!(&out[..n], &plain[..]);
+        }
+    }
+
+    #[test]
+    fn sequence_rollover_reorder_and_window() {
+        for suite in Suite::ALL {
+            let (mut tx, mut rx) = pair(suite);
+            let mut sent = Vec::new();
+            let mut seq = 65500u16;
+            for i in 0..200u32 {
+                let plain = rtp(seq, i * 160, 7, &[i as u8; 20]);
+                let mut out = Vec::new();
+                tx.protect_rtp(&plain, &mut out).unwrap();
+                sent.push((plain, out));
+                seq = seq.wrapping_add(1);
+            }
+            // In order, but swap around the wrap (65535 ↔ 0) and skip some.
+            let mut order: Vec<usize> = (0..200).filter(|i| i % 17 != 5).collect();
+            order.swap(35, 36);
+            for &i in &order {
+                let mut buf = sent[i].1.clone();
+                let n = rx
+                    .unprotect_rtp(&mut buf)
+                    .unwrap_or_else(|e| panic!("{suite} packet {i}: {e}"));
+                assert_eq!(&buf[..n], &sent[i].0[..]);
+            }
+            let w = rx.rtp_windows.get(7).unwrap();
+            assert_eq!(w.highest, 0x1_0000 + 199 - 36, "ROC 1");
+            // A late one inside the window (skipped before) is accepted,
+            // one beyond it is not, even if never received.
+            let mut late = sent[192].1.clone();
+            assert!(rx.unprotect_rtp(&mut late).is_ok());
+            let mut old = sent[5].1.clone();
+            assert!(matches!(
+                rx.unprotect_rtp(&mut old),
+                Err(SrtpError::Replay { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_jump_of_many_packets_keeps_the_roc() {
+        // Loss of 30000 packets across the wrap: still within half the
+        // sequence space, so the index estimate holds.
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_32);
+        let mut out = Vec::new();
+        for seq in (50000u32..=110000).step_by(30000) {
+            let plain = rtp(seq as u16, 0, 9, &[1; 8]);
+            tx.protect_rtp(&plain, &mut out).unwrap();
+            let n = rx.unprotect_rtp(&mut out).unwrap();
+            assert_eq!(&out[..n], &plain[..]);
+        }
+        assert_eq!(rx.rtp_windows.get(9).unwrap().highest, 110000);
+    }
+
+    #[test]
+    fn ssrcs_have_their_own_state() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        let mut out = Vec::new();
+        for ssrc in 0..(MAX_SSRCS as u32 + 3) {
+            let plain = rtp(1, 0, ssrc, &[2; 8]);
+            tx.protect_rtp(&plain, &mut out).unwrap();
+            rx.unprotect_rtp(&mut out).unwrap();
+        }
+        assert_eq!(rx.rtp_windows.0.len(), MAX_SSRCS);
+        // A forged packet from an unknown SSRC creates no state.
+        let mut forged = rtp(1, 0, 0xdead, &[0; 18]);
+        assert!(rx.unprotect_rtp(&mut forged).is_err());
+        assert!(rx.rtp_windows.get(0xdead).is_none());
+    }
+
+    #[test]
+    fn csrcs_extension_and_padding_stay_authenticated() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        // CC = 1, X, P: header 12 + 4 + 4 + 8; payload ends with 2 pad bytes.
+        let mut plain = vec![0xB1, 8, 0, 1, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 4];
+        plain.extend_from_slice(&[0xBE, 0xDE, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8]);
+        plain.extend_from_slice(&[9, 9, 9, 0, 2]);
+        assert_eq!(rtp_header_len(&plain), Ok(28));
+        let mut out = Vec::new();
+        tx.protect_rtp(&plain, &mut out).unwrap();
+        assert_eq!(&out[..28], &plain[..28], "header in clear");
+        let n = rx.unprotect_rtp(&mut out).unwrap();
+        assert_eq!(&out[..n], &plain[..]);
+        assert!(rtp_header_len(&plain[..20]).is_err());
+    }
+
+    /// SRTCP with the E flag clear (authenticated, not encrypted), built
+    /// from the session keys by hand.
+    #[test]
+    fn unencrypted_srtcp_is_authenticated() {
+        for suite in Suite::ALL {
+            let a = b3_attr(suite);
+            let mut rx = SrtpReceiver::new(&a).unwrap();
+            let plain = sr(0x99);
+            let e_index = 5u32.to_be_bytes();
+            let mut p = plain.clone();
+            match Keys::new(&a, true) {
+                Keys::CmSha1 { mac, .. } => {
+                    p.extend_from_slice(&e_index);
+                    let mut mac = mac.clone();
+                    mac.update(&p);
+                    p.extend_from_slice(&mac.finalize().into_bytes()[..10]);
+                }
+                Keys::Gcm { aead, salt } => {
+                    let mut aad = plain.clone();
+                    aad.extend_from_slice(&e_index);
+                    let iv = gcm_iv(&salt, 0x99, 5);
+                    let tag = aead
+                        .encrypt_in_place_detached(&iv.into(), &aad, &mut [])
+                        .unwrap();
+                    p.extend_from_slice(&tag);
+                    p.extend_from_slice(&e_index);
+                }
+            }
+            let mut bad = p.clone();
+            bad[9] ^= 4;
+            assert_eq!(
+                rx.unprotect_rtcp(&mut bad),
+                Err(SrtpError::Auth { ssrc: 0x99 })
+            );
+            let n = rx.unprotect_rtcp(&mut p).unwrap();
+            assert_eq!(&p[..n], &plain[..], "{suite}");
+        }
+    }
+
+    // --- interop with webrtc-srtp (an independent implementation) --------
+
+    fn profile(suite: Suite) -> webrtc_srtp::protection_profile::ProtectionProfile {
+        use webrtc_srtp::protection_profile::ProtectionProfile as P;
+        match suite {
+            Suite::AesCm128HmacSha1_80 => P::Aes128CmHmacSha1_80,
+            Suite::AesCm128HmacSha1_32 => P::Aes128CmHmacSha1_32,
+            Suite::AeadAes128Gcm => P::AeadAes128Gcm,
+        }
+    }
+
+    fn webrtc_context(a: &CryptoAttr) -> webrtc_srtp::context::Context {
+        webrtc_srtp::context::Context::new(
+            &a.master_key,
+            &a.master_salt[..a.suite.salt_len()],
+            profile(a.suite),
+            None,
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn interop_webrtc_srtp_protects_we_unprotect() {
+        for suite in Suite::ALL {
+            let (_, a) = answer_line(&b3_attr(suite));
+            let mut theirs = webrtc_context(&a);
+            let mut rx = SrtpReceiver::new(&a).unwrap();
+            let mut seq = 65530u16;
+            for i in 0..20u32 {
+                let plain = rtp(seq, i * 160, 0x5151, &[(i * 7) as u8; 160]);
+                let p = theirs.encrypt_rtp(&plain).unwrap();
+                let mut buf = p.to_vec();
+                let n = rx
+                    .unprotect_rtp(&mut buf)
+                    .unwrap_or_else(|e| panic!("{suite} seq {seq}: {e}"));
+                assert_eq!(&buf[..n], &plain[..], "{suite} seq {seq}");
+                seq = seq.wrapping_add(1);
+            }
+            for _ in 0..3 {
+                let plain = sr(0x5151);
+                let p = theirs.encrypt_rtcp(&plain).unwrap();
+                let mut buf = p.to_vec();
+                let n = rx
+                    .unprotect_rtcp(&mut buf)
+                    .unwrap_or_else(|e| panic!("{suite} rtcp: {e}"));
+                assert_eq!(&buf[..n], &plain[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn interop_we_protect_webrtc_srtp_unprotects() {
+        for suite in Suite::ALL {
+            let (_, a) = answer_line(&b3_attr(suite));
+            let mut theirs = webrtc_context(&a);
+            let mut tx = SrtpSender::new(&a).unwrap();
+            let mut out = Vec::new();
+            let mut seq = 65530u16;
+            for i in 0..20u32 {
+                let plain = rtp(seq, i * 160, 0x7272, &[(i * 3) as u8; 33]);
+                tx.protect_rtp(&plain, &mut out).unwrap();
+                let d = theirs
+                    .decrypt_rtp(&out)
+                    .unwrap_or_else(|e| panic!("{suite} seq {seq}: {e}"));
+                assert_eq!(&d[..], &plain[..], "{suite} seq {seq}");
+                seq = seq.wrapping_add(1);
+            }
+            for _ in 0..3 {
+                let plain = sr(0x7272);
+                tx.protect_rtcp(&plain, &mut out).unwrap();
+                let d = theirs
+                    .decrypt_rtcp(&out)
+                    .unwrap_or_else(|e| panic!("{suite} rtcp: {e}"));
+                assert_eq!(&d[..], &plain[..]);
+            }
+        }
+    }
+}
