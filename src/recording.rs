@@ -114,6 +114,12 @@ pub struct StreamMeta {
     /// How many times a re-offer changed the codec or payload type.
     #[serde(default)]
     pub codec_changes: u64,
+    /// SRTP (SDES) stream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub srtp: bool,
+    /// SRTP packets that failed authentication or replay checks (dropped).
+    #[serde(default)]
+    pub packets_unauthenticated: u64,
     /// Wall clock of the sender (RTCP SR, Unix ms) at the stream's first
     /// sample position, when the sender reported one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

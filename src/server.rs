@@ -28,7 +28,7 @@ use crate::media::receiver::{BatchReceiver, BATCH};
 use crate::media::recorder::{StreamRecorder, StreamSpec, StreamStats};
 use crate::plan::MediaPlan;
 use crate::recording::RecordingMeta;
-use crate::session::{stream_spec, LineAction, Session, StreamReport, StreamSlot};
+use crate::session::{crypto_answer, stream_spec, LineAction, Session, StreamReport, StreamSlot};
 use crate::sip::core::{ConnId, CoreConfig, EndReason, Event, Peer, SessionId, SipCore, Transport};
 use crate::sip::message::StreamFramer;
 use crate::siprec::sdp::{AnswerMedia, SdpOffer};
@@ -470,7 +470,8 @@ impl CoreLoop {
         let mut answers = vec![
             AnswerMedia {
                 port: None,
-                inactive: false
+                inactive: false,
+                crypto: None,
             };
             sdp.media.len()
         ];
@@ -483,9 +484,12 @@ impl CoreLoop {
                     reanchor,
                     paused,
                 } => {
+                    // An SRTP line is answered with our key again (SDES
+                    // re-keys per offer/answer; we send nothing with it).
                     answers[index] = AnswerMedia {
                         port: Some(port),
                         inactive: false,
+                        crypto: crypto_answer(&stream_spec(&sdp.media[index])),
                     };
                     if let Some(t) = s.tasks.get(&index) {
                         let _ = t.ctl.send(StreamCtl::Paused(paused));
@@ -503,12 +507,14 @@ impl CoreLoop {
                         .clone()
                         .unwrap_or_else(|| format!("m{index}"));
                     let spec = stream_spec(&sdp.media[index]);
+                    let spec_used = spec.clone();
                     match spawn_stream(&self.shared, bind, &s.dir, &file, spec, s.start, &s.formats)
                     {
                         Ok(task) => {
                             answers[index] = AnswerMedia {
                                 port: Some(task.port),
                                 inactive: false,
+                                crypto: crypto_answer(&spec_used),
                             };
                             let participant_id = s
                                 .session
@@ -517,6 +523,7 @@ impl CoreLoop {
                                 .and_then(|m| m.sender_of_label(&label))
                                 .map(|p| p.id.clone());
                             s.session.add_stream(StreamSlot {
+                                srtp: spec_used.srtp.is_some(),
                                 index,
                                 label,
                                 codec,
@@ -628,7 +635,8 @@ impl CoreLoop {
         let mut answers = vec![
             AnswerMedia {
                 port: None,
-                inactive: false
+                inactive: false,
+                crypto: None,
             };
             offer.sdp.media.len()
         ];
@@ -639,12 +647,13 @@ impl CoreLoop {
             let Some(m) = offer.sdp.media.get(ps.index) else {
                 continue;
             };
+            let spec_used = stream_spec(m);
             match spawn_stream(
                 &self.shared,
                 bind,
                 &active.dir,
                 file,
-                stream_spec(m),
+                spec_used.clone(),
                 start,
                 &active.formats,
             ) {
@@ -652,6 +661,7 @@ impl CoreLoop {
                     answers[ps.index] = AnswerMedia {
                         port: Some(task.port),
                         inactive: false,
+                        crypto: crypto_answer(&spec_used),
                     };
                     if offer
                         .sdp
@@ -662,6 +672,7 @@ impl CoreLoop {
                         let _ = task.ctl.send(StreamCtl::Paused(true));
                     }
                     active.session.add_stream(StreamSlot {
+                        srtp: spec_used.srtp.is_some(),
                         index: ps.index,
                         label: ps.label.clone(),
                         codec: codec.clone(),
@@ -824,7 +835,7 @@ async fn receive_stream(
                         Ok(Ok(n)) => {
                             let now = Instant::now();
                             for i in 0..n {
-                                if let Err(e) = rec.on_datagram(now, batch.packet(i)) {
+                                if let Err(e) = rec.on_datagram_mut(now, batch.packet_mut(i)) {
                                     tracing::error!(error = %e, "writing audio failed; stream stops recording");
                                     failed = Some(e.to_string());
                                 }
@@ -843,7 +854,7 @@ async fn receive_stream(
             }
             r = rtcp_sock.recv(&mut cbuf) => {
                 if let Ok(n) = r {
-                    rec.on_rtcp_datagram(&cbuf[..n]);
+                    rec.on_rtcp_datagram_mut(&mut cbuf[..n]);
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -857,7 +868,7 @@ async fn receive_stream(
     BATCH_BUFFERS.with_borrow_mut(|batch| {
         while let Ok(n) = batch.recv(rtp_fd.get_ref().as_raw_fd()) {
             for i in 0..n {
-                let _ = rec.on_datagram(end, batch.packet(i));
+                let _ = rec.on_datagram_mut(end, batch.packet_mut(i));
             }
             if n < BATCH {
                 break;
@@ -1192,6 +1203,7 @@ fn unrecorded_answers(sdp: &SdpOffer) -> Vec<AnswerMedia> {
         .map(|m| AnswerMedia {
             port: m.is_recordable().then_some(9),
             inactive: true,
+            crypto: None,
         })
         .collect()
 }

@@ -26,7 +26,19 @@ pub fn stream_spec(m: &MediaOffer) -> StreamSpec {
             .map(|c| (c.pt, c.kind()))
             .collect(),
         dtmf: m.telephone_event().map(|t| (t.pt, t.rate)),
+        srtp: m
+            .is_srtp()
+            .then(|| crate::media::srtp::choose(&m.crypto).ok())
+            .flatten(),
     }
+}
+
+/// Our `a=crypto` answer line for an SRTP m-line (RFC 4568: same tag and
+/// suite as the offer line we chose, our own fresh key).
+pub fn crypto_answer(spec: &StreamSpec) -> Option<String> {
+    spec.srtp
+        .as_ref()
+        .map(|attr| crate::media::srtp::answer_line(attr).0)
 }
 
 /// What the recorder reported for one stream when it finished.
@@ -56,6 +68,8 @@ pub struct StreamSlot {
     pub paused: bool,
     pub participant_id: Option<String>,
     pub attribution: Option<&'static str>,
+    /// SRTP (SDES) stream.
+    pub srtp: bool,
 }
 
 /// What the server must do for one m-line of a re-offer.
@@ -340,6 +354,8 @@ impl Session {
                 packets_discarded: st.packets_discarded,
                 jitter_ms: (st.jitter_ms * 100.0).round() / 100.0,
                 codec_changes: st.codec_changes,
+                srtp: slot.is_some_and(|s| s.srtp),
+                packets_unauthenticated: st.packets_unauthenticated,
                 sender_clock_ms: st.sender_clock_ms,
             });
             for d in &st.dtmf {

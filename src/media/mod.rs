@@ -1,6 +1,6 @@
 //! Media: the batch receiver ([`receiver`]), RTP parsing ([`rtp`], an
 //! adapter over the `rtp` crate), decoding ([`codec`], [`g711`]), RFC 4733
-//! DTMF ([`dtmf`]), the reorder buffer ([`reorder`]) and the per-stream
+//! DTMF ([`dtmf`]), SRTP with SDES keys ([`srtp`]), the reorder buffer ([`reorder`]) and the per-stream
 //! timeline that writes WAV ([`recorder`]); outputs made after the call:
 //! stereo WAV ([`stereo`]) and Ogg Opus ([`ogg_opus`], also written live
 //! for Opus streams). No sockets here: the server feeds datagrams with
@@ -14,4 +14,5 @@ pub mod receiver;
 pub mod recorder;
 pub mod reorder;
 pub mod rtp;
+pub mod srtp;
 pub mod stereo;

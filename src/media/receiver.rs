@@ -71,6 +71,15 @@ impl BatchReceiver {
         Ok(n)
     }
 
+    /// Datagram `i` of the last batch, writable (SRTP decrypts in place).
+    pub fn packet_mut(&mut self, i: usize) -> &mut [u8] {
+        if i < self.count {
+            &mut self.bufs[i][..self.lens[i]]
+        } else {
+            &mut []
+        }
+    }
+
     /// Datagram `i` of the last batch.
     pub fn packet(&self, i: usize) -> &[u8] {
         if i < self.count {

@@ -53,6 +53,9 @@ pub struct StreamSpec {
     pub codecs: Vec<(u8, CodecKind)>,
     /// Payload type of telephone-event, and its clock rate.
     pub dtmf: Option<(u8, u32)>,
+    /// SRTP: the client's key (its `a=crypto` line we chose), when the
+    /// stream is `RTP/SAVP`. Debug output never shows the key.
+    pub srtp: Option<super::srtp::CryptoAttr>,
 }
 
 impl StreamSpec {
@@ -61,6 +64,7 @@ impl StreamSpec {
         StreamSpec {
             codecs: vec![(pt, kind)],
             dtmf: None,
+            srtp: None,
         }
     }
 
@@ -161,6 +165,8 @@ pub struct StreamStats {
     pub codec_changes: u64,
     /// RFC 3550 interarrival jitter, milliseconds.
     pub jitter_ms: f64,
+    /// SRTP packets that failed authentication or replay checks: dropped.
+    pub packets_unauthenticated: u64,
     pub samples_written: u64,
     pub sample_rate: u32,
     /// The sender's wall clock (Unix ms) at sample 0, from its RTCP SR.
@@ -212,6 +218,8 @@ pub struct StreamRecorder {
     sr: Option<rtp::SenderReport>,
     /// Opus streams: the packets themselves into an Ogg Opus file.
     ogg: Option<(OggOpusWriter<BufWriter<File>>, PathBuf)>,
+    /// SRTP streams: decrypts with the client's key.
+    srtp: Option<super::srtp::SrtpReceiver>,
 }
 
 /// Pre-skip of pass-through Ogg files (RFC 7845 recommends 3840 for
@@ -257,7 +265,15 @@ impl StreamRecorder {
             }
             None => None,
         };
+        let srtp = match &spec.srtp {
+            Some(attr) => Some(
+                super::srtp::SrtpReceiver::new(attr)
+                    .map_err(|e| RecorderError::Codec(e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(StreamRecorder {
+            srtp,
             ogg,
             path: path.to_path_buf(),
             writer,
@@ -310,6 +326,13 @@ impl StreamRecorder {
         if rate > self.out_rate {
             return false;
         }
+        if spec.srtp != self.spec.srtp {
+            // New SDES keys in a re-offer.
+            self.srtp = spec
+                .srtp
+                .as_ref()
+                .and_then(|a| super::srtp::SrtpReceiver::new(a).ok());
+        }
         self.decoders = decoders;
         self.spec = spec;
         self.stats.codec_changes += 1;
@@ -341,7 +364,41 @@ impl StreamRecorder {
         ticks * i64::from(self.out_rate) / i64::from(self.clock_rate.max(1))
     }
 
-    /// One datagram from the RTP socket (or an rtcp-mux RTCP packet).
+    /// One datagram as received, writable: SRTP (and rtcp-mux SRTCP) is
+    /// authenticated and decrypted in place first; packets that fail are
+    /// counted and dropped.
+    pub fn on_datagram_mut(&mut self, now: Instant, data: &mut [u8]) -> Result<(), RecorderError> {
+        let Some(srtp) = &mut self.srtp else {
+            return self.on_datagram(now, data);
+        };
+        let plain = if rtp::is_rtcp(data) {
+            srtp.unprotect_rtcp(data)
+        } else {
+            srtp.unprotect_rtp(data)
+        };
+        match plain {
+            Ok(n) => self.on_datagram(now, &data[..n]),
+            Err(_) => {
+                self.stats.packets_received += 1;
+                self.stats.packets_unauthenticated += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// SRTCP from the RTCP port (decrypted when the stream is SRTP).
+    pub fn on_rtcp_datagram_mut(&mut self, data: &mut [u8]) {
+        match &mut self.srtp {
+            Some(srtp) => {
+                if let Ok(n) = srtp.unprotect_rtcp(data) {
+                    self.on_rtcp(&data[..n]);
+                }
+            }
+            None => self.on_rtcp(data),
+        }
+    }
+
+    /// One plain datagram from the RTP socket (or an rtcp-mux RTCP packet).
     pub fn on_datagram(&mut self, now: Instant, data: &[u8]) -> Result<(), RecorderError> {
         let v = match rtp::parse_view(data) {
             Ok(v) => v,

@@ -31,6 +31,7 @@ fn start(raw: &str) -> Session {
                 paused: false,
                 participant_id: p.participant_id.clone(),
                 attribution: p.attribution,
+                srtp: false,
             });
         }
     }

@@ -1115,7 +1115,9 @@ impl ServerTxns {
             if d.at > now {
                 break;
             }
-            let Some(Reverse(d)) = self.heap.pop() else { break };
+            let Some(Reverse(d)) = self.heap.pop() else {
+                break;
+            };
             let Some(e) = self.txns.get_mut(&d.key) else {
                 continue; // gone: stale entry
             };

@@ -142,8 +142,25 @@ impl MediaOffer {
     pub fn is_recordable(&self) -> bool {
         self.kind == "audio"
             && self.port != 0
-            && self.proto.eq_ignore_ascii_case("RTP/AVP")
+            && self.transport_ok()
             && self.recordable_codec().is_some()
+    }
+
+    /// Is this an SRTP profile (`RTP/SAVP`, `RTP/SAVPF`)?
+    pub fn is_srtp(&self) -> bool {
+        let p = self.proto.to_ascii_uppercase();
+        p == "RTP/SAVP" || p == "RTP/SAVPF"
+    }
+
+    /// Plain RTP, or SRTP with an `a=crypto` line we support (RFC 4568);
+    /// never a silent plain-RTP answer to an SRTP offer.
+    fn transport_ok(&self) -> bool {
+        let p = self.proto.to_ascii_uppercase();
+        match p.as_str() {
+            "RTP/AVP" | "RTP/AVPF" => true,
+            "RTP/SAVP" | "RTP/SAVPF" => crate::media::srtp::choose(&self.crypto).is_ok(),
+            _ => false,
+        }
     }
 }
 
@@ -355,6 +372,9 @@ pub struct AnswerMedia {
     pub port: Option<u16>,
     /// Answer `a=inactive` whatever the offer (a session not recorded).
     pub inactive: bool,
+    /// Our `a=crypto` line for an SRTP m-line (same tag and suite as the
+    /// chosen offer line, our own key).
+    pub crypto: Option<String>,
 }
 
 /// Builds the answer: every offered m-line answered in order (RFC 7866
@@ -428,6 +448,9 @@ pub fn build_answer(
                 if let Some(l) = &m.label {
                     s.push_str(&format!("a=label:{l}\r\n"));
                 }
+                if let Some(c) = answers.get(i).and_then(|a| a.crypto.as_ref()) {
+                    s.push_str(&format!("a=crypto:{c}\r\n"));
+                }
                 s.push_str(&format!("a={dir}\r\n"));
             }
             _ => {
@@ -472,10 +495,12 @@ m=audio 6002 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-eve
                 AnswerMedia {
                     port: Some(20000),
                     inactive: false,
+                    crypto: None,
                 },
                 AnswerMedia {
                     port: Some(20002),
                     inactive: false,
+                    crypto: None,
                 },
             ],
             7,
@@ -506,10 +531,12 @@ m=audio 7000 RTP/AVP 0\r\na=label:a\r\na=inactive\r\nm=video 7002 RTP/AVP 96\r\n
                 AnswerMedia {
                     port: Some(30000),
                     inactive: false,
+                    crypto: None,
                 },
                 AnswerMedia {
                     port: None,
                     inactive: false,
+                    crypto: None,
                 },
             ],
             1,
@@ -545,10 +572,12 @@ m=audio 7000 RTP/AVP 0\r\na=label:a\r\na=inactive\r\nm=video 7002 RTP/AVP 96\r\n
                 AnswerMedia {
                     port: Some(20000),
                     inactive: false,
+                    crypto: None,
                 },
                 AnswerMedia {
                     port: Some(20002),
                     inactive: false,
+                    crypto: None,
                 },
             ],
             1,
@@ -574,11 +603,41 @@ m=audio 7000 RTP/AVP 111 9 0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinban
             &[AnswerMedia {
                 port: Some(30000),
                 inactive: false,
+                crypto: None,
             }],
             1,
             1,
         );
         assert!(ans.contains("m=audio 30000 RTP/AVP 111 9 0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\na=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\n"), "{ans}");
+    }
+
+    #[test]
+    fn srtp_offers_need_a_supported_crypto_line() {
+        let savp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+m=audio 7000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\na=label:s\r\na=sendonly\r\n";
+        let o = parse_offer(savp.as_bytes()).unwrap();
+        assert!(o.media[0].is_srtp() && o.media[0].is_recordable());
+        let ans = build_answer(
+            &o,
+            "10.0.0.2".parse().unwrap(),
+            &[AnswerMedia {
+                port: Some(30000),
+                inactive: false,
+                crypto: Some("1 AES_CM_128_HMAC_SHA1_80 inline:OURKEY".into()),
+            }],
+            1,
+            1,
+        );
+        assert!(ans.contains("m=audio 30000 RTP/SAVP 0\r\n"), "{ans}");
+        assert!(
+            ans.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:OURKEY\r\n"),
+            "{ans}"
+        );
+        // Only an unsupported suite (or none at all): not recordable, never plain RTP.
+        let f8 = savp.replace("AES_CM_128_HMAC_SHA1_80", "F8_128_HMAC_SHA1_80");
+        assert!(!parse_offer(f8.as_bytes()).unwrap().media[0].is_recordable());
+        let none = savp.replace("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n", "");
+        assert!(!parse_offer(none.as_bytes()).unwrap().media[0].is_recordable());
     }
 
     #[test]

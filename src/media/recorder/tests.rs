@@ -34,6 +34,7 @@ fn spec() -> StreamSpec {
     StreamSpec {
         codecs: vec![(0, CodecKind::Pcmu)],
         dtmf: Some((101, 8000)),
+        srtp: None,
     }
 }
 
@@ -278,6 +279,7 @@ fn switching_between_answered_codecs_resamples_to_the_file_rate() {
     let spec = StreamSpec {
         codecs: vec![(9, CodecKind::G722), (0, CodecKind::Pcmu)],
         dtmf: None,
+        srtp: None,
     };
     let mut r = StreamRecorder::create(&path, spec, t0, None).unwrap();
     assert_eq!(r.sample_rate(), 16000);

@@ -44,6 +44,7 @@ fn accept_all(core: &mut SipCore, now: Instant, id: SessionId, offer: &Recording
         .map(|i| AnswerMedia {
             port: Some(20000 + 2 * i as u16),
             inactive: false,
+            crypto: None,
         })
         .collect();
     assert!(core.accept(now, id, "127.0.0.1".parse().unwrap(), answers));
@@ -330,10 +331,12 @@ fn metadata_update_and_reinvite_keep_ports() {
         AnswerMedia {
             port: Some(20000),
             inactive: false,
+            crypto: None,
         },
         AnswerMedia {
             port: Some(20002),
             inactive: false,
+            crypto: None,
         },
     ];
     assert!(core.accept(t0, id, "127.0.0.1".parse().unwrap(), answers));
@@ -562,10 +565,12 @@ fn glare_offerless_reinvite_and_snapshot_request() {
         AnswerMedia {
             port: Some(20000),
             inactive: false,
+            crypto: None,
         },
         AnswerMedia {
             port: Some(20002),
             inactive: false,
+            crypto: None,
         },
     ];
     core.accept(t0, id, "127.0.0.1".parse().unwrap(), answers);

@@ -1,0 +1,142 @@
+//! An SRTP call (SDES, RFC 4568 / RFC 3711) through `srs serve`: the
+//! offer's `RTP/SAVP` line is answered `RTP/SAVP` with our own key, the
+//! client's protected PCMU (made here with the independent webrtc-srtp
+//! implementation) decodes to its tone, a tampered packet is dropped and
+//! counted, an unsupported suite gets 488, and the key never reaches the
+//! logs or metadata.json.
+
+mod common;
+
+use common::*;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+const KEY_B64: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+fn invite(
+    srs: std::net::SocketAddr,
+    call_id: &str,
+    crypto: &str,
+) -> (UdpSocket, srs::sip::message::Message, String) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:{crypto}\r\na=label:1\r\na=sendonly\r\n"
+    );
+    let inv = format!(
+        "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id}\r\nFrom: <sip:src@127.0.0.1>;tag=s1\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:src@{me}>;+sip.src\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    sock.send_to(inv.as_bytes(), srs).unwrap();
+    let mut buf = [0u8; 65535];
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        let r = srs::sip::message::parse(&buf[..n]).unwrap();
+        if let srs::sip::message::StartLine::Response { code, .. } = r.start {
+            if code >= 200 {
+                return (sock, r, me.to_string());
+            }
+        }
+    }
+}
+
+fn code(m: &srs::sip::message::Message) -> u16 {
+    match m.start {
+        srs::sip::message::StartLine::Response { code, .. } => code,
+        _ => 0,
+    }
+}
+
+#[test]
+fn srtp_call_is_recorded_and_keys_stay_secret() {
+    let srs = Server::start();
+    let (sock, ok, me) = invite(
+        srs.sip,
+        "srtp-1",
+        &format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B64}"),
+    );
+    assert_eq!(code(&ok), 200);
+    let body = String::from_utf8_lossy(&ok.body).to_string();
+    assert!(body.contains("RTP/SAVP 0"), "{body}");
+    let our = body
+        .lines()
+        .find(|l| l.starts_with("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"))
+        .expect("our crypto line");
+    assert!(!our.contains(KEY_B64), "our own key, not the client's");
+    let port = srs::siprec::sdp::parse_offer(&ok.body).unwrap().media[0].port;
+    let ack = format!(
+        "ACK sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKa\r\nFrom: <sip:src@127.0.0.1>;tag=s1\r\nTo: {}\r\nCall-ID: srtp-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        ok.header("To").unwrap()
+    );
+    sock.send_to(ack.as_bytes(), srs.sip).unwrap();
+    // The client's side: an independent SRTP implementation protects.
+    use base64::Engine;
+    let km = base64::engine::general_purpose::STANDARD
+        .decode(KEY_B64)
+        .unwrap();
+    let mut ctx = webrtc_srtp::context::Context::new(
+        &km[..16],
+        &km[16..30],
+        webrtc_srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_80,
+        None,
+        None,
+    )
+    .unwrap();
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let t0 = Instant::now();
+    for i in 0..50u64 {
+        if let Some(d) = (t0 + Duration::from_millis(20 * i)).checked_duration_since(Instant::now())
+        {
+            std::thread::sleep(d);
+        }
+        let pcm: Vec<u8> = (0..160)
+            .map(|k| {
+                let t = (i * 160 + k) as f64 / 8000.0;
+                srs::testkit::ulaw_encode(
+                    (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16,
+                )
+            })
+            .collect();
+        let plain = srs::media::rtp::build(0, i as u16, (i * 160) as u32, 0xabc, &pcm);
+        let mut protected = ctx.encrypt_rtp(&plain).unwrap().to_vec();
+        if i == 25 {
+            let n = protected.len();
+            protected[n - 1] ^= 1; // a tampered tag: must be dropped, not played
+        }
+        rtp.send_to(&protected, ("127.0.0.1", port)).unwrap();
+    }
+    let bye = format!(
+        "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKb\r\nFrom: <sip:src@127.0.0.1>;tag=s1\r\nTo: {}\r\nCall-ID: srtp-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        ok.header("To").unwrap()
+    );
+    sock.send_to(bye.as_bytes(), srs.sip).unwrap();
+    let rec = &srs.wait_recordings(1, Duration::from_secs(10))[0];
+    let s = &rec["streams"][0];
+    assert_eq!(s["srtp"], true);
+    assert_eq!(s["packets_received"], 50);
+    assert_eq!(s["packets_unauthenticated"], 1);
+    let dir = srs.recordings.join(rec["path"].as_str().unwrap());
+    let (samples, rate) = read_wav(&dir.join(rec["files"][0]["name"].as_str().unwrap()));
+    let w = tone_windows(&samples, rate, &[1000.0, 400.0]);
+    assert!(
+        w.iter().filter(|t| **t == Some(1000.0)).count() >= 7,
+        "decrypted to the tone: {w:?}"
+    );
+    // The key is nowhere: metadata.json, the log.
+    let meta = std::fs::read_to_string(dir.join("metadata.json")).unwrap();
+    assert!(!meta.contains(KEY_B64) && !meta.contains("inline:"));
+    assert!(!srs.log().contains(KEY_B64), "key in the log");
+}
+
+#[test]
+fn an_unsupported_crypto_suite_gets_488_never_plain_rtp() {
+    let srs = Server::start();
+    let (_sock, resp, _) = invite(
+        srs.sip,
+        "srtp-2",
+        &format!("1 F8_128_HMAC_SHA1_80 inline:{KEY_B64}"),
+    );
+    assert_eq!(code(&resp), 488);
+    assert!(!srs.log().contains(KEY_B64), "key in the log");
+}
