@@ -53,6 +53,7 @@ fn offer_and_answer(core: &mut SipCore, bytes: &[u8]) -> (Message, Option<MediaP
                 .map(|s| AnswerMedia {
                     port: s.codec.as_ref().map(|_| 20000 + 2 * s.index as u16),
                     inactive: false,
+                    crypto: None,
                 })
                 .collect();
             assert!(core.accept(now, session, "127.0.0.1".parse().unwrap(), answers));
@@ -261,6 +262,7 @@ fn rfc8068_mid_dialog_messages_are_accepted_in_their_dialog() {
             .map(|i| AnswerMedia {
                 port: Some(20000 + 2 * i as u16),
                 inactive: false,
+                crypto: None,
             })
             .collect();
         assert!(core.accept(now, session, "127.0.0.1".parse().unwrap(), answers));
