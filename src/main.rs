@@ -26,6 +26,10 @@ enum Command {
     Show(ShowArgs),
     /// Rebuild the index from the file drop (idempotent; safe while serving).
     Reindex(ReindexArgs),
+    /// Publish recordings a crash left in `<recordings>/.incoming` (status
+    /// `recovered`) and index them. Do not run against the drop of a
+    /// running server: `srs serve` does this itself at start.
+    Repair(RepairArgs),
 }
 
 #[derive(Args)]
@@ -137,6 +141,52 @@ impl ListArgs {
             offset: self.offset,
         }
     }
+}
+
+#[derive(Args)]
+struct RepairArgs {
+    /// Incoming directories to repair (default: all of `<recordings>/.incoming`).
+    dirs: Vec<PathBuf>,
+    /// File drop directory.
+    #[arg(long, value_name = "DIR", default_value = "./recordings")]
+    recordings: PathBuf,
+    /// SQLite index [default: <recordings>/index.sqlite].
+    #[arg(long, value_name = "PATH")]
+    index: Option<PathBuf>,
+}
+
+fn repair(args: RepairArgs) -> anyhow::Result<()> {
+    use srs::store::{recover, FileDrop};
+    let drop = FileDrop::new(&args.recordings);
+    let recovered = if args.dirs.is_empty() {
+        recover::recover_all(&drop)
+    } else {
+        let mut out = Vec::new();
+        for d in &args.dirs {
+            out.push(
+                recover::recover_dir(&drop, d)
+                    .with_context(|| format!("repairing {}", d.display()))?,
+            );
+        }
+        out
+    };
+    let path = args
+        .index
+        .clone()
+        .unwrap_or_else(|| args.recordings.join("index.sqlite"));
+    let index = Index::open(&path).with_context(|| format!("opening index {}", path.display()))?;
+    for m in &recovered {
+        index.upsert(m)?;
+        println!(
+            "recovered {} ({} files, {} ms) -> {}",
+            m.recording_id,
+            m.files.len(),
+            m.duration_ms,
+            m.path
+        );
+    }
+    println!("repaired {} recordings", recovered.len());
+    Ok(())
 }
 
 #[derive(Args)]
@@ -363,6 +413,7 @@ fn main() -> ExitCode {
         }
         Command::List(a) => list(a),
         Command::Show(a) => show(a),
+        Command::Repair(a) => repair(a),
         Command::Reindex(a) => {
             init_reindex_logging();
             reindex(a)

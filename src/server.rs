@@ -171,7 +171,15 @@ pub async fn run(
         source,
     })?;
     let index = match Index::open(&config.index_path()) {
-        Ok(i) => Some(i),
+        Ok(i) => {
+            // Recordings a crash left in .incoming are published first.
+            for m in crate::store::recover::recover_all(&FileDrop::new(root.clone())) {
+                if let Err(e) = i.upsert(&m) {
+                    tracing::error!(recording_id = %m.recording_id, error = %e, "cannot index a recovered recording");
+                }
+            }
+            Some(i)
+        }
         Err(e) => {
             tracing::error!(path = %config.index_path().display(), error = %e,
                 "index unavailable: recordings still land in the drop; run `srs reindex` later");
@@ -444,7 +452,9 @@ impl CoreLoop {
         if let Err(e) = std::fs::write(s.dir.join(&name), xml) {
             tracing::warn!(error = %e, "cannot keep metadata update");
         }
-        if s.session.apply_metadata(Utc::now(), xml) {
+        let need_snapshot = s.session.apply_metadata(Utc::now(), xml);
+        let _ = crate::store::recover::write_incoming(&s.dir, &s.session.snapshot());
+        if need_snapshot {
             tracing::info!(
                 session,
                 "partial metadata without a snapshot: requesting one"
@@ -699,6 +709,11 @@ impl CoreLoop {
                     return Err(status);
                 }
             }
+        }
+        if let Err(e) =
+            crate::store::recover::write_incoming(&active.dir, &active.session.snapshot())
+        {
+            tracing::warn!(error = %e, "cannot write incoming.json");
         }
         Ok((answers, active))
     }

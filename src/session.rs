@@ -137,6 +137,24 @@ impl Session {
         s
     }
 
+    /// The description known so far, for `incoming.json` (crash recovery):
+    /// every participant seen and the planned files.
+    pub fn snapshot(&self) -> RecordingMeta {
+        let mut m = self.meta.clone();
+        m.participants = self.seen.clone();
+        m.files = self
+            .streams
+            .values()
+            .map(|s| FileMeta {
+                name: s.file.clone(),
+                format: "wav".into(),
+                labels: vec![s.label.clone()],
+                ..FileMeta::default()
+            })
+            .collect();
+        m
+    }
+
     /// Registers a recorded stream (after its port was bound).
     pub fn add_stream(&mut self, slot: StreamSlot) {
         self.streams.insert(slot.index, slot);

@@ -10,6 +10,7 @@
 pub mod drop;
 pub mod index;
 pub mod query;
+pub mod recover;
 pub mod render;
 
 pub use drop::{DropError, FileDrop};
