@@ -472,6 +472,15 @@ impl StreamRecorder {
         }
         if now.saturating_duration_since(self.last_checkpoint) >= CHECKPOINT {
             self.last_checkpoint = now;
+            // A silent or paused stream still advances on disk, up to half a
+            // second behind the clock (far outside the reorder window), so a
+            // crash leaves its file as long as the others.
+            let behind = self
+                .wall_pos(now)
+                .saturating_sub(u64::from(self.out_rate) / 2);
+            if behind > self.written {
+                self.silence(behind - self.written)?;
+            }
             self.writer.flush().map_err(|e| self.wav_err(e))?;
         }
         Ok(())

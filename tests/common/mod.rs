@@ -64,6 +64,7 @@ pub struct Server {
     pub sip: SocketAddr,
     pub http: SocketAddr,
     pub recordings: PathBuf,
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -78,33 +79,65 @@ impl Server {
         let sip_port = free_port();
         let http_port = free_port();
         let rtp = port_block(200);
-        let log = std::fs::File::create(dir.path().join("srs.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_srs"))
-            .arg("serve")
-            .args(["--sip", &format!("127.0.0.1:{sip_port}")])
-            .args(["--http", &format!("127.0.0.1:{http_port}")])
-            .args(["--rtp-ports", &format!("{rtp}-{}", rtp + 199)])
-            .arg("--recordings")
-            .arg(&recordings)
-            .args(extra)
-            .env("RUST_LOG", "info,srs=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("srs binary runs");
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--sip".into(),
+            format!("127.0.0.1:{sip_port}"),
+            "--http".into(),
+            format!("127.0.0.1:{http_port}"),
+            "--rtp-ports".into(),
+            format!("{rtp}-{}", rtp + 199),
+            "--recordings".into(),
+            recordings.to_string_lossy().into_owned(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Self::spawn(&args, dir.path());
         let s = Server {
             child,
             sip: format!("127.0.0.1:{sip_port}").parse().unwrap(),
             http: format!("127.0.0.1:{http_port}").parse().unwrap(),
             recordings,
+            args,
             _dir: dir,
         };
+        s.wait_healthy();
+        s
+    }
+
+    fn spawn(args: &[String], dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("srs.log"))
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_srs"))
+            .args(args)
+            .env("RUST_LOG", "info,srs=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("srs binary runs")
+    }
+
+    fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while http_get(s.http, "/healthz").is_none() {
-            assert!(Instant::now() < deadline, "srs did not start:\n{}", s.log());
+        while http_get(self.http, "/healthz").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "srs did not start:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        s
+    }
+
+    /// Starts the same server again (same ports, drop and config) after
+    /// its process ended (killed by a test).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.args, self._dir.path());
+        self.wait_healthy();
     }
 
     pub fn log(&self) -> String {
