@@ -101,6 +101,19 @@ pub struct MediaConfig {
     pub bind: IpAddr,
     /// Address put in our SDP and Contact. Default: the local address that routes to the client.
     pub advertised_address: Option<IpAddr>,
+    /// Media threads (reactor shards); 0 = one per CPU core.
+    pub threads: usize,
+}
+
+impl MediaConfig {
+    /// Media threads to start.
+    pub fn threads(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -175,6 +188,7 @@ impl Default for MediaConfig {
             },
             bind: IpAddr::from([0, 0, 0, 0]),
             advertised_address: None,
+            threads: 0,
         }
     }
 }

@@ -18,14 +18,14 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Format;
 use crate::config::{Config, PortRange};
 use crate::http::{self, Health};
-use crate::media::receiver::{BatchReceiver, BATCH};
-use crate::media::recorder::{StreamRecorder, StreamSpec, StreamStats};
+use crate::media::reactor::{Reactor, StreamCtl};
+use crate::media::recorder::{StreamRecorder, StreamSpec};
 use crate::plan::MediaPlan;
 use crate::recording::RecordingMeta;
 use crate::session::{crypto_answer, stream_spec, LineAction, Session, StreamReport, StreamSlot};
@@ -111,19 +111,10 @@ impl PortPool {
     }
 }
 
-/// Messages to a running stream task.
-enum StreamCtl {
-    Codec(StreamSpec),
-    Reanchor,
-    Paused(bool),
-}
-
-/// A recorded stream's task.
+/// A recorded stream, living in a media reactor shard.
 struct StreamTask {
+    id: u64,
     port: u16,
-    ctl: mpsc::UnboundedSender<StreamCtl>,
-    stop: oneshot::Sender<Instant>,
-    handle: tokio::task::JoinHandle<Result<StreamStats, String>>,
 }
 
 /// A session between INVITE and publication.
@@ -155,6 +146,9 @@ struct Shared {
     config: Config,
     /// Bounds the stereo/Opus work done after calls.
     encoders: Arc<tokio::sync::Semaphore>,
+    /// The media threads.
+    reactor: Reactor,
+    next_stream: std::sync::atomic::AtomicU64,
 }
 
 /// Runs the server until `shutdown` changes to true, then ends every
@@ -218,6 +212,11 @@ pub async fn run(
         ports: Mutex::new(PortPool::new(config.media.rtp_ports)),
         health: health.clone(),
         encoders: Arc::new(tokio::sync::Semaphore::new(config.output.encoders)),
+        reactor: Reactor::start(config.media.threads()).map_err(|source| ServerError::Drop {
+            path: PathBuf::from("media reactor"),
+            source,
+        })?,
+        next_stream: std::sync::atomic::AtomicU64::new(1),
         config: config.clone(),
     });
     tracing::info!(sip = %sip_bound, http = %http_bound, rtp_ports = %config.media.rtp_ports,
@@ -502,12 +501,13 @@ impl CoreLoop {
                         crypto: crypto_answer(&stream_spec(&sdp.media[index])),
                     };
                     if let Some(t) = s.tasks.get(&index) {
-                        let _ = t.ctl.send(StreamCtl::Paused(paused));
+                        let r = &self.shared.reactor;
+                        r.ctl(t.id, StreamCtl::Paused(paused));
                         if let Some(spec) = codec {
-                            let _ = t.ctl.send(StreamCtl::Codec(spec));
+                            r.ctl(t.id, StreamCtl::Codec(spec));
                         }
                         if reanchor {
-                            let _ = t.ctl.send(StreamCtl::Reanchor);
+                            r.ctl(t.id, StreamCtl::Reanchor);
                         }
                     }
                 }
@@ -679,7 +679,7 @@ impl CoreLoop {
                         .get(ps.index)
                         .is_some_and(crate::session::is_paused)
                     {
-                        let _ = task.ctl.send(StreamCtl::Paused(true));
+                        self.shared.reactor.ctl(task.id, StreamCtl::Paused(true));
                     }
                     active.session.add_stream(StreamSlot {
                         srtp: spec_used.srtp.is_some(),
@@ -784,116 +784,16 @@ fn spawn_stream(
             return Err(e.to_string());
         }
     };
-    let (stop, stop_rx) = oneshot::channel();
-    let (ctl, ctl_rx) = mpsc::unbounded_channel();
-    let handle = tokio::spawn(receive_stream(
-        rtp_sock, rtcp_sock, recorder, ctl_rx, stop_rx,
-    ));
-    Ok(StreamTask {
-        port,
-        ctl,
-        stop,
-        handle,
-    })
-}
-
-thread_local! {
-    /// recvmmsg buffers, one set per worker thread (shared by its streams).
-    static BATCH_BUFFERS: std::cell::RefCell<BatchReceiver> = std::cell::RefCell::new(BatchReceiver::new());
+    let id = shared
+        .next_stream
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared.reactor.add(id, rtp_sock, rtcp_sock, recorder);
+    Ok(StreamTask { id, port })
 }
 
 /// `alice-1.wav` -> `alice-1.opus`.
 fn opus_name(wav: &str) -> String {
     format!("{}.opus", wav.strip_suffix(".wav").unwrap_or(wav))
-}
-
-/// Receives one stream's RTP (in batches, `recvmmsg`) until told to stop
-/// at the session's end; RTCP on the odd port informs the clock mapping.
-async fn receive_stream(
-    rtp_sock: std::net::UdpSocket,
-    rtcp_sock: std::net::UdpSocket,
-    mut rec: StreamRecorder,
-    mut ctl: mpsc::UnboundedReceiver<StreamCtl>,
-    mut stop: oneshot::Receiver<Instant>,
-) -> Result<StreamStats, String> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the AsyncFd owns the socket for its whole life; its fd stays
-    // open and the same until the AsyncFd is dropped at the end of this task.
-    let rtp_fd = unsafe { tokio::io::unix::AsyncFd::register(rtp_sock) }
-        .map_err(|e| format!("cannot register RTP socket: {e}"))?;
-    let rtcp_sock = UdpSocket::from_std(rtcp_sock).map_err(|e| e.to_string())?;
-    let mut cbuf = [0u8; 1500];
-    let mut failed: Option<String> = None;
-    let end = loop {
-        let deadline = rec
-            .next_deadline()
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
-        tokio::select! {
-            biased;
-            end = &mut stop => break end.unwrap_or_else(|_| Instant::now()),
-            Some(c) = ctl.recv() => match c {
-                StreamCtl::Codec(spec) => {
-                    if !rec.set_codec(spec) {
-                        tracing::warn!("codec change to another sample rate refused; the stream keeps its codec");
-                    }
-                }
-                StreamCtl::Reanchor => rec.reanchor(),
-                StreamCtl::Paused(p) => rec.set_paused(p),
-            },
-            guard = rtp_fd.readable(), if failed.is_none() => {
-                let Ok(mut guard) = guard else { continue };
-                // The receive buffers belong to this worker thread, not to
-                // the stream: a batch is consumed before the next await.
-                BATCH_BUFFERS.with_borrow_mut(|batch| loop {
-                    match guard.try_io(|inner| batch.recv(inner.get_ref().as_raw_fd())) {
-                        Ok(Ok(n)) => {
-                            let now = Instant::now();
-                            for i in 0..n {
-                                if let Err(e) = rec.on_datagram_mut(now, batch.packet_mut(i)) {
-                                    tracing::error!(error = %e, "writing audio failed; stream stops recording");
-                                    failed = Some(e.to_string());
-                                }
-                            }
-                            if n < BATCH || failed.is_some() {
-                                break;
-                            }
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "RTP receive error");
-                            break;
-                        }
-                        Err(_would_block) => break,
-                    }
-                });
-            }
-            r = rtcp_sock.recv(&mut cbuf) => {
-                if let Ok(n) = r {
-                    rec.on_rtcp_datagram_mut(&mut cbuf[..n]);
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                if let Err(e) = rec.tick(Instant::now()) {
-                    failed.get_or_insert(e.to_string());
-                }
-            }
-        }
-    };
-    // Packets already queued arrived before the end.
-    BATCH_BUFFERS.with_borrow_mut(|batch| {
-        while let Ok(n) = batch.recv(rtp_fd.get_ref().as_raw_fd()) {
-            for i in 0..n {
-                let _ = rec.on_datagram_mut(end, batch.packet_mut(i));
-            }
-            if n < BATCH {
-                break;
-            }
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    rec.finish(end).map_err(|e| e.to_string())
 }
 
 /// Ends the stream tasks, describes the files, publishes into the drop and
@@ -921,13 +821,12 @@ async fn publish(
     let dir: PathBuf = dir;
     let mut reports = std::collections::BTreeMap::new();
     for (index, t) in tasks {
-        let _ = t.stop.send(end);
-        match t.handle.await {
+        match shared.reactor.stop(t.id, end).await {
             Ok(Ok(stats)) => {
                 reports.insert(index, StreamReport { stats, bytes: 0 });
             }
             Ok(Err(e)) => tracing::error!(error = %e, "stream failed"),
-            Err(e) => tracing::error!(error = %e, "stream task failed"),
+            Err(e) => tracing::error!(error = %e, "media thread gone"),
         }
         if let Ok(mut p) = shared.ports.lock() {
             p.release(t.port);

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod ogg_opus;
+pub mod reactor;
 pub mod receiver;
 pub mod recorder;
 pub mod reorder;
