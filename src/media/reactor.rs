@@ -117,8 +117,11 @@ impl Reactor {
 }
 
 fn epoll_add(ep: i32, fd: i32, key: u64) -> bool {
+    // Edge-triggered: a socket is reported once per arrival, and drained
+    // until recvmmsg returns less than a full batch (the queue is empty),
+    // so idle sockets are never polled again.
     let mut ev = libc::epoll_event {
-        events: libc::EPOLLIN as u32,
+        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
         u64: key,
     };
     // SAFETY: valid epoll fd and socket fd; `ev` lives across the call.

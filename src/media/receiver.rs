@@ -10,12 +10,19 @@ pub const BATCH: usize = 16;
 /// Size of each pooled buffer (larger than any RTP packet we accept).
 pub const BUF: usize = 2048;
 
-/// A pool of receive buffers for one socket.
+/// A pool of receive buffers, with the `recvmmsg` headers that point into
+/// them built once.
 pub struct BatchReceiver {
     bufs: Box<[[u8; BUF]; BATCH]>,
+    iov: Box<[libc::iovec; BATCH]>,
+    hdr: Box<[libc::mmsghdr; BATCH]>,
     lens: [usize; BATCH],
     count: usize,
 }
+
+// SAFETY: the raw pointers in `iov`/`hdr` point only into this struct's own
+// heap allocations (`bufs`, `iov`), which move with it; nothing is shared.
+unsafe impl Send for BatchReceiver {}
 
 impl Default for BatchReceiver {
     fn default() -> Self {
@@ -25,8 +32,22 @@ impl Default for BatchReceiver {
 
 impl BatchReceiver {
     pub fn new() -> Self {
+        let mut bufs = Box::new([[0u8; BUF]; BATCH]);
+        // SAFETY: all-zero is a valid iovec/mmsghdr (null pointers, zero
+        // lengths); the pointers set below refer to the boxed arrays, whose
+        // heap addresses never change.
+        let mut iov: Box<[libc::iovec; BATCH]> = Box::new(unsafe { std::mem::zeroed() });
+        let mut hdr: Box<[libc::mmsghdr; BATCH]> = Box::new(unsafe { std::mem::zeroed() });
+        for i in 0..BATCH {
+            iov[i].iov_base = bufs[i].as_mut_ptr().cast();
+            iov[i].iov_len = BUF;
+            hdr[i].msg_hdr.msg_iov = &mut iov[i];
+            hdr[i].msg_hdr.msg_iovlen = 1;
+        }
         BatchReceiver {
-            bufs: Box::new([[0u8; BUF]; BATCH]),
+            bufs,
+            iov,
+            hdr,
             lens: [0; BATCH],
             count: 0,
         }
@@ -35,25 +56,13 @@ impl BatchReceiver {
     /// Takes what is queued on the non-blocking socket `fd`: the number of
     /// datagrams (0..=BATCH), or `WouldBlock` when nothing is queued.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        // The headers live on the stack: rebuilt per call, pointing into the
-        // pooled buffers, so the struct holds no raw pointers (and is Send).
-        // SAFETY: all-zero is a valid `iovec`/`mmsghdr` (null pointers, zero
-        // lengths); every pointer set below refers to `self.bufs`, which
-        // outlives the call.
-        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-        let mut hdr: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for i in 0..BATCH {
-            iov[i].iov_base = self.bufs[i].as_mut_ptr().cast();
-            iov[i].iov_len = BUF;
-            hdr[i].msg_hdr.msg_iov = &mut iov[i];
-            hdr[i].msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: `hdr` holds BATCH valid headers whose iovecs point into
-        // buffers of BUF bytes; MSG_DONTWAIT never blocks.
+        let _ = &self.iov; // the headers point into it
+                           // SAFETY: `hdr` holds BATCH headers whose iovecs point into buffers
+                           // of BUF bytes owned by self; MSG_DONTWAIT never blocks.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
-                hdr.as_mut_ptr(),
+                self.hdr.as_mut_ptr(),
                 BATCH as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
@@ -64,7 +73,7 @@ impl BatchReceiver {
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
-        for (i, h) in hdr.iter().take(n).enumerate() {
+        for (i, h) in self.hdr.iter().take(n).enumerate() {
             self.lens[i] = (h.msg_len as usize).min(BUF);
         }
         self.count = n;

@@ -251,6 +251,9 @@ impl ReorderBuffer {
 
     /// When the next buffered packet becomes releasable (for a timer).
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.buffered == 0 {
+            return None;
+        }
         self.slots
             .iter()
             .filter(|s| s.used)
