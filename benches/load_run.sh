@@ -27,7 +27,7 @@ base_rss=$(awk '/VmRSS/{print $2}' /proc/$srs/status)
   --target 127.0.0.1:47060 --http 127.0.0.1:47080 | tail -1 >"$rec/loadgen.json" || true
 t1=$(ticks)
 kill $sampler 2>/dev/null || true
-peak=$(sort -n "$rec/samples" | tail -1)
+peak="$(sort -n -k1 "$rec/samples" | tail -1 | cut -d' ' -f1) $(sort -n -k2 "$rec/samples" | tail -1 | cut -d' ' -f2)"
 echo "loadgen: $(cat "$rec/loadgen.json")"
 python3 - "$rec/loadgen.json" "$((t1 - t0))" "$hz" "$base_rss" "$peak" "$calls" <<'PY'
 import json, sys
