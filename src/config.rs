@@ -90,6 +90,14 @@ pub struct SipConfig {
     pub session_expires: u64,
     /// Shortest session interval (s) accepted; shorter gets 422.
     pub min_se: u64,
+    /// Recording clients allowed (IPs or CIDRs); empty: everyone. Others get 403.
+    pub allow: Vec<String>,
+    /// New sessions per second accepted from one source address (then 503).
+    pub rate_limit: u32,
+    /// Most m-lines in one offer (then 488).
+    pub max_streams: usize,
+    /// Seconds a shutdown waits for active recordings to be published.
+    pub shutdown_timeout: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -175,6 +183,10 @@ impl Default for SipConfig {
             ringing: false,
             session_expires: 1800,
             min_se: 90,
+            allow: Vec::new(),
+            rate_limit: 500,
+            max_streams: 16,
+            shutdown_timeout: 30,
         }
     }
 }
@@ -249,6 +261,15 @@ impl Config {
                 key: "sip.session_expires",
                 message: "need 90 <= min_se <= session_expires (RFC 4028)".into(),
             });
+        }
+        for c in &self.sip.allow {
+            let net = c.split('/').next().unwrap_or("");
+            if net.parse::<IpAddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "sip.allow",
+                    message: format!("{c:?} is not an IP or CIDR"),
+                });
+            }
         }
         let left = &self.output.stereo_left;
         if !(left == "first"

@@ -251,6 +251,9 @@ pub async fn run(
         ringing: config.sip.ringing,
         session_expires: Duration::from_secs(config.sip.session_expires),
         min_se: Duration::from_secs(config.sip.min_se),
+        allow: config.sip.allow.clone(),
+        rate_limit: config.sip.rate_limit,
+        max_streams: config.sip.max_streams,
         tag_seed: rand::random::<u32>() as u64,
         ..CoreConfig::default()
     });
@@ -282,6 +285,8 @@ impl CoreLoop {
         shutdown: &mut watch::Receiver<bool>,
     ) {
         let mut buf = vec![0u8; 65_535];
+        // Set once a shutdown was asked for: the exit deadline.
+        let mut leaving: Option<tokio::time::Instant> = None;
         loop {
             let timeout = self.core.poll_timeout();
             let sleep = tokio::time::sleep_until(
@@ -289,6 +294,8 @@ impl CoreLoop {
                     .map(tokio::time::Instant::from_std)
                     .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
             );
+            let deadline =
+                leaving.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 r = self.udp.recv_from(&mut buf) => match r {
                     Ok((n, addr)) => {
@@ -306,12 +313,28 @@ impl CoreLoop {
                     }
                 },
                 _ = sleep, if timeout.is_some() => self.core.handle_timeout(Instant::now()),
-                _ = shutdown.wait_for(|s| *s) => {
-                    self.shutdown().await;
+                _ = shutdown.wait_for(|s| *s), if leaving.is_none() => {
+                    let ids = self.core.sessions();
+                    tracing::info!(active = ids.len(), "shutting down: new sessions get 503, active ones end with BYE");
+                    self.core.drain();
+                    for id in ids {
+                        self.core.terminate(Instant::now(), id);
+                    }
+                    leaving = Some(tokio::time::Instant::now()
+                        + Duration::from_secs(self.shared.config.sip.shutdown_timeout));
+                }
+                _ = self.publishing.join_next(), if leaving.is_some() && !self.publishing.is_empty() => {}
+                _ = tokio::time::sleep_until(deadline), if leaving.is_some() => {
+                    tracing::error!(left = self.publishing.len(),
+                        "shutdown deadline reached: unfinished recordings stay in .incoming and are recovered at the next start");
                     return;
                 }
             }
             self.flush().await;
+            if leaving.is_some() && self.sessions.is_empty() && self.publishing.is_empty() {
+                tracing::info!("every recording published: exiting");
+                return;
+            }
         }
     }
 
@@ -724,16 +747,6 @@ impl CoreLoop {
         let ended_at = Utc::now();
         self.publishing
             .spawn(publish(shared, s, end, ended_at, status));
-    }
-
-    async fn shutdown(&mut self) {
-        let ids: Vec<SessionId> = self.core.sessions();
-        tracing::info!(active = ids.len(), "shutting down: ending active sessions");
-        for id in ids {
-            self.core.terminate(Instant::now(), id);
-        }
-        self.flush().await;
-        while self.publishing.join_next().await.is_some() {}
     }
 }
 

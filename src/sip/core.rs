@@ -145,6 +145,13 @@ pub struct CoreConfig {
     pub min_se: Duration,
     pub t1: Duration,
     pub t2: Duration,
+    /// Recording clients allowed to talk to us (IPs or CIDRs); empty: all.
+    /// Others get 403 before anything is allocated.
+    pub allow: Vec<String>,
+    /// New sessions per second accepted from one source address.
+    pub rate_limit: u32,
+    /// Most m-lines in one offer.
+    pub max_streams: usize,
 }
 
 impl Default for CoreConfig {
@@ -160,6 +167,9 @@ impl Default for CoreConfig {
             min_se: Duration::from_secs(90),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
+            allow: Vec::new(),
+            rate_limit: 500,
+            max_streams: 16,
         }
     }
 }
@@ -272,6 +282,10 @@ pub struct SipCore {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     next_id: u64,
+    /// New-session token buckets per source address: (tokens, last refill).
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+    /// Shutting down: new sessions get 503.
+    draining: bool,
 }
 
 /// Status code of a response we built.
@@ -309,6 +323,41 @@ impl SipCore {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1,
+            buckets: HashMap::new(),
+            draining: false,
+        }
+    }
+
+    /// Stops accepting new sessions (graceful shutdown): INVITEs get 503.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    fn allowed(&self, ip: IpAddr) -> bool {
+        self.config.allow.is_empty()
+            || self
+                .config
+                .allow
+                .iter()
+                .any(|c| crate::genesys::in_cidr(ip, c))
+    }
+
+    /// Takes a token from the source's bucket (`rate_limit` per second,
+    /// bursts of the same size).
+    fn rate_ok(&mut self, now: Instant, ip: IpAddr) -> bool {
+        let rate = f64::from(self.config.rate_limit.max(1));
+        if self.buckets.len() > 10_000 {
+            self.buckets
+                .retain(|_, (_, t)| now.saturating_duration_since(*t) < Duration::from_secs(10));
+        }
+        let (tokens, last) = self.buckets.entry(ip).or_insert((rate, now));
+        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -426,6 +475,14 @@ impl SipCore {
                 return;
             }
         };
+        if !self.allowed(peer.addr.ip()) {
+            if msg.method().is_some_and(|m| *m != Method::Ack) {
+                tracing::warn!(%peer.addr, "request from a source not in sip.allow: 403");
+                let r = ResponseBuilder::new(&msg, 403, "Forbidden", None).build();
+                self.send(peer, r);
+            }
+            return;
+        }
         let StartLine::Request { method, .. } = &msg.start else {
             self.on_response(now, msg);
             return;
@@ -628,6 +685,20 @@ impl SipCore {
             self.send_and_cache(now, peer, &msg, r);
             return;
         }
+        if self.draining {
+            let r = ResponseBuilder::new(&msg, 503, "Shutting Down", Some(&self.fresh_tag()))
+                .header("Retry-After", "30")
+                .build();
+            self.send_and_cache(now, peer, &msg, r);
+            return;
+        }
+        if !self.rate_ok(now, peer.addr.ip()) {
+            let r = ResponseBuilder::new(&msg, 503, "Rate Limit", Some(&self.fresh_tag()))
+                .header("Retry-After", "1")
+                .build();
+            self.send_and_cache(now, peer, &msg, r);
+            return;
+        }
         if self.dialogs.len() >= self.config.max_sessions {
             let r =
                 ResponseBuilder::new(&msg, 503, "Session Limit Reached", Some(&self.fresh_tag()))
@@ -641,6 +712,17 @@ impl SipCore {
             return;
         };
         let offer = match read_offer(&msg) {
+            Ok(o) if o.sdp.media.len() > self.config.max_streams => {
+                let r =
+                    ResponseBuilder::new(&msg, 488, "Too Many Streams", Some(&self.fresh_tag()))
+                        .header(
+                            "Warning",
+                            &format!("399 srs \"at most {} m-lines\"", self.config.max_streams),
+                        )
+                        .build();
+                self.send_and_cache(now, peer, &msg, r);
+                return;
+            }
             Ok(o) => o,
             Err(e) => {
                 let (code, reason) = e.status();

@@ -16,6 +16,8 @@ use std::fmt::Write as _;
 
 /// Longest SIP message accepted (UDP datagram or TCP frame).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// Most header lines accepted in one message.
+pub const MAX_HEADERS: usize = 256;
 
 /// Why a message could not be parsed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub enum ParseError {
     Truncated { want: usize, got: usize },
     #[error("rejected by the SIP grammar: {0}")]
     Grammar(String),
+    #[error("more than {MAX_HEADERS} header lines")]
+    TooManyHeaders,
 }
 
 /// A SIP method. `Other` keeps the token as received.
@@ -251,6 +255,9 @@ fn parse_inner(data: &[u8], with_body: bool) -> Result<Message, ParseError> {
         }
         if line.trim().is_empty() {
             continue;
+        }
+        if headers.len() >= MAX_HEADERS {
+            return Err(ParseError::TooManyHeaders);
         }
         let (name, value) = line
             .split_once(':')
@@ -675,6 +682,13 @@ Content-Length:  4\r\n\r\nbodyEXTRA";
         assert!(f.next_message().unwrap().is_some());
         assert!(f.next_message().unwrap().is_some());
         assert!(f.next_message().unwrap().is_none());
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let many = "X-H: 1\r\n".repeat(MAX_HEADERS + 1);
+        let raw = INVITE.replace("Call-ID: call-1\r\n", &format!("Call-ID: call-1\r\n{many}"));
+        assert_eq!(parse(raw.as_bytes()), Err(ParseError::TooManyHeaders));
     }
 
     #[test]

@@ -594,3 +594,64 @@ fn glare_offerless_reinvite_and_snapshot_request() {
     assert!(String::from_utf8_lossy(&upd.body).contains("<requestsnapshot"));
     assert_eq!(upd.header("Content-Disposition"), Some("recording-session"));
 }
+
+#[test]
+fn allow_list_rate_limit_stream_cap_and_draining() {
+    let t0 = Instant::now();
+    // Not in the allow-list: 403, no session, no event.
+    let mut core = SipCore::new(CoreConfig {
+        allow: vec!["10.0.0.0/8".into()],
+        ..CoreConfig::default()
+    });
+    core.handle_input(t0, udp_peer(), &crlf(SIPP_INVITE));
+    assert_eq!(drain(&mut core).iter().map(code).collect::<Vec<_>>(), [403]);
+    assert_eq!(core.poll_event(), None);
+    let mut core = SipCore::new(CoreConfig {
+        allow: vec!["127.0.0.0/8".into()],
+        ..CoreConfig::default()
+    });
+    core.handle_input(t0, udp_peer(), &crlf(SIPP_INVITE));
+    assert!(matches!(core.poll_event(), Some(Event::Offered { .. })));
+    // Rate limit: 2 per second from one source.
+    let mut core = SipCore::new(CoreConfig {
+        rate_limit: 2,
+        ..CoreConfig::default()
+    });
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        let inv = SIPP_INVITE
+            .replace("Call-ID: ", &format!("Call-ID: r{i}"))
+            .replace("branch=z9hG4bK-", &format!("branch=z9hG4bK-r{i}"));
+        core.handle_input(t0, udp_peer(), &crlf(&inv));
+        codes.extend(drain(&mut core).iter().map(code));
+    }
+    assert_eq!(codes, [100, 100, 503]);
+    // 17 m-lines: 488.
+    let inv = SIPP_INVITE
+        .replace("Call-ID: ", "Call-ID: many")
+        .replace("branch=z9hG4bK-", "branch=z9hG4bK-many");
+    let nl = if inv.contains("\r\n") { "\r\n" } else { "\n" };
+    let extra: String = (0..15)
+        .map(|k| {
+            format!(
+                "{nl}m=audio {} RTP/AVP 0{nl}a=rtpmap:0 PCMU/8000{nl}a=label:x{k}{nl}a=sendonly",
+                17000 + 2 * k
+            )
+        })
+        .collect();
+    let inv = inv.replacen("a=label:2", &format!("a=label:2{extra}"), 1);
+    let mut core = SipCore::new(CoreConfig::default());
+    core.handle_input(t0, udp_peer(), &crlf(&inv));
+    assert_eq!(drain(&mut core).iter().map(code).collect::<Vec<_>>(), [488]);
+    // Draining: new sessions get 503, existing ones go on.
+    let (mut core, _id, tag, t0) = established(CoreConfig::default(), SIPP_INVITE);
+    core.drain();
+    let inv = SIPP_INVITE
+        .replace("Call-ID: ", "Call-ID: late")
+        .replace("branch=z9hG4bK-", "branch=z9hG4bK-late");
+    core.handle_input(t0, udp_peer(), &crlf(&inv));
+    let r = drain(&mut core).pop().unwrap();
+    assert_eq!((code(&r), r.header("Retry-After")), (503, Some("30")));
+    core.handle_input(t0, udp_peer(), &request("BYE", &tag, "z9hG4bK-byed", 2));
+    assert_eq!(code(&drain(&mut core)[0]), 200);
+}
