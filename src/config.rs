@@ -111,6 +111,13 @@ pub struct MediaConfig {
     pub advertised_address: Option<IpAddr>,
     /// Media threads (reactor shards); 0 = one per CPU core.
     pub threads: usize,
+    /// RTP is accepted from the first source seen, then only that ip:port
+    /// (`true`, the default), or only from the IP in the client's SDP
+    /// (`false`). SBCs and NAT often announce an address other than the
+    /// one the media comes from (the Genesys/Acme corpus sample does), so
+    /// strict matching is opt-in. Either way nobody else can inject audio
+    /// into a running stream.
+    pub latch: bool,
 }
 
 impl MediaConfig {
@@ -201,6 +208,7 @@ impl Default for MediaConfig {
             bind: IpAddr::from([0, 0, 0, 0]),
             advertised_address: None,
             threads: 0,
+            latch: true,
         }
     }
 }

@@ -120,6 +120,10 @@ pub struct StreamMeta {
     /// SRTP packets that failed authentication or replay checks (dropped).
     #[serde(default)]
     pub packets_unauthenticated: u64,
+    /// Packets from a source other than the client's (dropped: nobody
+    /// else may inject audio).
+    #[serde(default)]
+    pub packets_foreign: u64,
     /// Wall clock of the sender (RTCP SR, Unix ms) at the stream's first
     /// sample position, when the sender reported one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use crate::config::Format;
 use crate::config::{Config, PortRange};
 use crate::http::{self, Health};
-use crate::media::reactor::{Reactor, StreamCtl};
+use crate::media::reactor::{Reactor, SourcePolicy, StreamCtl};
 use crate::media::recorder::{StreamRecorder, StreamSpec};
 use crate::plan::MediaPlan;
 use crate::recording::RecordingMeta;
@@ -541,8 +541,17 @@ impl CoreLoop {
                         .unwrap_or_else(|| format!("m{index}"));
                     let spec = stream_spec(&sdp.media[index]);
                     let spec_used = spec.clone();
-                    match spawn_stream(&self.shared, bind, &s.dir, &file, spec, s.start, &s.formats)
-                    {
+                    let expected = sdp.media[index].connection;
+                    match spawn_stream(
+                        &self.shared,
+                        bind,
+                        &s.dir,
+                        &file,
+                        spec,
+                        s.start,
+                        &s.formats,
+                        expected,
+                    ) {
                         Ok(task) => {
                             answers[index] = AnswerMedia {
                                 port: Some(task.port),
@@ -689,6 +698,7 @@ impl CoreLoop {
                 spec_used.clone(),
                 start,
                 &active.formats,
+                m.connection,
             ) {
                 Ok(task) => {
                     answers[ps.index] = AnswerMedia {
@@ -774,6 +784,7 @@ fn media_ip(advertised: Option<IpAddr>, bind: IpAddr, peer: SocketAddr) -> IpAdd
 }
 
 /// Binds a port pair, creates the file and starts the receiving task.
+#[allow(clippy::too_many_arguments)]
 fn spawn_stream(
     shared: &Shared,
     bind: IpAddr,
@@ -782,6 +793,7 @@ fn spawn_stream(
     spec: StreamSpec,
     start: Instant,
     formats: &[Format],
+    expected: Option<IpAddr>,
 ) -> Result<StreamTask, String> {
     let pair = shared.ports.lock().ok().and_then(|mut p| p.bind_pair(bind));
     let (rtp_sock, rtcp_sock, port) = pair.ok_or_else(|| "no free media port".to_string())?;
@@ -800,7 +812,14 @@ fn spawn_stream(
     let id = shared
         .next_stream
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    shared.reactor.add(id, rtp_sock, rtcp_sock, recorder);
+    let source = match (shared.config.media.latch, expected) {
+        (true, _) => SourcePolicy::Latch(None),
+        (false, Some(ip)) if !ip.is_unspecified() => SourcePolicy::Ip(ip),
+        (false, _) => SourcePolicy::Latch(None),
+    };
+    shared
+        .reactor
+        .add(id, rtp_sock, rtcp_sock, recorder, source);
     Ok(StreamTask { id, port })
 }
 

@@ -374,6 +374,7 @@ impl Session {
                 codec_changes: st.codec_changes,
                 srtp: slot.is_some_and(|s| s.srtp),
                 packets_unauthenticated: st.packets_unauthenticated,
+                packets_foreign: st.packets_foreign,
                 sender_clock_ms: st.sender_clock_ms,
             });
             for d in &st.dtmf {

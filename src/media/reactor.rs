@@ -41,6 +41,7 @@ enum Cmd {
         rtp: UdpSocket,
         rtcp: UdpSocket,
         rec: Box<StreamRecorder>,
+        source: SourcePolicy,
     },
     Ctl {
         id: u64,
@@ -64,6 +65,46 @@ struct Stream {
     rtcp: UdpSocket,
     rec: Box<StreamRecorder>,
     failed: Option<String>,
+    source: SourcePolicy,
+    /// Packets from another source: dropped (counted).
+    foreign: u64,
+}
+
+/// Whose packets a stream accepts: nobody else may inject audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourcePolicy {
+    /// Any source (the client gave no usable address).
+    Any,
+    /// Only this IP (the SDP's `c=`), any port.
+    Ip(std::net::IpAddr),
+    /// The first source seen, then only that ip:port (`media.latch`).
+    Latch(Option<std::net::SocketAddr>),
+}
+
+impl SourcePolicy {
+    /// RTCP comes from another port (usually RTP's + 1): the host must
+    /// match; it never latches.
+    fn admit_rtcp(&self, from: Option<std::net::SocketAddr>) -> bool {
+        match (self, from) {
+            (SourcePolicy::Any, _) | (SourcePolicy::Latch(None), Some(_)) => true,
+            (SourcePolicy::Ip(ip), Some(a)) => a.ip() == *ip,
+            (SourcePolicy::Latch(Some(l)), Some(a)) => l.ip() == a.ip(),
+            (_, None) => false,
+        }
+    }
+
+    fn admit(&mut self, from: Option<std::net::SocketAddr>) -> bool {
+        match (self, from) {
+            (SourcePolicy::Any, _) => true,
+            (SourcePolicy::Ip(ip), Some(a)) => a.ip() == *ip,
+            (SourcePolicy::Latch(l @ None), Some(a)) => {
+                *l = Some(a);
+                true
+            }
+            (SourcePolicy::Latch(Some(l)), Some(a)) => *l == a,
+            (_, None) => false,
+        }
+    }
 }
 
 impl Reactor {
@@ -90,12 +131,20 @@ impl Reactor {
     }
 
     /// Hands a stream's sockets and recorder to its shard.
-    pub fn add(&self, id: u64, rtp: UdpSocket, rtcp: UdpSocket, rec: StreamRecorder) {
+    pub fn add(
+        &self,
+        id: u64,
+        rtp: UdpSocket,
+        rtcp: UdpSocket,
+        rec: StreamRecorder,
+        source: SourcePolicy,
+    ) {
         let _ = self.shard_of(id).send(Cmd::Add {
             id,
             rtp,
             rtcp,
             rec: Box::new(rec),
+            source,
         });
     }
 
@@ -145,6 +194,15 @@ fn drain(batch: &mut BatchReceiver, s: &mut Stream, rtcp: bool, now: Instant) {
     };
     while let Ok(n) = batch.recv(fd) {
         for i in 0..n {
+            let ok = if rtcp {
+                s.source.admit_rtcp(batch.source(i))
+            } else {
+                s.source.admit(batch.source(i))
+            };
+            if !ok {
+                s.foreign += 1;
+                continue;
+            }
             if rtcp {
                 s.rec.on_rtcp_datagram_mut(batch.packet_mut(i));
             } else if s.failed.is_none() {
@@ -169,7 +227,13 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
         // Commands from the SIP side.
         loop {
             match rx.try_recv() {
-                Ok(Cmd::Add { id, rtp, rtcp, rec }) => {
+                Ok(Cmd::Add {
+                    id,
+                    rtp,
+                    rtcp,
+                    rec,
+                    source,
+                }) => {
                     let ok = epoll_add(ep, rtp.as_raw_fd(), id << 1)
                         && epoll_add(ep, rtcp.as_raw_fd(), (id << 1) | 1);
                     if !ok {
@@ -182,6 +246,8 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
                             rtcp,
                             rec,
                             failed: None,
+                            source,
+                            foreign: 0,
                         },
                     );
                 }
@@ -208,9 +274,23 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
                             drain(&mut batch, &mut s, false, end);
                             epoll_del(ep, s.rtp.as_raw_fd());
                             epoll_del(ep, s.rtcp.as_raw_fd());
+                            if s.foreign > 0 {
+                                tracing::warn!(
+                                    id,
+                                    dropped = s.foreign,
+                                    "packets from an unexpected source were dropped"
+                                );
+                            }
                             match s.failed {
                                 Some(e) => Err(e),
-                                None => s.rec.finish(end).map_err(|e| e.to_string()),
+                                None => s
+                                    .rec
+                                    .finish(end)
+                                    .map(|mut st| {
+                                        st.packets_foreign = s.foreign;
+                                        st
+                                    })
+                                    .map_err(|e| e.to_string()),
                             }
                         }
                         None => Err("unknown stream".into()),
@@ -260,5 +340,33 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
             }
         }
         std::thread::sleep(TICK);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SourcePolicy;
+
+    #[test]
+    fn nobody_else_can_inject_audio() {
+        let a = Some("10.0.0.5:4000".parse().unwrap());
+        let b = Some("10.0.0.9:4000".parse().unwrap());
+        let a2 = Some("10.0.0.5:5000".parse().unwrap());
+        let mut latch = SourcePolicy::Latch(None);
+        assert!(latch.admit(a), "the first source is latched");
+        assert!(latch.admit(a));
+        assert!(!latch.admit(b), "another host");
+        assert!(!latch.admit(a2), "another port of the same host");
+        let mut strict = SourcePolicy::Ip("10.0.0.5".parse().unwrap());
+        assert!(strict.admit(a) && strict.admit(a2));
+        assert!(!strict.admit(b));
+        assert!(!strict.admit(None));
+        assert!(SourcePolicy::Any.admit(b));
+        // RTCP (from port + 1) never latches and needs the same host.
+        let mut fresh = SourcePolicy::Latch(None);
+        assert!(fresh.admit_rtcp(Some("10.0.0.5:4001".parse().unwrap())));
+        assert!(fresh.admit(a), "RTP still latches its own port");
+        assert!(fresh.admit_rtcp(Some("10.0.0.5:4001".parse().unwrap())));
+        assert!(!fresh.admit_rtcp(b));
     }
 }

@@ -16,6 +16,7 @@ pub struct BatchReceiver {
     bufs: Box<[[u8; BUF]; BATCH]>,
     iov: Box<[libc::iovec; BATCH]>,
     hdr: Box<[libc::mmsghdr; BATCH]>,
+    names: Box<[libc::sockaddr_storage; BATCH]>,
     lens: [usize; BATCH],
     count: usize,
 }
@@ -38,16 +39,22 @@ impl BatchReceiver {
         // heap addresses never change.
         let mut iov: Box<[libc::iovec; BATCH]> = Box::new(unsafe { std::mem::zeroed() });
         let mut hdr: Box<[libc::mmsghdr; BATCH]> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let mut names: Box<[libc::sockaddr_storage; BATCH]> =
+            Box::new(unsafe { std::mem::zeroed() });
         for i in 0..BATCH {
             iov[i].iov_base = bufs[i].as_mut_ptr().cast();
             iov[i].iov_len = BUF;
             hdr[i].msg_hdr.msg_iov = &mut iov[i];
             hdr[i].msg_hdr.msg_iovlen = 1;
+            hdr[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+            hdr[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
         }
         BatchReceiver {
             bufs,
             iov,
             hdr,
+            names,
             lens: [0; BATCH],
             count: 0,
         }
@@ -73,11 +80,40 @@ impl BatchReceiver {
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
-        for (i, h) in self.hdr.iter().take(n).enumerate() {
+        for (i, h) in self.hdr.iter_mut().take(n).enumerate() {
             self.lens[i] = (h.msg_len as usize).min(BUF);
+        }
+        // recvmmsg shortens msg_namelen per message: restore for next time.
+        for h in self.hdr.iter_mut() {
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
         }
         self.count = n;
         Ok(n)
+    }
+
+    /// Source address of datagram `i` of the last batch.
+    pub fn source(&self, i: usize) -> Option<std::net::SocketAddr> {
+        if i >= self.count {
+            return None;
+        }
+        let ss = &self.names[i];
+        match i32::from(ss.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the kernel wrote a sockaddr_in for AF_INET.
+                let a: &libc::sockaddr_in =
+                    unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+                let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                Some((ip, u16::from_be(a.sin_port)).into())
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the kernel wrote a sockaddr_in6 for AF_INET6.
+                let a: &libc::sockaddr_in6 =
+                    unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+                let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+                Some((ip, u16::from_be(a.sin6_port)).into())
+            }
+            _ => None,
+        }
     }
 
     /// Datagram `i` of the last batch, writable (SRTP decrypts in place).
@@ -122,6 +158,7 @@ mod tests {
         let n = b.recv(rx.as_raw_fd()).unwrap();
         assert_eq!(n, BATCH);
         assert_eq!(b.packet(0), &[0u8; 172][..]);
+        assert_eq!(b.source(0), Some(tx.local_addr().unwrap()));
         assert_eq!(b.packet(15)[0], 15);
         assert_eq!(b.recv(rx.as_raw_fd()).unwrap(), 4);
         assert_eq!(b.packet(3)[0], 19);

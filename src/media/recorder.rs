@@ -167,6 +167,8 @@ pub struct StreamStats {
     pub jitter_ms: f64,
     /// SRTP packets that failed authentication or replay checks: dropped.
     pub packets_unauthenticated: u64,
+    /// Packets from a source other than the expected (or latched) one: dropped.
+    pub packets_foreign: u64,
     pub samples_written: u64,
     pub sample_rate: u32,
     /// The sender's wall clock (Unix ms) at sample 0, from its RTCP SR.
