@@ -138,6 +138,9 @@ pub struct StorageConfig {
     pub recordings: PathBuf,
     /// SQLite index. Default: `index.sqlite` inside the drop.
     pub index: Option<PathBuf>,
+    /// Free space (MiB) under which new sessions get 503 and running
+    /// recordings are ended and published while there is still room.
+    pub min_free_mb: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -218,6 +221,7 @@ impl Default for StorageConfig {
         StorageConfig {
             recordings: PathBuf::from("./recordings"),
             index: None,
+            min_free_mb: 256,
         }
     }
 }

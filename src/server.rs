@@ -287,6 +287,8 @@ impl CoreLoop {
         let mut buf = vec![0u8; 65_535];
         // Set once a shutdown was asked for: the exit deadline.
         let mut leaving: Option<tokio::time::Instant> = None;
+        let mut disk_check = tokio::time::interval(Duration::from_secs(1));
+        let mut low_space = false;
         loop {
             let timeout = self.core.poll_timeout();
             let sleep = tokio::time::sleep_until(
@@ -324,6 +326,25 @@ impl CoreLoop {
                         + Duration::from_secs(self.shared.config.sip.shutdown_timeout));
                 }
                 _ = self.publishing.join_next(), if leaving.is_some() && !self.publishing.is_empty() => {}
+                _ = disk_check.tick() => {
+                    let min = self.shared.config.storage.min_free_mb * 1024 * 1024;
+                    if let Some(free) = free_bytes(&self.shared.config.storage.recordings) {
+                        if !low_space && free < min {
+                            low_space = true;
+                            let ids = self.core.sessions();
+                            tracing::error!(free_mb = free / 1048576, active = ids.len(),
+                                "low disk space: new sessions get 503, running recordings are ended and published");
+                            self.core.set_low_space(true);
+                            for id in ids {
+                                self.core.terminate(Instant::now(), id);
+                            }
+                        } else if low_space && free > min + min / 5 {
+                            low_space = false;
+                            tracing::info!(free_mb = free / 1048576, "disk space back: accepting sessions again");
+                            self.core.set_low_space(false);
+                        }
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline), if leaving.is_some() => {
                     tracing::error!(left = self.publishing.len(),
                         "shutdown deadline reached: unfinished recordings stay in .incoming and are recovered at the next start");
@@ -1164,4 +1185,16 @@ fn offer_participants(offer: &RecordingOffer) -> Vec<String> {
     from_md
         .chain(offer.header_participants.iter().map(|h| h.aor.clone()))
         .collect()
+}
+
+/// Free bytes (for unprivileged users) on the filesystem holding `path`.
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a valid NUL-terminated path and a zeroed out-struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }

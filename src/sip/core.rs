@@ -286,6 +286,8 @@ pub struct SipCore {
     buckets: HashMap<IpAddr, (f64, Instant)>,
     /// Shutting down: new sessions get 503.
     draining: bool,
+    /// The drop is low on space: new sessions get 503.
+    low_space: bool,
 }
 
 /// Status code of a response we built.
@@ -325,7 +327,14 @@ impl SipCore {
             next_id: 1,
             buckets: HashMap::new(),
             draining: false,
+            low_space: false,
         }
+    }
+
+    /// The drop is low on space (or has room again): while set, new
+    /// sessions get 503.
+    pub fn set_low_space(&mut self, low: bool) {
+        self.low_space = low;
     }
 
     /// Stops accepting new sessions (graceful shutdown): INVITEs get 503.
@@ -688,6 +697,13 @@ impl SipCore {
         if self.draining {
             let r = ResponseBuilder::new(&msg, 503, "Shutting Down", Some(&self.fresh_tag()))
                 .header("Retry-After", "30")
+                .build();
+            self.send_and_cache(now, peer, &msg, r);
+            return;
+        }
+        if self.low_space {
+            let r = ResponseBuilder::new(&msg, 503, "Low Disk Space", Some(&self.fresh_tag()))
+                .header("Retry-After", "60")
                 .build();
             self.send_and_cache(now, peer, &msg, r);
             return;

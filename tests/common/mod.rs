@@ -75,7 +75,15 @@ impl Server {
 
     pub fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let recordings = dir.path().join("recordings");
+        // The caller's --recordings, if any, replaces ours.
+        let given = extra
+            .iter()
+            .position(|a| *a == "--recordings")
+            .and_then(|i| extra.get(i + 1))
+            .map(PathBuf::from);
+        let recordings = given
+            .clone()
+            .unwrap_or_else(|| dir.path().join("recordings"));
         let sip_port = free_port();
         let http_port = free_port();
         let rtp = port_block(200);
@@ -87,9 +95,11 @@ impl Server {
             format!("127.0.0.1:{http_port}"),
             "--rtp-ports".into(),
             format!("{rtp}-{}", rtp + 199),
-            "--recordings".into(),
-            recordings.to_string_lossy().into_owned(),
         ];
+        if given.is_none() {
+            args.push("--recordings".into());
+            args.push(recordings.to_string_lossy().into_owned());
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Self::spawn(&args, dir.path());
         let s = Server {
