@@ -57,17 +57,7 @@ fn sessions_then_file_download_with_ranges() {
     let inv = srs::sip::message::parse(&req).unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    sock.send_to(&req, srs.sip).unwrap();
-    let mut buf = [0u8; 65535];
-    let ok = loop {
-        let (n, _) = sock.recv_from(&mut buf).unwrap();
-        let r = srs::sip::message::parse(&buf[..n]).unwrap();
-        if let srs::sip::message::StartLine::Response { code, .. } = r.start {
-            if code >= 200 {
-                break r;
-            }
-        }
-    };
+    let ok = final_response(&sock, srs.sip, &req);
     // While the call is up, it is an active session.
     let (status, _, body) = get(srs.http, "/api/v1/sessions", None);
     assert_eq!(status, 200);

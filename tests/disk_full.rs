@@ -29,24 +29,7 @@ fn invite(srs: &Server, sock: &UdpSocket, call_id: &str) -> srs::sip::message::M
             "branch=z9hG4bK-20223-1-0",
             &format!("branch=z9hG4bK-{call_id}"),
         );
-    sock.send_to(req.as_bytes(), srs.sip).unwrap();
-    let mut buf = [0u8; 65535];
-    loop {
-        let (n, _) = sock.recv_from(&mut buf).unwrap();
-        let m = srs::sip::message::parse(&buf[..n]).unwrap();
-        if let srs::sip::message::StartLine::Response { code, .. } = m.start {
-            if code >= 200 {
-                return m;
-            }
-        }
-    }
-}
-
-fn code(m: &srs::sip::message::Message) -> u16 {
-    match m.start {
-        srs::sip::message::StartLine::Response { code, .. } => code,
-        _ => 0,
-    }
+    final_response(sock, srs.sip, req.as_bytes())
 }
 
 #[test]
@@ -80,7 +63,7 @@ fn low_disk_closes_and_publishes_then_refuses_then_resumes() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let ok = invite(&srs, &sock, "disk-1");
-    assert_eq!(code(&ok), 200);
+    assert_eq!(status(&ok), 200);
     let ack = format!(
         "ACK sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKack1\r\nFrom: <sip:src@127.0.0.1:5070>;tag=20223SIPpTag001\r\nTo: {}\r\nCall-ID: disk-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
         sock.local_addr().unwrap(),
@@ -95,12 +78,7 @@ fn low_disk_closes_and_publishes_then_refuses_then_resumes() {
     let (n, from) = sock.recv_from(&mut buf).expect("a BYE from the server");
     let bye = srs::sip::message::parse(&buf[..n]).unwrap();
     assert_eq!(bye.method(), Some(&srs::sip::message::Method::Bye));
-    let okbye = format!(
-        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-        bye.header("Via").unwrap(), bye.header("From").unwrap(), bye.header("To").unwrap(),
-        bye.call_id().unwrap(), bye.header("CSeq").unwrap()
-    );
-    sock.send_to(okbye.as_bytes(), from).unwrap();
+    sock.send_to(ok_to(&bye).as_bytes(), from).unwrap();
     // ...and published, playable.
     let rec = &srs.wait_recordings(1, Duration::from_secs(10))[0];
     assert_eq!(rec["status"], "complete");
@@ -110,14 +88,14 @@ fn low_disk_closes_and_publishes_then_refuses_then_resumes() {
     }
     // New sessions are refused with 503 while space is low.
     let r = invite(&srs, &sock, "disk-2");
-    assert_eq!((code(&r), r.header("Retry-After")), (503, Some("60")));
+    assert_eq!((status(&r), r.header("Retry-After")), (503, Some("60")));
     // Space returns: service resumes.
     std::fs::remove_file(&filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut n = 3;
     loop {
         let r = invite(&srs, &sock, &format!("disk-{n}"));
-        if code(&r) == 200 {
+        if status(&r) == 200 {
             break;
         }
         assert!(Instant::now() < deadline, "service did not resume");

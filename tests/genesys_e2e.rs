@@ -293,17 +293,7 @@ fn corpus_genesys_sample_yields_its_record_dn_and_calluuid() {
     let inv = srs::sip::message::parse(&req).unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    sock.send_to(&req, srs.sip).unwrap();
-    let mut buf = [0u8; 65535];
-    let ok = loop {
-        let (n, _) = sock.recv_from(&mut buf).unwrap();
-        let r = srs::sip::message::parse(&buf[..n]).unwrap();
-        if let srs::sip::message::StartLine::Response { code, .. } = r.start {
-            if code >= 200 {
-                break r;
-            }
-        }
-    };
+    let ok = final_response(&sock, srs.sip, &req);
     let bye = format!(
         "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKbye\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
         sock.local_addr().unwrap(),

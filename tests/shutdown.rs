@@ -26,18 +26,8 @@ fn sigterm_with_active_calls_publishes_them_and_exits() {
                 &format!("Call-ID: shutdown-{i}"),
             )
             .replace("branch=z9hG4bK-20223-1-0", &format!("branch=z9hG4bK-sd{i}"));
-        sock.send_to(req.as_bytes(), srs.sip).unwrap();
-        let mut buf = [0u8; 65535];
-        let ok = loop {
-            let (n, _) = sock.recv_from(&mut buf).unwrap();
-            let m = srs::sip::message::parse(&buf[..n]).unwrap();
-            if let srs::sip::message::StartLine::Response { code, .. } = m.start {
-                if code >= 200 {
-                    assert_eq!(code, 200);
-                    break m;
-                }
-            }
-        };
+        let ok = final_response(&sock, srs.sip, req.as_bytes());
+        assert_eq!(status(&ok), 200);
         let ack = format!(
             "ACK sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKack{i}\r\nFrom: <sip:src@127.0.0.1:5070>;tag=20223SIPpTag001\r\nTo: {}\r\nCall-ID: shutdown-{i}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
             sock.local_addr().unwrap(),
@@ -60,12 +50,7 @@ fn sigterm_with_active_calls_publishes_them_and_exits() {
             Some(&srs::sip::message::Method::Bye),
             "client {i}"
         );
-        let ok = format!(
-            "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-            bye.header("Via").unwrap(), bye.header("From").unwrap(), bye.header("To").unwrap(),
-            bye.call_id().unwrap(), bye.header("CSeq").unwrap()
-        );
-        sock.send_to(ok.as_bytes(), from).unwrap();
+        sock.send_to(ok_to(&bye).as_bytes(), from).unwrap();
     }
     let status = loop {
         if let Some(s) = srs.child.try_wait().unwrap() {

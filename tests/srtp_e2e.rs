@@ -41,13 +41,6 @@ fn invite(
     }
 }
 
-fn code(m: &srs::sip::message::Message) -> u16 {
-    match m.start {
-        srs::sip::message::StartLine::Response { code, .. } => code,
-        _ => 0,
-    }
-}
-
 #[test]
 fn srtp_call_is_recorded_and_keys_stay_secret() {
     let srs = Server::start();
@@ -56,7 +49,7 @@ fn srtp_call_is_recorded_and_keys_stay_secret() {
         "srtp-1",
         &format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B64}"),
     );
-    assert_eq!(code(&ok), 200);
+    assert_eq!(status(&ok), 200);
     let body = String::from_utf8_lossy(&ok.body).to_string();
     assert!(body.contains("RTP/SAVP 0"), "{body}");
     let our = body
@@ -137,6 +130,6 @@ fn an_unsupported_crypto_suite_gets_488_never_plain_rtp() {
         "srtp-2",
         &format!("1 F8_128_HMAC_SHA1_80 inline:{KEY_B64}"),
     );
-    assert_eq!(code(&resp), 488);
+    assert_eq!(status(&resp), 488);
     assert!(!srs.log().contains(KEY_B64), "key in the log");
 }

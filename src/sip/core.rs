@@ -672,6 +672,37 @@ impl SipCore {
         self.send_and_cache(now, peer, msg, r);
     }
 
+    /// Why a new INVITE is refused before anything is allocated: code,
+    /// reason phrase, and the header that tells the client what to do.
+    fn refusal(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: &Message,
+    ) -> Option<(u16, &'static str, &'static str, String)> {
+        let unsupported: Vec<String> = msg
+            .tokens("Require")
+            .into_iter()
+            .filter(|t| !SUPPORTED_REQUIRE.contains(&t.as_str()))
+            .collect();
+        if !unsupported.is_empty() {
+            return Some((420, "Bad Extension", "Unsupported", unsupported.join(", ")));
+        }
+        if self.draining {
+            return Some((503, "Shutting Down", "Retry-After", "30".into()));
+        }
+        if self.low_space {
+            return Some((503, "Low Disk Space", "Retry-After", "60".into()));
+        }
+        if !self.rate_ok(now, peer.addr.ip()) {
+            return Some((503, "Rate Limit", "Retry-After", "1".into()));
+        }
+        if self.dialogs.len() >= self.config.max_sessions {
+            return Some((503, "Session Limit Reached", "Retry-After", "5".into()));
+        }
+        None
+    }
+
     fn on_invite(&mut self, now: Instant, peer: Peer, msg: Message) {
         if let Some(id) = self.by_call.get(&Self::dialog_key(&msg)).copied() {
             // Same Call-ID and From tag, new branch: a retransmission through
@@ -682,44 +713,10 @@ impl SipCore {
             }
             return;
         }
-        let unsupported: Vec<String> = msg
-            .tokens("Require")
-            .into_iter()
-            .filter(|t| !SUPPORTED_REQUIRE.contains(&t.as_str()))
-            .collect();
-        if !unsupported.is_empty() {
-            let r = ResponseBuilder::new(&msg, 420, "Bad Extension", Some(&self.fresh_tag()))
-                .header("Unsupported", &unsupported.join(", "))
+        if let Some((code, reason, header, value)) = self.refusal(now, peer, &msg) {
+            let r = ResponseBuilder::new(&msg, code, reason, Some(&self.fresh_tag()))
+                .header(header, &value)
                 .build();
-            self.send_and_cache(now, peer, &msg, r);
-            return;
-        }
-        if self.draining {
-            let r = ResponseBuilder::new(&msg, 503, "Shutting Down", Some(&self.fresh_tag()))
-                .header("Retry-After", "30")
-                .build();
-            self.send_and_cache(now, peer, &msg, r);
-            return;
-        }
-        if self.low_space {
-            let r = ResponseBuilder::new(&msg, 503, "Low Disk Space", Some(&self.fresh_tag()))
-                .header("Retry-After", "60")
-                .build();
-            self.send_and_cache(now, peer, &msg, r);
-            return;
-        }
-        if !self.rate_ok(now, peer.addr.ip()) {
-            let r = ResponseBuilder::new(&msg, 503, "Rate Limit", Some(&self.fresh_tag()))
-                .header("Retry-After", "1")
-                .build();
-            self.send_and_cache(now, peer, &msg, r);
-            return;
-        }
-        if self.dialogs.len() >= self.config.max_sessions {
-            let r =
-                ResponseBuilder::new(&msg, 503, "Session Limit Reached", Some(&self.fresh_tag()))
-                    .header("Retry-After", "5")
-                    .build();
             self.send_and_cache(now, peer, &msg, r);
             return;
         }

@@ -325,3 +325,36 @@ pub fn run_sipp_in(dir: &Path, args: &[String], timeout: Duration) -> (bool, Str
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Status code of a response (0 for a request).
+pub fn status(m: &srs::sip::message::Message) -> u16 {
+    match m.start {
+        srs::sip::message::StartLine::Response { code, .. } => code,
+        srs::sip::message::StartLine::Request { .. } => 0,
+    }
+}
+
+/// Sends a request over UDP and returns its final response (1xx skipped).
+pub fn final_response(sock: &UdpSocket, to: SocketAddr, req: &[u8]) -> srs::sip::message::Message {
+    sock.send_to(req, to).unwrap();
+    let mut buf = [0u8; 65535];
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("a response");
+        let m = srs::sip::message::parse(&buf[..n]).unwrap();
+        if status(&m) >= 200 {
+            return m;
+        }
+    }
+}
+
+/// A 200 OK to a request the server sent us (its BYE or UPDATE).
+pub fn ok_to(req: &srs::sip::message::Message) -> String {
+    format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        req.header("Via").unwrap_or_default(),
+        req.header("From").unwrap_or_default(),
+        req.header("To").unwrap_or_default(),
+        req.call_id().unwrap_or_default(),
+        req.header("CSeq").unwrap_or_default()
+    )
+}
