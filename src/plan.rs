@@ -82,20 +82,7 @@ impl MediaPlan {
             let sender = md.and_then(|md| md.sender_of_label(&label));
             let participant_id = sender.map(|p| p.id.clone());
             let file = codec.as_ref().map(|_| {
-                let who = sender
-                    .and_then(|p| p.aor.as_deref().map(aor_user).or(p.name.as_deref()))
-                    .map(slug)
-                    .filter(|s| !s.is_empty());
-                let base = match who {
-                    Some(w) => format!("{w}-{}", slug_or_index(&label, index)),
-                    None => format!("stream-{}", slug_or_index(&label, index)),
-                };
-                let mut name = format!("{base}.wav");
-                let mut n = 2;
-                while used_names.contains(&name) {
-                    name = format!("{base}-{n}.wav");
-                    n += 1;
-                }
+                let name = file_name(sender, &label, index, |n| used_names.iter().any(|u| u == n));
                 used_names.push(name.clone());
                 name
             });
@@ -190,6 +177,31 @@ impl MediaPlan {
             participants,
         }
     }
+}
+
+/// The WAV file name of a stream: `<sender>-<label>.wav` (sender from its
+/// aor's user part or name, else `stream`), made unique with `-2`, `-3`...
+/// against the names `taken` says are used. Only `[a-z0-9-]`: no remote
+/// string reaches a path raw.
+pub fn file_name(
+    sender: Option<&crate::siprec::metadata::Participant>,
+    label: &str,
+    index: usize,
+    taken: impl Fn(&str) -> bool,
+) -> String {
+    let who = sender
+        .and_then(|p| p.aor.as_deref().map(aor_user).or(p.name.as_deref()))
+        .map(slug)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "stream".into());
+    let base = format!("{who}-{}", slug_or_index(label, index));
+    let mut name = format!("{base}.wav");
+    let mut n = 2;
+    while taken(&name) {
+        name = format!("{base}-{n}.wav");
+        n += 1;
+    }
+    name
 }
 
 fn slug_or_index(label: &str, index: usize) -> String {

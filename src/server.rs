@@ -905,9 +905,9 @@ async fn publish(
     let permit = shared.encoders.clone().acquire_owned().await.ok();
     let mut out_cfg = shared.config.output.clone();
     out_cfg.formats = formats;
-    let (meta_done, dir) = match tokio::task::spawn_blocking(move || {
+    let mut meta = match tokio::task::spawn_blocking(move || {
         make_outputs(&out_cfg, &dir, &mut meta);
-        (meta, dir)
+        meta
     })
     .await
     {
@@ -918,8 +918,6 @@ async fn publish(
         }
     };
     drop(permit);
-    let mut meta = meta_done;
-    let _ = dir;
     let published = tokio::task::spawn_blocking(move || {
         let id = meta.recording_id.clone();
         match shared.drop.publish(&mut meta) {

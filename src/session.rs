@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::media::recorder::{StreamSpec, StreamStats};
-use crate::plan::{aor_user, slug, MediaPlan};
+use crate::plan::{file_name, MediaPlan};
 use crate::recording::{DtmfMeta, EventMeta, FileMeta, ParticipantMeta, RecordingMeta, StreamMeta};
 use crate::siprec::metadata::{self, ChangeKind, DataMode, Metadata};
 use crate::siprec::sdp::{Direction, MediaOffer, RtpMap, SdpOffer};
@@ -280,17 +280,10 @@ impl Session {
             let Some(slot) = self.streams.get_mut(&index) else {
                 match codec.filter(|_| m.is_recordable()) {
                     Some(codec) => {
-                        let who = md
-                            .as_ref()
-                            .and_then(|md| md.sender_of_label(&label))
-                            .and_then(|p| p.aor.as_deref().map(aor_user).or(p.name.as_deref()))
-                            .map(slug)
-                            .filter(|s| !s.is_empty())
-                            .unwrap_or_else(|| "stream".into());
-                        let mut file = format!("{who}-{}.wav", slug_or(&label, index));
-                        if self.streams.values().any(|s| s.file == file) {
-                            file = format!("{who}-{}-{index}.wav", slug_or(&label, index));
-                        }
+                        let sender = md.as_ref().and_then(|md| md.sender_of_label(&label));
+                        let file = file_name(sender, &label, index, |n| {
+                            self.streams.values().any(|s| s.file == n)
+                        });
                         self.event(at, "stream-added", Some(&label), None);
                         actions.push(LineAction::Start { index, codec, file });
                     }
@@ -419,15 +412,6 @@ impl Session {
             meta.participants.push(p);
         }
         meta
-    }
-}
-
-fn slug_or(label: &str, index: usize) -> String {
-    let s = slug(label);
-    if s.is_empty() {
-        format!("m{index}")
-    } else {
-        s
     }
 }
 

@@ -14,15 +14,16 @@ pub const BUF: usize = 2048;
 /// them built once.
 pub struct BatchReceiver {
     bufs: Box<[[u8; BUF]; BATCH]>,
-    iov: Box<[libc::iovec; BATCH]>,
+    /// Pointed to by `hdr`; kept alive, never read directly.
+    _iov: Box<[libc::iovec; BATCH]>,
     hdr: Box<[libc::mmsghdr; BATCH]>,
     names: Box<[libc::sockaddr_storage; BATCH]>,
     lens: [usize; BATCH],
     count: usize,
 }
 
-// SAFETY: the raw pointers in `iov`/`hdr` point only into this struct's own
-// heap allocations (`bufs`, `iov`), which move with it; nothing is shared.
+// SAFETY: the raw pointers in `_iov`/`hdr`/`names` point only into this struct's own
+// heap allocations (`bufs`, `_iov`, `names`), which move with it; nothing is shared.
 unsafe impl Send for BatchReceiver {}
 
 impl Default for BatchReceiver {
@@ -52,7 +53,7 @@ impl BatchReceiver {
         }
         BatchReceiver {
             bufs,
-            iov,
+            _iov: iov,
             hdr,
             names,
             lens: [0; BATCH],
@@ -63,9 +64,8 @@ impl BatchReceiver {
     /// Takes what is queued on the non-blocking socket `fd`: the number of
     /// datagrams (0..=BATCH), or `WouldBlock` when nothing is queued.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        let _ = &self.iov; // the headers point into it
-                           // SAFETY: `hdr` holds BATCH headers whose iovecs point into buffers
-                           // of BUF bytes owned by self; MSG_DONTWAIT never blocks.
+        // SAFETY: `hdr` holds BATCH headers whose iovecs point into buffers
+        // of BUF bytes owned by self; MSG_DONTWAIT never blocks.
         let n = unsafe {
             libc::recvmmsg(
                 fd,

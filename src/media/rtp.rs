@@ -3,19 +3,7 @@
 //! (no allocation without CSRCs or extensions), the payload a subslice of
 //! the receive buffer.
 
-use bytes::Bytes;
 use webrtc_util::marshal::Unmarshal;
-
-/// The fields the recorder needs from one RTP packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RtpPacket {
-    pub payload_type: u8,
-    pub sequence: u16,
-    pub timestamp: u32,
-    pub ssrc: u32,
-    pub marker: bool,
-    pub payload: Bytes,
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RtpError {
@@ -28,24 +16,6 @@ pub enum RtpError {
 /// Is this datagram RTCP sent on the RTP port (rtcp-mux, RFC 5761 §4)?
 pub fn is_rtcp(data: &[u8]) -> bool {
     data.len() >= 2 && (200..=204).contains(&data[1])
-}
-
-/// Parses one datagram. `data` is shared, not copied.
-pub fn parse(data: Bytes) -> Result<RtpPacket, RtpError> {
-    if is_rtcp(&data) {
-        return Err(RtpError::Rtcp);
-    }
-    let mut buf = data;
-    let p =
-        rtp::packet::Packet::unmarshal(&mut buf).map_err(|e| RtpError::Invalid(e.to_string()))?;
-    Ok(RtpPacket {
-        payload_type: p.header.payload_type,
-        sequence: p.header.sequence_number,
-        timestamp: p.header.timestamp,
-        ssrc: p.header.ssrc,
-        marker: p.header.marker,
-        payload: p.payload,
-    })
 }
 
 /// An RTP packet borrowed from its receive buffer.
@@ -182,16 +152,16 @@ mod tests {
     #[test]
     fn roundtrip_and_rejections() {
         let raw = build(0, 7, 1600, 0xCA110000, &[0xff; 160]);
-        let p = parse(Bytes::from(raw)).unwrap();
+        let p = parse_view(&raw).unwrap();
         assert_eq!(
             (p.payload_type, p.sequence, p.timestamp, p.ssrc),
             (0, 7, 1600, 0xCA110000)
         );
         assert_eq!(p.payload.len(), 160);
-        assert!(parse(Bytes::from_static(&[0x80, 0x00])).is_err());
+        assert!(parse_view(&[0x80, 0x00]).is_err());
         // RTCP receiver report on the RTP port
         assert_eq!(
-            parse(Bytes::from_static(&[0x80, 201, 0, 1, 0, 0, 0, 1])),
+            parse_view(&[0x80, 201, 0, 1, 0, 0, 0, 1]),
             Err(RtpError::Rtcp)
         );
     }
