@@ -29,6 +29,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub output: OutputConfig,
     pub http: HttpConfig,
+    /// SIP over TLS (`[tls]`), off unless a certificate and key are set.
+    pub tls: TlsConfig,
     /// The DN directory (`[[directory]]` entries).
     pub directory: Vec<crate::genesys::DnEntry>,
     /// Recording rules (`[[rules]]`), first match wins.
@@ -147,6 +149,39 @@ pub struct StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+}
+
+/// SIP over TLS.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Address for SIP over TLS; listened on when `cert` and `key` are set.
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate.
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates: when set, clients must present a certificate
+    /// signed by one of them (mutual TLS); others fail the handshake.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// Whether SIP over TLS is configured.
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some() && self.key.is_some()
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5061)),
+            cert: None,
+            key: None,
+            client_ca: None,
+        }
+    }
 }
 
 /// An inclusive port range written `LO-HI`.
@@ -300,6 +335,18 @@ impl Config {
                 message: "at least one format and one encoder".into(),
             });
         }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "tls.cert",
+                message: "tls.cert and tls.key go together".into(),
+            });
+        }
+        if self.tls.client_ca.is_some() && !self.tls.enabled() {
+            return Err(ConfigError::Invalid {
+                key: "tls.client_ca",
+                message: "needs tls.cert and tls.key".into(),
+            });
+        }
         if self.media.rtp_ports.hi - self.media.rtp_ports.lo < 1 {
             return Err(ConfigError::Invalid {
                 key: "media.rtp_ports",
@@ -329,6 +376,10 @@ mod tests {
             "advertised_address",
             "recordings",
             "index",
+            "[tls]",
+            "cert",
+            "key",
+            "client_ca",
         ] {
             assert!(text.contains(key), "examples/srs.toml must document {key}");
         }

@@ -18,7 +18,8 @@
 //! | [`store`] | the file drop (atomic publish), the SQLite index, CLI rendering | files |
 //! | [`genesys`] | correlation ids (Genesys record URIs, X-Genesys-*, vendor ids), the DN directory, recording rules (`record = source|dest`) | no |
 //! | [`config`] | embedded defaults, TOML config file, flag overrides | reads a file |
-//! | [`server`] | the thin tokio layer: sockets, timers, tasks, publishing | yes |
+//! | [`server`] | the thin tokio layer: sockets (SIP over UDP, TCP and TLS), timers, tasks, publishing | yes |
+//! | [`tls`] | the rustls configuration for SIP over TLS (certificate, key, mutual TLS) | reads files |
 //! | [`http`] | the HTTP API (`/healthz`) | yes |
 //! | [`testkit`] | normalising corpus messages for tests, fuzzing and load generation | no |
 
@@ -33,5 +34,6 @@ pub mod session;
 pub mod sip;
 pub mod siprec;
 pub mod store;
+pub mod tls;
 
 pub mod testkit;

@@ -1,9 +1,9 @@
-//! The thin tokio layer: owns the SIP sockets (UDP and TCP), the timer, the
+//! The thin tokio layer: owns the SIP sockets (UDP, TCP, TLS), the timer, the
 //! RTP sockets and their tasks, and publishing. All protocol decisions are
 //! taken by [`SipCore`]; this module only moves bytes and time in and out.
 //!
-//! One task owns the core and the SIP UDP socket; each TCP connection has a
-//! reader task (framing by Content-Length) and a writer task; each recorded
+//! One task owns the core and the SIP UDP socket; each TCP or TLS
+//! connection has a reader task (framing by Content-Length) and a writer task; each recorded
 //! stream has a task that receives RTP into its [`StreamRecorder`]; a
 //! finished session is published by its own task (file drop, then index).
 
@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Format;
 use crate::config::{Config, PortRange};
@@ -49,6 +50,8 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Addresses actually bound (ports may have been 0 in the config).
@@ -56,6 +59,8 @@ pub enum ServerError {
 pub struct Bound {
     pub sip: SocketAddr,
     pub http: SocketAddr,
+    /// SIP over TLS, when configured.
+    pub tls: Option<SocketAddr>,
 }
 
 /// Even/odd RTP/RTCP port pairs from the configured range.
@@ -130,10 +135,10 @@ struct ActiveSession {
     formats: Vec<Format>,
 }
 
-/// What connection tasks tell the core task.
-enum TcpInput {
+/// What connection tasks (TCP and TLS) tell the core task.
+enum ConnInput {
     Opened(ConnId, mpsc::UnboundedSender<Bytes>),
-    Message(ConnId, SocketAddr, Bytes),
+    Message(ConnId, Transport, SocketAddr, Bytes),
     Closed(ConnId),
 }
 
@@ -196,6 +201,22 @@ pub async fn run(
             addr: sip_bound,
             source,
         })?;
+    let tls = if config.tls.enabled() {
+        let acceptor = TlsAcceptor::from(crate::tls::server_config(&config.tls)?);
+        let listener = TcpListener::bind(config.tls.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "SIP/TLS",
+                addr: config.tls.listen,
+                source,
+            })?;
+        Some((listener, acceptor))
+    } else {
+        None
+    };
+    let tls_bound = tls
+        .as_ref()
+        .map(|(l, _)| l.local_addr().unwrap_or(config.tls.listen));
     let http_listener =
         http::bind(config.http.listen)
             .await
@@ -219,11 +240,21 @@ pub async fn run(
         next_stream: std::sync::atomic::AtomicU64::new(1),
         config: config.clone(),
     });
-    tracing::info!(sip = %sip_bound, http = %http_bound, rtp_ports = %config.media.rtp_ports,
-        recordings = %config.storage.recordings.display(), "srs listening (SIP over UDP and TCP)");
+    match tls_bound {
+        Some(tls) => {
+            tracing::info!(sip = %sip_bound, %tls, mutual_tls = config.tls.client_ca.is_some(),
+            http = %http_bound, rtp_ports = %config.media.rtp_ports,
+            recordings = %config.storage.recordings.display(), "srs listening (SIP over UDP, TCP and TLS)")
+        }
+        None => {
+            tracing::info!(sip = %sip_bound, http = %http_bound, rtp_ports = %config.media.rtp_ports,
+            recordings = %config.storage.recordings.display(), "srs listening (SIP over UDP and TCP)")
+        }
+    }
     on_bound(Bound {
         sip: sip_bound,
         http: http_bound,
+        tls: tls_bound,
     });
 
     let api = http::ApiState {
@@ -242,11 +273,16 @@ pub async fn run(
     });
 
     let (tcp_tx, tcp_rx) = mpsc::unbounded_channel();
-    tokio::spawn(accept_tcp(tcp, tcp_tx));
+    let conn_ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    tokio::spawn(accept_streams(tcp, None, conn_ids.clone(), tcp_tx.clone()));
+    if let Some((listener, acceptor)) = tls {
+        tokio::spawn(accept_streams(listener, Some(acceptor), conn_ids, tcp_tx));
+    }
 
     let core = SipCore::new(CoreConfig {
         max_sessions: config.sip.max_sessions,
         sip_port: sip_bound.port(),
+        tls_port: tls_bound.map(|a| a.port()),
         answer_delay: Duration::from_millis(config.sip.answer_delay_ms),
         ringing: config.sip.ringing,
         session_expires: Duration::from_secs(config.sip.session_expires),
@@ -281,7 +317,7 @@ struct CoreLoop {
 impl CoreLoop {
     async fn run(
         &mut self,
-        mut tcp_rx: mpsc::UnboundedReceiver<TcpInput>,
+        mut tcp_rx: mpsc::UnboundedReceiver<ConnInput>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
         let mut buf = vec![0u8; 65_535];
@@ -307,10 +343,10 @@ impl CoreLoop {
                     Err(e) => tracing::debug!(error = %e, "SIP/UDP receive error"),
                 },
                 Some(input) = tcp_rx.recv() => match input {
-                    TcpInput::Opened(id, tx) => { self.conns.insert(id, tx); }
-                    TcpInput::Closed(id) => { self.conns.remove(&id); }
-                    TcpInput::Message(id, addr, data) => {
-                        let peer = Peer { transport: Transport::Tcp, addr, conn: Some(id) };
+                    ConnInput::Opened(id, tx) => { self.conns.insert(id, tx); }
+                    ConnInput::Closed(id) => { self.conns.remove(&id); }
+                    ConnInput::Message(id, transport, addr, data) => {
+                        let peer = Peer { transport, addr, conn: Some(id) };
                         self.core.handle_input(Instant::now(), peer, &data);
                     }
                 },
@@ -378,11 +414,11 @@ impl CoreLoop {
 
     async fn transmit(&mut self, peer: Peer, payload: Bytes) {
         match (peer.transport, peer.conn) {
-            (Transport::Tcp, Some(conn)) => match self.conns.get(&conn) {
+            (Transport::Tcp | Transport::Tls, Some(conn)) => match self.conns.get(&conn) {
                 Some(tx) => {
                     let _ = tx.send(payload);
                 }
-                None => tracing::debug!(%peer.addr, "TCP connection gone; response dropped"),
+                None => tracing::debug!(%peer.addr, "connection gone; message dropped"),
             },
             _ => {
                 if let Err(e) = self.udp.send_to(&payload, peer.addr).await {
@@ -946,39 +982,68 @@ async fn publish(
     }
 }
 
-/// Accepts SIP/TCP connections; each gets a reader and a writer task.
-async fn accept_tcp(listener: TcpListener, tx: mpsc::UnboundedSender<TcpInput>) {
-    let mut next: ConnId = 1;
+/// How long a TLS client may take over its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts SIP/TCP connections, or SIP/TLS ones when given an acceptor;
+/// each gets a reader and a writer task.
+async fn accept_streams(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    ids: Arc<std::sync::atomic::AtomicU64>,
+    tx: mpsc::UnboundedSender<ConnInput>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
-                let id = next;
-                next += 1;
-                tokio::spawn(serve_tcp(stream, addr, id, tx.clone()));
+                let id = ids.fetch_add(1, Ordering::Relaxed);
+                let _ = stream.set_nodelay(true);
+                let tx = tx.clone();
+                match &tls {
+                    None => {
+                        tokio::spawn(serve_stream(stream, Transport::Tcp, addr, id, tx));
+                    }
+                    Some(acceptor) => {
+                        let handshake = acceptor.accept(stream);
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                                Ok(Ok(s)) => serve_stream(s, Transport::Tls, addr, id, tx).await,
+                                Ok(Err(e)) => {
+                                    tracing::warn!(%addr, error = %e, "SIP/TLS handshake failed")
+                                }
+                                Err(_) => tracing::warn!(%addr, "SIP/TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "SIP/TCP accept failed");
+                tracing::warn!(error = %e, "SIP stream accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
 }
 
-async fn serve_tcp(
-    stream: TcpStream,
+/// Reads SIP messages framed by Content-Length from one connection and
+/// writes what the core sends to it.
+async fn serve_stream<S>(
+    stream: S,
+    transport: Transport,
     addr: SocketAddr,
     id: ConnId,
-    tx: mpsc::UnboundedSender<TcpInput>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    tx: mpsc::UnboundedSender<ConnInput>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
-    if tx.send(TcpInput::Opened(id, out_tx)).is_err() {
+    if tx.send(ConnInput::Opened(id, out_tx)).is_err() {
         return;
     }
     let writer = tokio::spawn(async move {
         while let Some(b) = out_rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
+            if wr.write_all(&b).await.is_err() || wr.flush().await.is_err() {
                 break;
             }
         }
@@ -993,13 +1058,14 @@ async fn serve_tcp(
                 loop {
                     match framer.next_message() {
                         Ok(Some(m)) => {
-                            if tx.send(TcpInput::Message(id, addr, m)).is_err() {
+                            if tx.send(ConnInput::Message(id, transport, addr, m)).is_err() {
                                 break 'read;
                             }
                         }
                         Ok(None) => break,
                         Err(e) => {
-                            tracing::warn!(%addr, error = %e, "closing SIP/TCP connection");
+                            tracing::warn!(%addr, transport = transport.as_str(), error = %e,
+                                "closing SIP connection");
                             break 'read;
                         }
                     }
@@ -1007,7 +1073,7 @@ async fn serve_tcp(
             }
         }
     }
-    let _ = tx.send(TcpInput::Closed(id));
+    let _ = tx.send(ConnInput::Closed(id));
     writer.abort();
 }
 

@@ -44,6 +44,7 @@ pub type SessionId = u64;
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl Transport {
@@ -51,6 +52,16 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// The transport token of a Via header.
+    fn via(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 }
@@ -131,6 +142,8 @@ pub struct CoreConfig {
     pub max_sessions: usize,
     /// Our SIP port, for the Contact header.
     pub sip_port: u16,
+    /// Our SIP/TLS port, for the `sips:` Contact given to TLS clients.
+    pub tls_port: Option<u16>,
     /// Seed for tags and branches (random in production, fixed in tests).
     pub tag_seed: u64,
     /// Delay between accepting a new session and sending its 200 OK (some
@@ -160,6 +173,7 @@ impl Default for CoreConfig {
             user_agent: concat!("srs/", env!("CARGO_PKG_VERSION")).to_string(),
             max_sessions: 10_000,
             sip_port: 5060,
+            tls_port: None,
             tag_seed: 0x5125,
             answer_delay: Duration::ZERO,
             ringing: false,
@@ -427,7 +441,7 @@ impl SipCore {
     fn reliability(peer: &Peer) -> Reliability {
         match peer.transport {
             Transport::Udp => Reliability::Unreliable,
-            Transport::Tcp => Reliability::Reliable,
+            Transport::Tcp | Transport::Tls => Reliability::Reliable,
         }
     }
 
@@ -824,24 +838,13 @@ impl SipCore {
 
     /// Builds and sends the 2xx with our SDP for the dialog's current offer.
     fn send_answer(&mut self, now: Instant, session: SessionId) {
-        let (t1, ua, sip_port) = (
-            self.config.t1,
-            self.config.user_agent.clone(),
-            self.config.sip_port,
-        );
+        let (t1, ua) = (self.config.t1, self.config.user_agent.clone());
         let Some(d) = self.dialogs.get_mut(&session) else {
             return;
         };
         let ip = d.media_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let sdp = sdp::build_answer(&d.offer, ip, &d.answers, session, d.sdp_version);
-        let host = match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("[{v6}]"),
-        };
-        let transport = match d.peer.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-        };
+        let contact = contact_uri(&self.config, d.peer.transport, ip);
         let is_invite = d.request.method() == Some(&Method::Invite);
         let mut b = ResponseBuilder::new(&d.request, 200, "OK", Some(&d.local_tag));
         if is_invite {
@@ -850,10 +853,7 @@ impl SipCore {
             }
         }
         b = b
-            .header(
-                "Contact",
-                &format!("<sip:srs@{host}:{sip_port}{transport}>;+sip.srs"),
-            )
+            .header("Contact", &format!("<{contact}>;+sip.srs"))
             .header("Allow", ALLOW)
             .header("Supported", SUPPORTED)
             .header("Server", &ua);
@@ -1184,11 +1184,14 @@ impl SipCore {
             })
             .unwrap_or_else(|| format!("sip:{}", d.peer.addr));
         let branch = format!("z9hG4bK{}", self.fresh_tag());
-        let proto = match d.peer.transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        };
+        let proto = d.peer.transport.via();
         let host = d.media_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let contact = contact_uri(&self.config, d.peer.transport, host);
+        let port = match d.peer.transport {
+            Transport::Tls => self.config.tls_port.unwrap_or(self.config.sip_port),
+            _ => self.config.sip_port,
+        };
+        let host = host_text(host);
         let from = inv.header("To").unwrap_or_default();
         let from = if header_param(from, "tag").is_some() {
             from.to_string()
@@ -1197,17 +1200,15 @@ impl SipCore {
         };
         let cseq = d.local_cseq + 1;
         let mut text = format!(
-            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{proto} {host}:{};branch={branch}\r\nMax-Forwards: 70\r\n",
-            self.config.sip_port
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{proto} {host}:{port};branch={branch}\r\nMax-Forwards: 70\r\n"
         );
         for rr in inv.headers_named("Record-Route") {
             text.push_str(&format!("Route: {rr}\r\n"));
         }
         text.push_str(&format!(
-            "From: {from}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:srs@{host}:{}>;+sip.srs\r\nUser-Agent: {}\r\n",
+            "From: {from}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <{contact}>;+sip.srs\r\nUser-Agent: {}\r\n",
             inv.header("From").unwrap_or_default(),
             inv.call_id().unwrap_or_default(),
-            self.config.sip_port,
             self.config.user_agent
         ));
         if method != "BYE" {
@@ -1289,6 +1290,29 @@ impl SipCore {
             Some(("application/rs-metadata-request", body.as_bytes())),
         );
         self.dialogs.insert(session, d);
+    }
+}
+
+/// An IP as the host part of a SIP URI (IPv6 in brackets).
+fn host_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// Our Contact URI on a transport: `sips:` on our TLS port when the
+/// client reached us over TLS (RFC 3261 §8.1.1.8, §12.1.1), `sip:` with
+/// `transport=tcp` over TCP.
+fn contact_uri(config: &CoreConfig, transport: Transport, ip: IpAddr) -> String {
+    let host = host_text(ip);
+    match transport {
+        Transport::Udp => format!("sip:srs@{host}:{}", config.sip_port),
+        Transport::Tcp => format!("sip:srs@{host}:{};transport=tcp", config.sip_port),
+        Transport::Tls => format!(
+            "sips:srs@{host}:{}",
+            config.tls_port.unwrap_or(config.sip_port)
+        ),
     }
 }
 

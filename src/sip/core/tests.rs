@@ -655,3 +655,54 @@ fn allow_list_rate_limit_stream_cap_and_draining() {
     core.handle_input(t0, udp_peer(), &request("BYE", &tag, "z9hG4bK-byed", 2));
     assert_eq!(code(&drain(&mut core)[0]), 200);
 }
+
+#[test]
+fn contact_and_via_follow_the_transport() {
+    let config = CoreConfig {
+        sip_port: 5060,
+        tls_port: Some(5061),
+        ..CoreConfig::default()
+    };
+    for (transport, contact, via) in [
+        (
+            Transport::Udp,
+            "<sip:srs@127.0.0.1:5060>",
+            "SIP/2.0/UDP 127.0.0.1:5060",
+        ),
+        (
+            Transport::Tcp,
+            "<sip:srs@127.0.0.1:5060;transport=tcp>",
+            "SIP/2.0/TCP 127.0.0.1:5060",
+        ),
+        (
+            Transport::Tls,
+            "<sips:srs@127.0.0.1:5061>",
+            "SIP/2.0/TLS 127.0.0.1:5061",
+        ),
+    ] {
+        let mut core = SipCore::new(config.clone());
+        let t0 = Instant::now();
+        let peer = Peer {
+            transport,
+            conn: (transport != Transport::Udp).then_some(7),
+            ..udp_peer()
+        };
+        core.handle_input(t0, peer, &crlf(SIPP_INVITE));
+        drain(&mut core);
+        let (id, offer) = offered(&mut core);
+        accept_all(&mut core, t0, id, &offer);
+        let out = drain(&mut core);
+        let contact_hdr = out[0].header("Contact").unwrap();
+        assert!(
+            contact_hdr.starts_with(contact),
+            "{transport:?}: {contact_hdr}"
+        );
+        // Our BYE: Via and Contact on the same transport, same connection.
+        core.terminate(t0, id);
+        let t = core.poll_transmit().expect("our BYE");
+        assert_eq!(t.peer, peer);
+        let bye = parse(&t.payload).unwrap();
+        assert!(bye.header("Via").unwrap().starts_with(via), "{transport:?}");
+        assert!(bye.header("Contact").unwrap().starts_with(contact));
+    }
+}
