@@ -536,9 +536,18 @@ pub enum FramingError {
 
 /// Cuts a byte stream into messages by Content-Length (RFC 3261 §18.3):
 /// several messages in one read, one message over several reads.
+///
+/// Linear in the bytes pushed, however they are split: the search for the
+/// end of the head resumes where the last one stopped, and a head once
+/// found is not parsed again while the body trickles in (a client sending
+/// one byte at a time cannot make each byte cost the whole buffer).
 #[derive(Debug, Default)]
 pub struct StreamFramer {
     buf: Vec<u8>,
+    /// Bytes of `buf` already searched for the end of the head.
+    scanned: usize,
+    /// The current message's total length, once its head is complete.
+    frame: Option<usize>,
 }
 
 impl StreamFramer {
@@ -553,28 +562,47 @@ impl StreamFramer {
     /// Next complete message, if the buffer holds one. A missing
     /// Content-Length on a stream counts as 0.
     pub fn next_message(&mut self) -> Result<Option<Bytes>, FramingError> {
-        let skip = skip_leading_crlf(&self.buf);
-        self.buf.drain(..skip);
-        let Some((text_end, body_start)) = head_end(&self.buf) else {
-            if self.buf.len() > MAX_MESSAGE_SIZE {
-                return Err(FramingError::TooLarge);
+        let total = match self.frame {
+            Some(total) => total,
+            None => {
+                if self.scanned == 0 {
+                    let skip = skip_leading_crlf(&self.buf);
+                    self.buf.drain(..skip);
+                }
+                // A match needs up to 2 bytes after its '\n': the last two
+                // positions searched may not have been decided yet.
+                let from = self.scanned.saturating_sub(2);
+                let Some((text_end, body_start)) = head_end(&self.buf[from..]) else {
+                    self.scanned = self.buf.len();
+                    if self.buf.len() > MAX_MESSAGE_SIZE {
+                        return Err(FramingError::TooLarge);
+                    }
+                    return Ok(None);
+                };
+                let (text_end, body_start) = (from + text_end, from + body_start);
+                let head = std::str::from_utf8(&self.buf[..text_end])
+                    .map_err(|_| FramingError::NotUtf8)?;
+                let len = match content_length_of(head) {
+                    Ok(n) => n.unwrap_or(0),
+                    Err(ParseError::ContentLength(v)) => {
+                        return Err(FramingError::ContentLength(v))
+                    }
+                    Err(_) => 0,
+                };
+                let total = body_start + len;
+                if total > MAX_MESSAGE_SIZE {
+                    return Err(FramingError::TooLarge);
+                }
+                self.frame = Some(total);
+                total
             }
-            return Ok(None);
         };
-        let head = std::str::from_utf8(&self.buf[..text_end]).map_err(|_| FramingError::NotUtf8)?;
-        let len = match content_length_of(head) {
-            Ok(n) => n.unwrap_or(0),
-            Err(ParseError::ContentLength(v)) => return Err(FramingError::ContentLength(v)),
-            Err(_) => 0,
-        };
-        let total = body_start + len;
-        if total > MAX_MESSAGE_SIZE {
-            return Err(FramingError::TooLarge);
-        }
         if self.buf.len() < total {
             return Ok(None);
         }
         let msg: Vec<u8> = self.buf.drain(..total).collect();
+        self.scanned = 0;
+        self.frame = None;
         Ok(Some(Bytes::from(msg)))
     }
 }
@@ -689,6 +717,33 @@ Content-Length:  4\r\n\r\nbodyEXTRA";
         let many = "X-H: 1\r\n".repeat(MAX_HEADERS + 1);
         let raw = INVITE.replace("Call-ID: call-1\r\n", &format!("Call-ID: call-1\r\n{many}"));
         assert_eq!(parse(raw.as_bytes()), Err(ParseError::TooManyHeaders));
+    }
+
+    #[test]
+    fn framer_gives_the_same_messages_however_the_stream_is_split() {
+        let one = INVITE.replace("bodyEXTRA", "body");
+        let lf = "OPTIONS sip:a SIP/2.0\nCSeq: 1 OPTIONS\nl: 2\n\nok";
+        let mixed = "BYE sip:a SIP/2.0\r\nCSeq: 2 BYE\n\r\n";
+        let stream = format!("\r\n{one}{lf}\r\n\r\n{mixed}{one}");
+        let whole = {
+            let mut f = StreamFramer::new();
+            f.push(stream.as_bytes());
+            std::iter::from_fn(|| f.next_message().unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(whole.len(), 4);
+        assert_eq!(&whole[1][..], lf.as_bytes());
+        assert_eq!(&whole[2][..], mixed.as_bytes());
+        for size in 1..=9 {
+            let mut f = StreamFramer::new();
+            let mut got = Vec::new();
+            for chunk in stream.as_bytes().chunks(size) {
+                f.push(chunk);
+                while let Some(m) = f.next_message().unwrap() {
+                    got.push(m);
+                }
+            }
+            assert_eq!(got, whole, "chunks of {size}");
+        }
     }
 
     #[test]
