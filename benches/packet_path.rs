@@ -3,7 +3,8 @@
 //! the same run. `cargo bench --bench packet_path`
 //!
 //! Prints one line per case: ns/packet (median of 7 runs of 50,000 packets)
-//! and the ratio to the baseline.
+//! and the ratio to the baseline. `-- TEXT` runs only the cases whose name
+//! contains TEXT (e.g. `-- PCMU`, handy under `perf record`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -108,7 +109,15 @@ fn main() {
             packets(111, &obuf[..n], 960),
         ),
     ];
+    // `cargo bench` passes `--bench`; any other argument filters.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     for (name, kind, pt, pkts) in cases {
+        if !filter.iter().all(|f| name.contains(f.as_str())) {
+            continue;
+        }
         let ns = bench_record(kind, pt, &pkts);
         println!("{name:<34} {ns:>9.1} ns/packet  {:.2}x", ns / base);
     }

@@ -212,7 +212,7 @@ fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), IndexError> {
     let json = serde_json::to_string(meta)?;
     let duration = i64::try_from(meta.duration_ms).unwrap_or(i64::MAX);
     let id = &meta.recording_id;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO recordings
              (recording_id, call_id, status, started_at, ended_at, duration_ms, source, path, meta_json,
               record_dn, record_dn_kind, geo_location, direction, call_uuid, ani, dnis)
@@ -225,7 +225,8 @@ fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), IndexError> {
              record_dn = excluded.record_dn, record_dn_kind = excluded.record_dn_kind,
              geo_location = excluded.geo_location, direction = excluded.direction,
              call_uuid = excluded.call_uuid, ani = excluded.ani, dnis = excluded.dnis",
-        params![
+    )?
+    .execute(params![
             id,
             meta.call_id,
             meta.status,
@@ -244,12 +245,13 @@ fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), IndexError> {
             meta.correlation.get("dnis"),
         ],
     )?;
-    for table in ["participants", "recording_dns", "correlation", "events"] {
-        // Table names are constants of this program, never input.
-        tx.execute(
-            &format!("DELETE FROM {table} WHERE recording_id = ?1"),
-            params![id],
-        )?;
+    for delete in [
+        "DELETE FROM participants WHERE recording_id = ?1",
+        "DELETE FROM recording_dns WHERE recording_id = ?1",
+        "DELETE FROM correlation WHERE recording_id = ?1",
+        "DELETE FROM events WHERE recording_id = ?1",
+    ] {
+        tx.prepare_cached(delete)?.execute(params![id])?;
     }
     let mut ins = tx.prepare_cached(
         "INSERT INTO participants (recording_id, participant_id, aor, name, labels)
