@@ -245,7 +245,7 @@ impl Ng {
 
     /// Sends one command and waits for its reply (one resend, same cookie,
     /// after [`NG_RETRY`]). Returns the reply dictionary if its result is
-    /// "ok", else the reason.
+    /// "ok" (or "pong"), else the reason.
     fn call(&mut self, cmd: &Ben) -> Result<Ben, String> {
         let cookie = format!("{}_{}", std::process::id(), self.next_cookie);
         self.next_cookie += 1;
@@ -291,7 +291,7 @@ impl Ng {
                 let (dict, _) =
                     Ben::decode(&reply[sp + 1..]).map_err(|e| format!("bad ng reply: {e}"))?;
                 return match dict.get_str("result").as_deref() {
-                    Some("ok") => Ok(dict),
+                    Some("ok" | "pong") => Ok(dict),
                     Some(r) => Err(format!(
                         "{r}: {}",
                         dict.get_str("error-reason").unwrap_or_default()
@@ -603,6 +603,7 @@ fn main() {
         sender::ulaw_tone(1000, 8000.0),
         sender::ulaw_tone(400, 8000.0),
     ];
+    wait_ready(args.ng);
     let (cmd, done_rx, sender_thread) = sender::spawn(socks, tones, sender::PTIME_MS);
     let run_id = format!("{}-{}", std::process::id(), epoch_secs());
     let mut run = Run {
@@ -750,6 +751,27 @@ fn main() {
     println!("{json}");
     let bad = !failed.is_empty() || pc.records < sent;
     std::process::exit(if bad { 1 } else { 0 });
+}
+
+/// Waits (up to 10 s) for rtpengine to answer a `ping`: a cold start on a
+/// busy machine can take more than the 2 s an offer would wait.
+fn wait_ready(server: SocketAddr) {
+    let t0 = Instant::now();
+    let mut ng = Ng::new(server).unwrap_or_else(|e| {
+        eprintln!("rtpengine_load: ng socket: {e}");
+        std::process::exit(2)
+    });
+    let ping = Ben::dict(&[("command", Ben::str("ping"))]);
+    loop {
+        match ng.call(&ping) {
+            Ok(_) => return,
+            Err(e) if t0.elapsed() > Duration::from_secs(10) => {
+                eprintln!("rtpengine_load: no answer to ping from {server} in 10 s: {e}");
+                std::process::exit(2)
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 /// Seconds since the epoch, to make the call ids of successive runs differ.

@@ -404,16 +404,9 @@ fn tls_1_2_and_1_3_both_work_also_with_openssl() {
 fn openssl_options(pki: &Pki, to: SocketAddr, flag: &str, cert: Option<(&Path, &Path)>) -> String {
     use std::process::{Command, Stdio};
     let mut cmd = Command::new("openssl");
-    cmd.args([
-        "s_client",
-        "-connect",
-        &to.to_string(),
-        flag,
-        "-ign_eof",
-        "-CAfile",
-    ])
-    .arg(pki.path("ca.pem"))
-    .args(["-verify_return_error", "-verify_ip", "127.0.0.1"]);
+    cmd.args(["s_client", "-connect", &to.to_string(), flag, "-CAfile"])
+        .arg(pki.path("ca.pem"))
+        .args(["-verify_return_error", "-verify_ip", "127.0.0.1"]);
     if let Some((c, k)) = cert {
         cmd.arg("-cert").arg(c).arg("-key").arg(k);
     }
@@ -429,8 +422,9 @@ fn openssl_options(pki: &Pki, to: SocketAddr, flag: &str, cert: Option<(&Path, &
     );
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(req.as_bytes()).unwrap();
-    // Keep stdin open long enough for the answer, then close: s_client exits.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Keep stdin open long enough for the answer, then close: s_client
+    // exits at the end of its input.
+    std::thread::sleep(Duration::from_millis(1000));
     drop(stdin);
     let deadline = Instant::now() + Duration::from_secs(10);
     while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
