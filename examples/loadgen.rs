@@ -4,6 +4,7 @@
 //!
 //!     cargo run --release --example loadgen -- --calls N --cps R --talk S --target HOST:PORT
 //!         [--tcp] [--http ADDR:PORT] [--recordings DIR] [--rtp-base PORT] [--sender-sockets 16]
+//!         [--publish-wait 30]
 //!
 //! Each call: INVITE (UDP, or one shared TCP connection with `--tcp`) with a
 //! `multipart/mixed` body: SDP with two sendonly PCMU m-lines (labels 1 and
@@ -46,7 +47,9 @@ const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
 /// Timers B and F: transaction timeout.
 const TIMEOUT: Duration = Duration::from_secs(32);
-/// How long recordings may take to be published.
+/// How long recordings may take to be published, by default
+/// (`--publish-wait S`: more when Opus or stereo outputs are made after
+/// the calls).
 const PUBLISH_WAIT: Duration = Duration::from_secs(30);
 
 struct Args {
@@ -60,12 +63,13 @@ struct Args {
     recordings: Option<PathBuf>,
     rtp_base: u16,
     sender_sockets: usize,
+    publish_wait: Duration,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: loadgen --calls N --cps R --talk S --target HOST:PORT [--tcp] [--http ADDR:PORT] \
-         [--recordings DIR] [--rtp-base PORT] [--sender-sockets 16]"
+         [--recordings DIR] [--rtp-base PORT] [--sender-sockets 16] [--publish-wait 30]"
     );
     std::process::exit(2)
 }
@@ -78,6 +82,7 @@ fn parse_args() -> Args {
     let mut recordings = None;
     let mut rtp_base = 0u16;
     let mut sender_sockets = 16usize;
+    let mut publish_wait = PUBLISH_WAIT;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| usage());
@@ -91,6 +96,9 @@ fn parse_args() -> Args {
             "--recordings" => recordings = Some(PathBuf::from(val())),
             "--rtp-base" => rtp_base = val().parse().unwrap_or_else(|_| usage()),
             "--sender-sockets" => sender_sockets = val().parse().unwrap_or_else(|_| usage()),
+            "--publish-wait" => {
+                publish_wait = Duration::from_secs(val().parse().unwrap_or_else(|_| usage()))
+            }
             _ => usage(),
         }
     }
@@ -117,6 +125,7 @@ fn parse_args() -> Args {
         recordings,
         rtp_base,
         sender_sockets,
+        publish_wait,
     }
 }
 
@@ -864,7 +873,7 @@ struct Verification {
     max_duration_err_ms: f64,
 }
 
-fn verify(calls: &[Call], source: &mut dyn Source) -> Verification {
+fn verify(calls: &[Call], source: &mut dyn Source, wait: Duration) -> Verification {
     let mut pending: BTreeMap<String, usize> = calls
         .iter()
         .enumerate()
@@ -877,7 +886,7 @@ fn verify(calls: &[Call], source: &mut dyn Source) -> Verification {
         received: 0,
         max_duration_err_ms: 0.0,
     };
-    let deadline = Instant::now() + PUBLISH_WAIT;
+    let deadline = Instant::now() + wait;
     loop {
         let wanted: Vec<String> = pending.keys().cloned().collect();
         let found = source.fetch(&wanted);
@@ -905,10 +914,8 @@ fn verify(calls: &[Call], source: &mut dyn Source) -> Verification {
         std::thread::sleep(Duration::from_millis(250));
     }
     for id in pending.into_keys() {
-        v.mismatched.push((
-            id,
-            format!("not published within {} s", PUBLISH_WAIT.as_secs()),
-        ));
+        v.mismatched
+            .push((id, format!("not published within {} s", wait.as_secs())));
     }
     v.mismatched.sort();
     v
@@ -1101,12 +1108,16 @@ fn main() {
 
     // Verification.
     let verification = if let Some(addr) = run.args.http.clone() {
-        Some(verify(&run.calls, &mut HttpSource(addr)))
+        Some(verify(
+            &run.calls,
+            &mut HttpSource(addr),
+            run.args.publish_wait,
+        ))
     } else {
         run.args
             .recordings
             .clone()
-            .map(|dir| verify(&run.calls, &mut DirSource(dir)))
+            .map(|dir| verify(&run.calls, &mut DirSource(dir), run.args.publish_wait))
     };
 
     // Summary.
