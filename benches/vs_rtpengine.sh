@@ -18,6 +18,9 @@
 # and sendmsg's worth of work per packet), which srs, a recording endpoint,
 # does not. srs also does more per packet than a pcap append (jitter buffer,
 # decoding, WAV/Opus files, metadata, index).
+# rtpengine_load waits 100 ms after a call's last packet before `delete`
+# (see its doc comment: with --delete-delay=0 an immediate delete races the
+# last packet).
 # Binaries come from $CARGO_TARGET_DIR (default ./target).
 set -euo pipefail
 calls=${1:?calls} cps=${2:?cps} talk=${3:?talk}
@@ -44,7 +47,8 @@ sleep 1
 kill -0 $srs || { echo "srs did not start:"; cat "$work/srs.log"; exit 1; }
 t0=$(ticks $srs)
 "$bin/examples/loadgen" --calls "$calls" --cps "$cps" --talk "$talk" \
-  --target 127.0.0.1:47060 --recordings "$work/srs" >"$work/loadgen.out" || true
+  --target 127.0.0.1:47060 --recordings "$work/srs" >"$work/loadgen.out" ||
+  { echo "loadgen failed:"; cat "$work/loadgen.out"; } >&2
 t1=$(ticks $srs)
 kill $srs; wait $srs 2>/dev/null || true; srs=""
 tail -1 "$work/loadgen.out" >"$work/srs.json"
@@ -59,7 +63,8 @@ rte=$!
 sleep 1
 kill -0 $rte || { echo "rtpengine did not start:"; cat "$work/rtpengine.log"; exit 1; }
 "$bin/examples/rtpengine_load" --calls "$calls" --cps "$cps" --talk "$talk" \
-  --ng 127.0.0.1:22223 --recording-dir "$work/rte" --pid $rte >"$work/rte.out" || true
+  --ng 127.0.0.1:22223 --recording-dir "$work/rte" --pid $rte >"$work/rte.out" ||
+  { echo "rtpengine_load failed:"; cat "$work/rte.out"; } >&2
 kill $rte; wait $rte 2>/dev/null || true; rte=""
 tail -1 "$work/rte.out" >"$work/rte.json"
 
