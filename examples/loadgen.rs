@@ -37,7 +37,7 @@ mod sender;
 use srs::sip::message::{self, Message, Method, StartLine};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -106,14 +106,7 @@ fn parse_args() -> Args {
     if calls == 0 || cps <= 0.0 || talk <= 0.0 || sender_sockets == 0 {
         usage();
     }
-    let target = target_text
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.find(SocketAddr::is_ipv4))
-        .unwrap_or_else(|| {
-            eprintln!("cannot resolve {target_text} to an IPv4 address");
-            std::process::exit(2)
-        });
+    let target = sender::resolve_v4(&target_text);
     Args {
         calls,
         cps,

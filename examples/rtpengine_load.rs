@@ -40,7 +40,7 @@
 mod sender;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -97,14 +97,7 @@ fn parse_args() -> Args {
     if calls == 0 || cps <= 0.0 || talk <= 0.0 || sender_sockets == 0 {
         usage();
     }
-    let ng = ng_text
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.find(SocketAddr::is_ipv4))
-        .unwrap_or_else(|| {
-            eprintln!("cannot resolve {ng_text} to an IPv4 address");
-            std::process::exit(2)
-        });
+    let ng = sender::resolve_v4(&ng_text);
     Args {
         calls,
         cps,

@@ -523,3 +523,16 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
+
+/// `HOST:PORT` resolved to its first IPv4 address; exits with a message
+/// (status 2) when it has none.
+pub fn resolve_v4(text: &str) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.find(std::net::SocketAddr::is_ipv4))
+        .unwrap_or_else(|| {
+            eprintln!("cannot resolve {text} to an IPv4 address");
+            std::process::exit(2)
+        })
+}
