@@ -452,13 +452,18 @@ impl StreamRecorder {
             marker: v.marker,
             arrival: now,
         };
-        let mut buf = [0u8; MAX_PAYLOAD];
-        loop {
-            match self.reorder.push(meta, payload) {
-                Push::Stored | Push::Dropped => break,
-                Push::Full => {
-                    if let Some((m, len)) = self.reorder.pop_oldest(&mut buf) {
-                        self.place(m, &buf[..len])?;
+        if self.reorder.take_in_order(&meta) {
+            // The usual case: decoded straight from the receive buffer.
+            self.place(meta, payload)?;
+        } else {
+            let mut buf = [0u8; MAX_PAYLOAD];
+            loop {
+                match self.reorder.push(meta, payload) {
+                    Push::Stored | Push::Dropped => break,
+                    Push::Full => {
+                        if let Some((m, len)) = self.reorder.pop_oldest(&mut buf) {
+                            self.place(m, &buf[..len])?;
+                        }
                     }
                 }
             }
@@ -468,9 +473,11 @@ impl StreamRecorder {
 
     /// Releases the packets whose reorder wait is over (call on a timer too).
     pub fn tick(&mut self, now: Instant) -> Result<(), RecorderError> {
-        let mut buf = [0u8; MAX_PAYLOAD];
-        while let Some((m, len)) = self.reorder.pop(now, &mut buf) {
-            self.place(m, &buf[..len])?;
+        if !self.reorder.is_empty() {
+            let mut buf = [0u8; MAX_PAYLOAD];
+            while let Some((m, len)) = self.reorder.pop(now, &mut buf) {
+                self.place(m, &buf[..len])?;
+            }
         }
         if now.saturating_duration_since(self.last_checkpoint) >= CHECKPOINT {
             self.last_checkpoint = now;
