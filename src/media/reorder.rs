@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// Largest RTP datagram payload kept.
 pub const MAX_PAYLOAD: usize = 1500;
 
+/// What each slot holds at least, once one is needed (20 ms of G.711).
+const MIN_SLOT_BYTES: usize = 160;
+
 /// Fields of a buffered packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketMeta {
@@ -190,6 +193,14 @@ impl ReorderBuffer {
             self.highest_seq = meta.seq;
         }
         let len = payload.len().min(MAX_PAYLOAD);
+        if self.slots[idx].data.capacity() < len {
+            // In-order packets never reach the slots: the first push that
+            // needs one sizes them all, so no later reordering allocates.
+            let want = len.max(MIN_SLOT_BYTES);
+            for s in &mut self.slots {
+                s.data.reserve(want.saturating_sub(s.data.len()));
+            }
+        }
         let slot = &mut self.slots[idx];
         slot.used = true;
         slot.ext_seq = ext;
