@@ -149,7 +149,7 @@ struct Shared {
     health: Arc<Health>,
     config: Config,
     /// Bounds the stereo/Opus work done after calls.
-    encoders: Arc<tokio::sync::Semaphore>,
+    encoders: EncoderPool,
     /// The media threads.
     reactor: Reactor,
     /// To the publisher thread (which owns the index).
@@ -233,7 +233,12 @@ pub async fn run(
         drop: FileDrop::new(root),
         ports: Mutex::new(PortPool::new(config.media.rtp_ports)),
         health: health.clone(),
-        encoders: Arc::new(tokio::sync::Semaphore::new(config.output.encoders)),
+        encoders: EncoderPool::start(config.output.encoders).map_err(|source| {
+            ServerError::Drop {
+                path: PathBuf::from("encoder threads"),
+                source,
+            }
+        })?,
         reactor: Reactor::start(config.media.threads()).map_err(|source| ServerError::Drop {
             path: PathBuf::from("media reactor"),
             source,
@@ -966,28 +971,83 @@ async fn publish(
     }
     let duration_ms = end.saturating_duration_since(start).as_millis() as u64;
     let mut meta = session.finish(ended_at, duration_ms, status, &reports);
-    // Stereo and Opus files: made now, off the packet path, on a bounded pool.
-    let permit = shared.encoders.clone().acquire_owned().await.ok();
+    // Stereo and Opus files: made now, off the packet path, by the
+    // encoder threads (bounded, and at a lower CPU priority than the media
+    // threads, so encoding lags under load instead of costing packets).
     let mut out_cfg = shared.config.output.clone();
     out_cfg.formats = formats;
-    let meta = match tokio::task::spawn_blocking(move || {
-        make_outputs(&out_cfg, &dir, &mut meta);
-        meta
-    })
-    .await
-    {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(error = %e, "output task failed");
-            return;
+    let meta = if out_cfg.formats.iter().all(|f| *f == Format::Wav) {
+        meta // the mono WAVs are the output: nothing to make
+    } else {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        shared.encoders.run(Box::new(move || {
+            make_outputs(&out_cfg, &dir, &mut meta);
+            let _ = tx.send(meta);
+        }));
+        match rx.await {
+            Ok(meta) => meta,
+            Err(_) => {
+                tracing::error!("an encoder thread failed; the recording stays in .incoming");
+                return;
+            }
         }
     };
-    drop(permit);
     // Into the drop, then the index: by the publisher thread, in batches.
     let (done, published) = tokio::sync::oneshot::channel();
     let queued = shared.publisher.send(PublishJob { meta, done }).is_ok();
     if !queued || published.await.is_err() {
         tracing::error!("the publisher thread is gone; the recording stays in .incoming");
+    }
+}
+
+/// Work for the encoder threads.
+type EncodeJob = Box<dyn FnOnce() + Send>;
+
+/// The threads that make stereo and Opus files after calls: `n` of them,
+/// each at nice 10, so that on a saturated machine the media threads
+/// (nice 0) always run first and encoding finishes later instead.
+struct EncoderPool {
+    tx: std::sync::mpsc::Sender<EncodeJob>,
+}
+
+impl EncoderPool {
+    fn start(n: usize) -> std::io::Result<EncoderPool> {
+        let (tx, rx) = std::sync::mpsc::channel::<EncodeJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..n.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("srs-encoder-{i}"))
+                .spawn(move || {
+                    // SAFETY: plain syscalls on the calling thread; a
+                    // failure only leaves the thread at normal priority.
+                    unsafe {
+                        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+                    }
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            // A panic loses that recording's extra files
+                            // (its caller is told), never the thread.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return, // the server is gone
+                        }
+                    }
+                })?;
+        }
+        Ok(EncoderPool { tx })
+    }
+
+    fn run(&self, job: EncodeJob) {
+        if self.tx.send(job).is_err() {
+            tracing::error!("no encoder thread left");
+        }
     }
 }
 

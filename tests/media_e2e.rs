@@ -106,6 +106,19 @@ fn record(stereo_left: &str) -> (serde_json::Value, std::path::PathBuf, Server) 
     )
     .unwrap();
     let srs = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    // The encoder threads run below the media threads' priority (nice 10).
+    let tasks = format!("/proc/{}/task", srs.child.id());
+    let mut encoders = 0;
+    for t in std::fs::read_dir(&tasks).unwrap().flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        if stat.contains("(srs-encoder-") {
+            let after = stat.rsplit_once(')').unwrap().1;
+            let nice: i32 = after.split_whitespace().nth(16).unwrap().parse().unwrap();
+            assert_eq!(nice, 10, "{stat}");
+            encoders += 1;
+        }
+    }
+    assert_eq!(encoders, 2, "output.encoders threads");
     let call = invite(srs.sip, &format!("media-{stereo_left}"));
     let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let to1 = ("127.0.0.1", call.ports[0]);
