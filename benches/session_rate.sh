@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Session rate (issue 6): SIPp's load scenario (tests/peers/sipp/
+# siprec_uac_load.xml: SIPREC INVITE with metadata, label 1 streaming,
+# immediate BYE with -d 0) against `srs serve` (release) on loopback.
+#   bash benches/session_rate.sh RATE CALLS
+# Prints SIPp's successful/failed calls and achieved rate, the server's CPU
+# per session, and how many recordings were published.
+set -euo pipefail
+rate=${1:?rate} calls=${2:?calls}
+cd "$(dirname "$0")/.."
+cargo build --release -q --bin srs
+rec=$(mktemp -d)
+./target/release/srs serve --sip 127.0.0.1:25060 --http 127.0.0.1:25080 \
+  --recordings "$rec" --rtp-ports 30000-31999 >"$rec/srs.log" 2>&1 &
+srs=$!
+trap 'kill $srs 2>/dev/null || true; rm -rf "$rec"' EXIT
+sleep 1
+ticks() { awk '{print $14+$15}' /proc/$srs/stat; }
+hz=$(getconf CLK_TCK)
+t0=$(ticks)
+start=$(date +%s.%N)
+(cd tests/peers/sipp && sipp -sf siprec_uac_load.xml -r "$rate" -l 3000 -m "$calls" -d 0 \
+  -i 127.0.0.1 -p 25071 -mp 26100 127.0.0.1:25060 -nostdin -timeout 300s \
+  -trace_stat -stf "$rec/stat.csv" >"$rec/sipp.out" 2>&1) || true
+# Every session published?
+for _ in $(seq 1 120); do
+  pub=$(curl -s http://127.0.0.1:25080/healthz | python3 -c "import json,sys; print(json.load(sys.stdin)['recordings_published'])")
+  [ "$pub" -ge "$calls" ] && break
+  sleep 0.5
+done
+end=$(date +%s.%N)
+t1=$(ticks)
+grep -E "Successful call|Failed call|Call Rate" "$rec/sipp.out" | sed 's/  */ /g'
+python3 - "$calls" "$((t1 - t0))" "$hz" "$pub" "$start" "$end" <<'PY'
+import sys
+calls, ticks, hz, pub = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+wall = float(sys.argv[6]) - float(sys.argv[5])
+cpu = ticks / hz
+print(f"published {pub}/{calls}; server cpu {cpu:.2f} s = {cpu * 1000 / calls:.2f} ms per session; "
+      f"{calls / wall:.0f} sessions/s from first INVITE to last publication ({wall:.1f} s)")
+PY
