@@ -228,9 +228,24 @@ fn drain(batch: &mut BatchReceiver, s: &mut Stream, rtcp: bool, now: Instant) {
             if rtcp {
                 s.rec.on_rtcp_datagram_mut(batch.packet_mut(i));
             } else if s.failed.is_none() {
-                if let Err(e) = s.rec.on_datagram_mut(now, batch.packet_mut(i)) {
-                    tracing::error!(error = %e, "writing audio failed; the stream stops recording");
-                    s.failed = Some(e.to_string());
+                // A panic (a bug, ours or a dependency's, on hostile input)
+                // stops this stream, never the thread and its other streams.
+                let rec = &mut s.rec;
+                let packet = batch.packet_mut(i);
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    rec.on_datagram_mut(now, packet)
+                })) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "writing audio failed; the stream stops recording");
+                        s.failed = Some(e.to_string());
+                    }
+                    Err(_) => {
+                        tracing::error!(
+                            "a datagram made the recorder panic; the stream stops recording"
+                        );
+                        s.failed = Some("internal error on a received datagram".into());
+                    }
                 }
             }
         }

@@ -35,6 +35,7 @@ pub fn parse_view(data: &[u8]) -> Result<RtpView<'_>, RtpError> {
     if is_rtcp(data) {
         return Err(RtpError::Rtcp);
     }
+    check_extension(data)?;
     let mut buf = data;
     let h =
         rtp::header::Header::unmarshal(&mut buf).map_err(|e| RtpError::Invalid(e.to_string()))?;
@@ -55,6 +56,64 @@ pub fn parse_view(data: &[u8]) -> Result<RtpView<'_>, RtpError> {
         marker: h.marker,
         payload: &data[start..end],
     })
+}
+
+/// RFC 8285 header extension elements must stay inside their block. The
+/// `rtp` crate (0.17) checks the block but not the elements, and panics
+/// on an element that runs past the end of the packet (found by fuzzing:
+/// `tests/fixtures/fuzz/rtp/`), so malformed ones are refused here first.
+fn check_extension(data: &[u8]) -> Result<(), RtpError> {
+    const ONE_BYTE: u16 = 0xBEDE;
+    const TWO_BYTE: u16 = 0x1000;
+    if data.len() < 12 || data[0] & 0x10 == 0 {
+        return Ok(()); // no extension (short packets: the crate refuses them)
+    }
+    let bad = |what: &str| Err(RtpError::Invalid(format!("header extension: {what}")));
+    let off = 12 + 4 * usize::from(data[0] & 0x0f);
+    let Some(head) = data.get(off..off + 4) else {
+        return bad("truncated");
+    };
+    let profile = u16::from_be_bytes([head[0], head[1]]);
+    let len = usize::from(u16::from_be_bytes([head[2], head[3]])) * 4;
+    let Some(block) = data.get(off + 4..off + 4 + len) else {
+        return bad("longer than the packet");
+    };
+    let mut i = 0;
+    match profile {
+        ONE_BYTE => {
+            while i < block.len() {
+                let b = block[i];
+                if b == 0 {
+                    i += 1; // padding
+                    continue;
+                }
+                if b >> 4 == 15 {
+                    break; // reserved id: the rest is ignored
+                }
+                i += 2 + usize::from(b & 0x0f);
+                if i > block.len() {
+                    return bad("an element runs past its block");
+                }
+            }
+        }
+        TWO_BYTE => {
+            while i < block.len() {
+                if block[i] == 0 {
+                    i += 1;
+                    continue;
+                }
+                let Some(l) = block.get(i + 1) else {
+                    return bad("an element runs past its block");
+                };
+                i += 2 + usize::from(*l);
+                if i > block.len() {
+                    return bad("an element runs past its block");
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// An RTCP sender report's clock mapping (RFC 3550 §6.4.1): the sender's
@@ -164,5 +223,54 @@ mod tests {
             parse_view(&[0x80, 201, 0, 1, 0, 0, 0, 1]),
             Err(RtpError::Rtcp)
         );
+    }
+
+    /// A packet with the X bit and one extension block of `words` 32-bit
+    /// words holding `ext` (zero padded), then a payload.
+    fn with_extension(profile: u16, words: u16, ext: &[u8]) -> Vec<u8> {
+        let mut p = build(0, 1, 2, 3, &[]);
+        p[0] |= 0x10;
+        p.extend_from_slice(&profile.to_be_bytes());
+        p.extend_from_slice(&words.to_be_bytes());
+        let mut block = ext.to_vec();
+        block.resize(usize::from(words) * 4, 0);
+        p.extend_from_slice(&block);
+        p
+    }
+
+    #[test]
+    fn extension_elements_past_their_block_are_refused_not_a_panic() {
+        // One-byte: id 1, length 16, in a 4-byte block at the packet's end.
+        let p = with_extension(0xBEDE, 1, &[0x1f, 1, 2, 3]);
+        assert!(matches!(parse_view(&p), Err(RtpError::Invalid(_))));
+        // Two-byte: id 1, length 200.
+        let p = with_extension(0x1000, 1, &[1, 200, 0, 0]);
+        assert!(matches!(parse_view(&p), Err(RtpError::Invalid(_))));
+        // Two-byte: an id with no length byte left.
+        let p = with_extension(0x1000, 1, &[0, 0, 0, 7]);
+        assert!(matches!(parse_view(&p), Err(RtpError::Invalid(_))));
+        // Well-formed ones still parse, payload after the block.
+        let mut p = with_extension(0xBEDE, 2, &[0x10, 0xaa, 0x21, 1, 2]);
+        p.extend_from_slice(&[9; 160]);
+        assert_eq!(parse_view(&p).unwrap().payload, &[9; 160][..]);
+        let mut p = with_extension(0x1000, 1, &[1, 2, 0xaa, 0xbb]);
+        p.extend_from_slice(&[9; 20]);
+        assert_eq!(parse_view(&p).unwrap().payload, &[9; 20][..]);
+    }
+
+    #[test]
+    fn fuzz_crash_regressions() {
+        // Every crash the `rtp` fuzz target found, run as the target does.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/rtp");
+        let mut n = 0;
+        for f in std::fs::read_dir(dir).unwrap() {
+            let data = std::fs::read(f.unwrap().path()).unwrap();
+            for p in data.split(|b| *b == 0xfe) {
+                let _ = parse_view(p);
+                let _ = sender_report(p);
+            }
+            n += 1;
+        }
+        assert!(n >= 1);
     }
 }
