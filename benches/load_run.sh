@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One load measurement for docs/performance.md (issue 6):
 #   bash benches/load_run.sh CALLS CPS TALK_S
-# Starts `srs serve` (release) on loopback, runs the load generator, samples
+# Starts `srs serve` (release) on loopback, runs the load generator (which
+# verifies every recording by reading the drop, not through the server's
+# API, so that verifying costs the server nothing), samples
 # the server's CPU (user+sys from /proc), peak RSS and open descriptors, then
 # runs the UDP floor probe with the same number of streams. Prints one
 # summary line per program (JSON from the load generator and the floor).
@@ -27,7 +29,7 @@ t0=$(ticks); rss=0; fds=0
 sampler=$!
 base_rss=$(awk '/VmRSS/{print $2}' /proc/$srs/status)
 ./target/release/examples/loadgen --calls "$calls" --cps "$cps" --talk "$talk" \
-  --target 127.0.0.1:47060 --http 127.0.0.1:47080 ${LOADGEN_ARGS:-} | tail -1 >"$rec/loadgen.json" || true
+  --target 127.0.0.1:47060 --recordings "$rec" ${LOADGEN_ARGS:-} | tail -1 >"$rec/loadgen.json" || true
 t1=$(ticks)
 kill $sampler 2>/dev/null || true
 peak="$(sort -n -k1 "$rec/samples" | tail -1 | cut -d' ' -f1) $(sort -n -k2 "$rec/samples" | tail -1 | cut -d' ' -f2)"

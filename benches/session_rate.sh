@@ -10,7 +10,10 @@ rate=${1:?rate} calls=${2:?calls}
 cd "$(dirname "$0")/.."
 cargo build --release -q --bin srs
 rec=$(mktemp -d)
-./target/release/srs serve --sip 127.0.0.1:25060 --http 127.0.0.1:25080 \
+# One SIPp source sends everything: lift the per-source limit (default 500
+# new sessions/s per address, then 503) so the server itself is measured.
+printf '[sip]\nrate_limit = 100000\n' >"$rec/srs.toml"
+./target/release/srs serve --config "$rec/srs.toml" --sip 127.0.0.1:25060 --http 127.0.0.1:25080 \
   --recordings "$rec" --rtp-ports 30000-31999 >"$rec/srs.log" 2>&1 &
 srs=$!
 trap 'kill $srs 2>/dev/null || true; rm -rf "$rec"' EXIT

@@ -55,10 +55,51 @@ pub struct ActiveSessionInfo {
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub health: Arc<Health>,
-    /// The SQLite index (opened read-only per request).
+    /// The SQLite index.
     pub index_path: PathBuf,
     /// The file drop root.
     pub drop_root: PathBuf,
+    /// Open connections to the index, reused across requests.
+    pub pool: Arc<IndexPool>,
+}
+
+/// Index connections kept open between requests: opening one (file,
+/// WAL, schema check) costs more than most queries, and a QM tool or a
+/// load generator polling the API would pay it per request. Connections
+/// older than [`IndexPool::MAX_AGE`] are dropped, so an index replaced on
+/// disk is picked up.
+#[derive(Default)]
+pub struct IndexPool {
+    idle: std::sync::Mutex<Vec<(Index, std::time::Instant)>>,
+}
+
+impl std::fmt::Debug for IndexPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IndexPool")
+    }
+}
+
+impl IndexPool {
+    const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+    const MAX_IDLE: usize = 8;
+
+    fn take(&self) -> Option<(Index, std::time::Instant)> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some((index, opened)) = idle.pop() {
+            if opened.elapsed() < Self::MAX_AGE {
+                return Some((index, opened));
+            }
+        }
+        None
+    }
+
+    fn give(&self, index: Index, opened: std::time::Instant) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < Self::MAX_IDLE {
+                idle.push((index, opened));
+            }
+        }
+    }
 }
 
 async fn healthz(State(st): State<ApiState>) -> Json<serde_json::Value> {
@@ -84,10 +125,19 @@ async fn with_index<T: Send + 'static>(
     f: impl FnOnce(&Index) -> Result<T, String> + Send + 'static,
 ) -> Result<Option<T>, Response> {
     let path = st.index_path.clone();
-    let r = tokio::task::spawn_blocking(move || match Index::open_existing(&path) {
-        Ok(Some(index)) => f(&index).map(Some),
-        Ok(None) => Ok(None),
-        Err(e) => Err(e.to_string()),
+    let pool = st.pool.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let (index, opened) = match pool.take() {
+            Some(reused) => reused,
+            None => match Index::open_existing(&path) {
+                Ok(Some(index)) => (index, std::time::Instant::now()),
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            },
+        };
+        let r = f(&index).map(Some);
+        pool.give(index, opened);
+        r
     })
     .await;
     match r {

@@ -275,6 +275,7 @@ pub async fn run(
     });
 
     let api = http::ApiState {
+        pool: Default::default(),
         health: health.clone(),
         index_path: config.index_path(),
         drop_root: config.storage.recordings.clone(),
@@ -1103,7 +1104,14 @@ fn publisher(
         if !published.is_empty() {
             match &index {
                 Some(index) => {
-                    if let Err(e) = index.upsert_batch(&published) {
+                    let t = Instant::now();
+                    let r = index.upsert_batch(&published);
+                    tracing::debug!(
+                        recordings = published.len(),
+                        index_ms = t.elapsed().as_secs_f64() * 1e3,
+                        "index batch"
+                    );
+                    if let Err(e) = r {
                         let ids: Vec<&str> =
                             published.iter().map(|m| m.recording_id.as_str()).collect();
                         tracing::error!(recording_ids = ?ids, error = %e, "indexing failed; run `srs reindex`");

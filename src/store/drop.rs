@@ -131,9 +131,11 @@ impl FileDrop {
     /// stays in `.incoming` and does not hold back the others.
     pub fn publish_batch(&self, metas: &mut [RecordingMeta]) -> Vec<Result<PathBuf, DropError>> {
         let previous: Vec<String> = metas.iter().map(|m| m.path.clone()).collect();
+        let t0 = std::time::Instant::now();
         // 1. metadata.json of each, not yet durable.
         let mut staged: Vec<Result<(PathBuf, PathBuf), DropError>> =
             metas.iter_mut().map(|meta| self.stage(meta)).collect();
+        let t1 = std::time::Instant::now();
         // 2. Everything written so far reaches the disk, in one flush.
         if staged.iter().any(|r| r.is_ok()) {
             if let Err(e) = self.flush() {
@@ -147,6 +149,7 @@ impl FileDrop {
                 }
             }
         }
+        let t2 = std::time::Instant::now();
         // 3. The renames, then one flush to make them durable.
         let results: Vec<Result<PathBuf, DropError>> = staged
             .into_iter()
@@ -161,6 +164,7 @@ impl FileDrop {
                 Ok(target)
             })
             .collect();
+        let t3 = std::time::Instant::now();
         if results.iter().any(|r| r.is_ok()) {
             if let Err(e) = self.flush() {
                 // Renamed but maybe not durable: reported, the recording is
@@ -169,6 +173,16 @@ impl FileDrop {
                 tracing::error!(error = %e, "flushing the published recordings");
             }
         }
+        let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
+        let t4 = std::time::Instant::now();
+        tracing::debug!(
+            recordings = metas.len(),
+            stage_ms = ms(t0, t1),
+            sync_files_ms = ms(t1, t2),
+            rename_ms = ms(t2, t3),
+            sync_renames_ms = ms(t3, t4),
+            "publish batch"
+        );
         for ((r, meta), previous) in results.iter().zip(metas.iter_mut()).zip(previous) {
             match r {
                 Ok(target) => tracing::debug!(path = %target.display(), "recording published"),
