@@ -14,7 +14,7 @@ rec=$(mktemp -d)
 # new sessions/s per address, then 503) so the server itself is measured.
 printf '[sip]\nrate_limit = 100000\n' >"$rec/srs.toml"
 ./target/release/srs serve --config "$rec/srs.toml" --sip 127.0.0.1:25060 --http 127.0.0.1:25080 \
-  --recordings "$rec" --rtp-ports 30000-31999 >"$rec/srs.log" 2>&1 &
+  --recordings "$rec" --rtp-ports 20000-31999 >"$rec/srs.log" 2>&1 &
 srs=$!
 trap 'kill $srs 2>/dev/null || true; rm -rf "$rec"' EXIT
 sleep 1
