@@ -3,9 +3,11 @@
 //! taken by [`SipCore`]; this module only moves bytes and time in and out.
 //!
 //! One task owns the core and the SIP UDP socket; each TCP or TLS
-//! connection has a reader task (framing by Content-Length) and a writer task; each recorded
-//! stream has a task that receives RTP into its [`StreamRecorder`]; a
-//! finished session is published by its own task (file drop, then index).
+//! connection has a reader task (framing by Content-Length) and a writer
+//! task. Recorded streams live in the media reactor's threads. A finished
+//! session's task stops its streams; stereo/Opus files are made by the
+//! encoder threads; the publisher thread puts recordings into the drop and
+//! then the index, in batches.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -148,7 +150,7 @@ struct Shared {
     ports: Mutex<PortPool>,
     health: Arc<Health>,
     config: Config,
-    /// Bounds the stereo/Opus work done after calls.
+    /// Makes the stereo/Opus files after calls.
     encoders: EncoderPool,
     /// The media threads.
     reactor: Reactor,
@@ -257,17 +259,9 @@ pub async fn run(
                 source,
             })?;
     }
-    match tls_bound {
-        Some(tls) => {
-            tracing::info!(sip = %sip_bound, %tls, mutual_tls = config.tls.client_ca.is_some(),
-            http = %http_bound, rtp_ports = %config.media.rtp_ports,
-            recordings = %config.storage.recordings.display(), "srs listening (SIP over UDP, TCP and TLS)")
-        }
-        None => {
-            tracing::info!(sip = %sip_bound, http = %http_bound, rtp_ports = %config.media.rtp_ports,
-            recordings = %config.storage.recordings.display(), "srs listening (SIP over UDP and TCP)")
-        }
-    }
+    tracing::info!(sip = %sip_bound, tls = ?tls_bound, mutual_tls = config.tls.client_ca.is_some(),
+        http = %http_bound, rtp_ports = %config.media.rtp_ports,
+        recordings = %config.storage.recordings.display(), "srs listening (SIP over UDP and TCP, and TLS when configured)");
     on_bound(Bound {
         sip: sip_bound,
         http: http_bound,
@@ -290,11 +284,11 @@ pub async fn run(
         }
     });
 
-    let (tcp_tx, tcp_rx) = mpsc::unbounded_channel();
+    let (conn_tx, conn_rx) = mpsc::unbounded_channel();
     let conn_ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
-    tokio::spawn(accept_streams(tcp, None, conn_ids.clone(), tcp_tx.clone()));
+    tokio::spawn(accept_streams(tcp, None, conn_ids.clone(), conn_tx.clone()));
     if let Some((listener, acceptor)) = tls {
-        tokio::spawn(accept_streams(listener, Some(acceptor), conn_ids, tcp_tx));
+        tokio::spawn(accept_streams(listener, Some(acceptor), conn_ids, conn_tx));
     }
 
     let core = SipCore::new(CoreConfig {
@@ -320,7 +314,7 @@ pub async fn run(
         shared,
         routes: HashMap::new(),
     };
-    lp.run(tcp_rx, &mut shutdown).await;
+    lp.run(conn_rx, &mut shutdown).await;
     Ok(())
 }
 
@@ -339,7 +333,7 @@ struct CoreLoop {
 impl CoreLoop {
     async fn run(
         &mut self,
-        mut tcp_rx: mpsc::UnboundedReceiver<ConnInput>,
+        mut conn_rx: mpsc::UnboundedReceiver<ConnInput>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
         let mut buf = vec![0u8; 65_535];
@@ -364,7 +358,7 @@ impl CoreLoop {
                     }
                     Err(e) => tracing::debug!(error = %e, "SIP/UDP receive error"),
                 },
-                Some(input) = tcp_rx.recv() => match input {
+                Some(input) = conn_rx.recv() => match input {
                     ConnInput::Opened(id, tx) => { self.conns.insert(id, tx); }
                     ConnInput::Closed(id) => { self.conns.remove(&id); }
                     ConnInput::Message(id, transport, addr, data) => {

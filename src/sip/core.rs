@@ -1187,10 +1187,7 @@ impl SipCore {
         let proto = d.peer.transport.via();
         let host = d.media_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let contact = contact_uri(&self.config, d.peer.transport, host);
-        let port = match d.peer.transport {
-            Transport::Tls => self.config.tls_port.unwrap_or(self.config.sip_port),
-            _ => self.config.sip_port,
-        };
+        let port = local_port(&self.config, d.peer.transport);
         let host = host_text(host);
         let from = inv.header("To").unwrap_or_default();
         let from = if header_param(from, "tag").is_some() {
@@ -1305,14 +1302,19 @@ fn host_text(ip: IpAddr) -> String {
 /// client reached us over TLS (RFC 3261 §8.1.1.8, §12.1.1), `sip:` with
 /// `transport=tcp` over TCP.
 fn contact_uri(config: &CoreConfig, transport: Transport, ip: IpAddr) -> String {
-    let host = host_text(ip);
+    let (host, port) = (host_text(ip), local_port(config, transport));
     match transport {
-        Transport::Udp => format!("sip:srs@{host}:{}", config.sip_port),
-        Transport::Tcp => format!("sip:srs@{host}:{};transport=tcp", config.sip_port),
-        Transport::Tls => format!(
-            "sips:srs@{host}:{}",
-            config.tls_port.unwrap_or(config.sip_port)
-        ),
+        Transport::Udp => format!("sip:srs@{host}:{port}"),
+        Transport::Tcp => format!("sip:srs@{host}:{port};transport=tcp"),
+        Transport::Tls => format!("sips:srs@{host}:{port}"),
+    }
+}
+
+/// Our port on a transport (TLS listens on its own).
+fn local_port(config: &CoreConfig, transport: Transport) -> u16 {
+    match transport {
+        Transport::Tls => config.tls_port.unwrap_or(config.sip_port),
+        Transport::Udp | Transport::Tcp => config.sip_port,
     }
 }
 

@@ -184,10 +184,8 @@ impl FileDrop {
             "publish batch"
         );
         for ((r, meta), previous) in results.iter().zip(metas.iter_mut()).zip(previous) {
-            match r {
-                Ok(target) => tracing::debug!(path = %target.display(), "recording published"),
-                // Not published: the staged path is not where it is.
-                Err(_) => meta.path = previous,
+            if r.is_err() {
+                meta.path = previous; // not published: the staged path is not where it is
             }
         }
         results
