@@ -17,3 +17,13 @@ pub mod reorder;
 pub mod rtp;
 pub mod srtp;
 pub mod stereo;
+
+/// The WAV format every file of ours uses: 16-bit signed PCM.
+pub fn pcm16_spec(sample_rate: u32, channels: u16) -> hound::WavSpec {
+    hound::WavSpec {
+        channels,
+        sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    }
+}

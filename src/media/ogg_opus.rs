@@ -875,12 +875,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wav = dir.path().join("in.wav");
         let ogg = dir.path().join("out.opus");
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 8000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
+        let spec = crate::media::pcm16_spec(8000, 1);
         let mut w = hound::WavWriter::create(&wav, spec).unwrap();
         for s in tone(8000, 400.0, 16000, 10000.0) {
             w.write_sample(s).unwrap();
@@ -913,12 +908,7 @@ mod tests {
         let ogg = dir.path().join("o.opus");
         assert!(encode_wav_to_ogg_opus(&wav, &ogg, 24000).is_err());
         assert!(encode_wav_to_ogg_opus(&dir.path().join("missing.wav"), &ogg, 24000).is_err());
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 44100,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
+        let spec = crate::media::pcm16_spec(44100, 1);
         hound::WavWriter::create(&wav, spec)
             .unwrap()
             .finalize()

@@ -242,12 +242,7 @@ impl StreamRecorder {
         ogg: Option<&Path>,
     ) -> Result<Self, RecorderError> {
         let (decoders, out_rate) = decoders_of(&spec)?;
-        let wav = hound::WavSpec {
-            channels: 1,
-            sample_rate: out_rate,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
+        let wav = crate::media::pcm16_spec(out_rate, 1);
         let writer = hound::WavWriter::create(path, wav).map_err(|source| RecorderError::Wav {
             path: path.to_path_buf(),
             source,

@@ -202,12 +202,7 @@ pub fn write_stereo(
         path: out.to_path_buf(),
         source,
     };
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
+    let spec = crate::media::pcm16_spec(rate, 2);
     let mut w = hound::WavWriter::create(out, spec).map_err(wav_err)?;
     let mut buf = vec![0i16; BLOCK * 2];
     let mut done = 0u64;
@@ -232,12 +227,7 @@ mod tests {
     use super::*;
 
     fn write_mono(path: &Path, rate: u32, samples: &[i16]) {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: rate,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
+        let spec = crate::media::pcm16_spec(rate, 1);
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         for s in samples {
             w.write_sample(*s).unwrap();
@@ -362,12 +352,7 @@ mod tests {
         std::fs::write(&junk, b"RIFF\x04\0\0\0WAVEjunk").unwrap();
         assert!(write_stereo(Some(&junk), None, &o).is_err());
         let st = dir.path().join("st.wav");
-        let spec = hound::WavSpec {
-            channels: 2,
-            sample_rate: 8000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
+        let spec = crate::media::pcm16_spec(8000, 2);
         hound::WavWriter::create(&st, spec)
             .unwrap()
             .finalize()

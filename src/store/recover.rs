@@ -187,12 +187,7 @@ mod tests {
     fn an_interrupted_wav_is_repaired_to_everything_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.wav");
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 8000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
+        let spec = crate::media::pcm16_spec(8000, 1);
         let mut w = hound::WavWriter::create(&path, spec).unwrap();
         for i in 0..8000 {
             w.write_sample((i % 100) as i16).unwrap();
@@ -227,12 +222,7 @@ mod tests {
             ..RecordingMeta::default()
         };
         write_incoming(&dir, &meta).unwrap();
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 8000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
+        let spec = crate::media::pcm16_spec(8000, 1);
         let mut w = hound::WavWriter::create(dir.join("alice-1.wav"), spec).unwrap();
         for _ in 0..16000 {
             w.write_sample(1i16).unwrap();
