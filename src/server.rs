@@ -575,14 +575,7 @@ impl CoreLoop {
         if !s.recorded {
             return Some((s.media_ip, unrecorded_answers(sdp)));
         }
-        let mut answers = vec![
-            AnswerMedia {
-                port: None,
-                inactive: false,
-                crypto: None,
-            };
-            sdp.media.len()
-        ];
+        let mut answers = vec![AnswerMedia::recv(None); sdp.media.len()];
         for action in s.session.reoffer(Utc::now(), sdp) {
             match action {
                 LineAction::Keep {
@@ -760,14 +753,7 @@ impl CoreLoop {
             recorded: true,
             formats,
         };
-        let mut answers = vec![
-            AnswerMedia {
-                port: None,
-                inactive: false,
-                crypto: None,
-            };
-            offer.sdp.media.len()
-        ];
+        let mut answers = vec![AnswerMedia::recv(None); offer.sdp.media.len()];
         for ps in &plan.streams {
             let (Some(codec), Some(file)) = (&ps.codec, &ps.file) else {
                 continue;

@@ -50,11 +50,7 @@ fn offer_and_answer(core: &mut SipCore, bytes: &[u8]) -> (Message, Option<MediaP
             let answers = p
                 .streams
                 .iter()
-                .map(|s| AnswerMedia {
-                    port: s.codec.as_ref().map(|_| 20000 + 2 * s.index as u16),
-                    inactive: false,
-                    crypto: None,
-                })
+                .map(|s| AnswerMedia::recv(s.codec.as_ref().map(|_| 20000 + 2 * s.index as u16)))
                 .collect();
             assert!(core.accept(now, session, "127.0.0.1".parse().unwrap(), answers));
             plan = Some(p);
@@ -259,11 +255,7 @@ fn rfc8068_mid_dialog_messages_are_accepted_in_their_dialog() {
             })
             .unwrap_or_else(|| panic!("{file}: re-offer with metadata reported: {ev:?}"));
         let answers = (0..lines)
-            .map(|i| AnswerMedia {
-                port: Some(20000 + 2 * i as u16),
-                inactive: false,
-                crypto: None,
-            })
+            .map(|i| AnswerMedia::recv(Some(20000 + 2 * i as u16)))
             .collect();
         assert!(core.accept(now, session, "127.0.0.1".parse().unwrap(), answers));
         let resp: Vec<Message> = std::iter::from_fn(|| core.poll_transmit())

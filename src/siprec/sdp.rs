@@ -377,6 +377,17 @@ pub struct AnswerMedia {
     pub crypto: Option<String>,
 }
 
+impl AnswerMedia {
+    /// A plain RTP m-line received on `port` (`None`: rejected, port 0).
+    pub fn recv(port: Option<u16>) -> Self {
+        AnswerMedia {
+            port,
+            inactive: false,
+            crypto: None,
+        }
+    }
+}
+
 /// Builds the answer: every offered m-line answered in order (RFC 7866
 /// §8.3.1), label echoed, `recvonly` (or `inactive` for an inactive or
 /// recvonly offer), rejected lines with port 0.
@@ -492,16 +503,8 @@ m=audio 6002 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-eve
             &o,
             "127.0.0.1".parse().unwrap(),
             &[
-                AnswerMedia {
-                    port: Some(20000),
-                    inactive: false,
-                    crypto: None,
-                },
-                AnswerMedia {
-                    port: Some(20002),
-                    inactive: false,
-                    crypto: None,
-                },
+                AnswerMedia::recv(Some(20000)),
+                AnswerMedia::recv(Some(20002)),
             ],
             7,
             1,
@@ -527,18 +530,7 @@ m=audio 7000 RTP/AVP 0\r\na=label:a\r\na=inactive\r\nm=video 7002 RTP/AVP 96\r\n
         let ans = build_answer(
             &o,
             "10.0.0.2".parse().unwrap(),
-            &[
-                AnswerMedia {
-                    port: Some(30000),
-                    inactive: false,
-                    crypto: None,
-                },
-                AnswerMedia {
-                    port: None,
-                    inactive: false,
-                    crypto: None,
-                },
-            ],
+            &[AnswerMedia::recv(Some(30000)), AnswerMedia::recv(None)],
             1,
             1,
         );
@@ -569,16 +561,8 @@ m=audio 7000 RTP/AVP 0\r\na=label:a\r\na=inactive\r\nm=video 7002 RTP/AVP 96\r\n
             &o,
             "127.0.0.1".parse().unwrap(),
             &[
-                AnswerMedia {
-                    port: Some(20000),
-                    inactive: false,
-                    crypto: None,
-                },
-                AnswerMedia {
-                    port: Some(20002),
-                    inactive: false,
-                    crypto: None,
-                },
+                AnswerMedia::recv(Some(20000)),
+                AnswerMedia::recv(Some(20002)),
             ],
             1,
             2,
@@ -600,11 +584,7 @@ m=audio 7000 RTP/AVP 111 9 0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinban
         let ans = build_answer(
             &o,
             "10.0.0.2".parse().unwrap(),
-            &[AnswerMedia {
-                port: Some(30000),
-                inactive: false,
-                crypto: None,
-            }],
+            &[AnswerMedia::recv(Some(30000))],
             1,
             1,
         );

@@ -41,11 +41,7 @@ fn offered(core: &mut SipCore) -> (SessionId, Box<RecordingOffer>) {
 
 fn accept_all(core: &mut SipCore, now: Instant, id: SessionId, offer: &RecordingOffer) {
     let answers = (0..offer.sdp.media.len())
-        .map(|i| AnswerMedia {
-            port: Some(20000 + 2 * i as u16),
-            inactive: false,
-            crypto: None,
-        })
+        .map(|i| AnswerMedia::recv(Some(20000 + 2 * i as u16)))
         .collect();
     assert!(core.accept(now, id, "127.0.0.1".parse().unwrap(), answers));
 }
@@ -328,16 +324,8 @@ fn metadata_update_and_reinvite_keep_ports() {
         crate::siprec::sdp::Direction::Inactive
     );
     let answers = vec![
-        AnswerMedia {
-            port: Some(20000),
-            inactive: false,
-            crypto: None,
-        },
-        AnswerMedia {
-            port: Some(20002),
-            inactive: false,
-            crypto: None,
-        },
+        AnswerMedia::recv(Some(20000)),
+        AnswerMedia::recv(Some(20002)),
     ];
     assert!(core.accept(t0, id, "127.0.0.1".parse().unwrap(), answers));
     let ok = &drain(&mut core)[0];
@@ -562,16 +550,8 @@ fn glare_offerless_reinvite_and_snapshot_request() {
     core.handle_input(t0, udp_peer(), &reinvite("z9hG4bK-g2", 3));
     assert_eq!(drain(&mut core).iter().map(code).collect::<Vec<_>>(), [491]);
     let answers = vec![
-        AnswerMedia {
-            port: Some(20000),
-            inactive: false,
-            crypto: None,
-        },
-        AnswerMedia {
-            port: Some(20002),
-            inactive: false,
-            crypto: None,
-        },
+        AnswerMedia::recv(Some(20000)),
+        AnswerMedia::recv(Some(20002)),
     ];
     core.accept(t0, id, "127.0.0.1".parse().unwrap(), answers);
     drain(&mut core);
