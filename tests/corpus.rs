@@ -299,15 +299,7 @@ fn every_initial_corpus_offer_is_recorded_by_the_server() {
     for (i, (file, _)) in INITIAL.iter().enumerate() {
         let req = corpus_request(&corpus(file), &format!("wire-{i}"));
         let inv = parse(&req).unwrap();
-        sock.send_to(&req, srs.sip).unwrap();
-        let ok = loop {
-            let mut buf = [0u8; 65535];
-            let (n, _) = sock.recv_from(&mut buf).expect("a response");
-            let m = parse(&buf[..n]).unwrap();
-            if code(&m) >= 200 {
-                break m;
-            }
-        };
+        let ok = common::final_response(&sock, srs.sip, &req);
         assert_eq!(code(&ok), 200, "{file}: {:?}", ok.header("Warning"));
         let to = ok.header("To").unwrap().to_string();
         let call_id = inv.call_id().unwrap().to_string();

@@ -64,17 +64,7 @@ impl Leg {
             "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{method}{}\r\nFrom: <sip:genesys@127.0.0.1>;tag=g1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} {method}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
             self.cseq, self.to, self.call_id, self.cseq, body.len()
         );
-        self.sock.send_to(m.as_bytes(), self.srs).unwrap();
-        let mut buf = [0u8; 65535];
-        loop {
-            let (n, _) = self.sock.recv_from(&mut buf).unwrap();
-            let r = srs::sip::message::parse(&buf[..n]).unwrap();
-            if let srs::sip::message::StartLine::Response { code, .. } = r.start {
-                if code >= 200 {
-                    return code;
-                }
-            }
-        }
+        status(&final_response(&self.sock, self.srs, m.as_bytes()))
     }
 }
 
@@ -89,25 +79,13 @@ fn record_leg(
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let me = sock.local_addr().unwrap();
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:1\r\na=sendonly\r\n";
-    let body = format!(
-        "--b\r\nContent-Type: application/sdp\r\n\r\n{sdp}\r\n--b\r\nContent-Type: application/rs-metadata+xml\r\nContent-Disposition: recording-session\r\n\r\n{md}\r\n--b--\r\n"
-    );
+    let body = siprec_body(sdp, md);
     let inv = format!(
         "INVITE sip:record=REC1@127.0.0.1;{params} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKinv\r\nFrom: <sip:genesys@127.0.0.1>;tag=g1\r\nTo: <sip:record=REC1@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:genesys@{me}>;+sip.src\r\nRequire: siprec\r\nUser-Agent: GVP MCP\r\n{headers}Content-Type: multipart/mixed;boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    sock.send_to(inv.as_bytes(), srs).unwrap();
-    let mut buf = [0u8; 65535];
-    let ok = loop {
-        let (n, _) = sock.recv_from(&mut buf).unwrap();
-        let r = srs::sip::message::parse(&buf[..n]).unwrap();
-        if let srs::sip::message::StartLine::Response { code, .. } = r.start {
-            if code >= 200 {
-                assert_eq!(code, 200);
-                break r;
-            }
-        }
-    };
+    let ok = final_response(&sock, srs, inv.as_bytes());
+    assert_eq!(status(&ok), 200);
     let mut leg = Leg {
         srs,
         call_id: call_id.into(),

@@ -28,17 +28,8 @@ fn invite(
         "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id}\r\nFrom: <sip:src@127.0.0.1>;tag=s1\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:src@{me}>;+sip.src\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     );
-    sock.send_to(inv.as_bytes(), srs).unwrap();
-    let mut buf = [0u8; 65535];
-    loop {
-        let (n, _) = sock.recv_from(&mut buf).unwrap();
-        let r = srs::sip::message::parse(&buf[..n]).unwrap();
-        if let srs::sip::message::StartLine::Response { code, .. } = r.start {
-            if code >= 200 {
-                return (sock, r, me.to_string());
-            }
-        }
-    }
+    let r = final_response(&sock, srs, inv.as_bytes());
+    (sock, r, me.to_string())
 }
 
 #[test]

@@ -236,11 +236,9 @@ const METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 fn invite(c: &Client, to: SocketAddr, call_id: &str) -> String {
     let me = c.local;
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:1\r\na=sendonly\r\nm=audio 40002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:2\r\na=sendonly\r\n";
-    let body = format!(
-        "--b1\r\nContent-Type: application/sdp\r\n\r\n{sdp}\r\n--b1\r\nContent-Type: application/rs-metadata+xml\r\nContent-Disposition: recording-session\r\n\r\n{METADATA}\r\n--b1--\r\n"
-    );
+    let body = siprec_body(sdp, METADATA);
     format!(
-        "INVITE sips:srs@{to} SIP/2.0\r\nVia: SIP/2.0/TLS {me};branch=z9hG4bK{call_id}\r\nMax-Forwards: 70\r\nFrom: <sips:src@{me}>;tag=s1\r\nTo: <sips:srs@{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sips:src@{me}>;+sip.src\r\nRequire: siprec\r\nContent-Type: multipart/mixed;boundary=b1\r\nContent-Length: {}\r\n\r\n{body}",
+        "INVITE sips:srs@{to} SIP/2.0\r\nVia: SIP/2.0/TLS {me};branch=z9hG4bK{call_id}\r\nMax-Forwards: 70\r\nFrom: <sips:src@{me}>;tag=s1\r\nTo: <sips:srs@{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sips:src@{me}>;+sip.src\r\nRequire: siprec\r\nContent-Type: multipart/mixed;boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
 }

@@ -326,6 +326,14 @@ pub fn run_sipp_in(dir: &Path, args: &[String], timeout: Duration) -> (bool, Str
     }
 }
 
+/// A SIPREC `multipart/mixed` body (boundary `b`): the SDP, then the
+/// RFC 7865 metadata.
+pub fn siprec_body(sdp: &str, metadata: &str) -> String {
+    format!(
+        "--b\r\nContent-Type: application/sdp\r\n\r\n{sdp}\r\n--b\r\nContent-Type: application/rs-metadata+xml\r\nContent-Disposition: recording-session\r\n\r\n{metadata}\r\n--b--\r\n"
+    )
+}
+
 /// Status code of a response (0 for a request).
 pub fn status(m: &srs::sip::message::Message) -> u16 {
     match m.start {
