@@ -213,6 +213,33 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
+impl PortRange {
+    /// How many of these ports the kernel may hand to outgoing sockets:
+    /// those inside the ephemeral range (`ip_local_port_range`, "LO HI")
+    /// and not listed in `ip_local_reserved_ports` ("A,B-C", may be empty).
+    /// Such a port can be held by any process when a stream wants it.
+    pub fn ephemeral_overlap(&self, local_range: &str, reserved: &str) -> u32 {
+        let mut it = local_range.split_whitespace().map(str::parse::<u16>);
+        let (Some(Ok(lo)), Some(Ok(hi))) = (it.next(), it.next()) else {
+            return 0;
+        };
+        let reserved: Vec<(u16, u16)> = reserved
+            .trim()
+            .split(',')
+            .filter_map(|r| {
+                let r = r.trim();
+                match r.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => r.parse().ok().map(|p| (p, p)),
+                }
+            })
+            .collect();
+        (self.lo.max(lo)..=self.hi.min(hi))
+            .filter(|p| !reserved.iter().any(|(a, b)| (*a..=*b).contains(p)))
+            .count() as u32
+    }
+}
+
 impl std::fmt::Display for PortRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.lo, self.hi)
@@ -239,9 +266,11 @@ impl Default for SipConfig {
 impl Default for MediaConfig {
     fn default() -> Self {
         MediaConfig {
+            // Below Linux's ephemeral range (32768-60999), so the kernel
+            // never gives one of these ports to an outgoing socket.
             rtp_ports: PortRange {
-                lo: 20000,
-                hi: 39999,
+                lo: 10000,
+                hi: 29999,
             },
             bind: IpAddr::from([0, 0, 0, 0]),
             advertised_address: None,
@@ -456,6 +485,19 @@ enabled = false
             })
         );
         assert!("5-5".parse::<PortRange>().is_err());
+        // The default stays out of Linux's ephemeral range.
+        let d = MediaConfig::default().rtp_ports;
+        assert_eq!(d.ephemeral_overlap("32768\t60999\n", "\n"), 0);
+        let old = PortRange {
+            lo: 20000,
+            hi: 39999,
+        };
+        assert_eq!(old.ephemeral_overlap("32768\t60999\n", ""), 7232);
+        assert_eq!(
+            old.ephemeral_overlap("32768 60999", "32768-39990,39999\n"),
+            8
+        );
+        assert_eq!(old.ephemeral_overlap("garbage", ""), 0);
         assert!("x".parse::<PortRange>().is_err());
         let e = Config::from_toml("[media]\nrtp_ports = \"9-1\"\n", Path::new("x")).unwrap_err();
         assert!(e.to_string().contains("9-1"), "{e}");

@@ -40,7 +40,7 @@ struct ServeArgs {
     /// SIP address for UDP and TCP [default: 0.0.0.0:5060].
     #[arg(long, value_name = "ADDR:PORT")]
     sip: Option<SocketAddr>,
-    /// RTP port range [default: 20000-39999].
+    /// RTP port range [default: 10000-29999].
     #[arg(long, value_name = "LO-HI")]
     rtp_ports: Option<PortRange>,
     /// File drop directory [default: ./recordings].

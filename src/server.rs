@@ -262,6 +262,17 @@ pub async fn run(
     tracing::info!(sip = %sip_bound, tls = ?tls_bound, mutual_tls = config.tls.client_ca.is_some(),
         http = %http_bound, rtp_ports = %config.media.rtp_ports,
         recordings = %config.storage.recordings.display(), "srs listening (SIP over UDP and TCP, and TLS when configured)");
+    if let (Ok(local), Ok(reserved)) = (
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range"),
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports"),
+    ) {
+        let n = config.media.rtp_ports.ephemeral_overlap(&local, &reserved);
+        if n > 0 {
+            tracing::warn!(rtp_ports = %config.media.rtp_ports, ephemeral = local.trim(), ports = n,
+                "part of the RTP range is in the kernel's ephemeral range: outgoing sockets may take \
+                 those ports; move media.rtp_ports or add them to net.ipv4.ip_local_reserved_ports");
+        }
+    }
     on_bound(Bound {
         sip: sip_bound,
         http: http_bound,

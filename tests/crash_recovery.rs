@@ -13,9 +13,12 @@ fn kill_dash_9_during_50_recordings_then_restart_recovers_them_all() {
     if !peers_available("crash_recovery", &["sipp"]) {
         return;
     }
-    let mut srs = Server::start();
+    // 50 calls of two streams take 100 RTP/RTCP pairs: room for twice that.
+    let rtp = port_block(400);
+    let mut srs = Server::start_with(&["--rtp-ports", &format!("{rtp}-{}", rtp + 399)]);
     let sipp_port = free_port();
     let media_port = port_block(10);
+    let sipp_err = srs.recordings.with_file_name("sipp_errors.log");
     // 50 calls of 60 s, label 1 streaming (SIPp's rtp_stream), set up at 50/s.
     let mut sipp = Command::new("sipp")
         .current_dir(manifest_dir().join("tests/peers/sipp"))
@@ -40,7 +43,8 @@ fn kill_dash_9_during_50_recordings_then_restart_recovers_them_all() {
             &media_port.to_string(),
         ])
         .arg(srs.sip.to_string())
-        .args(["-nostdin", "-timeout", "90s"])
+        .args(["-nostdin", "-timeout", "90s", "-trace_err", "-error_file"])
+        .arg(&sipp_err)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -53,7 +57,14 @@ fn kill_dash_9_during_50_recordings_then_restart_recovers_them_all() {
         if h.contains("\"active_sessions\":50") {
             break;
         }
-        assert!(Instant::now() < deadline, "50 sessions never active: {h}");
+        if Instant::now() >= deadline {
+            let _ = sipp.kill();
+            panic!(
+                "50 sessions never active: {h}\nsrs warnings:\n{}\nSIPp errors:\n{}",
+                warnings(&srs.log()),
+                std::fs::read_to_string(&sipp_err).unwrap_or_default()
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(5));
@@ -108,4 +119,12 @@ fn kill_dash_9_during_50_recordings_then_restart_recovers_them_all() {
         .unwrap()
         .collect();
     assert!(incoming.is_empty(), "nothing left behind");
+}
+
+/// The WARN and ERROR lines of a server log.
+fn warnings(log: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -186,3 +186,52 @@ fn cancel_before_the_answer_leaves_nothing() {
         .collect();
     assert!(incoming.is_empty(), "no files left behind: {incoming:?}");
 }
+
+/// Two RTP/RTCP pairs: a two-stream call takes both, the next INVITE gets
+/// `503 No Media Port Available` and leaves nothing behind, and once the
+/// first call is published its ports serve a new call.
+#[test]
+fn no_free_rtp_port_is_503_and_ended_calls_give_their_ports_back() {
+    let rtp = port_block(4);
+    let srs = Server::start_with(&["--rtp-ports", &format!("{rtp}-{}", rtp + 3)]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let raw = corpus("sipp-generated-invite.sip");
+    // The same INVITE as a new call: its own Call-ID and branch.
+    let call = |id: &str| {
+        let text = raw
+            .replace("1-20223@127.0.0.1", id)
+            .replace("z9hG4bK-20223-1-0", &format!("z9hG4bK-{id}"));
+        srs::testkit::corpus_request(&text, id)
+    };
+    let first = call("ports-1");
+    let ok = final_response(&sock, srs.sip, &first);
+    assert_eq!(status(&ok), 200);
+    let full = final_response(&sock, srs.sip, &call("ports-2"));
+    assert!(
+        matches!(&full.start, srs::sip::message::StartLine::Response { code: 503, reason }
+            if reason == "No Media Port Available"),
+        "{:?}",
+        full.start
+    );
+    let health = http_get(srs.http, "/healthz").unwrap();
+    assert!(health.contains("\"active_sessions\":1"), "{health}");
+    let inv = srs::sip::message::parse(&first).unwrap();
+    let bye = format!(
+        "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKbye\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        sock.local_addr().unwrap(),
+        inv.header("From").unwrap(),
+        ok.header("To").unwrap(),
+        inv.call_id().unwrap()
+    );
+    assert_eq!(status(&final_response(&sock, srs.sip, bye.as_bytes())), 200);
+    let list = srs.wait_recordings(1, Duration::from_secs(10));
+    assert_eq!(list[0]["call_id"], "ports-1", "only the answered call");
+    let again = final_response(&sock, srs.sip, &call("ports-3"));
+    assert_eq!(status(&again), 200, "the first call's ports are free again");
+    let incoming: Vec<_> = std::fs::read_dir(srs.recordings.join(".incoming"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(incoming.len(), 1, "only the live call: {incoming:?}");
+}

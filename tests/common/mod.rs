@@ -29,7 +29,9 @@ pub fn free_port() -> u16 {
 /// concurrent test binaries differ too.
 pub fn port_block(size: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 40000 + (std::process::id() % 20) as u16 * 1000;
+    // Below the kernel's ephemeral range (32768-60999): no socket the OS
+    // picks (ours, SIPp's, any other process's) can sit in a block.
+    let base = 11000 + (std::process::id() % 20) as u16 * 1000;
     base + NEXT.fetch_add(size, Ordering::SeqCst)
 }
 
@@ -86,16 +88,19 @@ impl Server {
             .unwrap_or_else(|| dir.path().join("recordings"));
         let sip_port = free_port();
         let http_port = free_port();
-        let rtp = port_block(200);
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--sip".into(),
             format!("127.0.0.1:{sip_port}"),
             "--http".into(),
             format!("127.0.0.1:{http_port}"),
-            "--rtp-ports".into(),
-            format!("{rtp}-{}", rtp + 199),
         ];
+        // The caller's --rtp-ports, if any, replaces ours (200 ports).
+        if !extra.contains(&"--rtp-ports") {
+            let rtp = port_block(200);
+            args.push("--rtp-ports".into());
+            args.push(format!("{rtp}-{}", rtp + 199));
+        }
         if given.is_none() {
             args.push("--recordings".into());
             args.push(recordings.to_string_lossy().into_owned());
