@@ -5,8 +5,10 @@
 # verifies every recording by reading the drop, not through the server's
 # API, so that verifying costs the server nothing), samples
 # the server's CPU (user+sys from /proc), peak RSS and open descriptors, then
-# runs the UDP floor probe with the same number of streams. Prints one
-# summary line per program (JSON from the load generator and the floor).
+# runs the UDP floor probe with the same number of streams, bare and then
+# with --write (the recording floor: decode + write each stream to a file in
+# the same file system as the drop). Prints one summary line per program
+# (JSON from the load generator and the two floors).
 # Optional: SRS_CONFIG=file (a config for the server, e.g. formats with
 # ogg-opus), LOADGEN_ARGS="..." (extra load generator flags, e.g.
 # --publish-wait 600), FLOOR=0 (skip the floor probe).
@@ -42,4 +44,7 @@ cpu = ticks / hz; pk = lg.get("packets_received") or lg.get("packets_sent") or 1
 print(json.dumps({"server_cpu_s": cpu, "server_us_per_packet": round(cpu * 1e6 / pk, 2),
   "rss_per_call_kib": round((peak_rss - base) / calls, 1), "peak_rss_kib": peak_rss, "peak_fds": peak_fds}))
 PY
-[ "${FLOOR:-1}" = 0 ] || ./target/release/examples/udp_floor --streams $((2 * calls)) --seconds 10 | tail -1
+if [ "${FLOOR:-1}" != 0 ]; then
+  ./target/release/examples/udp_floor --streams $((2 * calls)) --seconds 10 | tail -1
+  ./target/release/examples/udp_floor --streams $((2 * calls)) --seconds 10 --write "$rec/floor" | tail -1
+fi

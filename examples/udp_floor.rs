@@ -2,7 +2,7 @@
 //! receiver thread cost for the same traffic the load generator sends.
 //!
 //!     cargo run --release --example udp_floor -- --streams N --seconds S [--pps-per-stream 50]
-//!         [--sender-sockets 16] [--batch 16]
+//!         [--sender-sockets 16] [--batch 16] [--write DIR]
 //!
 //! It binds N UDP sockets on 127.0.0.1. One receiver thread runs a bare
 //! `epoll_wait` + `recvmmsg(2)` loop over them (level-triggered, batches of
@@ -11,6 +11,14 @@
 //! own pacing sender (`examples/common/sender.rs`, the same code, the same
 //! 172-byte PCMU packets and 1 ms wheel) sends one packet per stream every
 //! 1000/pps ms to all N sockets for S seconds.
+//!
+//! With `--write DIR` it is the floor of *recording* instead: the same loop
+//! also does what any recorder must do with each packet and no more: it
+//! decodes the PCMU payload to 16-bit PCM (table lookup) and appends it to
+//! one file per stream in DIR through an 8 KiB `BufWriter` (the server's
+//! buffer size), then flushes and deletes the files at the end. The
+//! difference from the bare floor is what putting 16 KB/s per stream into
+//! the page cache costs on this machine.
 //!
 //! Reported: packets sent/received/lost, the receiver thread's CPU (user +
 //! sys from `/proc/self/task/<tid>/stat`) per packet in µs, the sender
@@ -53,11 +61,12 @@ struct Args {
     pps: usize,
     sender_sockets: usize,
     batch: usize,
+    write: Option<std::path::PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: udp_floor --streams N --seconds S [--pps-per-stream 50] [--sender-sockets 16] [--batch 16]"
+        "usage: udp_floor --streams N --seconds S [--pps-per-stream 50] [--sender-sockets 16] [--batch 16] [--write DIR]"
     );
     std::process::exit(2)
 }
@@ -69,6 +78,7 @@ fn parse_args() -> Args {
         pps: 50,
         sender_sockets: 16,
         batch: 16,
+        write: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -80,6 +90,7 @@ fn parse_args() -> Args {
             "--pps-per-stream" => a.pps = num(val()) as usize,
             "--sender-sockets" => a.sender_sockets = num(val()) as usize,
             "--batch" => a.batch = num(val()) as usize,
+            "--write" => a.write = Some(val().into()),
             "-h" | "--help" => usage(),
             _ => usage(),
         }
@@ -106,7 +117,48 @@ struct RxStats {
 
 const BUF: usize = 2048;
 
-fn receive(socks: Vec<UdpSocket>, batch: usize, stop: Arc<AtomicBool>) -> RxStats {
+/// `--write`: one file per stream and the decode buffer.
+struct Sink {
+    files: Vec<std::io::BufWriter<std::fs::File>>,
+    pcm: Vec<u8>,
+}
+
+impl Sink {
+    fn new(dir: &std::path::Path, streams: usize) -> Sink {
+        std::fs::create_dir_all(dir).expect("create the --write directory");
+        let files = (0..streams)
+            .map(|i| {
+                let f = std::fs::File::create(dir.join(format!("floor-{i}.pcm")))
+                    .expect("create a --write file");
+                std::io::BufWriter::with_capacity(8192, f)
+            })
+            .collect();
+        Sink {
+            files,
+            pcm: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Decodes an RTP packet's PCMU payload and appends it to stream `i`.
+    fn record(&mut self, i: usize, packet: &[u8]) {
+        use std::io::Write;
+        self.pcm.clear();
+        for &u in packet.get(12..).unwrap_or_default() {
+            self.pcm
+                .extend_from_slice(&srs::media::g711::ulaw_to_linear(u).to_le_bytes());
+        }
+        self.files[i]
+            .write_all(&self.pcm)
+            .expect("write a --write file");
+    }
+}
+
+fn receive(
+    socks: Vec<UdpSocket>,
+    batch: usize,
+    stop: Arc<AtomicBool>,
+    mut sink: Option<Sink>,
+) -> RxStats {
     let tid = sender::gettid();
     let cpu0 = sender::thread_cpu(tid);
     // SAFETY: plain epoll set-up on descriptors owned by `socks`.
@@ -161,7 +213,8 @@ fn receive(socks: Vec<UdpSocket>, batch: usize, stop: Arc<AtomicBool>) -> RxStat
         }
         st.wakeups += 1;
         for ev in &events[..n as usize] {
-            let fd = fds[ev.u64 as usize];
+            let i = ev.u64 as usize;
+            let fd = fds[i];
             loop {
                 // SAFETY: `hdr` holds `batch` headers pointing into `bufs`.
                 let r = unsafe {
@@ -179,13 +232,23 @@ fn receive(socks: Vec<UdpSocket>, batch: usize, stop: Arc<AtomicBool>) -> RxStat
                 }
                 let r = r as usize;
                 st.packets += r as u64;
-                for h in &hdr[..r] {
+                for (k, h) in hdr[..r].iter().enumerate() {
                     st.bytes += u64::from(h.msg_len);
+                    if let Some(sink) = sink.as_mut() {
+                        let len = (h.msg_len as usize).min(BUF);
+                        sink.record(i, &bufs[k * BUF..k * BUF + len]);
+                    }
                 }
                 if r < batch {
                     break;
                 }
             }
+        }
+    }
+    if let Some(sink) = sink.as_mut() {
+        for f in &mut sink.files {
+            use std::io::Write;
+            f.flush().expect("flush a --write file");
         }
     }
     st.cpu = sender::thread_cpu(tid).since(cpu0);
@@ -215,9 +278,10 @@ fn main() {
     let rx = {
         let stop = stop.clone();
         let batch = a.batch;
+        let sink = a.write.as_deref().map(|d| Sink::new(d, a.streams));
         std::thread::Builder::new()
             .name("floor-rx".into())
-            .spawn(move || receive(rx_socks, batch, stop))
+            .spawn(move || receive(rx_socks, batch, stop, sink))
             .unwrap()
     };
     let tx_socks = sender::sender_sockets(Ipv4Addr::LOCALHOST, a.sender_sockets, 0)
@@ -247,6 +311,11 @@ fn main() {
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::Relaxed);
     let rxs = rx.join().expect("receiver thread");
+    if let Some(dir) = &a.write {
+        for i in 0..a.streams {
+            let _ = std::fs::remove_file(dir.join(format!("floor-{i}.pcm")));
+        }
+    }
     let wall = t0.elapsed().as_secs_f64();
     let proc_cpu = sender::process_cpu().since(proc0);
 
@@ -256,13 +325,18 @@ fn main() {
     let rx_us = per(rxs.cpu.total(), rxs.packets);
     let tx_us = per(txs.cpu.total(), txs.packets);
     println!(
-        "udp_floor: {} streams x {} s at {} pps/stream ({} packets/s offered), {} sender sockets, recvmmsg batch {}",
+        "udp_floor: {} streams x {} s at {} pps/stream ({} packets/s offered), {} sender sockets, recvmmsg batch {}{}",
         a.streams,
         a.seconds,
         a.pps,
         a.streams * a.pps,
         a.sender_sockets,
-        a.batch
+        a.batch,
+        if a.write.is_some() {
+            ", decoding and writing each stream to a file"
+        } else {
+            ""
+        }
     );
     println!(
         "packets: expected {expected}, sent {}, received {}, lost {lost}, send errors {}{}",
@@ -305,6 +379,7 @@ fn main() {
         "streams": a.streams,
         "seconds": a.seconds,
         "pps_per_stream": a.pps,
+        "write": a.write.is_some(),
         "packets_sent": txs.packets,
         "packets_received": rxs.packets,
         "lost": lost,

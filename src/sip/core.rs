@@ -302,6 +302,8 @@ pub struct SipCore {
     draining: bool,
     /// The drop is low on space: new sessions get 503.
     low_space: bool,
+    /// The server is behind on its input: new sessions get 503.
+    overloaded: bool,
 }
 
 /// Status code of a response we built.
@@ -342,6 +344,7 @@ impl SipCore {
             buckets: HashMap::new(),
             draining: false,
             low_space: false,
+            overloaded: false,
         }
     }
 
@@ -349,6 +352,15 @@ impl SipCore {
     /// sessions get 503.
     pub fn set_low_space(&mut self, low: bool) {
         self.low_space = low;
+    }
+
+    /// The caller is behind on its input (SIP messages queue up faster than
+    /// they are handled): while set, new sessions get `503 Overloaded`
+    /// (cheap: nothing is allocated), so the sessions already accepted keep
+    /// their ACKs, BYEs and retransmissions answered in time. Requests in
+    /// existing dialogs are never refused for this.
+    pub fn set_overloaded(&mut self, on: bool) {
+        self.overloaded = on;
     }
 
     /// Stops accepting new sessions (graceful shutdown): INVITEs get 503.
@@ -707,6 +719,9 @@ impl SipCore {
         }
         if self.low_space {
             return Some((503, "Low Disk Space", "Retry-After", "60".into()));
+        }
+        if self.overloaded {
+            return Some((503, "Overloaded", "Retry-After", "1".into()));
         }
         if !self.rate_ok(now, peer.addr.ip()) {
             return Some((503, "Rate Limit", "Retry-After", "1".into()));

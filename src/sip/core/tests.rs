@@ -634,6 +634,33 @@ fn allow_list_rate_limit_stream_cap_and_draining() {
     assert_eq!((code(&r), r.header("Retry-After")), (503, Some("30")));
     core.handle_input(t0, udp_peer(), &request("BYE", &tag, "z9hG4bK-byed", 2));
     assert_eq!(code(&drain(&mut core)[0]), 200);
+    // Overloaded: new sessions get 503 (no event, nothing allocated), the
+    // established one still gets its BYE answered; accepted again after.
+    let (mut core, id, tag, t0) = established(CoreConfig::default(), SIPP_INVITE);
+    core.set_overloaded(true);
+    let inv = |n: &str| {
+        SIPP_INVITE
+            .replace("Call-ID: ", &format!("Call-ID: {n}"))
+            .replace("branch=z9hG4bK-", &format!("branch=z9hG4bK-{n}"))
+    };
+    core.handle_input(t0, udp_peer(), &crlf(&inv("busy")));
+    let r = drain(&mut core).pop().unwrap();
+    assert_eq!((code(&r), r.header("Retry-After")), (503, Some("1")));
+    assert!(
+        matches!(&r.start, StartLine::Response { reason, .. } if reason == "Overloaded"),
+        "{:?}",
+        r.start
+    );
+    assert_eq!(core.poll_event(), None);
+    assert_eq!(core.sessions(), [id]);
+    core.handle_input(t0, udp_peer(), &request("BYE", &tag, "z9hG4bK-byeo", 2));
+    assert_eq!(code(&drain(&mut core)[0]), 200);
+    core.set_overloaded(false);
+    core.handle_input(t0, udp_peer(), &crlf(&inv("calm")));
+    assert!(matches!(
+        std::iter::from_fn(|| core.poll_event()).find(|e| matches!(e, Event::Offered { .. })),
+        Some(Event::Offered { .. })
+    ));
 }
 
 #[test]
