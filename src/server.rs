@@ -34,6 +34,7 @@ use crate::recording::RecordingMeta;
 use crate::session::{crypto_answer, stream_spec, LineAction, Session, StreamReport, StreamSlot};
 use crate::sip::core::{ConnId, CoreConfig, EndReason, Event, Peer, SessionId, SipCore, Transport};
 use crate::sip::message::StreamFramer;
+use crate::sip::overload::{Episode, Overload};
 use crate::siprec::sdp::{AnswerMedia, SdpOffer};
 use crate::siprec::RecordingOffer;
 use crate::store::{FileDrop, Index};
@@ -326,8 +327,7 @@ pub async fn run(
         publishing: JoinSet::new(),
         shared,
         routes: HashMap::new(),
-        deep_since: None,
-        behind: None,
+        overload: Overload::default(),
     };
     lp.run(conn_rx, &mut shutdown).await;
     Ok(())
@@ -343,29 +343,12 @@ struct CoreLoop {
     /// Our address towards each client IP (one routing lookup per client,
     /// not per session).
     routes: HashMap<IpAddr, IpAddr>,
-    /// Since when every wake-up has found a deep SIP queue.
-    deep_since: Option<Instant>,
-    /// An episode of input queueing up (new sessions get 503 meanwhile):
-    /// when it started, when a backlog was last seen, the deepest queue.
-    behind: Option<(Instant, Instant, usize)>,
+    /// Whether the SIP input is queueing up (new sessions refused).
+    overload: Overload,
 }
 
 /// SIP datagrams read per wake-up at most.
 const SIP_DRAIN: usize = 256;
-/// When every wake-up for [`SIP_BEHIND_FOR`] finds at least this many SIP
-/// messages queued (datagrams, or messages from TCP/TLS connections), the
-/// server is behind its input, not catching up after a hiccup: new
-/// sessions get `503 Overloaded` until a wake-up finds fewer than
-/// [`SIP_CAUGHT_UP`]. Refusing is cheap, so the queue drains and the
-/// sessions already accepted get their ACK, BYE and retransmissions
-/// answered long before the clients' timers (T1 = 500 ms) fire. Without
-/// it, a rate above capacity grows the queue until the socket drops
-/// messages at random; answered sessions lose their ACK and hold their
-/// ports for 32 s, and the server collapses (measured: 1,100/s offered,
-/// 20,461 of 33,000 calls failed).
-const SIP_BEHIND: usize = 64;
-const SIP_BEHIND_FOR: Duration = Duration::from_millis(200);
-const SIP_CAUGHT_UP: usize = 16;
 /// SO_RCVBUF asked for the SIP/UDP socket.
 const SIP_UDP_RCVBUF: usize = 4 << 20;
 
@@ -506,39 +489,18 @@ impl CoreLoop {
     /// new sessions while the server is behind, and logs each episode once
     /// (when it starts and when it ends).
     fn set_behind(&mut self, queued: usize) {
-        let now = Instant::now();
-        if queued >= SIP_BEHIND {
-            self.deep_since.get_or_insert(now);
-        } else if queued < SIP_CAUGHT_UP {
-            self.deep_since = None;
-        }
-        let behind = self
-            .deep_since
-            .is_some_and(|t| now.saturating_duration_since(t) >= SIP_BEHIND_FOR);
-        match (&mut self.behind, behind) {
-            (None, true) => {
-                tracing::warn!(
-                    queued,
-                    "SIP input is queueing up: new sessions get 503 Overloaded until it drains"
-                );
-                self.behind = Some((Instant::now(), Instant::now(), queued));
-            }
-            (Some((_, last, deepest)), true) => {
-                *last = Instant::now();
-                *deepest = (*deepest).max(queued);
-            }
-            // The episode ends after a second without a backlog.
-            (Some((start, last, deepest)), false) => {
-                if last.elapsed() >= Duration::from_secs(1) {
-                    tracing::warn!(
-                        deepest = *deepest,
-                        secs = format_args!("{:.1}", start.elapsed().as_secs_f64()),
-                        "SIP input drained: new sessions accepted again"
-                    );
-                    self.behind = None;
-                }
-            }
-            (None, false) => {}
+        let (behind, episode) = self.overload.observe(Instant::now(), queued);
+        match episode {
+            Some(Episode::Started { queued }) => tracing::warn!(
+                queued,
+                "SIP input is queueing up: new sessions get 503 Overloaded until it drains"
+            ),
+            Some(Episode::Ended { deepest, lasted }) => tracing::warn!(
+                deepest,
+                secs = format_args!("{:.1}", lasted.as_secs_f64()),
+                "SIP input drained: new sessions accepted again"
+            ),
+            None => {}
         }
         self.core.set_overloaded(behind);
     }
