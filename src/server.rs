@@ -192,30 +192,18 @@ pub async fn run(
     let sip_addr = config.sip.listen;
     let udp = UdpSocket::bind(sip_addr)
         .await
-        .map_err(|source| ServerError::Bind {
-            what: "SIP/UDP",
-            addr: sip_addr,
-            source,
-        })?;
+        .map_err(bind_error("SIP/UDP", sip_addr))?;
     let sip_bound = udp.local_addr().unwrap_or(sip_addr);
     // Room for bursts (capped by net.core.rmem_max; the kernel doubles it).
     set_recv_buffer(&udp, SIP_UDP_RCVBUF);
     let tcp = TcpListener::bind(sip_bound)
         .await
-        .map_err(|source| ServerError::Bind {
-            what: "SIP/TCP",
-            addr: sip_bound,
-            source,
-        })?;
+        .map_err(bind_error("SIP/TCP", sip_bound))?;
     let tls = if config.tls.enabled() {
         let acceptor = TlsAcceptor::from(crate::tls::server_config(&config.tls)?);
         let listener = TcpListener::bind(config.tls.listen)
             .await
-            .map_err(|source| ServerError::Bind {
-                what: "SIP/TLS",
-                addr: config.tls.listen,
-                source,
-            })?;
+            .map_err(bind_error("SIP/TLS", config.tls.listen))?;
         Some((listener, acceptor))
     } else {
         None
@@ -223,14 +211,9 @@ pub async fn run(
     let tls_bound = tls
         .as_ref()
         .map(|(l, _)| l.local_addr().unwrap_or(config.tls.listen));
-    let http_listener =
-        http::bind(config.http.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                what: "HTTP",
-                addr: config.http.listen,
-                source,
-            })?;
+    let http_listener = http::bind(config.http.listen)
+        .await
+        .map_err(bind_error("HTTP", config.http.listen))?;
     let http_bound = http_listener.local_addr().unwrap_or(config.http.listen);
     let health = Arc::new(Health::default());
     let (publish_tx, publish_rx) = std::sync::mpsc::channel();
@@ -351,6 +334,11 @@ struct CoreLoop {
 const SIP_DRAIN: usize = 256;
 /// SO_RCVBUF asked for the SIP/UDP socket.
 const SIP_UDP_RCVBUF: usize = 4 << 20;
+
+/// The error for a socket that cannot be bound: what it was for, where.
+fn bind_error(what: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> ServerError {
+    move |source| ServerError::Bind { what, addr, source }
+}
 
 fn set_recv_buffer(sock: &UdpSocket, bytes: usize) {
     use std::os::fd::AsRawFd;

@@ -70,13 +70,7 @@ fn sessions_then_file_download_with_ranges() {
         serde_json::json!(["sip:alice@example.com", "sip:bob@example.com"])
     );
     std::thread::sleep(Duration::from_millis(400));
-    let bye = format!(
-        "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKbye\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-        sock.local_addr().unwrap(),
-        inv.header("From").unwrap(),
-        ok.header("To").unwrap(),
-        inv.call_id().unwrap()
-    );
+    let bye = bye_for(&sock, &inv, &ok, 2);
     sock.send_to(bye.as_bytes(), srs.sip).unwrap();
     let rec = &srs.wait_recordings(1, Duration::from_secs(10))[0];
     let (_, _, body) = get(srs.http, "/api/v1/sessions", None);

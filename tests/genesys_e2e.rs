@@ -272,13 +272,7 @@ fn corpus_genesys_sample_yields_its_record_dn_and_calluuid() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let ok = final_response(&sock, srs.sip, &req);
-    let bye = format!(
-        "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKbye\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
-        sock.local_addr().unwrap(),
-        inv.header("From").unwrap(),
-        ok.header("To").unwrap(),
-        inv.call_id().unwrap()
-    );
+    let bye = bye_for(&sock, &inv, &ok, 9);
     sock.send_to(bye.as_bytes(), srs.sip).unwrap();
     let rec = &srs.wait_recordings(1, Duration::from_secs(10))[0];
     assert_eq!(rec["record_dn"], "6325883654");

@@ -217,13 +217,7 @@ fn no_free_rtp_port_is_503_and_ended_calls_give_their_ports_back() {
     let health = http_get(srs.http, "/healthz").unwrap();
     assert!(health.contains("\"active_sessions\":1"), "{health}");
     let inv = srs::sip::message::parse(&first).unwrap();
-    let bye = format!(
-        "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKbye\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-        sock.local_addr().unwrap(),
-        inv.header("From").unwrap(),
-        ok.header("To").unwrap(),
-        inv.call_id().unwrap()
-    );
+    let bye = bye_for(&sock, &inv, &ok, 2);
     assert_eq!(status(&final_response(&sock, srs.sip, bye.as_bytes())), 200);
     let list = srs.wait_recordings(1, Duration::from_secs(10));
     assert_eq!(list[0]["call_id"], "ports-1", "only the answered call");

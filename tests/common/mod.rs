@@ -360,6 +360,23 @@ pub fn final_response(sock: &UdpSocket, to: SocketAddr, req: &[u8]) -> srs::sip:
     }
 }
 
+/// A BYE from the client in `sock` for the dialog of `invite`, answered
+/// by `ok` (its To tag).
+pub fn bye_for(
+    sock: &UdpSocket,
+    invite: &srs::sip::message::Message,
+    ok: &srs::sip::message::Message,
+    cseq: u32,
+) -> String {
+    format!(
+        "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKbye\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} BYE\r\nContent-Length: 0\r\n\r\n",
+        sock.local_addr().unwrap(),
+        invite.header("From").unwrap(),
+        ok.header("To").unwrap(),
+        invite.call_id().unwrap()
+    )
+}
+
 /// A 200 OK to a request the server sent us (its BYE or UPDATE).
 pub fn ok_to(req: &srs::sip::message::Message) -> String {
     format!(
