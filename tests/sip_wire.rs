@@ -214,6 +214,10 @@ fn no_free_rtp_port_is_503_and_ended_calls_give_their_ports_back() {
         "{:?}",
         full.start
     );
+    assert!(
+        full.header("Retry-After").is_some(),
+        "a 503 tells the client when to retry"
+    );
     let health = http_get(srs.http, "/healthz").unwrap();
     assert!(health.contains("\"active_sessions\":1"), "{health}");
     let inv = srs::sip::message::parse(&first).unwrap();
@@ -228,4 +232,107 @@ fn no_free_rtp_port_is_503_and_ended_calls_give_their_ports_back() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(incoming.len(), 1, "only the live call: {incoming:?}");
+}
+
+/// A SIP client over UDP or TCP that returns each final response.
+enum Wire {
+    Udp(UdpSocket, std::net::SocketAddr),
+    Tcp(TcpStream, String),
+}
+
+impl Wire {
+    fn open(tcp: bool, srs: &Server) -> Wire {
+        if tcp {
+            let s = TcpStream::connect(srs.sip).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            Wire::Tcp(s, String::new())
+        } else {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            Wire::Udp(s, srs.sip)
+        }
+    }
+
+    fn via(&self) -> &'static str {
+        match self {
+            Wire::Udp(..) => "SIP/2.0/UDP",
+            Wire::Tcp(..) => "SIP/2.0/TCP",
+        }
+    }
+
+    /// Sends `req` and returns its final response (1xx skipped).
+    fn final_response(&mut self, req: &str) -> srs::sip::message::Message {
+        let req = req.replace("SIP/2.0/UDP", self.via());
+        match self {
+            Wire::Udp(s, to) => final_response(s, *to, req.as_bytes()),
+            Wire::Tcp(s, pending) => {
+                s.write_all(req.as_bytes()).unwrap();
+                loop {
+                    let mut framer = srs::sip::message::StreamFramer::new();
+                    framer.push(pending.as_bytes());
+                    if let Some(m) = framer.next_message().unwrap() {
+                        let used = m.len();
+                        pending.drain(..used.min(pending.len()));
+                        let m = srs::sip::message::parse(&m).unwrap();
+                        if status(&m) >= 200 {
+                            return m;
+                        }
+                        continue;
+                    }
+                    let mut buf = [0u8; 8192];
+                    let n = s.read(&mut buf).expect("a response");
+                    assert!(n > 0, "connection closed");
+                    pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        }
+    }
+}
+
+/// RFC 3261 §12.2.2 on the wire, over UDP and TCP: a BYE or UPDATE with
+/// the Call-ID and From tag of a live recording but no To tag, sent from
+/// another address, gets 481 and neither ends nor pauses the recording.
+#[test]
+fn in_dialog_requests_without_a_to_tag_get_481_over_udp_and_tcp() {
+    let srs = Server::start();
+    let raw = corpus("sipp-generated-invite.sip");
+    for (n, tcp) in [(1, false), (2, true)] {
+        let id = format!("forged-{n}");
+        let text = raw
+            .replace("1-20223@127.0.0.1", &id)
+            .replace("z9hG4bK-20223-1-0", &format!("z9hG4bK-{id}"));
+        let invite = String::from_utf8(srs::testkit::corpus_request(&text, &id)).unwrap();
+        let mut client = Wire::open(tcp, &srs);
+        let ok = client.final_response(&invite);
+        assert_eq!(status(&ok), 200);
+        let inv = srs::sip::message::parse(invite.as_bytes()).unwrap();
+        let from = inv.header("From").unwrap();
+        let to_without_tag = inv.header("To").unwrap();
+        assert!(!to_without_tag.contains("tag="));
+        // The attacker: another socket, knows Call-ID and From tag only.
+        let mut attacker = Wire::open(tcp, &srs);
+        let forged = |method: &str, cseq: u32, body: &str| {
+            let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+            format!(
+                "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6666;branch=z9hG4bK-f{method}{n}\r\nFrom: {from}\r\nTo: {to_without_tag}\r\nCall-ID: {id}\r\nCSeq: {cseq} {method}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let inactive = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=inactive\r\nm=audio 6002 RTP/AVP 0\r\na=inactive\r\n";
+        let r = attacker.final_response(&forged("UPDATE", 10, inactive));
+        assert_eq!(status(&r), 481, "UPDATE without To tag ({})", client.via());
+        let r = attacker.final_response(&forged("BYE", 11, ""));
+        assert_eq!(status(&r), 481, "BYE without To tag ({})", client.via());
+        let health = http_get(srs.http, "/healthz").unwrap();
+        assert!(health.contains("\"active_sessions\":1"), "still recording: {health}");
+        // The real client ends it.
+        let bye = format!(
+            "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-bye{n}\r\nFrom: {from}\r\nTo: {}\r\nCall-ID: {id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+            ok.header("To").unwrap()
+        );
+        assert_eq!(status(&client.final_response(&bye)), 200);
+        let list = srs.wait_recordings(n, Duration::from_secs(10));
+        let rec = list.iter().find(|r| r["call_id"] == id.as_str()).unwrap();
+        assert_eq!(rec["status"], "complete");
+    }
 }

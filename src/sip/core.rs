@@ -655,13 +655,14 @@ impl SipCore {
         )
     }
 
+    /// The dialog of an in-dialog request: Call-ID, the remote (From) tag
+    /// and our local (To) tag must all match (RFC 3261 §12.2.2). A request
+    /// without a To tag is not in any dialog, whoever sends it: a BYE or
+    /// UPDATE forged from a Call-ID and From tag alone gets 481.
     fn find_dialog(&self, msg: &Message) -> Option<SessionId> {
         let id = *self.by_call.get(&Self::dialog_key(msg))?;
         let d = self.dialogs.get(&id)?;
-        match msg.to_tag() {
-            Some(t) if t != d.local_tag => None,
-            _ => Some(id),
-        }
+        (msg.to_tag()? == d.local_tag).then_some(id)
     }
 
     /// The session timer asked for by a request, or a 422 reason.
@@ -905,7 +906,14 @@ impl SipCore {
         if d.state != State::Offered {
             return;
         }
-        let r = ResponseBuilder::new(&d.request, code, reason, Some(&d.local_tag.clone())).build();
+        let mut b = ResponseBuilder::new(&d.request, code, reason, Some(&d.local_tag.clone()));
+        if code == 503 {
+            // Out of a resource for now (ports, descriptors, disk): a 503
+            // always tells the client when to try again (RFC 3261 §21.5.4),
+            // so an SBC retries instead of marking us down.
+            b = b.header("Retry-After", REJECT_RETRY_AFTER);
+        }
+        let r = b.build();
         let (peer, request, established) = (d.peer, d.request.clone(), d.established);
         if established {
             d.state = State::Answered { acked: true };
@@ -1306,6 +1314,10 @@ impl SipCore {
 }
 
 /// An IP as the host part of a SIP URI (IPv6 in brackets).
+/// Seconds in the `Retry-After` of a 503 given to a session the IO layer
+/// could not start (no free port, descriptors short).
+const REJECT_RETRY_AFTER: &str = "5";
+
 fn host_text(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),

@@ -713,3 +713,44 @@ fn contact_and_via_follow_the_transport() {
         assert!(bye.header("Contact").unwrap().starts_with(contact));
     }
 }
+
+/// RFC 3261 §12.2.2: an in-dialog request is matched on Call-ID and both
+/// tags. A BYE or UPDATE carrying the Call-ID and From tag but no To tag
+/// (what anyone who saw the INVITE can forge) gets 481 and changes nothing.
+#[test]
+fn in_dialog_requests_without_our_to_tag_get_481() {
+    let mut core = SipCore::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let (id, tag) = establish(&mut core, t0);
+    core.handle_input(t0, udp_peer(), &request("ACK", &tag, "z9hG4bK-ack", 1));
+    drain(&mut core);
+    assert_eq!(core.poll_event(), Some(Event::Confirmed { session: id }));
+    let no_to_tag = |method: &str, branch: &str, cseq: u32, body: &str| {
+        crlf(&format!(
+            "{method} sip:srs@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.9:5070;branch={branch}\n\
+From: <sip:src@127.0.0.1:5070>;tag=20223SIPpTag001\nTo: <sip:srs@127.0.0.1:5080>\n\
+Call-ID: 1-20223@127.0.0.1\nCSeq: {cseq} {method}\nContent-Type: application/sdp\nContent-Length: 0\n\n{body}"
+        ))
+    };
+    let inactive = "v=0\no=- 1 2 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 6000 RTP/AVP 0\na=inactive\n";
+    let other = Peer {
+        addr: "127.0.0.9:5070".parse().unwrap(),
+        ..udp_peer()
+    };
+    core.handle_input(t0, other, &no_to_tag("BYE", "z9hG4bK-forged-bye", 5, ""));
+    core.handle_input(t0, other, &no_to_tag("UPDATE", "z9hG4bK-forged-upd", 6, inactive));
+    core.handle_input(t0, other, &no_to_tag("INFO", "z9hG4bK-forged-info", 7, ""));
+    let codes: Vec<u16> = drain(&mut core).iter().map(code).collect();
+    assert_eq!(codes, [481, 481, 481]);
+    assert_eq!(core.poll_event(), None, "no event: the session goes on");
+    assert_eq!(core.active_sessions(), 1);
+    // A wrong To tag is refused too; the real one still works.
+    core.handle_input(t0, udp_peer(), &request("BYE", "not-ours", "z9hG4bK-b1", 8));
+    assert_eq!(code(&drain(&mut core)[0]), 481);
+    core.handle_input(t0, udp_peer(), &request("BYE", &tag, "z9hG4bK-b2", 9));
+    assert_eq!(code(&drain(&mut core)[0]), 200);
+    assert!(matches!(
+        core.poll_event(),
+        Some(Event::Ended { reason: EndReason::Bye, .. })
+    ));
+}
