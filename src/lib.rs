@@ -22,11 +22,13 @@
 //! | [`server`] | the thin tokio layer: sockets (SIP over UDP, TCP and TLS), timers, tasks, publishing | yes |
 //! | [`tls`] | the rustls configuration for SIP over TLS (certificate, key, mutual TLS) | reads files |
 //! | [`http`] | the HTTP API (`/healthz`) | yes |
+//! | [`logging`] | the log writer: control characters from remote values escaped (no forged log lines) | writes stderr |
 //! | [`testkit`] | normalising corpus messages for tests, fuzzing and load generation | no |
 
 pub mod config;
 pub mod genesys;
 pub mod http;
+pub mod logging;
 pub mod media;
 pub mod plan;
 pub mod recording;

@@ -216,7 +216,7 @@ fn init_logging() {
         .unwrap_or_else(|_| EnvFilter::new("info,webrtc_sdp=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(srs::logging::stderr)
         .init();
 }
 
@@ -333,7 +333,7 @@ fn init_reindex_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(srs::logging::stderr)
         .init();
 }
 

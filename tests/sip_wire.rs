@@ -312,7 +312,11 @@ fn in_dialog_requests_without_a_to_tag_get_481_over_udp_and_tcp() {
         // The attacker: another socket, knows Call-ID and From tag only.
         let mut attacker = Wire::open(tcp, &srs);
         let forged = |method: &str, cseq: u32, body: &str| {
-            let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+            let ct = if body.is_empty() {
+                ""
+            } else {
+                "Content-Type: application/sdp\r\n"
+            };
             format!(
                 "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6666;branch=z9hG4bK-f{method}{n}\r\nFrom: {from}\r\nTo: {to_without_tag}\r\nCall-ID: {id}\r\nCSeq: {cseq} {method}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
                 body.len()
@@ -324,7 +328,10 @@ fn in_dialog_requests_without_a_to_tag_get_481_over_udp_and_tcp() {
         let r = attacker.final_response(&forged("BYE", 11, ""));
         assert_eq!(status(&r), 481, "BYE without To tag ({})", client.via());
         let health = http_get(srs.http, "/healthz").unwrap();
-        assert!(health.contains("\"active_sessions\":1"), "still recording: {health}");
+        assert!(
+            health.contains("\"active_sessions\":1"),
+            "still recording: {health}"
+        );
         // The real client ends it.
         let bye = format!(
             "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-bye{n}\r\nFrom: {from}\r\nTo: {}\r\nCall-ID: {id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
@@ -335,4 +342,93 @@ fn in_dialog_requests_without_a_to_tag_get_481_over_udp_and_tcp() {
         let rec = list.iter().find(|r| r["call_id"] == id.as_str()).unwrap();
         assert_eq!(rec["status"], "complete");
     }
+}
+
+/// Requests refused by the parser are answered on the wire, not dropped:
+/// another SIP version gets 505, a request line with a trailing token or
+/// more than 256 header lines gets 400.
+#[test]
+fn malformed_requests_are_answered_505_and_400() {
+    let srs = Server::start();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let req = |line: &str, extra: &str, n: u32| {
+        format!(
+            "{line}\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-mal{n}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:srs@h>\r\nCall-ID: mal-{n}\r\nCSeq: 1 OPTIONS{extra}\r\nContent-Length: 0\r\n\r\n",
+            sock.local_addr().unwrap()
+        )
+    };
+    let reason = |m: &srs::sip::message::Message| match &m.start {
+        srs::sip::message::StartLine::Response { code, reason } => format!("{code} {reason}"),
+        _ => String::new(),
+    };
+    let r = final_response(
+        &sock,
+        srs.sip,
+        req("OPTIONS sip:srs@h SIP/3.0", "", 1).as_bytes(),
+    );
+    assert_eq!(reason(&r), "505 Version Not Supported");
+    let r = final_response(
+        &sock,
+        srs.sip,
+        req("OPTIONS sip:srs@h SIP/2.0 trailing", "", 2).as_bytes(),
+    );
+    assert_eq!(reason(&r), "400 Bad Request");
+    let many = "\r\nX-Filler: 1".repeat(300);
+    let r = final_response(
+        &sock,
+        srs.sip,
+        req("OPTIONS sip:srs@h SIP/2.0", &many, 3).as_bytes(),
+    );
+    assert_eq!(reason(&r), "400 Too Many Headers");
+    assert_eq!(r.call_id(), Some("mal-3"));
+}
+
+/// Remote strings never reach the log raw: a Call-ID with CR and NUL in it
+/// (a log-forging attempt) and a Content-Type with DEL are logged escaped,
+/// and the log file holds no control character but the newline ending
+/// each line (and the colour codes of the formatter).
+#[test]
+fn remote_control_characters_are_escaped_in_the_log() {
+    let srs = Server::start();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let evil = "evil\r2026-01-01T00:00:00Z ERROR forged line\u{0}\u{8}";
+    let req = String::from_utf8(srs::testkit::corpus_request(
+        &corpus("sipp-generated-invite.sip"),
+        "x",
+    ))
+    .unwrap()
+    .replace("Call-ID: 1-20223@127.0.0.1", &format!("Call-ID: {evil}"))
+    .replace(
+        "Content-Type: multipart/mixed",
+        "Content-Type: multipart/mixed\u{7f}",
+    );
+    assert!(req.contains(evil));
+    let r = final_response(&sock, srs.sip, req.as_bytes());
+    assert!(status(&r) >= 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !srs.log().contains("evil\\r2026") {
+        assert!(
+            Instant::now() < deadline,
+            "Call-ID not logged:\n{}",
+            srs.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read(srs.recordings.parent().unwrap().join("srs.log")).unwrap_or_default();
+    let log = if log.is_empty() {
+        srs.log().into_bytes()
+    } else {
+        log
+    };
+    let raw: Vec<u8> = log
+        .iter()
+        .copied()
+        .filter(|b| (*b < 0x20 && *b != b'\n' && *b != 0x1b) || *b == 0x7f)
+        .collect();
+    assert!(raw.is_empty(), "raw control bytes in the log: {raw:?}");
+    // The Content-Type is quoted raw by the error it caused (415).
+    let text = srs.log();
+    assert!(text.contains("multipart/mixed\\x7f"), "{text}");
 }

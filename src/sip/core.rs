@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::message::{self, header_param, Message, Method, ResponseBuilder, StartLine};
+use super::message::{self, header_param, Message, Method, ParseError, ResponseBuilder, StartLine};
 use super::transaction::{
     server_key, Action, ClientNonInvite, Reliability, ServerInvite, ServerNonInvite, ServerTxn,
     ServerTxns, Timers, TxnKey,
@@ -506,7 +506,7 @@ impl SipCore {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(%peer.addr, error = %e, "unparsable SIP message");
-                self.answer_unparsable(now, peer, data, &e.to_string());
+                self.answer_unparsable(now, peer, data, &e);
                 return;
             }
         };
@@ -560,6 +560,13 @@ impl SipCore {
             },
             _ => self.respond(now, peer, &msg, 405, "Method Not Allowed"),
         }
+    }
+
+    /// The head of a message a stream transport refused for its size
+    /// (Content-Length over the cap): answered 513 when it can be
+    /// addressed, before the IO layer closes the connection.
+    pub fn handle_oversized(&mut self, now: Instant, peer: Peer, head: &[u8]) {
+        self.answer_unparsable(now, peer, head, &ParseError::TooLarge);
     }
 
     /// Responses to the requests we send, through their client transaction.
@@ -624,12 +631,18 @@ impl SipCore {
         }
     }
 
-    /// A message we could not parse gets 400 when its headers are readable
-    /// enough to address a response; otherwise it is dropped.
-    fn answer_unparsable(&mut self, now: Instant, peer: Peer, data: &[u8], why: &str) {
-        let Ok(head) = message::parse_head(data) else {
+    /// A request we could not parse gets 400 (505 for another SIP version,
+    /// 513 over the size cap) when its head is readable enough to address a
+    /// response; otherwise (or for ACK and responses) it is dropped.
+    fn answer_unparsable(&mut self, now: Instant, peer: Peer, data: &[u8], error: &ParseError) {
+        let Ok(head) = message::parse_head_to_answer(data) else {
             return;
         };
+        if !self.allowed(peer.addr.ip()) {
+            return;
+        }
+        let (code, reason) = error.status();
+        let why = error.to_string();
         if head.method().is_none() || head.method() == Some(&Method::Ack) {
             return;
         }
@@ -640,7 +653,7 @@ impl SipCore {
                 .filter(|c| !c.is_control())
                 .take(160)
                 .collect();
-            let r = ResponseBuilder::new(&head, 400, "Bad Request", Some(&self.fresh_tag()))
+            let r = ResponseBuilder::new(&head, code, reason, Some(&self.fresh_tag()))
                 .header("Warning", &format!("399 srs \"{why}\""))
                 .build();
             self.open_txn(now, peer, &head);

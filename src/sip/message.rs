@@ -40,6 +40,22 @@ pub enum ParseError {
     Grammar(String),
     #[error("more than {MAX_HEADERS} header lines")]
     TooManyHeaders,
+    #[error("SIP version {0} not supported (only SIP/2.0)")]
+    Version(String),
+}
+
+impl ParseError {
+    /// The response a request refused for this reason gets, when it can
+    /// be addressed: 505 for another SIP version, 513 for a message over
+    /// the size cap, 400 for everything else.
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            ParseError::Version(_) => (505, "Version Not Supported"),
+            ParseError::TooLarge => (513, "Message Too Large"),
+            ParseError::TooManyHeaders => (400, "Too Many Headers"),
+            _ => (400, "Bad Request"),
+        }
+    }
 }
 
 /// A SIP method. `Other` keeps the token as received.
@@ -211,9 +227,56 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
 }
 
 /// Parses only the start line and headers, ignoring the body and
-/// Content-Length: enough to address a 400 to a message `parse` refused.
+/// Content-Length.
 pub fn parse_head(data: &[u8]) -> Result<Message, ParseError> {
     parse_inner(data, false)
+}
+
+/// Reads as much of a refused message's head as it takes to address a
+/// response to it: the method and URI of a request line whatever its
+/// version or trailing tokens, and every header line however many (the
+/// size is bounded by the datagram or the framer). Never used to act on a
+/// message, only to answer 400/505/513.
+pub fn parse_head_to_answer(data: &[u8]) -> Result<Message, ParseError> {
+    let data = &data[skip_leading_crlf(data)..];
+    let (text_end, _) = head_end(data).ok_or(ParseError::Incomplete)?;
+    let head = String::from_utf8_lossy(&data[..text_end]);
+    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let first = lines.next().unwrap_or_default();
+    let mut tokens = first.split_whitespace();
+    let (Some(method), Some(uri)) = (tokens.next(), tokens.next()) else {
+        return Err(ParseError::StartLine(first.chars().take(120).collect()));
+    };
+    if !method.bytes().all(|x| x.is_ascii_alphabetic()) || method.starts_with("SIP") {
+        return Err(ParseError::StartLine(first.chars().take(120).collect()));
+    }
+    let mut headers: Vec<Header> = Vec::new();
+    for line in lines {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = headers.last_mut() {
+                last.value.push(' ');
+                last.value.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let name = name.trim();
+            if !name.is_empty() && !name.contains(char::is_whitespace) {
+                headers.push(Header {
+                    name: canonical_name(name),
+                    value: value.trim().to_string(),
+                });
+            }
+        }
+    }
+    Ok(Message {
+        start: StartLine::Request {
+            method: Method::parse(method),
+            uri: uri.to_string(),
+        },
+        headers,
+        body: Bytes::new(),
+    })
 }
 
 fn parse_inner(data: &[u8], with_body: bool) -> Result<Message, ParseError> {
@@ -298,7 +361,15 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
             reason: c.to_string(),
         })
     } else {
-        if c != "SIP/2.0" || !a.bytes().all(|x| x.is_ascii_alphabetic()) {
+        if !a.bytes().all(|x| x.is_ascii_alphabetic()) || b.is_empty() {
+            return Err(bad());
+        }
+        if c.starts_with("SIP/") && c != "SIP/2.0" && !c.contains(char::is_whitespace) {
+            return Err(ParseError::Version(c.chars().take(20).collect()));
+        }
+        // Exactly `Method SP Request-URI SP SIP/2.0` (RFC 3261 §7.1): a
+        // trailing token is a malformed request line.
+        if c != "SIP/2.0" {
             return Err(bad());
         }
         Ok(StartLine::Request {
@@ -528,6 +599,10 @@ impl ResponseBuilder {
 pub enum FramingError {
     #[error("message larger than {MAX_MESSAGE_SIZE} bytes")]
     TooLarge,
+    /// A complete head whose Content-Length puts the message over the cap:
+    /// the head is given so the request can be answered 513.
+    #[error("Content-Length puts the message over {MAX_MESSAGE_SIZE} bytes")]
+    Oversized(Bytes),
     #[error("headers are not UTF-8")]
     NotUtf8,
     #[error("bad Content-Length: {0}")]
@@ -589,9 +664,11 @@ impl StreamFramer {
                     }
                     Err(_) => 0,
                 };
-                let total = body_start + len;
+                let total = body_start.saturating_add(len);
                 if total > MAX_MESSAGE_SIZE {
-                    return Err(FramingError::TooLarge);
+                    return Err(FramingError::Oversized(Bytes::copy_from_slice(
+                        &self.buf[..body_start],
+                    )));
                 }
                 self.frame = Some(total);
                 total
@@ -749,7 +826,47 @@ Content-Length:  4\r\n\r\nbodyEXTRA";
     #[test]
     fn framer_rejects_oversized_frames() {
         let mut f = StreamFramer::new();
-        f.push(b"INVITE sip:a SIP/2.0\r\nContent-Length: 999999\r\n\r\n");
+        let head = b"INVITE sip:a SIP/2.0\r\nContent-Length: 999999\r\n\r\n";
+        f.push(head);
+        assert_eq!(
+            f.next_message(),
+            Err(FramingError::Oversized(Bytes::from_static(head))),
+            "the head comes back so the request can be answered 513"
+        );
+        let mut f = StreamFramer::new();
+        f.push(&vec![b'x'; MAX_MESSAGE_SIZE + 1]);
         assert_eq!(f.next_message(), Err(FramingError::TooLarge));
+    }
+
+    #[test]
+    fn versions_and_trailing_tokens_are_told_apart() {
+        let req = |line: &str| {
+            format!("{line}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n")
+        };
+        let v3 = req("OPTIONS sip:a SIP/3.0");
+        assert_eq!(parse(v3.as_bytes()).unwrap_err().status().0, 505);
+        let trailing = req("OPTIONS sip:a SIP/2.0 extra");
+        let e = parse(trailing.as_bytes()).unwrap_err();
+        assert!(matches!(e, ParseError::StartLine(_)), "{e:?}");
+        assert_eq!(e.status().0, 400);
+        // Both still give a head to address the answer to.
+        for raw in [&v3, &trailing] {
+            let h = parse_head_to_answer(raw.as_bytes()).unwrap();
+            assert_eq!(h.method(), Some(&Method::Options));
+            assert_eq!(h.call_id(), Some("c"));
+        }
+        let many = format!(
+            "OPTIONS sip:a SIP/2.0\r\n{}Via: SIP/2.0/UDP h;branch=z9hG4bK-1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n",
+            "X-H: 1\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert_eq!(
+            parse(many.as_bytes()).unwrap_err().status(),
+            (400, "Too Many Headers")
+        );
+        let h = parse_head_to_answer(many.as_bytes()).unwrap();
+        assert!(h.via_branch().is_some() && h.cseq().is_some());
+        // A response or garbage is never "answered".
+        assert!(parse_head_to_answer(b"SIP/2.0 200 OK\r\n\r\n").is_err());
+        assert!(parse_head_to_answer(b"\x01\x02 x\r\n\r\n").is_err());
     }
 }

@@ -738,7 +738,11 @@ Call-ID: 1-20223@127.0.0.1\nCSeq: {cseq} {method}\nContent-Type: application/sdp
         ..udp_peer()
     };
     core.handle_input(t0, other, &no_to_tag("BYE", "z9hG4bK-forged-bye", 5, ""));
-    core.handle_input(t0, other, &no_to_tag("UPDATE", "z9hG4bK-forged-upd", 6, inactive));
+    core.handle_input(
+        t0,
+        other,
+        &no_to_tag("UPDATE", "z9hG4bK-forged-upd", 6, inactive),
+    );
     core.handle_input(t0, other, &no_to_tag("INFO", "z9hG4bK-forged-info", 7, ""));
     let codes: Vec<u16> = drain(&mut core).iter().map(code).collect();
     assert_eq!(codes, [481, 481, 481]);
@@ -751,6 +755,58 @@ Call-ID: 1-20223@127.0.0.1\nCSeq: {cseq} {method}\nContent-Type: application/sdp
     assert_eq!(code(&drain(&mut core)[0]), 200);
     assert!(matches!(
         core.poll_event(),
-        Some(Event::Ended { reason: EndReason::Bye, .. })
+        Some(Event::Ended {
+            reason: EndReason::Bye,
+            ..
+        })
     ));
+}
+
+/// Refused requests that can be addressed get an answer, never silence:
+/// 505 for another SIP version, 400 for a request line with a trailing
+/// token or too many header lines, 513 for an oversized stream message.
+#[test]
+fn malformed_requests_get_400_505_513() {
+    let mut core = SipCore::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let tail = "\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-m{n}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCall-ID: m{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let msg = |line: &str, extra: &str, n: u32| {
+        format!("{line}{extra}{}", tail.replace("{n}", &n.to_string())).into_bytes()
+    };
+    let many = "\r\nX-H: 1".repeat(300);
+    core.handle_input(t0, udp_peer(), &msg("OPTIONS sip:srs@h SIP/3.0", "", 1));
+    core.handle_input(
+        t0,
+        udp_peer(),
+        &msg("OPTIONS sip:srs@h SIP/2.0 junk", "", 2),
+    );
+    core.handle_input(t0, udp_peer(), &msg("OPTIONS sip:srs@h SIP/2.0", &many, 3));
+    core.handle_oversized(t0, udp_peer(), &msg("INVITE sip:srs@h SIP/2.0", "", 4));
+    let out = drain(&mut core);
+    let got: Vec<(u16, String)> = out
+        .iter()
+        .map(|m| match &m.start {
+            StartLine::Response { code, reason } => (*code, reason.clone()),
+            _ => (0, String::new()),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (505, "Version Not Supported".to_string()),
+            (400, "Bad Request".to_string()),
+            (400, "Too Many Headers".to_string()),
+            (513, "Message Too Large".to_string()),
+        ]
+    );
+    let ids: Vec<&str> = out.iter().filter_map(|m| m.call_id()).collect();
+    assert_eq!(
+        ids,
+        ["m1", "m2", "m3", "m4"],
+        "each answer goes to its request"
+    );
+    // An ACK or a response that cannot be parsed is never answered.
+    core.handle_input(t0, udp_peer(), &msg("ACK sip:srs@h SIP/3.0", "", 5));
+    core.handle_input(t0, udp_peer(), b"SIP/3.0 200 OK\r\n\r\n");
+    assert!(drain(&mut core).is_empty());
 }
