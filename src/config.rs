@@ -100,6 +100,16 @@ pub struct SipConfig {
     pub max_streams: usize,
     /// Seconds a shutdown waits for active recordings to be published.
     pub shutdown_timeout: u64,
+    /// re-INVITEs and UPDATEs per second accepted in one dialog (bursts of
+    /// twice as many); beyond it 503 + Retry-After.
+    pub reoffers_per_second: u32,
+    /// Metadata updates kept beside one recording (`metadata-update-N.xml`).
+    pub max_metadata_updates: usize,
+    /// Bytes of metadata XML kept beside one recording (the initial
+    /// document and its updates together).
+    pub max_metadata_bytes: u64,
+    /// Events (`events` in metadata.json) kept for one recording.
+    pub max_events: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -259,6 +269,10 @@ impl Default for SipConfig {
             rate_limit: 500,
             max_streams: 16,
             shutdown_timeout: 30,
+            reoffers_per_second: 10,
+            max_metadata_updates: 200,
+            max_metadata_bytes: 8 << 20,
+            max_events: 2000,
         }
     }
 }

@@ -65,6 +65,12 @@ pub struct RecordingMeta {
     pub metadata_file: Option<String>,
     /// Why the recording metadata could not be (fully) understood, if so. Media is recorded anyway.
     pub metadata_error: Option<String>,
+    /// Storage caps this recording reached (its client sent more than a
+    /// recording may keep): `metadata-updates`, `metadata-bytes`, `events`,
+    /// `participants` (see `session::Limits`); the audio is never
+    /// affected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits_reached: Vec<String>,
 }
 
 /// One party of the recorded call, as described by the RFC 7865 metadata.

@@ -299,6 +299,7 @@ pub async fn run(
         allow: config.sip.allow.clone(),
         rate_limit: config.sip.rate_limit,
         max_streams: config.sip.max_streams,
+        reoffer_rate: config.sip.reoffers_per_second,
         tag_seed: rand::random::<u32>() as u64,
         ..CoreConfig::default()
     });
@@ -608,9 +609,10 @@ impl CoreLoop {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
-        let name = s.session.next_update_file();
-        if let Err(e) = std::fs::write(s.dir.join(&name), xml) {
-            tracing::warn!(error = %e, "cannot keep metadata update");
+        if let Some(name) = s.session.keep_update(xml.len()) {
+            if let Err(e) = std::fs::write(s.dir.join(&name), xml) {
+                tracing::warn!(error = %e, "cannot keep metadata update");
+            }
         }
         let need_snapshot = s.session.apply_metadata(Utc::now(), xml);
         let _ = crate::store::recover::write_incoming(&s.dir, &s.session.snapshot());
@@ -774,6 +776,7 @@ impl CoreLoop {
             ..RecordingMeta::default()
         };
         let plan = MediaPlan::from_offer(offer);
+        let limits = crate::session::Limits::of(&cfg.sip);
         let formats = filing
             .formats
             .clone()
@@ -781,7 +784,7 @@ impl CoreLoop {
         if !filing.record {
             tracing::info!(%call_id, rule = ?filing.rule, "a rule says not to record: answered inactive, no files");
             let active = ActiveSession {
-                session: Session::new(meta, offer, &plan),
+                session: Session::new(meta, offer, &plan).with_limits(limits),
                 start: Instant::now(),
                 dir: PathBuf::new(),
                 media_ip,
@@ -807,7 +810,7 @@ impl CoreLoop {
             }
         }
         let mut active = ActiveSession {
-            session: Session::new(meta, offer, &plan),
+            session: Session::new(meta, offer, &plan).with_limits(limits),
             start,
             dir,
             media_ip,

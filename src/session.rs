@@ -94,6 +94,49 @@ pub enum LineAction {
     Reject { index: usize },
 }
 
+/// What one session may store, whatever its client sends: metadata
+/// updates merged and kept beside the audio, their bytes, events,
+/// participants. Past the bytes cap updates are merged but not kept; past
+/// the updates cap they are ignored (the state stops growing); past the
+/// events cap no event is logged. `limits_reached` in `metadata.json`
+/// names each cap reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub updates: usize,
+    pub bytes: u64,
+    pub events: usize,
+    pub participants: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            updates: 200,
+            bytes: 8 << 20,
+            events: 2000,
+            participants: 256,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits of `[sip]` (participants: a fixed 256).
+    pub fn of(c: &crate::config::SipConfig) -> Limits {
+        Limits {
+            updates: c.max_metadata_updates,
+            bytes: c.max_metadata_bytes,
+            events: c.max_events,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Names of the caps in `limits_reached`.
+pub const LIMIT_UPDATES: &str = "metadata-updates";
+pub const LIMIT_BYTES: &str = "metadata-bytes";
+pub const LIMIT_EVENTS: &str = "events";
+pub const LIMIT_PARTICIPANTS: &str = "participants";
+
 /// State of one session between its offer and its publication.
 #[derive(Debug)]
 pub struct Session {
@@ -107,6 +150,22 @@ pub struct Session {
     /// Labels of every offered m-line, by index (also the unrecorded).
     labels: Vec<String>,
     updates: usize,
+    /// Metadata updates merged so far.
+    merged: usize,
+    /// Bytes of metadata XML kept so far (initial document included).
+    kept_bytes: u64,
+    limits: Limits,
+}
+
+/// Longest name or aor kept for a participant (characters): metadata
+/// allows any length, `metadata.json` and `incoming.json` need not.
+const MAX_FIELD: usize = 512;
+
+fn bounded(v: &Option<String>) -> Option<String> {
+    v.as_ref().map(|s| match s.char_indices().nth(MAX_FIELD) {
+        Some((cut, _)) => s[..cut].to_string(),
+        None => s.clone(),
+    })
 }
 
 fn stamp(t: DateTime<Utc>) -> String {
@@ -126,6 +185,9 @@ impl Session {
             streams: BTreeMap::new(),
             labels: plan.streams.iter().map(|p| p.label.clone()).collect(),
             updates: 0,
+            merged: 0,
+            kept_bytes: offer.metadata_xml.as_ref().map_or(0, |x| x.len() as u64),
+            limits: Limits::default(),
         };
         let started: DateTime<Utc> = s.meta.started_at.parse().unwrap_or_else(|_| Utc::now());
         for p in &plan.streams {
@@ -135,6 +197,29 @@ impl Session {
             }
         }
         s
+    }
+
+    /// Applies other limits than the defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Session {
+        self.limits = limits;
+        self
+    }
+
+    fn limit_reached(&mut self, which: &str) {
+        if !self.meta.limits_reached.iter().any(|l| l == which) {
+            tracing::warn!(recording_id = %self.meta.recording_id, limit = which,
+                "a recording reached a storage cap: more of it is merged but not kept");
+            self.meta.limits_reached.push(which.to_string());
+        }
+    }
+
+    /// Adds an event unless the recording holds its cap of them.
+    fn push_event(&mut self, e: EventMeta) {
+        if self.meta.events.len() >= self.limits.events {
+            self.limit_reached(LIMIT_EVENTS);
+            return;
+        }
+        self.meta.events.push(e);
     }
 
     /// The description known so far, for `incoming.json` (crash recovery):
@@ -161,7 +246,7 @@ impl Session {
     }
 
     fn event(&mut self, at: DateTime<Utc>, kind: &str, label: Option<&str>, detail: Option<&str>) {
-        self.meta.events.push(EventMeta {
+        self.push_event(EventMeta {
             at: stamp(at),
             kind: kind.into(),
             label: label.map(str::to_string),
@@ -174,6 +259,13 @@ impl Session {
     /// Returns true when it was a partial update with nothing to apply it
     /// to: the caller should request a full snapshot (RFC 7866 §9.2).
     pub fn apply_metadata(&mut self, at: DateTime<Utc>, xml: &str) -> bool {
+        // Past the cap the client is flooding: what it sends is no longer
+        // merged, so the session's state (and incoming.json) stops growing.
+        if self.merged >= self.limits.updates {
+            self.limit_reached(LIMIT_UPDATES);
+            return false;
+        }
+        self.merged += 1;
         let update = match metadata::parse(xml) {
             Ok(m) => m,
             Err(e) => {
@@ -204,13 +296,14 @@ impl Session {
         // Refresh everyone still described; newcomers join the list.
         for p in &md.participants {
             let labels = md.labels_sent_by(&p.id);
+            let full = self.seen.len() >= self.limits.participants;
             match self.seen.iter_mut().find(|s| s.id == p.id) {
                 Some(s) => {
                     if p.aor.is_some() {
-                        s.aor = p.aor.clone();
+                        s.aor = bounded(&p.aor);
                     }
                     if p.name.is_some() {
-                        s.name = p.name.clone();
+                        s.name = bounded(&p.name);
                     }
                     for l in labels {
                         if !s.labels.contains(&l) {
@@ -218,10 +311,13 @@ impl Session {
                         }
                     }
                 }
+                None if full => {
+                    self.limit_reached(LIMIT_PARTICIPANTS);
+                }
                 None => self.seen.push(ParticipantMeta {
                     id: p.id.clone(),
-                    aor: p.aor.clone(),
-                    name: p.name.clone(),
+                    aor: bounded(&p.aor),
+                    name: bounded(&p.name),
                     labels,
                     file: None,
                 }),
@@ -247,7 +343,7 @@ impl Session {
                 .as_ref()
                 .and_then(|id| self.seen.iter().find(|p| &p.id == id))
                 .and_then(|p| p.aor.clone());
-            self.meta.events.push(EventMeta {
+            self.push_event(EventMeta {
                 at: stamp(at),
                 kind: kind.into(),
                 participant_id: c.participant_id,
@@ -259,10 +355,21 @@ impl Session {
         base_missing
     }
 
-    /// Keeps the raw XML of an update beside the recording: its file name.
-    pub fn next_update_file(&mut self) -> String {
+    /// The file name to keep the raw XML of an update of `bytes` bytes
+    /// beside the recording, or None once the recording holds its cap of
+    /// updates or bytes (the update is still merged).
+    pub fn keep_update(&mut self, bytes: usize) -> Option<String> {
+        if self.updates >= self.limits.updates {
+            self.limit_reached(LIMIT_UPDATES);
+            return None;
+        }
+        if self.kept_bytes + bytes as u64 > self.limits.bytes {
+            self.limit_reached(LIMIT_BYTES);
+            return None;
+        }
         self.updates += 1;
-        format!("metadata-update-{}.xml", self.updates)
+        self.kept_bytes += bytes as u64;
+        Some(format!("metadata-update-{}.xml", self.updates))
     }
 
     /// Decides, for each m-line of a re-offer, what happens to its stream,
@@ -298,13 +405,14 @@ impl Session {
                     slot.codec = c.clone();
                     let name = c.name.to_ascii_uppercase();
                     let label = slot.label.clone();
-                    self.meta.events.push(EventMeta {
+                    let e = EventMeta {
                         at: stamp(at),
                         kind: "codec-changed".into(),
                         label: Some(label),
                         detail: Some(name),
                         ..EventMeta::default()
-                    });
+                    };
+                    self.push_event(e);
                 }
             }
             let Some(slot) = self.streams.get_mut(&index) else {

@@ -208,3 +208,51 @@ fn transfer_then_bye_logs_join_leave_and_keeps_everyone() {
     );
     assert_eq!(meta.streams.len(), 4);
 }
+
+/// A recording stores at most its caps of updates, bytes, events and
+/// participants, and says which caps it reached.
+#[test]
+fn storage_caps_are_kept_and_reported() {
+    let s = start(SIPP);
+    let initial = s.kept_bytes; // the INVITE's metadata counts too
+    let mut s = s.with_limits(Limits {
+        updates: 3,
+        bytes: initial + 1000,
+        events: 4,
+        participants: 2,
+    });
+    let t = Utc::now();
+    let md = |n: usize| {
+        format!(
+            "<recording xmlns='urn:ietf:params:xml:ns:recording:1'><datamode>partial</datamode>\
+<participant participant_id='x{n}'><nameID aor='sip:{n}@h'><name>{}</name></nameID></participant></recording>",
+            "n".repeat(2000)
+        )
+    };
+    assert!(s.keep_update(400).is_some());
+    assert!(s.keep_update(400).is_some());
+    assert_eq!(s.keep_update(400), None, "bytes cap (1000)");
+    assert_eq!(s.keep_update(10), Some("metadata-update-3.xml".into()));
+    assert_eq!(s.keep_update(10), None, "updates cap (3)");
+    for n in 0..10 {
+        s.apply_metadata(t, &md(n));
+    }
+    let m = s.snapshot();
+    assert!(m.events.len() <= 4, "{}", m.events.len());
+    assert!(m.participants.len() <= 2 + 1, "{}", m.participants.len());
+    assert!(m
+        .participants
+        .iter()
+        .all(|p| p.name.as_ref().is_none_or(|n| n.chars().count() <= 512)));
+    let mut reached = m.limits_reached.clone();
+    reached.sort();
+    assert_eq!(
+        reached,
+        [
+            "events",
+            "metadata-bytes",
+            "metadata-updates",
+            "participants"
+        ]
+    );
+}

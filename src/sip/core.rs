@@ -165,6 +165,9 @@ pub struct CoreConfig {
     pub rate_limit: u32,
     /// Most m-lines in one offer.
     pub max_streams: usize,
+    /// re-INVITEs and UPDATEs per second accepted in one dialog (bursts of
+    /// twice as many); beyond it 503 + Retry-After, the dialog goes on.
+    pub reoffer_rate: u32,
 }
 
 impl Default for CoreConfig {
@@ -184,6 +187,7 @@ impl Default for CoreConfig {
             allow: Vec::new(),
             rate_limit: 500,
             max_streams: 16,
+            reoffer_rate: 10,
         }
     }
 }
@@ -269,6 +273,8 @@ struct Dialog {
     sdp_version: u64,
     local_cseq: u32,
     timer: Option<SessionTimer>,
+    /// re-INVITE/UPDATE token bucket: (tokens, last refill).
+    reoffers: (f64, Instant),
 }
 
 /// A request we sent, waiting for its response.
@@ -819,6 +825,7 @@ impl SipCore {
                 sdp_version: 1,
                 local_cseq: 0,
                 timer,
+                reoffers: (2.0 * f64::from(self.config.reoffer_rate.max(1)), now),
             },
         );
         self.events.push_back(Event::Offered {
@@ -988,9 +995,24 @@ impl SipCore {
             self.reject_422(now, peer, &msg);
             return;
         };
+        let rate = f64::from(self.config.reoffer_rate.max(1));
         let Some(d) = self.dialogs.get_mut(&id) else {
             return;
         };
+        // Each re-offer costs the IO layer work and the recording storage
+        // (metadata kept, events): a client may send bursts, not floods.
+        let (tokens, last) = &mut d.reoffers;
+        *tokens =
+            (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(2.0 * rate);
+        *last = now;
+        if *tokens < 1.0 {
+            let r = ResponseBuilder::new(&msg, 503, "Too Many Updates", None)
+                .header("Retry-After", "1")
+                .build();
+            self.send_and_cache(now, peer, &msg, r);
+            return;
+        }
+        *tokens -= 1.0;
         // A pending offer or an unacknowledged INVITE: glare (RFC 3261 §14.2).
         let busy = matches!(d.state, State::Offered | State::Answering(_))
             || (is_invite && d.state == (State::Answered { acked: false }));
@@ -1299,6 +1321,7 @@ impl SipCore {
             answers: d.answers.clone(),
             sdp_version: d.sdp_version,
             timer: d.timer,
+            reoffers: d.reoffers,
         }
     }
 

@@ -388,3 +388,40 @@ pub fn ok_to(req: &srs::sip::message::Message) -> String {
         req.header("CSeq").unwrap_or_default()
     )
 }
+
+/// `n` samples of a sine at `freq` Hz from sample `n0`, amplitude 8000.
+pub fn sine(freq: f64, rate: u32, n0: u64, n: usize) -> Vec<i16> {
+    (0..n)
+        .map(|i| {
+            let t = (n0 + i as u64) as f64 / f64::from(rate);
+            (8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
+        })
+        .collect()
+}
+
+/// An RTP packet (no CSRC, no extension).
+pub fn rtp_packet(seq: u16, ts: u32, ssrc: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt & 0x7f];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Sends `secs` of a PCMU tone at `freq` Hz to `to` in real time (20 ms
+/// packets, payload type 0) from `sock`.
+pub fn send_pcmu_tone(sock: &UdpSocket, to: SocketAddr, freq: f64, secs: f64, ssrc: u32) {
+    let start = Instant::now();
+    let packets = (secs * 50.0) as u32;
+    for i in 0..packets {
+        let pcm = sine(freq, 8000, u64::from(i) * 160, 160);
+        let payload: Vec<u8> = pcm.iter().map(|s| srs::testkit::ulaw_encode(*s)).collect();
+        let pkt = rtp_packet(i as u16, i * 160, ssrc, 0, &payload);
+        let _ = sock.send_to(&pkt, to);
+        let due = start + Duration::from_millis(u64::from(i + 1) * 20);
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+}

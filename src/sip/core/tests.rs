@@ -810,3 +810,42 @@ fn malformed_requests_get_400_505_513() {
     core.handle_input(t0, udp_peer(), b"SIP/3.0 200 OK\r\n\r\n");
     assert!(drain(&mut core).is_empty());
 }
+
+/// re-INVITEs and UPDATEs are rate-limited per dialog: a burst of twice
+/// `reoffer_rate` passes, then 503 Too Many Updates with Retry-After, and
+/// the dialog goes on; the bucket refills with time.
+#[test]
+fn reoffers_are_rate_limited_per_dialog() {
+    let mut core = SipCore::new(CoreConfig {
+        reoffer_rate: 10,
+        ..CoreConfig::default()
+    });
+    let t0 = Instant::now();
+    let (id, tag) = establish(&mut core, t0);
+    core.handle_input(t0, udp_peer(), &request("ACK", &tag, "z9hG4bK-ack", 1));
+    drain(&mut core);
+    assert_eq!(core.poll_event(), Some(Event::Confirmed { session: id }));
+    let mut codes = Vec::new();
+    for n in 0..25 {
+        core.handle_input(
+            t0,
+            udp_peer(),
+            &request("UPDATE", &tag, &format!("z9hG4bK-u{n}"), 2 + n),
+        );
+        let out = drain(&mut core);
+        if code(&out[0]) == 503 {
+            assert_eq!(out[0].header("Retry-After"), Some("1"));
+        }
+        codes.push(code(&out[0]));
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 20, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 503).count(), 5, "{codes:?}");
+    let t1 = t0 + Duration::from_secs(1);
+    core.handle_input(
+        t1,
+        udp_peer(),
+        &request("UPDATE", &tag, "z9hG4bK-later", 100),
+    );
+    assert_eq!(code(&drain(&mut core)[0]), 200, "refilled after a second");
+    assert_eq!(core.active_sessions(), 1);
+}
