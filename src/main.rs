@@ -163,7 +163,8 @@ fn repair(args: RepairArgs) -> anyhow::Result<()> {
     } else {
         let mut out = Vec::new();
         for d in &args.dirs {
-            out.push(
+            // A phantom (no audio, no Call-ID) is removed, not published.
+            out.extend(
                 recover::recover_dir(&drop, d)
                     .with_context(|| format!("repairing {}", d.display()))?,
             );

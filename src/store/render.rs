@@ -327,6 +327,7 @@ mod tests {
             }],
             metadata_file: Some("metadata.xml".to_string()),
             metadata_error: Some("no <group>".to_string()),
+            error: None,
         }
     }
 
