@@ -299,12 +299,12 @@ pub async fn run(
     let sip_bound = udp.local_addr().unwrap_or(sip_addr);
     // Room for bursts (capped by net.core.rmem_max; the kernel doubles it).
     set_recv_buffer(&udp, SIP_UDP_RCVBUF);
-    let tcp = TcpListener::bind(sip_bound)
+    let tcp = listen_stream(sip_bound)
         .await
         .map_err(bind_error("SIP/TCP", sip_bound))?;
     let tls = if config.tls.enabled() {
         let acceptor = TlsAcceptor::from(crate::tls::server_config(&config.tls)?);
-        let listener = TcpListener::bind(config.tls.listen)
+        let listener = listen_stream(config.tls.listen)
             .await
             .map_err(bind_error("SIP/TLS", config.tls.listen))?;
         Some((listener, acceptor))
@@ -458,6 +458,24 @@ struct CoreLoop {
 const SIP_DRAIN: usize = 256;
 /// SO_RCVBUF asked for the SIP/UDP socket.
 const SIP_UDP_RCVBUF: usize = 4 << 20;
+
+/// Pending connections the kernel may queue for the SIP/TCP and TLS
+/// listeners (capped by net.core.somaxconn). tokio's default, 128, made
+/// connections from a burst (an SBC failing over, a flood) wait a full
+/// SYN retransmission (1 s) each time the queue overflowed.
+const STREAM_BACKLOG: u32 = 4096;
+
+/// A TCP listener with a deep accept queue.
+async fn listen_stream(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(STREAM_BACKLOG)
+}
 
 /// The error for a socket that cannot be bound: what it was for, where.
 fn bind_error(what: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> ServerError {
