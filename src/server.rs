@@ -186,6 +186,11 @@ fn raise_nofile_limit() -> u64 {
         };
         // SAFETY: setrlimit reads the struct it is given.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            tracing::info!(
+                from = r.rlim_cur,
+                to = r.rlim_max,
+                "raised the open-file limit"
+            );
             r.rlim_cur = r.rlim_max;
         }
     }

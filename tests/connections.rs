@@ -386,3 +386,88 @@ max_connections_per_source = {PER_SOURCE}\nmax_connections = {MAX_CONNECTIONS}\n
         "cap closings are logged at a bounded rate"
     );
 }
+
+/// The server's descriptors run out (its limit lowered under it): new
+/// sessions get `503 Out Of Descriptors` with `Retry-After`, the refused
+/// session leaves nothing in `.incoming` once descriptors are back, accept
+/// failures are logged at a bounded rate, and service resumes.
+#[test]
+fn out_of_descriptors_is_answered_as_such_and_logged_at_a_bounded_rate() {
+    raise_own_fd_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("srs.toml");
+    // Caps and timeouts out of the way: the descriptor limit is what bites.
+    std::fs::write(
+        &cfg,
+        "[sip]\nconnection_head_timeout = 60\nmax_connections_per_source = 10000\nmax_connections = 10000\n",
+    )
+    .unwrap();
+    let srs = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let baseline = server_fds(&srs) as u64;
+    let limit = libc::rlimit {
+        rlim_cur: baseline + 8,
+        rlim_max: baseline + 8,
+    };
+    // SAFETY: prlimit on our child's pid with a struct that lives across it.
+    let r = unsafe {
+        libc::prlimit(
+            srs.child.id() as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    // 40 connections: the first few take the last descriptors, the rest
+    // wait in the accept queue while accept(2) fails with EMFILE.
+    let flood: Vec<TcpStream> = (0..40)
+        .map(|_| connect_from([127, 0, 0, 1], srs.sip).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let udp = UdpSocket::bind("127.0.0.2:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = udp.local_addr().unwrap();
+    let r = final_response(&udp, srs.sip, invite_text("UDP", local, "no-fd").as_bytes());
+    assert!(
+        matches!(&r.start, srs::sip::message::StartLine::Response { code: 503, reason }
+            if reason == "Out Of Descriptors"),
+        "{:?}\n{}",
+        r.start,
+        srs.log()
+    );
+    assert_eq!(r.header("Retry-After"), Some("10"));
+    std::thread::sleep(Duration::from_millis(1500));
+    // 3 s of EMFILE, an attempt every 50 ms: one line (and the next one, 10 s later).
+    let log = srs.log();
+    let lines = log.matches("out of file descriptors").count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} accept failure lines in 3 s:\n{log}"
+    );
+    // Descriptors come back: the refused session's directory goes, and
+    // new sessions are recorded again.
+    drop(flood);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = std::fs::read_dir(srs.recordings.join(".incoming"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} directories left in .incoming by a refused session"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let udp2 = UdpSocket::bind("127.0.0.2:0").unwrap();
+    udp2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local2 = udp2.local_addr().unwrap();
+    let ok = final_response(
+        &udp2,
+        srs.sip,
+        invite_text("UDP", local2, "fd-back").as_bytes(),
+    );
+    assert_eq!(status(&ok), 200, "service resumes");
+}
