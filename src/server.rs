@@ -726,7 +726,7 @@ impl CoreLoop {
                             }
                             self.sessions.insert(session, active);
                         } else {
-                            self.finish(active, now, "cancelled");
+                            self.abandon(active);
                         }
                     }
                     Err((code, reason, retry_after)) => {
@@ -777,7 +777,13 @@ impl CoreLoop {
                     };
                     tracing::info!(session, ?reason, recording_id = %s.session.meta.recording_id,
                         "recording session ended");
-                    self.finish(s, now, status);
+                    if status == "cancelled" {
+                        // Never answered: nothing may stay behind, even if
+                        // the process dies before its streams are stopped.
+                        self.abandon(s);
+                    } else {
+                        self.finish(s, now, status);
+                    }
                 }
             }
         }
@@ -1067,11 +1073,13 @@ impl CoreLoop {
         Ok((answers, active))
     }
 
-    /// A session refused after its directory was made: the directory is
+    /// A session refused (or cancelled) before its answer: its directory is
     /// removed now (nothing may be left in `.incoming`, even if the process
     /// dies next), its streams are stopped in the background.
     fn abandon(&mut self, active: ActiveSession) {
-        remove_incoming(&active.dir);
+        if active.recorded {
+            remove_incoming(&active.dir);
+        }
         self.finish(active, Instant::now(), "failed");
     }
 
