@@ -110,6 +110,18 @@ pub struct SipConfig {
     pub max_metadata_bytes: u64,
     /// Events (`events` in metadata.json) kept for one recording.
     pub max_events: usize,
+    /// Seconds a TCP/TLS connection has to complete a SIP message (its
+    /// first one from the opening, later ones from their first byte).
+    pub connection_head_timeout: u64,
+    /// Seconds after which a TCP/TLS connection that carries no dialog and
+    /// saw no message either way is closed.
+    pub connection_idle_timeout: u64,
+    /// TCP/TLS connections without a dialog from one address; one more
+    /// closes that address's least recently active one.
+    pub max_connections_per_source: usize,
+    /// TCP/TLS connections in all; 0: from the descriptor limit, keeping a
+    /// reserve for the RTP sockets, the files, the index and HTTP.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -273,6 +285,10 @@ impl Default for SipConfig {
             max_metadata_updates: 200,
             max_metadata_bytes: 8 << 20,
             max_events: 2000,
+            connection_head_timeout: 10,
+            connection_idle_timeout: 120,
+            max_connections_per_source: 256,
+            max_connections: 0,
         }
     }
 }
@@ -352,6 +368,19 @@ impl Config {
                 message: "need 90 <= min_se <= session_expires (RFC 4028)".into(),
             });
         }
+        if self.sip.connection_head_timeout == 0 || self.sip.connection_idle_timeout == 0 {
+            return Err(ConfigError::Invalid {
+                key: "sip.connection_head_timeout",
+                message: "connection_head_timeout and connection_idle_timeout must be at least 1 s"
+                    .into(),
+            });
+        }
+        if self.sip.max_connections_per_source == 0 {
+            return Err(ConfigError::Invalid {
+                key: "sip.max_connections_per_source",
+                message: "must be at least 1".into(),
+            });
+        }
         for c in &self.sip.allow {
             let net = c.split('/').next().unwrap_or("");
             if net.parse::<IpAddr>().is_err() {
@@ -423,6 +452,10 @@ mod tests {
             "cert",
             "key",
             "client_ca",
+            "connection_head_timeout",
+            "connection_idle_timeout",
+            "max_connections_per_source",
+            "max_connections",
         ] {
             assert!(text.contains(key), "examples/srs.toml must document {key}");
         }

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`sip::message`] | tolerant SIP parsing in front of `rsip`, TCP framing by Content-Length, response building | no |
 //! | [`sip::core`] | transactions, dialogs and timers of the recording UAS: bytes + `now` in, transmits, events and timeouts out | no |
+//! | [`sip::conns`] | which SIP/TCP and TLS connections may stay open: head and idle timeouts, per-source and global caps, dialogs exempt | no |
 //! | [`sip::overload`] | overload detection: queue depth + `now` in, "refuse new sessions" (503 Overloaded) out | no |
 //! | [`siprec`] | reading an offer: [`siprec::multipart`], [`siprec::sdp`] (adapter over `webrtc-sdp`, answer builder), [`siprec::metadata`] (RFC 7865, every dialect seen in the field) | no |
 //! | [`media`] | RTP parsing (adapter over `rtp`), G.711 decoding, the per-stream timeline that writes WAV (silence for loss and gaps) | no |

@@ -163,7 +163,8 @@ fn repair(args: RepairArgs) -> anyhow::Result<()> {
     } else {
         let mut out = Vec::new();
         for d in &args.dirs {
-            out.push(
+            // A phantom (no audio, no Call-ID) is removed, not published.
+            out.extend(
                 recover::recover_dir(&drop, d)
                     .with_context(|| format!("repairing {}", d.display()))?,
             );
@@ -241,7 +242,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.http.listen = v;
     }
     config.validate()?;
-    raise_fd_limit();
+    // (srs::server::run raises the open-file limit and sizes the
+    // connection caps from it.)
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -256,31 +258,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         srs::server::run(config, rx, |_| {}).await
     })?;
     Ok(())
-}
-
-/// Every recorded stream holds two sockets and a file: raise the soft
-/// limit on open files to the hard limit (10,000 streams need ~30,000).
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            let old = lim.rlim_cur;
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-                tracing::info!(from = old, to = lim.rlim_max, "raised the open-file limit");
-            }
-        }
-        if lim.rlim_cur < 30_000 {
-            tracing::warn!(
-                limit = lim.rlim_cur,
-                "open-file limit below 30000: fewer than 10,000 streams fit"
-            );
-        }
-    }
 }
 
 async fn wait_for_signal() {

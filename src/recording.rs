@@ -13,7 +13,12 @@ pub struct RecordingMeta {
     pub recording_id: String,
     /// SIP Call-ID of the recording session (the RS dialog), as received.
     pub call_id: String,
-    /// `complete` once published after a normal end of session.
+    /// How the recording ended: `complete` (BYE or our own end),
+    /// `complete-session-expired`, `complete-no-ack`, `recovered` (left by
+    /// a crash, published at the next start) or `truncated`: a stream
+    /// stopped recording before the session ended (a write failed: disk
+    /// full, I/O error); its file holds the audio up to the failure and
+    /// `error` says what happened.
     pub status: String,
     /// RFC 3339 UTC, when the session was answered.
     pub started_at: String,
@@ -71,6 +76,11 @@ pub struct RecordingMeta {
     /// affected.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limits_reached: Vec<String>,
+    /// Why the audio is incomplete (status `truncated`): each failed
+    /// stream's file and error, e.g. `alice-1.wav: No space left on
+    /// device (os error 28)`. Absent when every stream recorded to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One party of the recorded call, as described by the RFC 7865 metadata.
@@ -134,6 +144,10 @@ pub struct StreamMeta {
     /// sample position, when the sender reported one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_clock_ms: Option<i64>,
+    /// Why this stream stopped recording before the session ended (its
+    /// counters and file describe the audio up to then). Absent normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A DTMF digit received as RFC 4733 telephone-event (never in the audio).

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -32,8 +32,9 @@ use crate::media::recorder::{StreamRecorder, StreamSpec};
 use crate::plan::MediaPlan;
 use crate::recording::RecordingMeta;
 use crate::session::{crypto_answer, stream_spec, LineAction, Session, StreamReport, StreamSlot};
+use crate::sip::conns::{Admission, ConnTable, Limits, LogEvery, Why};
 use crate::sip::core::{ConnId, CoreConfig, EndReason, Event, Peer, SessionId, SipCore, Transport};
-use crate::sip::message::StreamFramer;
+use crate::sip::message::{FramingError, StreamFramer};
 use crate::sip::overload::{Episode, Overload};
 use crate::siprec::sdp::{AnswerMedia, SdpOffer};
 use crate::siprec::RecordingOffer;
@@ -142,7 +143,89 @@ struct ActiveSession {
 enum ConnInput {
     Opened(ConnId, mpsc::UnboundedSender<Bytes>),
     Message(ConnId, Transport, SocketAddr, Bytes),
+    /// The head of a message over the size cap: answered 513, then the
+    /// connection closes.
+    Oversized(ConnId, Transport, SocketAddr, Bytes),
     Closed(ConnId),
+}
+
+/// The open TCP/TLS connections, shared by the accept tasks (caps), the
+/// connection tasks (their clocks) and the core task (timeouts, dialogs).
+/// Each entry's handle closes its connection.
+type Conns = Arc<Mutex<ConnTable<Arc<Notify>>>>;
+
+fn lock_conns(conns: &Conns) -> std::sync::MutexGuard<'_, ConnTable<Arc<Notify>>> {
+    conns.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Forgets a connection in the table however its task ends.
+struct ConnGuard {
+    conns: Conns,
+    id: ConnId,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        lock_conns(&self.conns).closed(self.id);
+    }
+}
+
+/// Raises the soft descriptor limit (RLIMIT_NOFILE) to the hard one: the
+/// default soft limit (often 1,024) is far below what thousands of streams
+/// need. Returns the limit in force.
+fn raise_nofile_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return 1024;
+    }
+    if r.rlim_cur < r.rlim_max {
+        let want = libc::rlimit {
+            rlim_cur: r.rlim_max,
+            rlim_max: r.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            tracing::info!(
+                from = r.rlim_cur,
+                to = r.rlim_max,
+                "raised the open-file limit"
+            );
+            r.rlim_cur = r.rlim_max;
+        }
+    }
+    // The cap keeps RLIM_INFINITY sane.
+    r.rlim_cur.min(1 << 30)
+}
+
+/// Is this OS error the process or the system out of descriptors?
+fn out_of_descriptors(errno: Option<i32>) -> bool {
+    matches!(errno, Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// A refused session's answer: code, reason phrase, Retry-After seconds.
+type Refusal = (u16, &'static str, Option<u32>);
+
+/// The answer to a session that cannot be stored, by the OS error: code,
+/// reason and Retry-After. Descriptors and disk space come back; other
+/// storage errors need an operator.
+fn storage_refusal(errno: Option<i32>) -> Refusal {
+    match errno {
+        e if out_of_descriptors(e) => (503, "Out Of Descriptors", Some(10)),
+        Some(libc::ENOSPC | libc::EDQUOT) => (503, "Insufficient Storage", Some(60)),
+        _ => (500, "Cannot Store Recording", None),
+    }
+}
+
+/// The OS error behind a drop error, if any.
+fn drop_errno(e: &crate::store::DropError) -> Option<i32> {
+    match e {
+        crate::store::DropError::Io { source, .. } => source.raw_os_error(),
+        _ => None,
+    }
 }
 
 /// Shared by the core task and the publishing tasks.
@@ -189,6 +272,34 @@ pub async fn run(
             None
         }
     };
+    let nofile = raise_nofile_limit();
+    let rtp_ports = u64::from(config.media.rtp_ports.hi - config.media.rtp_ports.lo) + 1;
+    let limits = Limits {
+        head_timeout: Duration::from_secs(config.sip.connection_head_timeout),
+        idle_timeout: Duration::from_secs(config.sip.connection_idle_timeout),
+        per_source: config.sip.max_connections_per_source,
+        max: match config.sip.max_connections {
+            0 => crate::sip::conns::auto_max_connections(nofile, rtp_ports),
+            n => n,
+        },
+    };
+    tracing::info!(
+        descriptors = nofile,
+        max_connections = limits.max,
+        max_connections_per_source = limits.per_source,
+        "descriptor limit and SIP connection caps"
+    );
+    if nofile < 2 * rtp_ports + 1024 + limits.max as u64 {
+        tracing::warn!(
+            descriptors = nofile,
+            rtp_ports,
+            max_connections = limits.max,
+            "the descriptor limit is below what media.rtp_ports (2 per port) and the connections \
+             need: sessions get 503 Out Of Descriptors before the ports run out; raise LimitNOFILE \
+             (systemd) or ulimit -Hn"
+        );
+    }
+    let conns: Conns = Arc::new(Mutex::new(ConnTable::new(limits)));
     let sip_addr = config.sip.listen;
     let udp = UdpSocket::bind(sip_addr)
         .await
@@ -196,12 +307,12 @@ pub async fn run(
     let sip_bound = udp.local_addr().unwrap_or(sip_addr);
     // Room for bursts (capped by net.core.rmem_max; the kernel doubles it).
     set_recv_buffer(&udp, SIP_UDP_RCVBUF);
-    let tcp = TcpListener::bind(sip_bound)
+    let tcp = listen_stream(sip_bound)
         .await
         .map_err(bind_error("SIP/TCP", sip_bound))?;
     let tls = if config.tls.enabled() {
         let acceptor = TlsAcceptor::from(crate::tls::server_config(&config.tls)?);
-        let listener = TcpListener::bind(config.tls.listen)
+        let listener = listen_stream(config.tls.listen)
             .await
             .map_err(bind_error("SIP/TLS", config.tls.listen))?;
         Some((listener, acceptor))
@@ -283,9 +394,21 @@ pub async fn run(
 
     let (conn_tx, conn_rx) = mpsc::unbounded_channel();
     let conn_ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
-    tokio::spawn(accept_streams(tcp, None, conn_ids.clone(), conn_tx.clone()));
+    tokio::spawn(accept_streams(
+        tcp,
+        None,
+        conn_ids.clone(),
+        conn_tx.clone(),
+        conns.clone(),
+    ));
     if let Some((listener, acceptor)) = tls {
-        tokio::spawn(accept_streams(listener, Some(acceptor), conn_ids, conn_tx));
+        tokio::spawn(accept_streams(
+            listener,
+            Some(acceptor),
+            conn_ids,
+            conn_tx,
+            conns.clone(),
+        ));
     }
 
     let core = SipCore::new(CoreConfig {
@@ -312,6 +435,9 @@ pub async fn run(
         shared,
         routes: HashMap::new(),
         overload: Overload::default(),
+        conn_table: conns,
+        conn_log: LogEvery::new(Duration::from_secs(10)),
+        conn_closed: [0; 2],
     };
     lp.run(conn_rx, &mut shutdown).await;
     Ok(())
@@ -329,12 +455,36 @@ struct CoreLoop {
     routes: HashMap<IpAddr, IpAddr>,
     /// Whether the SIP input is queueing up (new sessions refused).
     overload: Overload,
+    /// The open TCP/TLS connections and their clocks.
+    conn_table: Conns,
+    /// Connections closed for their head and idle timeouts, logged at
+    /// most once per 10 s.
+    conn_log: LogEvery,
+    conn_closed: [u64; 2],
 }
 
 /// SIP datagrams read per wake-up at most.
 const SIP_DRAIN: usize = 256;
 /// SO_RCVBUF asked for the SIP/UDP socket.
 const SIP_UDP_RCVBUF: usize = 4 << 20;
+
+/// Pending connections the kernel may queue for the SIP/TCP and TLS
+/// listeners (capped by net.core.somaxconn). tokio's default, 128, made
+/// connections from a burst (an SBC failing over, a flood) wait a full
+/// SYN retransmission (1 s) each time the queue overflowed.
+const STREAM_BACKLOG: u32 = 4096;
+
+/// A TCP listener with a deep accept queue.
+async fn listen_stream(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(STREAM_BACKLOG)
+}
 
 /// The error for a socket that cannot be bound: what it was for, where.
 fn bind_error(what: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> ServerError {
@@ -371,6 +521,12 @@ impl CoreLoop {
         let mut leaving: Option<tokio::time::Instant> = None;
         let mut disk_check = tokio::time::interval(Duration::from_secs(1));
         let mut low_space = false;
+        // The connection timeouts are checked a few times per timeout.
+        let limits = lock_conns(&self.conn_table).limits();
+        let mut conn_sweep = tokio::time::interval(
+            (limits.head_timeout.min(limits.idle_timeout) / 4)
+                .clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        );
         loop {
             let timeout = self.core.poll_timeout();
             let sleep = tokio::time::sleep_until(
@@ -408,6 +564,10 @@ impl CoreLoop {
                         let peer = Peer { transport, addr, conn: Some(id) };
                         self.core.handle_input(Instant::now(), peer, &data);
                     }
+                    ConnInput::Oversized(id, transport, addr, head) => {
+                        let peer = Peer { transport, addr, conn: Some(id) };
+                        self.core.handle_oversized(Instant::now(), peer, &head);
+                    }
                 },
                 _ = sleep, if timeout.is_some() => self.core.handle_timeout(Instant::now()),
                 _ = shutdown.wait_for(|s| *s), if leaving.is_none() => {
@@ -424,6 +584,7 @@ impl CoreLoop {
                 // keeps each finished task (its whole future's memory) until
                 // joined, which grew the heap by ~3 KB per call (soak).
                 _ = self.publishing.join_next(), if !self.publishing.is_empty() => {}
+                _ = conn_sweep.tick() => self.sweep_conns(),
                 _ = disk_check.tick() => {
                     let min = self.shared.config.storage.min_free_mb * 1024 * 1024;
                     if let Some(free) = free_bytes(&self.shared.config.storage.recordings) {
@@ -494,11 +655,37 @@ impl CoreLoop {
         self.core.set_overloaded(behind);
     }
 
+    /// Closes the connections past their head or idle timeout, except
+    /// those carrying a dialog.
+    fn sweep_conns(&mut self) {
+        let in_use = self.core.conns_in_use();
+        let now = Instant::now();
+        let (expired, open) = {
+            let mut t = lock_conns(&self.conn_table);
+            t.set_dialogs(&in_use);
+            (t.expired(now), t.len())
+        };
+        for (_, close, why) in &expired {
+            close.notify_one();
+            self.conn_closed[usize::from(*why == Why::Idle)] += 1;
+        }
+        if !expired.is_empty() && self.conn_log.hit(now).is_some() {
+            let [head, idle] = std::mem::take(&mut self.conn_closed);
+            tracing::info!(
+                head_timeout = head,
+                idle_timeout = idle,
+                open,
+                "closed SIP connections that sent no complete message in time or sat idle without a dialog"
+            );
+        }
+    }
+
     async fn transmit(&mut self, peer: Peer, payload: Bytes) {
         match (peer.transport, peer.conn) {
             (Transport::Tcp | Transport::Tls, Some(conn)) => match self.conns.get(&conn) {
                 Some(tx) => {
                     let _ = tx.send(payload);
+                    lock_conns(&self.conn_table).sent(Instant::now(), conn);
                 }
                 None => tracing::debug!(%peer.addr, "connection gone; message dropped"),
             },
@@ -547,12 +734,13 @@ impl CoreLoop {
                             }
                             self.sessions.insert(session, active);
                         } else {
-                            self.finish(active, now, "cancelled");
+                            self.abandon(active);
                         }
                     }
-                    Err((code, reason)) => {
+                    Err((code, reason, retry_after)) => {
                         tracing::warn!(session, %call_id, code, reason, "cannot start recording");
-                        self.core.reject(now, session, code, reason);
+                        self.core
+                            .reject_retry_after(now, session, code, reason, retry_after);
                     }
                 }
             }
@@ -597,7 +785,13 @@ impl CoreLoop {
                     };
                     tracing::info!(session, ?reason, recording_id = %s.session.meta.recording_id,
                         "recording session ended");
-                    self.finish(s, now, status);
+                    if status == "cancelled" {
+                        // Never answered: nothing may stay behind, even if
+                        // the process dies before its streams are stopped.
+                        self.abandon(s);
+                    } else {
+                        self.finish(s, now, status);
+                    }
                 }
             }
         }
@@ -710,7 +904,7 @@ impl CoreLoop {
                             });
                             s.tasks.insert(index, task);
                         }
-                        Err(e) => tracing::warn!(error = e, "cannot record an added stream"),
+                        Err(e) => tracing::warn!(error = %e, "cannot record an added stream"),
                     }
                 }
                 LineAction::Reject { .. } => {}
@@ -726,7 +920,7 @@ impl CoreLoop {
         peer: Peer,
         invite: &crate::sip::message::Message,
         offer: &RecordingOffer,
-    ) -> Result<(Vec<AnswerMedia>, ActiveSession), (u16, &'static str)> {
+    ) -> Result<(Vec<AnswerMedia>, ActiveSession), Refusal> {
         let call_id = invite.call_id().unwrap_or_default();
         let cfg = &self.shared.config;
         // Who and what this call is, and under which DN it is filed.
@@ -800,15 +994,10 @@ impl CoreLoop {
             .create_incoming(&meta.recording_id)
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot create recording directory");
-                (500, "Cannot Store Recording")
+                storage_refusal(drop_errno(&e))
             })?;
         let bind = cfg.media.bind;
         let start = Instant::now();
-        if let Some(xml) = &offer.metadata_xml {
-            if let Err(e) = std::fs::write(dir.join("metadata.xml"), xml) {
-                tracing::warn!(error = %e, "cannot keep metadata XML");
-            }
-        }
         let mut active = ActiveSession {
             session: Session::new(meta, offer, &plan).with_limits(limits),
             start,
@@ -818,6 +1007,15 @@ impl CoreLoop {
             recorded: true,
             formats,
         };
+        // The first writes must succeed, or the session is refused and
+        // leaves nothing: a 200 OK promises a recording.
+        if let Some(xml) = &offer.metadata_xml {
+            if let Err(e) = std::fs::write(active.dir.join("metadata.xml"), xml) {
+                tracing::error!(error = %e, "cannot keep the metadata XML: session refused");
+                self.abandon(active);
+                return Err(storage_refusal(e.raw_os_error()));
+            }
+        }
         let mut answers = vec![AnswerMedia::recv(None); offer.sdp.media.len()];
         for ps in &plan.streams {
             let (Some(codec), Some(file)) = (&ps.codec, &ps.file) else {
@@ -869,23 +1067,30 @@ impl CoreLoop {
                     active.tasks.insert(ps.index, task);
                 }
                 Err(e) => {
-                    let status = if e.contains("port") {
-                        (503, "No Media Port Available")
-                    } else {
-                        (500, "Cannot Store Recording")
-                    };
-                    tracing::error!(error = e, "cannot start a stream");
-                    self.finish(active, Instant::now(), "failed");
-                    return Err(status);
+                    tracing::error!(error = %e, "cannot start a stream: session refused");
+                    self.abandon(active);
+                    return Err(e.refusal());
                 }
             }
         }
         if let Err(e) =
             crate::store::recover::write_incoming(&active.dir, &active.session.snapshot())
         {
-            tracing::warn!(error = %e, "cannot write incoming.json");
+            tracing::error!(error = %e, "cannot write incoming.json: session refused");
+            self.abandon(active);
+            return Err(storage_refusal(e.raw_os_error()));
         }
         Ok((answers, active))
+    }
+
+    /// A session refused (or cancelled) before its answer: its directory is
+    /// removed now (nothing may be left in `.incoming`, even if the process
+    /// dies next), its streams are stopped in the background.
+    fn abandon(&mut self, active: ActiveSession) {
+        if active.recorded {
+            remove_incoming(&active.dir);
+        }
+        self.finish(active, Instant::now(), "failed");
     }
 
     /// Stops the streams and publishes the recording in the background.
@@ -920,6 +1125,40 @@ fn media_ip(advertised: Option<IpAddr>, bind: IpAddr, peer: SocketAddr) -> IpAdd
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
+/// Removes a refused session's directory (gone already is fine).
+fn remove_incoming(dir: &std::path::Path) -> bool {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a refused session's directory yet");
+            false
+        }
+    }
+}
+
+/// Why a stream could not be started.
+#[derive(Debug, thiserror::Error)]
+enum StreamStartError {
+    #[error("no free media port")]
+    NoPort,
+    #[error("no file descriptor left for the media sockets")]
+    NoDescriptors,
+    #[error(transparent)]
+    File(#[from] crate::media::recorder::RecorderError),
+}
+
+impl StreamStartError {
+    /// The SIP answer: which resource ran out, and when to retry.
+    fn refusal(&self) -> Refusal {
+        match self {
+            StreamStartError::NoPort => (503, "No Media Port Available", Some(5)),
+            StreamStartError::NoDescriptors => storage_refusal(Some(libc::EMFILE)),
+            StreamStartError::File(e) => storage_refusal(e.os_error()),
+        }
+    }
+}
+
 /// Binds a port pair, creates the file and starts the receiving task.
 #[allow(clippy::too_many_arguments)]
 fn spawn_stream(
@@ -931,9 +1170,16 @@ fn spawn_stream(
     start: Instant,
     formats: &[Format],
     expected: Option<IpAddr>,
-) -> Result<StreamTask, String> {
+) -> Result<StreamTask, StreamStartError> {
     let pair = shared.ports.lock().ok().and_then(|mut p| p.bind_pair(bind));
-    let (rtp_sock, rtcp_sock, port) = pair.ok_or_else(|| "no free media port".to_string())?;
+    let Some((rtp_sock, rtcp_sock, port)) = pair else {
+        // Every port failed to bind: taken, or no descriptor to make a
+        // socket with (then say so, not "no port").
+        return Err(match std::net::UdpSocket::bind((bind, 0)) {
+            Err(e) if out_of_descriptors(e.raw_os_error()) => StreamStartError::NoDescriptors,
+            _ => StreamStartError::NoPort,
+        });
+    };
     let ogg = (spec.has(&crate::media::codec::CodecKind::Opus)
         && formats.contains(&Format::OggOpus))
     .then(|| dir.join(opus_name(file)));
@@ -943,7 +1189,7 @@ fn spawn_stream(
             if let Ok(mut p) = shared.ports.lock() {
                 p.release(port);
             }
-            return Err(e.to_string());
+            return Err(e.into());
         }
     };
     let id = shared
@@ -990,29 +1236,68 @@ async fn publish(
     let dir: PathBuf = dir;
     let mut reports = std::collections::BTreeMap::new();
     for (index, t) in tasks {
-        match shared.reactor.stop(t.id, end).await {
-            Ok(Ok(stats)) => {
-                reports.insert(index, StreamReport { stats, bytes: 0 });
+        let stats = match shared.reactor.stop(t.id, end).await {
+            Ok(Ok(stats)) => Some(stats),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "stream failed");
+                None
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "stream failed"),
-            Err(e) => tracing::error!(error = %e, "media thread gone"),
+            Err(e) => {
+                tracing::error!(error = %e, "media thread gone");
+                None
+            }
+        };
+        if let Some(stats) = stats {
+            reports.insert(
+                index,
+                StreamReport {
+                    stats,
+                    ..StreamReport::default()
+                },
+            );
         }
         if let Ok(mut p) = shared.ports.lock() {
             p.release(t.port);
         }
     }
     if status == "cancelled" || status == "failed" {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove unanswered session");
+        // Nothing of an unanswered session may stay in .incoming (it would
+        // come back as a phantom recording after a restart): the removal is
+        // retried while, say, descriptors are short.
+        for attempt in 0..5 {
+            if remove_incoming(&dir) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
         }
+        tracing::error!(dir = %dir.display(), "an unanswered session's directory stays; the next start removes it");
         return;
     }
+    // Each file as it is on disk: only whole, playable WAVs are listed.
+    // A stream without a report (its media thread died) keeps what its
+    // last header rewrite covered, repaired from the disk.
     for slot in session.streams.values() {
-        if let (Ok(m), Some(r)) = (
-            std::fs::metadata(dir.join(&slot.file)),
-            reports.get_mut(&slot.index),
-        ) {
-            r.bytes = m.len();
+        let path = dir.join(&slot.file);
+        let r = reports.entry(slot.index).or_insert_with(|| {
+            let mut stats = crate::media::recorder::StreamStats {
+                error: Some("the media thread stopped".into()),
+                ..Default::default()
+            };
+            if let Some((frames, rate, _)) = crate::store::recover::repair_wav_frames(&path) {
+                stats.samples_written = frames;
+                stats.sample_rate = rate;
+            }
+            StreamReport {
+                stats,
+                ..StreamReport::default()
+            }
+        });
+        r.playable = crate::store::recover::wav_frames(&path).is_some();
+        r.bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+        if let Some(e) = &r.stats.error {
+            tracing::warn!(recording_id = %session.meta.recording_id, file = %slot.file, error = %e,
+                seconds = r.stats.samples_written / u64::from(r.stats.sample_rate.max(1)),
+                "published truncated: a stream stopped recording early");
         }
     }
     let duration_ms = end.saturating_duration_since(start).as_millis() as u64;
@@ -1178,39 +1463,86 @@ fn publisher(
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts SIP/TCP connections, or SIP/TLS ones when given an acceptor;
-/// each gets a reader and a writer task.
+/// each gets a reader and a writer task. Each connection is admitted by the
+/// table first (per-source and global caps); the connections it gives up
+/// for a newcomer are closed, a refused one is closed at once. Failures
+/// (EMFILE when descriptors run out) are logged once per 10 s with how
+/// many were held back, never once per attempt.
 async fn accept_streams(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     ids: Arc<std::sync::atomic::AtomicU64>,
     tx: mpsc::UnboundedSender<ConnInput>,
+    conns: Conns,
 ) {
+    let kind = if tls.is_some() { "SIP/TLS" } else { "SIP/TCP" };
+    let mut accept_log = LogEvery::new(Duration::from_secs(10));
+    let mut cap_log = LogEvery::new(Duration::from_secs(10));
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
                 let id = ids.fetch_add(1, Ordering::Relaxed);
+                let close = Arc::new(Notify::new());
+                let now = Instant::now();
+                let admission = lock_conns(&conns).admit(now, id, addr.ip(), close.clone());
+                match admission {
+                    Admission::Refused => {
+                        if let Some(held) = cap_log.hit(now) {
+                            tracing::warn!(%addr, held_back = held, transport = kind,
+                                "connection refused: every connection carries a dialog at sip.max_connections");
+                        }
+                        continue; // `stream` is dropped: closed
+                    }
+                    Admission::Open(given_up) => {
+                        for (_, h, why) in &given_up {
+                            h.notify_one();
+                            if let Some(held) = cap_log.hit(now) {
+                                tracing::warn!(%addr, held_back = held, transport = kind, cap = why.as_str(),
+                                    "connection cap reached: closing the least recently active connection without a dialog");
+                            }
+                        }
+                    }
+                }
+                let guard = ConnGuard {
+                    conns: conns.clone(),
+                    id,
+                };
                 let _ = stream.set_nodelay(true);
                 let tx = tx.clone();
                 match &tls {
                     None => {
-                        tokio::spawn(serve_stream(stream, Transport::Tcp, addr, id, tx));
+                        tokio::spawn(serve_stream(stream, Transport::Tcp, addr, tx, guard, close));
                     }
                     Some(acceptor) => {
                         let handshake = acceptor.accept(stream);
                         tokio::spawn(async move {
-                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
-                                Ok(Ok(s)) => serve_stream(s, Transport::Tls, addr, id, tx).await,
-                                Ok(Err(e)) => {
-                                    tracing::warn!(%addr, error = %e, "SIP/TLS handshake failed")
-                                }
-                                Err(_) => tracing::warn!(%addr, "SIP/TLS handshake timed out"),
+                            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake);
+                            tokio::select! {
+                                r = handshake => match r {
+                                    Ok(Ok(s)) => {
+                                        serve_stream(s, Transport::Tls, addr, tx, guard, close).await
+                                    }
+                                    Ok(Err(e)) => {
+                                        tracing::warn!(%addr, error = %e, "SIP/TLS handshake failed")
+                                    }
+                                    Err(_) => tracing::warn!(%addr, "SIP/TLS handshake timed out"),
+                                },
+                                _ = close.notified() => {}
                             }
                         });
                     }
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "SIP stream accept failed");
+                if let Some(held) = accept_log.hit(Instant::now()) {
+                    let hint = if out_of_descriptors(e.raw_os_error()) {
+                        "out of file descriptors: raise the limit or lower sip.max_connections"
+                    } else {
+                        "accept failed"
+                    };
+                    tracing::warn!(error = %e, held_back = held, transport = kind, "{hint}");
+                }
+                // The connection waits in the backlog; try again shortly.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -1218,16 +1550,19 @@ async fn accept_streams(
 }
 
 /// Reads SIP messages framed by Content-Length from one connection and
-/// writes what the core sends to it.
+/// writes what the core sends to it; reports its clocks to the table, and
+/// ends when the table closes it (`close`).
 async fn serve_stream<S>(
     stream: S,
     transport: Transport,
     addr: SocketAddr,
-    id: ConnId,
     tx: mpsc::UnboundedSender<ConnInput>,
+    guard: ConnGuard,
+    close: Arc<Notify>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
+    let id = guard.id;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
     if tx.send(ConnInput::Opened(id, out_tx)).is_err() {
@@ -1242,31 +1577,50 @@ async fn serve_stream<S>(
     });
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
+    let mut answer_pending = false;
     'read: loop {
-        match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                framer.push(&buf[..n]);
-                loop {
-                    match framer.next_message() {
-                        Ok(Some(m)) => {
-                            if tx.send(ConnInput::Message(id, transport, addr, m)).is_err() {
-                                break 'read;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::warn!(%addr, transport = transport.as_str(), error = %e,
-                                "closing SIP connection");
-                            break 'read;
-                        }
+        let n = tokio::select! {
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = close.notified() => break,
+        };
+        framer.push(&buf[..n]);
+        let mut messages = 0;
+        loop {
+            match framer.next_message() {
+                Ok(Some(m)) => {
+                    messages += 1;
+                    if tx.send(ConnInput::Message(id, transport, addr, m)).is_err() {
+                        break 'read;
                     }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%addr, transport = transport.as_str(), error = %e,
+                        "closing SIP connection");
+                    if let FramingError::Oversized(head) = e {
+                        // Answered 513 by the core through the writer,
+                        // which then ends with the connection (below).
+                        let _ = tx.send(ConnInput::Oversized(id, transport, addr, head));
+                        answer_pending = true;
+                    }
+                    break 'read;
                 }
             }
         }
+        lock_conns(&guard.conns).received(Instant::now(), id, messages, framer.pending());
     }
     let _ = tx.send(ConnInput::Closed(id));
-    writer.abort();
+    if answer_pending {
+        // The core drops its sender at Closed, after queueing the answer:
+        // the writer ends once it has written it (or gives up quickly).
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    } else {
+        writer.abort();
+    }
+    drop(guard);
 }
 
 /// The stereo WAV and Ogg Opus files asked for, from the mono WAVs; then

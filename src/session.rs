@@ -47,6 +47,8 @@ pub struct StreamReport {
     pub stats: StreamStats,
     /// Size of its WAV file.
     pub bytes: u64,
+    /// Its WAV file is whole and playable: only then is it listed.
+    pub playable: bool,
 }
 
 /// Is the client sending on this m-line? `inactive`, `recvonly`, port 0
@@ -443,6 +445,9 @@ impl Session {
     }
 
     /// The final description, given what each stream's recorder reported.
+    /// Only playable files are listed. A recorded stream that stopped
+    /// early (its report has an error, its file is unusable, or it has no
+    /// report) makes the status `truncated`, with `error` saying why.
     pub fn finish(
         mut self,
         ended_at: DateTime<Utc>,
@@ -455,10 +460,20 @@ impl Session {
         meta.ended_at = stamp(ended_at);
         meta.duration_ms = duration_ms;
         let started: DateTime<Utc> = meta.started_at.parse().unwrap_or(ended_at);
+        let mut errors = Vec::new();
         for (index, label) in self.labels.iter().enumerate() {
             let slot = self.streams.get(&index);
             let r = reports.get(&index).cloned().unwrap_or_default();
             let st = &r.stats;
+            let error = slot.and_then(|_| match reports.get(&index) {
+                Some(r) if r.stats.error.is_some() => r.stats.error.clone(),
+                Some(r) if r.playable => None,
+                Some(_) => Some("the file is unusable".to_string()),
+                None => Some("the stream did not report".to_string()),
+            });
+            if let (Some(s), Some(e)) = (slot, &error) {
+                errors.push(format!("{}: {e}", s.file));
+            }
             meta.streams.push(StreamMeta {
                 label: label.clone(),
                 codec: slot
@@ -477,6 +492,7 @@ impl Session {
                 packets_unauthenticated: st.packets_unauthenticated,
                 packets_foreign: st.packets_foreign,
                 sender_clock_ms: st.sender_clock_ms,
+                error,
             });
             for d in &st.dtmf {
                 meta.dtmf.push(DtmfMeta {
@@ -487,7 +503,7 @@ impl Session {
                     at: stamp(started + chrono::Duration::milliseconds(d.at_ms as i64)),
                 });
             }
-            if let Some(s) = slot {
+            if let Some(s) = slot.filter(|_| r.playable) {
                 let rate = st.sample_rate.max(1);
                 meta.files.push(FileMeta {
                     name: s.file.clone(),
@@ -499,6 +515,10 @@ impl Session {
                     bytes: r.bytes,
                 });
             }
+        }
+        if !errors.is_empty() {
+            meta.status = "truncated".into();
+            meta.error = Some(errors.join("; "));
         }
         meta.dtmf.sort_by_key(|d| d.at_ms);
         for mut p in self.seen {
@@ -516,6 +536,7 @@ impl Session {
                     .values()
                     .find(|s| &s.label == l)
                     .map(|s| s.file.clone())
+                    .filter(|f| meta.files.iter().any(|m| &m.name == f))
             });
             meta.participants.push(p);
         }

@@ -432,3 +432,22 @@ fn remote_control_characters_are_escaped_in_the_log() {
     let text = srs.log();
     assert!(text.contains("multipart/mixed\\x7f"), "{text}");
 }
+
+/// Over TCP, a request whose Content-Length puts it over the 64 KiB cap is
+/// answered `513 Message Too Large` before the connection is closed.
+#[test]
+fn oversized_tcp_request_gets_513_then_the_connection_closes() {
+    let srs = Server::start();
+    let mut tcp = TcpStream::connect(srs.sip).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let head = "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bK-big\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:srs@h>\r\nCall-ID: too-big\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 100000\r\n\r\n";
+    tcp.write_all(head.as_bytes()).unwrap();
+    let mut text = String::new();
+    // Read to the end: the server closes after its answer.
+    let _ = tcp.read_to_string(&mut text);
+    assert!(
+        text.starts_with("SIP/2.0 513 Message Too Large\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("Call-ID: too-big"), "{text}");
+}

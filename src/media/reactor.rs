@@ -154,7 +154,8 @@ impl Reactor {
     }
 
     /// Stops a stream at `end` (what is queued is still recorded) and
-    /// returns its counters once its files are closed.
+    /// returns its counters once its files are closed (a stream whose
+    /// writes failed reports up to the failure, with its `error`).
     pub fn stop(
         &self,
         id: u64,
@@ -238,7 +239,7 @@ fn drain(batch: &mut BatchReceiver, s: &mut Stream, rtcp: bool, now: Instant) {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "writing audio failed; the stream stops recording");
-                        s.failed = Some(e.to_string());
+                        s.failed = Some(e.reason());
                     }
                     Err(_) => {
                         tracing::error!(
@@ -318,17 +319,12 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
                                     "packets from an unexpected source were dropped"
                                 );
                             }
-                            match s.failed {
-                                Some(e) => Err(e),
-                                None => s
-                                    .rec
-                                    .finish(end)
-                                    .map(|mut st| {
-                                        st.packets_foreign = s.foreign;
-                                        st
-                                    })
-                                    .map_err(|e| e.to_string()),
-                            }
+                            // A stream whose writes failed is still
+                            // reported: its counters up to the failure and
+                            // the audio on disk, with the error.
+                            let mut st = s.rec.close(end, s.failed);
+                            st.packets_foreign = s.foreign;
+                            Ok(st)
                         }
                         None => Err("unknown stream".into()),
                     };
@@ -371,7 +367,8 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
             for s in streams.values_mut().filter(|s| s.failed.is_none()) {
                 if s.rec.next_deadline().is_some_and(|d| d <= now) {
                     if let Err(e) = s.rec.tick(now) {
-                        s.failed = Some(e.to_string());
+                        tracing::error!(error = %e, "writing audio failed; the stream stops recording");
+                        s.failed = Some(e.reason());
                     }
                 }
             }

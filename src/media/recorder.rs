@@ -41,8 +41,38 @@ pub const REORDER_SLOTS: usize = 32;
 pub enum RecorderError {
     #[error("WAV file {path}: {source}")]
     Wav { path: PathBuf, source: hound::Error },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("codec: {0}")]
     Codec(String),
+}
+
+impl RecorderError {
+    /// The OS error behind a file failure (`ENOSPC`, `EMFILE`...), so the
+    /// caller can say which resource ran out.
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            RecorderError::Wav {
+                source: hound::Error::IoError(e),
+                ..
+            }
+            | RecorderError::Io { source: e, .. } => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// What failed, without the file's path (which is the `.incoming` one,
+    /// gone once the recording is published): for `metadata.json`.
+    pub fn reason(&self) -> String {
+        match self {
+            RecorderError::Wav { source, .. } => source.to_string(),
+            RecorderError::Io { source, .. } => source.to_string(),
+            RecorderError::Codec(s) => format!("codec: {s}"),
+        }
+    }
 }
 
 /// What a stream carries, from the SDP: every answered audio format (the
@@ -174,6 +204,9 @@ pub struct StreamStats {
     /// The sender's wall clock (Unix ms) at sample 0, from its RTCP SR.
     pub sender_clock_ms: Option<i64>,
     pub dtmf: Vec<DtmfOut>,
+    /// Why the stream stopped recording before its end (a write failed);
+    /// the counters and `samples_written` then describe the audio on disk.
+    pub error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -243,14 +276,20 @@ impl StreamRecorder {
     ) -> Result<Self, RecorderError> {
         let (decoders, out_rate) = decoders_of(&spec)?;
         let wav = crate::media::pcm16_spec(out_rate, 1);
-        let writer = hound::WavWriter::create(path, wav).map_err(|source| RecorderError::Wav {
+        let wav_err = |source| RecorderError::Wav {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut writer = hound::WavWriter::create(path, wav).map_err(wav_err)?;
+        // The header reaches the file now: a full disk refuses the session
+        // instead of leaving a 0-byte WAV behind a 200 OK.
+        writer.flush().map_err(wav_err)?;
         let ogg = match ogg.filter(|_| spec.has(&CodecKind::Opus)) {
             Some(p) => {
-                let file = File::create(p)
-                    .map_err(|e| RecorderError::Codec(format!("{}: {e}", p.display())))?;
+                let file = File::create(p).map_err(|source| RecorderError::Io {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
                 let mut w = OggOpusWriter::new(
                     BufWriter::new(file),
                     1,
@@ -648,19 +687,55 @@ impl StreamRecorder {
     /// Releases what is buffered, pads with silence up to the session end
     /// and closes the file.
     pub fn finish(mut self, end: Instant) -> Result<StreamStats, RecorderError> {
-        let mut buf = [0u8; MAX_PAYLOAD];
-        while let Some((m, len)) = self.reorder.drain(&mut buf) {
-            self.place(m, &buf[..len])?;
+        let stats = self.complete(end)?;
+        self.writer
+            .finalize()
+            .map_err(|source| RecorderError::Wav {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(stats)
+    }
+
+    /// Closes the stream at `end` and always reports it: normally as
+    /// [`StreamRecorder::finish`]; after a write error (`failed`, or one
+    /// while finishing) as [`StreamRecorder::truncate`] does.
+    pub fn close(mut self, end: Instant, failed: Option<String>) -> StreamStats {
+        if let Some(e) = failed {
+            return self.truncate(e);
         }
-        if let Some(ev) = self.dtmf.flush() {
-            if let Some((_, rate)) = self.spec.dtmf {
-                self.record_dtmf(end, ev.digit, ev.rtp_timestamp, ev.duration, rate);
+        match self.complete(end) {
+            Ok(stats) => {
+                let path = self.path.clone();
+                match self.writer.finalize() {
+                    Ok(()) => stats,
+                    Err(e) => truncated_on_disk(&path, stats, e.to_string()),
+                }
             }
+            Err(e) => self.truncate(e.reason()),
         }
-        let total = self.wall_pos(end);
-        if total > self.written {
-            self.silence(total - self.written)?;
+    }
+
+    /// After a write error: the file is closed as it is on disk, its header
+    /// made to cover the whole frames there, and the counters up to the
+    /// failure are returned with `samples_written` counting the samples on
+    /// disk and `error` saying what happened. A file with no usable header
+    /// (nothing reached the disk) is removed.
+    pub fn truncate(mut self, error: String) -> StreamStats {
+        let stats = self.final_stats();
+        if let Some((_, path)) = self.ogg.take().map(|b| *b) {
+            // Incomplete: the file made after the call from the WAV replaces it.
+            let _ = std::fs::remove_file(path);
         }
+        let path = self.path.clone();
+        // Dropping the writer tries its last flush and header update
+        // (errors ignored); the header is rewritten from the disk below.
+        drop(self);
+        truncated_on_disk(&path, stats, error)
+    }
+
+    /// The counters at the end: the reorder buffer's, jitter, sender clock.
+    fn final_stats(&mut self) -> StreamStats {
         let mut stats = std::mem::take(&mut self.stats);
         stats.samples_written = self.written;
         stats.sample_rate = self.out_rate;
@@ -678,6 +753,28 @@ impl StreamRecorder {
             stats.sender_clock_ms =
                 Some(at_anchor - (a.pos * 1000 / u64::from(self.out_rate)) as i64);
         }
+        stats
+    }
+
+    /// Everything of [`StreamRecorder::finish`] but the final header.
+    fn complete(&mut self, end: Instant) -> Result<StreamStats, RecorderError> {
+        let mut buf = [0u8; MAX_PAYLOAD];
+        while let Some((m, len)) = self.reorder.drain(&mut buf) {
+            self.place(m, &buf[..len])?;
+        }
+        if let Some(ev) = self.dtmf.flush() {
+            if let Some((_, rate)) = self.spec.dtmf {
+                self.record_dtmf(end, ev.digit, ev.rtp_timestamp, ev.duration, rate);
+            }
+        }
+        let total = self.wall_pos(end);
+        if total > self.written {
+            self.silence(total - self.written)?;
+        }
+        // Everything is in the file: a flush error now is a write error
+        // like any other (the caller truncates to what is on disk).
+        self.writer.flush().map_err(|e| self.wav_err(e))?;
+        let stats = self.final_stats();
         if let Some((mut ogg, path)) = self.ogg.take().map(|b| *b) {
             let at = ogg.granule().saturating_sub(u64::from(OGG_PRE_SKIP));
             let want = total * 48_000 / u64::from(self.out_rate);
@@ -696,14 +793,29 @@ impl StreamRecorder {
                 let _ = std::fs::remove_file(&path);
             }
         }
-        self.writer
-            .finalize()
-            .map_err(|source| RecorderError::Wav {
-                path: self.path.clone(),
-                source,
-            })?;
         Ok(stats)
     }
+}
+
+/// The report of a stream whose writes failed: the WAV header repaired
+/// to the whole frames on disk, `samples_written` set to them, `error` set.
+/// Without a usable header (nothing reached the disk) the file is removed
+/// and no sample counted.
+fn truncated_on_disk(path: &Path, mut stats: StreamStats, error: String) -> StreamStats {
+    match crate::store::recover::repair_wav_frames(path) {
+        Some((frames, rate, _)) => {
+            stats.samples_written = frames;
+            stats.sample_rate = rate;
+        }
+        None => {
+            let _ = std::fs::remove_file(path);
+            stats.samples_written = 0;
+        }
+    }
+    tracing::warn!(path = %path.display(), seconds = stats.samples_written / u64::from(stats.sample_rate.max(1)),
+        error = %error, "a stream stopped recording early: its file keeps the audio written until then");
+    stats.error = Some(error);
+    stats
 }
 
 #[cfg(test)]

@@ -256,3 +256,67 @@ fn storage_caps_are_kept_and_reported() {
         ]
     );
 }
+
+#[test]
+fn a_stream_cut_short_makes_the_recording_truncated_and_only_playable_files_are_listed() {
+    let s = start(SIPP);
+    let files: Vec<String> = s.streams.values().map(|x| x.file.clone()).collect();
+    assert_eq!(files.len(), 2);
+    let report = |samples: u64, error: Option<&str>, playable: bool| StreamReport {
+        stats: StreamStats {
+            packets_received: samples / 160,
+            samples_written: samples,
+            sample_rate: 8000,
+            error: error.map(str::to_string),
+            ..StreamStats::default()
+        },
+        bytes: 44 + 2 * samples,
+        playable,
+    };
+    // Both streams whole: complete, both listed.
+    let whole = BTreeMap::from([
+        (0, report(72_000, None, true)),
+        (1, report(72_000, None, true)),
+    ]);
+    let meta = start(SIPP).finish(at(9), 9000, "complete", &whole);
+    assert_eq!(
+        (meta.status.as_str(), meta.error.as_deref()),
+        ("complete", None)
+    );
+    assert_eq!(meta.files.len(), 2);
+    // The disk filled after 7 s on the first stream; the second's file
+    // never got a header.
+    let cut = BTreeMap::from([
+        (
+            0,
+            report(56_000, Some("No space left on device (os error 28)"), true),
+        ),
+        (
+            1,
+            report(0, Some("No space left on device (os error 28)"), false),
+        ),
+    ]);
+    let meta = s.finish(at(48), 48_000, "complete", &cut);
+    assert_eq!(meta.status, "truncated");
+    let error = meta.error.clone().unwrap();
+    assert!(
+        error.contains(&format!("{}: No space left", files[0]))
+            && error.contains(&format!("{}: No space left", files[1])),
+        "{error}"
+    );
+    assert_eq!(meta.files.len(), 1, "the header-less file is not listed");
+    let f = &meta.files[0];
+    assert_eq!(
+        (f.name.as_str(), f.duration_ms, f.sample_rate, f.bytes),
+        (files[0].as_str(), 7000, 8000, 112_044)
+    );
+    assert_eq!(meta.streams[0].packets_received, 350);
+    assert!(meta.streams.iter().all(|st| st.error.is_some()));
+    assert!(
+        meta.participants
+            .iter()
+            .all(|p| p.file.as_deref() != Some(files[1].as_str())),
+        "nobody points at an unlisted file: {:?}",
+        meta.participants
+    );
+}

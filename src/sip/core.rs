@@ -412,6 +412,12 @@ impl SipCore {
         self.dialogs.keys().copied().collect()
     }
 
+    /// The stream connections that carry a live dialog (our requests in
+    /// it go there): the IO layer never closes these for being idle.
+    pub fn conns_in_use(&self) -> std::collections::HashSet<ConnId> {
+        self.dialogs.values().filter_map(|d| d.peer.conn).collect()
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
@@ -920,6 +926,19 @@ impl SipCore {
     /// Refuses a pending offer. A new session is dropped; a re-offer is
     /// answered with the error and the session goes on as it was.
     pub fn reject(&mut self, now: Instant, session: SessionId, code: u16, reason: &str) {
+        self.reject_retry_after(now, session, code, reason, None);
+    }
+
+    /// [`SipCore::reject`], telling the client when to try again (a
+    /// resource that may come back: descriptors, disk space, ports).
+    pub fn reject_retry_after(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        code: u16,
+        reason: &str,
+        retry_after: Option<u32>,
+    ) {
         let Some(d) = self.dialogs.get_mut(&session) else {
             return;
         };
@@ -927,11 +946,14 @@ impl SipCore {
             return;
         }
         let mut b = ResponseBuilder::new(&d.request, code, reason, Some(&d.local_tag.clone()));
-        if code == 503 {
-            // Out of a resource for now (ports, descriptors, disk): a 503
-            // always tells the client when to try again (RFC 3261 §21.5.4),
-            // so an SBC retries instead of marking us down.
-            b = b.header("Retry-After", REJECT_RETRY_AFTER);
+        // Out of a resource for now (ports, descriptors, disk): a 503
+        // always tells the client when to try again (RFC 3261 §21.5.4), so
+        // an SBC retries instead of marking us down.
+        let retry_after = retry_after
+            .map(|s| s.to_string())
+            .or_else(|| (code == 503).then(|| REJECT_RETRY_AFTER.to_string()));
+        if let Some(secs) = retry_after {
+            b = b.header("Retry-After", &secs);
         }
         let r = b.build();
         let (peer, request, established) = (d.peer, d.request.clone(), d.established);

@@ -634,6 +634,13 @@ impl StreamFramer {
         self.buf.extend_from_slice(data);
     }
 
+    /// Bytes of an incomplete message are waiting (keep-alive CRLFs
+    /// between messages do not count once [`StreamFramer::next_message`]
+    /// has run).
+    pub fn pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// Next complete message, if the buffer holds one. A missing
     /// Content-Length on a stream counts as 0.
     pub fn next_message(&mut self) -> Result<Option<Bytes>, FramingError> {

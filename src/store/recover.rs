@@ -74,6 +74,32 @@ fn wav_info(path: &Path) -> Option<WavInfo> {
 /// Rewrites a WAV file's RIFF and data sizes from its length on disk
 /// (dropping a partial last frame). Returns (duration_ms, rate, channels).
 pub fn repair_wav(path: &Path) -> Option<(u64, u32, u16)> {
+    let (frames, rate, channels) = repair_wav_frames(path)?;
+    Some((frames * 1000 / u64::from(rate), rate, channels))
+}
+
+/// Whether a WAV file is whole: a header with a format and a data chunk
+/// whose size matches the data on disk. Returns (frames, rate, channels).
+pub fn wav_frames(path: &Path) -> Option<(u64, u32, u16)> {
+    let info = wav_info(path)?;
+    let len = std::fs::metadata(path).ok()?.len();
+    let frame = u64::from(info.channels) * u64::from(info.bits / 8).max(1);
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut size = [0u8; 4];
+    f.seek(SeekFrom::Start(info.data_offset - 4)).ok()?;
+    f.read_exact(&mut size).ok()?;
+    let declared = u64::from(u32::from_le_bytes(size));
+    let on_disk = len.saturating_sub(info.data_offset);
+    // hound pads an odd-sized data chunk with one byte.
+    (declared <= on_disk && on_disk - declared <= 1).then_some((
+        declared / frame,
+        info.rate,
+        info.channels,
+    ))
+}
+
+/// [`repair_wav`], in frames: (frames, rate, channels).
+pub fn repair_wav_frames(path: &Path) -> Option<(u64, u32, u16)> {
     let info = wav_info(path)?;
     let len = std::fs::metadata(path).ok()?.len();
     let frame = u64::from(info.channels) * u64::from(info.bits / 8).max(1);
@@ -87,12 +113,14 @@ pub fn repair_wav(path: &Path) -> Option<(u64, u32, u16)> {
     f.write_all(&(data.min(u64::from(u32::MAX)) as u32).to_le_bytes())
         .ok()?;
     f.sync_all().ok()?;
-    let ms = data / frame * 1000 / u64::from(info.rate);
-    Some((ms, info.rate, info.channels))
+    Some((data / frame, info.rate, info.channels))
 }
 
-/// Publishes one incoming directory as a recovered recording.
-pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<RecordingMeta, DropError> {
+/// Publishes one incoming directory as a recovered recording. A phantom,
+/// with no playable audio and no Call-ID (a session refused before its
+/// first write whose directory could not be removed then), is removed
+/// instead: `Ok(None)`.
+pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>, DropError> {
     let id = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -137,6 +165,15 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<RecordingMeta, DropErr
         }
     }
     meta.files = files;
+    if meta.files.is_empty() && meta.call_id.is_empty() {
+        tracing::warn!(dir = %dir.display(), "removing an incoming directory with no audio and no Call-ID (a refused session)");
+        std::fs::remove_dir_all(dir).map_err(|source| DropError::Io {
+            op: "removing",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        return Ok(None);
+    }
     meta.duration_ms = longest;
     if meta.started_at.is_empty() {
         meta.started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -150,7 +187,7 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<RecordingMeta, DropErr
     let _ = std::fs::remove_file(dir.join(INCOMING_FILE));
     let _ = std::fs::remove_file(dir.join(".incoming.json.tmp"));
     drop.publish(&mut meta)?;
-    Ok(meta)
+    Ok(Some(meta))
 }
 
 /// Recovers every directory in `<drop>/.incoming` (call before accepting
@@ -168,7 +205,8 @@ pub fn recover_all(drop: &FileDrop) -> Vec<RecordingMeta> {
             continue;
         }
         match recover_dir(drop, &p) {
-            Ok(m) => {
+            Ok(None) => {}
+            Ok(Some(m)) => {
                 tracing::warn!(recording_id = %m.recording_id, files = m.files.len(),
                     duration_ms = m.duration_ms, "recovered a recording interrupted by a crash");
                 out.push(m);
@@ -229,11 +267,19 @@ mod tests {
         }
         w.flush().unwrap();
         std::mem::forget(w);
-        // A directory with no incoming.json at all is published too.
+        // A directory with no incoming.json at all is published too...
         let bare = drop.create_incoming("rec-crash-2").unwrap();
-        std::fs::write(bare.join("x.wav"), b"not a wav").unwrap();
+        let mut w = hound::WavWriter::create(bare.join("x.wav"), spec).unwrap();
+        w.write_sample(1i16).unwrap();
+        w.finalize().unwrap();
+        // ...but not a phantom: no playable audio and no Call-ID (a refused
+        // session: a 0-byte WAV, its metadata XML).
+        let phantom = drop.create_incoming("rec-phantom").unwrap();
+        std::fs::write(phantom.join("a.wav"), b"").unwrap();
+        std::fs::write(phantom.join("metadata.xml"), b"<recording/>").unwrap();
         let got = recover_all(&drop);
         assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|m| m.recording_id != "rec-phantom"));
         let m = got
             .iter()
             .find(|m| m.recording_id == "rec-crash-1")

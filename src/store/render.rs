@@ -328,6 +328,7 @@ mod tests {
             metadata_file: Some("metadata.xml".to_string()),
             metadata_error: Some("no <group>".to_string()),
             limits_reached: Vec::new(),
+            error: None,
         }
     }
 

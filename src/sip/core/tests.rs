@@ -849,3 +849,31 @@ fn reoffers_are_rate_limited_per_dialog() {
     assert_eq!(code(&drain(&mut core)[0]), 200, "refilled after a second");
     assert_eq!(core.active_sessions(), 1);
 }
+
+#[test]
+fn a_refused_offer_can_say_when_to_retry_and_dialogs_name_their_connection() {
+    let mut core = SipCore::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let tcp = |conn| Peer {
+        transport: Transport::Tcp,
+        conn: Some(conn),
+        ..udp_peer()
+    };
+    core.handle_input(t0, tcp(7), &crlf(SIPP_INVITE));
+    drain(&mut core);
+    let (id, _) = offered(&mut core);
+    assert_eq!(core.conns_in_use(), std::collections::HashSet::from([7]));
+    core.reject_retry_after(t0, id, 503, "Out Of Descriptors", Some(10));
+    let r = &drain(&mut core)[0];
+    assert_eq!(code(r), 503);
+    assert!(
+        matches!(&r.start, StartLine::Response { reason, .. } if reason == "Out Of Descriptors")
+    );
+    assert_eq!(r.header("Retry-After"), Some("10"));
+    assert!(core.conns_in_use().is_empty(), "the refused dialog is gone");
+    // A UDP dialog names no connection.
+    let mut udp = SipCore::new(CoreConfig::default());
+    establish(&mut udp, t0);
+    assert_eq!(udp.active_sessions(), 1);
+    assert!(udp.conns_in_use().is_empty());
+}
