@@ -690,6 +690,26 @@ impl SipCore {
         (msg.to_tag()? == d.local_tag).then_some(id)
     }
 
+    /// A BYE without a To tag (an RFC 2543-style client: the BroadWorks
+    /// SIPp scenario of the corpus sends one) ends its dialog only when it
+    /// comes from the dialog's own client: the same transport and ip:port,
+    /// and over TCP/TLS the same connection. From anywhere else it is 481,
+    /// so knowing a Call-ID and From tag is not enough to end a recording.
+    /// No other request is matched without our To tag.
+    fn legacy_bye(&self, peer: Peer, msg: &Message) -> Option<SessionId> {
+        if msg.to_tag().is_some() {
+            return None;
+        }
+        let id = *self.by_call.get(&Self::dialog_key(msg))?;
+        let d = self.dialogs.get(&id)?;
+        if d.peer != peer {
+            return None;
+        }
+        tracing::warn!(call_id = msg.call_id(), source = %peer.addr,
+            "BYE without a To tag accepted from the dialog's own client (RFC 3261 §12.2.2 wants the tag)");
+        Some(id)
+    }
+
     /// The session timer asked for by a request, or a 422 reason.
     fn session_timer(&self, now: Instant, msg: &Message) -> Result<Option<SessionTimer>, ()> {
         let supported = msg.tokens("Supported").iter().any(|t| t == "timer")
@@ -1111,7 +1131,10 @@ impl SipCore {
     }
 
     fn on_bye(&mut self, now: Instant, peer: Peer, msg: Message) {
-        let Some(id) = self.find_dialog(&msg) else {
+        let Some(id) = self
+            .find_dialog(&msg)
+            .or_else(|| self.legacy_bye(peer, &msg))
+        else {
             self.respond(now, peer, &msg, 481, "Call/Transaction Does Not Exist");
             return;
         };

@@ -748,10 +748,23 @@ Call-ID: 1-20223@127.0.0.1\nCSeq: {cseq} {method}\nContent-Type: application/sdp
     assert_eq!(codes, [481, 481, 481]);
     assert_eq!(core.poll_event(), None, "no event: the session goes on");
     assert_eq!(core.active_sessions(), 1);
-    // A wrong To tag is refused too; the real one still works.
+    // A wrong To tag is refused too, from the client itself.
     core.handle_input(t0, udp_peer(), &request("BYE", "not-ours", "z9hG4bK-b1", 8));
     assert_eq!(code(&drain(&mut core)[0]), 481);
-    core.handle_input(t0, udp_peer(), &request("BYE", &tag, "z9hG4bK-b2", 9));
+    // From the dialog's own client address, an UPDATE without To tag is
+    // still 481; only a BYE is taken (RFC 2543-style clients, the corpus's
+    // BroadWorks scenario).
+    let own = |m: &str, b: &str, c: u32| {
+        String::from_utf8(no_to_tag(m, b, c, ""))
+            .unwrap()
+            .replace("127.0.0.9", "127.0.0.1")
+            .into_bytes()
+    };
+    core.handle_input(t0, udp_peer(), &own("UPDATE", "z9hG4bK-own-upd", 9));
+    assert_eq!(code(&drain(&mut core)[0]), 481);
+    assert_eq!(core.poll_event(), None);
+    let _ = &tag;
+    core.handle_input(t0, udp_peer(), &own("BYE", "z9hG4bK-own-bye", 10));
     assert_eq!(code(&drain(&mut core)[0]), 200);
     assert!(matches!(
         core.poll_event(),
