@@ -6,12 +6,22 @@
 //! Timeline: sample 0 is the session start. The first packet is placed at
 //! its arrival time; later ones by RTP timestamp relative to it, so loss,
 //! DTX and pauses become silence and the audio never shifts. Packets are
-//! reordered within a bounded window; late and duplicate ones are dropped
-//! and counted. A timestamp that strays more than [`MAX_DRIFT_S`] from the
-//! wall clock (a new SSRC, a restarted sender) re-anchors the stream at the
-//! present, as does resuming after a pause. The file is padded to the
-//! session end. The WAV header is rewritten at least every
-//! [`CHECKPOINT`], so a crash leaves a playable file.
+//! reordered within a bounded window (the first one is held for it too, so
+//! that a stream whose first two packets arrive swapped keeps both); late
+//! and duplicate ones are dropped and counted. A timestamp that strays more
+//! than [`MAX_DRIFT_S`] from the wall clock (a new SSRC, a restarted
+//! sender) re-anchors the stream at the present, as does resuming after a
+//! pause; a re-anchored packet that arrives within [`SNAP`] of where the
+//! audio stopped continues it without a gap (arrival times jitter by a few
+//! milliseconds: a sender that changes SSRC on every packet must not get
+//! a gap per packet). The file is padded to the session end, or cut back
+//! to the end of the last audio when the session ends earlier than what is
+//! written (see [`StreamRecorder::finish`]). The WAV header is rewritten
+//! at least every [`CHECKPOINT`], so a crash leaves a playable file.
+//!
+//! Datagrams of [`super::receiver::BUF`] bytes or more (larger than any
+//! audio frame we take, or truncated by the receive buffer) are dropped:
+//! decoded, 60 KB of G.711 would cover the next seven seconds of packets.
 //!
 //! telephone-event (RFC 4733) becomes [`DtmfOut`] events, never audio;
 //! comfort noise (RFC 3389) becomes silence; RTCP sender reports give the
@@ -36,6 +46,21 @@ pub const CHECKPOINT: Duration = Duration::from_secs(2);
 /// Reorder window and ring size.
 pub const REORDER_WINDOW: Duration = Duration::from_millis(80);
 pub const REORDER_SLOTS: usize = 32;
+/// A re-anchored packet arriving at most this long after the end of the
+/// audio written so far continues it (half the reorder window).
+pub const SNAP: Duration = Duration::from_millis(40);
+
+/// What a datagram was, for the source latch: only the stream's own media
+/// may decide where the stream comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// RTP of an offered payload type (audio, telephone-event or comfort
+    /// noise), authenticated when the stream is SRTP.
+    Media,
+    /// Anything else: RTCP, not RTP, a failed SRTP authentication or replay
+    /// check, an unoffered payload type, an oversized datagram.
+    Other,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
@@ -53,6 +78,8 @@ pub struct StreamSpec {
     pub codecs: Vec<(u8, CodecKind)>,
     /// Payload type of telephone-event, and its clock rate.
     pub dtmf: Option<(u8, u32)>,
+    /// Payload type of comfort noise (RFC 3389), when offered.
+    pub cn: Option<u8>,
     /// SRTP: the client's key (its `a=crypto` line we chose), when the
     /// stream is `RTP/SAVP`. Debug output never shows the key.
     pub srtp: Option<super::srtp::CryptoAttr>,
@@ -64,6 +91,7 @@ impl StreamSpec {
         StreamSpec {
             codecs: vec![(pt, kind)],
             dtmf: None,
+            cn: None,
             srtp: None,
         }
     }
@@ -210,6 +238,12 @@ pub struct StreamRecorder {
     start: Instant,
     anchor: Option<Anchor>,
     written: u64,
+    /// End of the last decoded audio written (`written` is further when
+    /// silence was added since).
+    audio_end: u64,
+    /// Arrival of the last packet of the stream's media (for a session
+    /// whose end is "what was received").
+    last_media: Option<Instant>,
     reorder: ReorderBuffer,
     pcm: Vec<i16>,
     dtmf: DtmfTracker,
@@ -287,7 +321,9 @@ impl StreamRecorder {
             start,
             anchor: None,
             written: 0,
-            reorder: ReorderBuffer::new(REORDER_SLOTS, REORDER_WINDOW),
+            audio_end: 0,
+            last_media: None,
+            reorder: ReorderBuffer::new(REORDER_SLOTS, REORDER_WINDOW).hold_start(),
             pcm: Vec::with_capacity(960),
             dtmf: DtmfTracker::default(),
             jitter: Jitter::default(),
@@ -356,9 +392,25 @@ impl StreamRecorder {
     }
 
     fn wall_pos(&self, now: Instant) -> u64 {
-        let d = now.saturating_duration_since(self.start);
+        self.wall_samples(now.saturating_duration_since(self.start))
+    }
+
+    fn wall_samples(&self, d: Duration) -> u64 {
         d.as_secs() * u64::from(self.out_rate)
             + u64::from(d.subsec_nanos()) * u64::from(self.out_rate) / 1_000_000_000
+    }
+
+    /// Where the stream's received media ends on the session's clock: the
+    /// end of the last audio written, or the arrival of the last media
+    /// packet if later (None if no media came).
+    pub fn media_end(&self) -> Option<Instant> {
+        let audio = (self.audio_end > 0).then(|| {
+            self.start
+                + Duration::from_nanos(
+                    self.audio_end * 1_000_000_000 / u64::from(self.out_rate.max(1)),
+                )
+        });
+        audio.max(self.last_media)
     }
 
     fn ticks_to_samples(&self, ticks: i64) -> i64 {
@@ -367,8 +419,13 @@ impl StreamRecorder {
 
     /// One datagram as received, writable: SRTP (and rtcp-mux SRTCP) is
     /// authenticated and decrypted in place first; packets that fail are
-    /// counted and dropped.
-    pub fn on_datagram_mut(&mut self, now: Instant, data: &mut [u8]) -> Result<(), RecorderError> {
+    /// counted and dropped. The verdict says whether it was the stream's
+    /// media (see [`Verdict`]).
+    pub fn on_datagram_mut(
+        &mut self,
+        now: Instant,
+        data: &mut [u8],
+    ) -> Result<Verdict, RecorderError> {
         let Some(srtp) = &mut self.srtp else {
             return self.on_datagram(now, data);
         };
@@ -382,7 +439,7 @@ impl StreamRecorder {
             Err(_) => {
                 self.stats.packets_received += 1;
                 self.stats.packets_unauthenticated += 1;
-                Ok(())
+                Ok(Verdict::Other)
             }
         }
     }
@@ -400,38 +457,49 @@ impl StreamRecorder {
     }
 
     /// One plain datagram from the RTP socket (or an rtcp-mux RTCP packet).
-    pub fn on_datagram(&mut self, now: Instant, data: &[u8]) -> Result<(), RecorderError> {
+    pub fn on_datagram(&mut self, now: Instant, data: &[u8]) -> Result<Verdict, RecorderError> {
         let v = match rtp::parse_view(data) {
             Ok(v) => v,
             Err(RtpError::Rtcp) => {
                 self.on_rtcp(data);
-                return Ok(());
+                return Ok(Verdict::Other);
             }
-            Err(RtpError::Invalid(_)) => return Ok(()),
+            Err(RtpError::Invalid(_)) => return Ok(Verdict::Other),
         };
         self.stats.packets_received += 1;
-        if self.paused {
-            self.stats.packets_discarded += 1;
-            return Ok(());
-        }
-        if let Some((pt, rate)) = self.spec.dtmf {
-            if v.payload_type == pt {
-                if let Some(ev) = self.dtmf.on_packet(v.timestamp, v.marker, v.payload) {
-                    self.record_dtmf(now, ev.digit, ev.rtp_timestamp, ev.duration, rate);
-                }
-            }
+        if data.len() >= super::receiver::BUF {
+            return Ok(Verdict::Other);
         }
         let clock = self
             .decoders
             .iter()
             .find(|d| d.pt == v.payload_type)
             .map(|d| d.clock);
-        if v.ssrc != self.anchor.as_ref().map_or(v.ssrc, |a| a.ssrc) && clock.is_none() {
-            return Ok(());
+        let dtmf = self.spec.dtmf.filter(|(pt, _)| *pt == v.payload_type);
+        let verdict = if clock.is_some() || dtmf.is_some() || self.spec.cn == Some(v.payload_type) {
+            Verdict::Media
+        } else {
+            Verdict::Other
+        };
+        if self.paused {
+            self.stats.packets_discarded += 1;
+            return Ok(verdict);
         }
-        // telephone-event and comfort noise share the audio's sequence
-        // numbers: they take their place in the ring (so they are not
-        // counted lost) and are skipped when released.
+        if verdict == Verdict::Media {
+            self.last_media = Some(now);
+        }
+        if let Some((_, rate)) = dtmf {
+            if let Some(ev) = self.dtmf.on_packet(v.timestamp, v.marker, v.payload) {
+                self.record_dtmf(now, ev.digit, ev.rtp_timestamp, ev.duration, rate);
+            }
+        }
+        // telephone-event and comfort noise (and a stray unoffered type)
+        // share the audio's sequence numbers: they take their place in the
+        // ring (so they are not counted lost) and are skipped when
+        // released. Only audio starts or switches the count.
+        if clock.is_none() && self.reorder.ssrc() != Some(v.ssrc) {
+            return Ok(verdict);
+        }
         let payload = if clock.is_some() { v.payload } else { &[][..] };
         if let Some(clock) = clock.filter(|c| *c != self.clock_rate) {
             // A switch to a codec with another RTP clock: its timestamps
@@ -467,7 +535,8 @@ impl StreamRecorder {
                 }
             }
         }
-        self.tick(now)
+        self.tick(now)?;
+        Ok(verdict)
     }
 
     /// Releases the packets whose reorder wait is over (call on a timer too).
@@ -547,7 +616,19 @@ impl StreamRecorder {
                 }
             }
         }
-        let pos = wall.max(self.written);
+        // Placed by arrival. Arrival times jitter (a datagram is stamped
+        // with its batch's time): when the audio written so far ends just
+        // before, continue it rather than leave a gap of a few ms.
+        let snap = self.wall_samples(SNAP);
+        let pos = if self.audio_end == self.written
+            && self.written > 0
+            && wall > self.written
+            && wall - self.written <= snap
+        {
+            self.written
+        } else {
+            wall.max(self.written)
+        };
         self.anchor = Some(Anchor {
             ext_ts: i64::from(m.timestamp),
             pos,
@@ -610,6 +691,7 @@ impl StreamRecorder {
         }
         w.flush().map_err(|e| self.wav_err(e))?;
         self.written += n - skip as u64;
+        self.audio_end = self.written;
         Ok(())
     }
 
@@ -646,7 +728,10 @@ impl StreamRecorder {
     }
 
     /// Releases what is buffered, pads with silence up to the session end
-    /// and closes the file.
+    /// and closes the file. An `end` before what is already written (a
+    /// session published as "what was received", e.g. never ACKed) cuts
+    /// the silence the header checkpoints added after it; audio is never
+    /// cut.
     pub fn finish(mut self, end: Instant) -> Result<StreamStats, RecorderError> {
         let mut buf = [0u8; MAX_PAYLOAD];
         while let Some((m, len)) = self.reorder.drain(&mut buf) {
@@ -657,12 +742,12 @@ impl StreamRecorder {
                 self.record_dtmf(end, ev.digit, ev.rtp_timestamp, ev.duration, rate);
             }
         }
-        let total = self.wall_pos(end);
+        let total = self.wall_pos(end).max(self.audio_end);
         if total > self.written {
             self.silence(total - self.written)?;
         }
         let mut stats = std::mem::take(&mut self.stats);
-        stats.samples_written = self.written;
+        stats.samples_written = self.written.min(total);
         stats.sample_rate = self.out_rate;
         let r = self.reorder.stats;
         stats.packets_lost = r.lost;
@@ -702,6 +787,11 @@ impl StreamRecorder {
                 path: self.path.clone(),
                 source,
             })?;
+        if total < self.written && crate::store::recover::truncate_wav(&self.path, total).is_none()
+        {
+            tracing::warn!(path = %self.path.display(), "cannot cut the trailing silence");
+            stats.samples_written = self.written;
+        }
         Ok(stats)
     }
 }

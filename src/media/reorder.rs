@@ -9,12 +9,17 @@
 //! - Missing sequence numbers are given up on once the oldest buffered
 //!   packet has waited `window`, or the buffer is full; they count as lost.
 //! - A sequence jump larger than the buffer (a new SSRC, a restarted
-//!   sender) flushes what is buffered and restarts the count.
+//!   sender) releases what is buffered and restarts the count.
+//! - With [`ReorderBuffer::hold_start`], the first packet of a count is
+//!   held for the window too: a packet from before it that arrives within
+//!   the window (the first two packets swapped) moves the start back
+//!   instead of being dropped as late.
 
 use std::time::{Duration, Instant};
 
-/// Largest RTP datagram payload kept.
-pub const MAX_PAYLOAD: usize = 1500;
+/// Largest RTP payload kept: what fits a receive buffer after the 12-byte
+/// header. Larger datagrams never reach the ring (the recorder drops them).
+pub const MAX_PAYLOAD: usize = super::receiver::BUF - 12;
 
 /// What each slot holds at least, once one is needed (20 ms of G.711).
 const MIN_SLOT_BYTES: usize = 160;
@@ -46,7 +51,9 @@ pub enum Push {
     Stored,
     /// Late or duplicate: counted and dropped.
     Dropped,
-    /// No room before older packets are released: `pop_oldest`, then push again.
+    /// No room before older packets are released, or a new count (SSRC,
+    /// jump) starts while packets of the old one wait: `pop_oldest`, then
+    /// push again.
     Full,
 }
 
@@ -73,6 +80,10 @@ pub struct ReorderBuffer {
     buffered: usize,
     /// Bit i set: `next - 1 - i` was released (tells duplicates from late).
     released: u64,
+    /// Hold the first packet of each count for the window.
+    hold_start: bool,
+    /// While the start of a count is held: the arrival of its first packet.
+    starting: Option<Instant>,
     pub stats: ReorderStats,
 }
 
@@ -96,8 +107,23 @@ impl ReorderBuffer {
             ssrc: None,
             buffered: 0,
             released: 0,
+            hold_start: false,
+            starting: None,
             stats: ReorderStats::default(),
         }
+    }
+
+    /// Holds the first packet of each count (a new stream, a new SSRC, a
+    /// restarted sequence) for the window before releasing it, so that an
+    /// earlier packet arriving just after it is still placed, in order.
+    pub fn hold_start(mut self) -> Self {
+        self.hold_start = true;
+        self
+    }
+
+    /// The SSRC being followed, once a packet has been pushed.
+    pub fn ssrc(&self) -> Option<u32> {
+        self.ssrc
     }
 
     fn slot_of(&self, ext: i64) -> usize {
@@ -118,7 +144,7 @@ impl ReorderBuffer {
         let (Some(next), Some(ssrc)) = (self.next, self.ssrc) else {
             return false;
         };
-        if self.buffered != 0 || ssrc != meta.ssrc {
+        if self.buffered != 0 || ssrc != meta.ssrc || self.starting.is_some() {
             return false;
         }
         let ext = self.highest + i64::from(meta.seq.wrapping_sub(self.highest_seq) as i16);
@@ -138,34 +164,44 @@ impl ReorderBuffer {
     /// [`Push::Stored`], call [`ReorderBuffer::pop`] until it returns None.
     pub fn push(&mut self, meta: PacketMeta, payload: &[u8]) -> Push {
         let cap = self.slots.len() as i64;
-        let ext = match (self.next, self.ssrc) {
+        let mut ext = match (self.next, self.ssrc) {
             (Some(_), Some(ssrc)) if ssrc == meta.ssrc => {
                 self.highest + i64::from(meta.seq.wrapping_sub(self.highest_seq) as i16)
             }
             _ => {
-                // First packet, or a new SSRC: start over.
-                self.flush_all();
-                self.ssrc = Some(meta.ssrc);
-                self.next = Some(i64::from(meta.seq));
-                self.highest = i64::from(meta.seq);
-                self.highest_seq = meta.seq;
+                // First packet, or a new SSRC: start over, once what the
+                // old one left waiting is released (never thrown away).
+                if self.buffered > 0 {
+                    return Push::Full;
+                }
+                self.start_over(&meta);
                 i64::from(meta.seq)
             }
         };
         let next = self.next.unwrap_or(ext);
         if ext < next {
-            let d = next - 1 - ext;
-            if d < 64 && self.released & (1u64 << d) != 0 {
-                self.stats.duplicated += 1;
+            if self.starting.is_some() && self.highest - ext < cap {
+                // The start is still held: an earlier packet (the first
+                // two swapped) becomes the start.
+                self.next = Some(ext);
             } else {
-                self.stats.late += 1;
+                let d = next - 1 - ext;
+                if d < 64 && self.released & (1u64 << d) != 0 {
+                    self.stats.duplicated += 1;
+                } else {
+                    self.stats.late += 1;
+                }
+                return Push::Dropped;
             }
-            return Push::Dropped;
         }
+        let next = self.next.unwrap_or(ext);
         if ext - next >= cap * 4 {
             // A jump far beyond the window: the sender restarted its count.
-            self.flush_all();
-            self.next = Some(ext);
+            if self.buffered > 0 {
+                return Push::Full;
+            }
+            self.start_over(&meta);
+            ext = i64::from(meta.seq);
         }
         // No room: everything older than `ext - cap` must go first.
         if self.next.is_some_and(|n| ext - n >= cap) {
@@ -238,12 +274,18 @@ impl ReorderBuffer {
         self.next = Some(next);
     }
 
-    fn flush_all(&mut self) {
+    /// A new count begins at `meta` (nothing is buffered).
+    fn start_over(&mut self, meta: &PacketMeta) {
         for s in &mut self.slots {
             s.used = false;
         }
         self.buffered = 0;
         self.released = 0;
+        self.ssrc = Some(meta.ssrc);
+        self.next = Some(i64::from(meta.seq));
+        self.highest = i64::from(meta.seq);
+        self.highest_seq = meta.seq;
+        self.starting = self.hold_start.then_some(meta.arrival);
     }
 
     /// The next packet in order, if it is ready at `now`: it is the next
@@ -258,6 +300,12 @@ impl ReorderBuffer {
         let next = self.next?;
         if self.buffered == 0 {
             return None;
+        }
+        if let Some(first) = self.starting {
+            if now.saturating_duration_since(first) < self.window {
+                return None;
+            }
+            self.starting = None;
         }
         let idx = self.slot_of(next);
         if !(self.slots[idx].used && self.slots[idx].ext_seq == next) {

@@ -137,6 +137,16 @@ impl MediaOffer {
             .cloned()
     }
 
+    /// Payload type of comfort noise (RFC 3389) among the offered formats.
+    pub fn comfort_noise(&self) -> Option<u8> {
+        self.formats
+            .iter()
+            .filter_map(|f| f.parse::<u8>().ok())
+            .filter_map(|pt| self.codec_of(pt))
+            .find(|m| m.name.eq_ignore_ascii_case("CN"))
+            .map(|m| m.pt)
+    }
+
     /// Can we record this m-line at all (audio, RTP/AVP, a codec we decode
     /// (G.711, G.722, L16, Opus; G.729 with the `g729` feature), a port)?
     pub fn is_recordable(&self) -> bool {
