@@ -517,8 +517,11 @@ mod tests {
         for s in &mut seqs[300..] {
             s.1 = 8;
         }
-        let run = |shortcut: bool| {
+        let run = |shortcut: bool, hold: bool| {
             let mut b = ReorderBuffer::new(8, Duration::from_millis(60));
+            if hold {
+                b = b.hold_start();
+            }
             let mut out = Vec::new();
             let mut buf = [0u8; MAX_PAYLOAD];
             for (i, (seq, ssrc)) in seqs.iter().enumerate() {
@@ -542,10 +545,74 @@ mod tests {
             }
             (out, b.stats)
         };
-        let (plain, plain_stats) = run(false);
-        let (fast, fast_stats) = run(true);
-        assert!(plain.len() > 300);
-        assert_eq!(fast, plain);
-        assert_eq!(fast_stats, plain_stats);
+        for hold in [false, true] {
+            let (plain, plain_stats) = run(false, hold);
+            let (fast, fast_stats) = run(true, hold);
+            assert!(plain.len() > 300);
+            assert_eq!(fast, plain);
+            assert_eq!(fast_stats, plain_stats);
+        }
+    }
+
+    /// Pushes, releasing on `Full` as the recorder does; what came out.
+    fn push_all(b: &mut ReorderBuffer, m: PacketMeta) -> Vec<u16> {
+        let mut out = Box::new([0u8; MAX_PAYLOAD]);
+        let mut got = Vec::new();
+        while b.push(m, &[0]) == Push::Full {
+            got.extend(b.pop_oldest(&mut out).map(|(m, _)| m.seq));
+        }
+        got
+    }
+
+    #[test]
+    fn a_held_start_takes_a_packet_from_before_it() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut b = ReorderBuffer::new(8, Duration::from_millis(60)).hold_start();
+        assert!(b.push_t(meta(11, t0), &[0]));
+        assert!(released(&mut b, t0).is_empty(), "the start is held");
+        assert!(
+            b.push_t(meta(10, ms(2)), &[0]),
+            "not late: the start moves back"
+        );
+        assert!(b.push_t(meta(12, ms(20)), &[0]));
+        assert_eq!(b.next_deadline(), Some(ms(60)));
+        assert!(released(&mut b, ms(59)).is_empty());
+        assert_eq!(released(&mut b, ms(60)), [10, 11, 12]);
+        // Then in order as usual; 9 is late now.
+        assert!(b.take_in_order(&meta(13, ms(40))));
+        assert!(!b.push_t(meta(9, ms(61)), &[0]));
+        assert_eq!((b.stats.late, b.stats.lost), (1, 0));
+        // A new SSRC is held again.
+        let mut m = meta(700, ms(100));
+        m.ssrc = 8;
+        assert!(push_all(&mut b, m).is_empty());
+        assert!(released(&mut b, ms(100)).is_empty());
+        assert_eq!(released(&mut b, ms(160)), [700]);
+    }
+
+    #[test]
+    fn a_new_count_releases_what_the_old_one_left_waiting() {
+        let t0 = Instant::now();
+        for hold in [false, true] {
+            let mut b = ReorderBuffer::new(8, Duration::from_millis(60));
+            if hold {
+                b = b.hold_start();
+            }
+            b.push_t(meta(1, t0), &[0]);
+            released(&mut b, t0 + Duration::from_secs(1));
+            b.push_t(meta(3, t0), &[0]); // waits for 2
+            let mut m = meta(500, t0);
+            m.ssrc = 99;
+            assert_eq!(push_all(&mut b, m), [3], "released, not thrown away");
+            // A jump far ahead in the same SSRC does the same.
+            let got = released(&mut b, t0 + Duration::from_secs(2));
+            assert_eq!(got, [500]);
+            b.push_t(meta(502, t0), &[0]); // waits for 501
+            let mut m = meta(30_000, t0);
+            m.ssrc = 99;
+            assert_eq!(push_all(&mut b, m), [502]);
+            assert_eq!(released(&mut b, t0 + Duration::from_secs(3)), [30_000]);
+        }
     }
 }
