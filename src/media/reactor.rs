@@ -583,6 +583,8 @@ mod tests {
                     suite: Suite::AesCm128HmacSha1_80,
                     master_key: KEY,
                     master_salt: SALT,
+                    mki: None,
+                    unencrypted_srtcp: false,
                 }),
             };
             let t0 = Instant::now();
@@ -666,6 +668,8 @@ mod tests {
             suite: Suite::AesCm128HmacSha1_80,
             master_key: KEY,
             master_salt: SALT,
+            mki: None,
+            unencrypted_srtcp: false,
         })
         .unwrap();
         let mut forged = pcmu(1, 7);

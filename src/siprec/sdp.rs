@@ -156,6 +156,24 @@ impl MediaOffer {
             && self.recordable_codec().is_some()
     }
 
+    /// An SRTP audio line we would record but for its `a=crypto` lines:
+    /// what the first well-formed one uses that we do not support (inner
+    /// None: none was usable or well-formed). None when something else
+    /// stands in the way, or nothing does.
+    pub fn crypto_refusal(&self) -> Option<Option<crate::media::srtp::Unsupported>> {
+        if self.kind != "audio" || self.port == 0 || !self.is_srtp() {
+            return None;
+        }
+        self.recordable_codec()?;
+        match crate::media::srtp::choose(&self.crypto) {
+            Ok(_) => None,
+            Err(crate::media::srtp::SrtpError::NoSupportedCrypto { unsupported, .. }) => {
+                Some(unsupported)
+            }
+            Err(_) => Some(None),
+        }
+    }
+
     /// Is this an SRTP profile (`RTP/SAVP`, `RTP/SAVPF`)?
     pub fn is_srtp(&self) -> bool {
         let p = self.proto.to_ascii_uppercase();

@@ -356,6 +356,8 @@ fn verdicts_only_offered_types_are_media() {
         suite: crate::media::srtp::Suite::AesCm128HmacSha1_80,
         master_key: [7; 16],
         master_salt: [9; 14],
+        mki: None,
+        unencrypted_srtcp: false,
     });
     let mut r = StreamRecorder::create(&dir.path().join("t.wav"), srtp, t0, None).unwrap();
     let mut forged = build(0, 1, 0, 1, &[0; 170]);
