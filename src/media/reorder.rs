@@ -230,11 +230,19 @@ impl ReorderBuffer {
         }
         let len = payload.len().min(MAX_PAYLOAD);
         if self.slots[idx].data.capacity() < len {
-            // In-order packets never reach the slots: the first push that
-            // needs one sizes them all, so no later reordering allocates.
             let want = len.max(MIN_SLOT_BYTES);
-            for s in &mut self.slots {
-                s.data.reserve(want.saturating_sub(s.data.len()));
+            if self.starting.is_some() {
+                // A held start: only its own slot (a stream that never
+                // reorders keeps its ring this small).
+                let d = &mut self.slots[idx].data;
+                d.reserve(want.saturating_sub(d.len()));
+            } else {
+                // In-order packets never reach the slots: the first push
+                // that needs one sizes them all, so no later reordering
+                // allocates.
+                for s in &mut self.slots {
+                    s.data.reserve(want.saturating_sub(s.data.len()));
+                }
             }
         }
         let slot = &mut self.slots[idx];
