@@ -135,13 +135,19 @@ pub struct MediaConfig {
     pub advertised_address: Option<IpAddr>,
     /// Media threads (reactor shards); 0 = one per CPU core.
     pub threads: usize,
-    /// RTP is accepted from the first source seen, then only that ip:port
-    /// (`true`, the default), or only from the IP in the client's SDP
-    /// (`false`). SBCs and NAT often announce an address other than the
-    /// one the media comes from (the Genesys/Acme corpus sample does), so
-    /// strict matching is opt-in. Either way nobody else can inject audio
-    /// into a running stream.
+    /// `true` (the default): a stream latches onto the first source of its
+    /// media (authenticated under SRTP, an offered payload type) whose IP
+    /// is the SDP's `c=` or the recording client's signalling address
+    /// (any port), then accepts only that ip:port. `false`: only the IP in
+    /// the client's SDP, any port. Either way nobody else can inject audio
+    /// into a stream, before or after its media starts.
     pub latch: bool,
+    /// With `latch`, let the first source come from any IP (clients behind
+    /// NAT whose media comes from neither their SDP's nor their signalling
+    /// address). Weaker: until the real media arrives, anyone who can
+    /// reach the port with an offered payload type (and, under SRTP, the
+    /// key) takes the stream.
+    pub latch_any_source: bool,
 }
 
 impl MediaConfig {
@@ -306,6 +312,7 @@ impl Default for MediaConfig {
             advertised_address: None,
             threads: 0,
             latch: true,
+            latch_any_source: false,
         }
     }
 }

@@ -22,7 +22,9 @@ pub struct RecordingMeta {
     pub status: String,
     /// RFC 3339 UTC, when the session was answered.
     pub started_at: String,
-    /// RFC 3339 UTC, when the session ended (BYE or shutdown).
+    /// RFC 3339 UTC, when the session ended (BYE or shutdown). For
+    /// `complete-no-ack`, when its last media ended (what was received is
+    /// published, not the 32 s of waiting for the ACK).
     pub ended_at: String,
     /// `ended_at - started_at` in milliseconds.
     pub duration_ms: u64,

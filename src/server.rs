@@ -9,7 +9,7 @@
 //! encoder threads; the publisher thread puts recordings into the drop and
 //! then the index, in batches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -67,56 +67,72 @@ pub struct Bound {
     pub tls: Option<SocketAddr>,
 }
 
-/// Even/odd RTP/RTCP port pairs from the configured range.
+/// Even/odd RTP/RTCP port pairs from the configured range, handed out at
+/// random among the free ones: ports handed out in order are easy to guess
+/// for whoever wants to spray the next stream's port before its media
+/// starts. A random index into the free list and `swap_remove`: O(1) per
+/// allocation, whatever the range.
 #[derive(Debug)]
 struct PortPool {
     lo: u16,
-    hi: u16,
-    next: u16,
-    used: HashSet<u16>,
+    /// Even ports of the free pairs, in no particular order.
+    free: Vec<u16>,
+    /// Per pair ((port - lo) / 2): handed out and not released yet.
+    used: Vec<bool>,
 }
 
 impl PortPool {
     fn new(r: PortRange) -> Self {
-        let lo = r.lo + (r.lo % 2);
+        let lo = u32::from(r.lo) + u32::from(r.lo % 2);
+        // An even port whose odd neighbour is in the range too.
+        let free: Vec<u16> = (lo..u32::from(r.hi)).step_by(2).map(|p| p as u16).collect();
         PortPool {
-            lo,
-            hi: r.hi,
-            next: lo,
-            used: HashSet::new(),
+            lo: lo.min(u32::from(u16::MAX)) as u16,
+            used: vec![false; free.len()],
+            free,
         }
     }
 
     /// Binds an RTP socket on an even port and RTCP on the next one.
     fn bind_pair(&mut self, ip: IpAddr) -> Option<(std::net::UdpSocket, std::net::UdpSocket, u16)> {
-        let pairs = self.hi.saturating_sub(self.lo) as usize / 2 + 1;
-        for _ in 0..pairs {
-            let port = self.next;
-            self.next = if port.saturating_add(3) > self.hi {
-                self.lo
-            } else {
-                port + 2
-            };
-            if self.used.contains(&port) {
-                continue;
+        self.take(|port| {
+            let rtp = std::net::UdpSocket::bind((ip, port)).ok()?;
+            let rtcp = std::net::UdpSocket::bind((ip, port + 1)).ok()?;
+            rtp.set_nonblocking(true).ok()?;
+            rtcp.set_nonblocking(true).ok()?;
+            Some((rtp, rtcp, port))
+        })
+    }
+
+    /// Hands out a random free pair for which `bind` succeeds. A pair that
+    /// cannot be bound (another process holds a port now) stays free.
+    fn take<T>(&mut self, mut bind: impl FnMut(u16) -> Option<T>) -> Option<T> {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        // free[..untried] are the pairs not tried yet by this call.
+        let mut untried = self.free.len();
+        while untried > 0 {
+            let i = rng.random_range(0..untried);
+            let port = self.free[i];
+            if let Some(t) = bind(port) {
+                self.free.swap_remove(i);
+                self.used[usize::from(port - self.lo) / 2] = true;
+                return Some(t);
             }
-            let Ok(rtp) = std::net::UdpSocket::bind((ip, port)) else {
-                continue;
-            };
-            let Ok(rtcp) = std::net::UdpSocket::bind((ip, port + 1)) else {
-                continue;
-            };
-            if rtp.set_nonblocking(true).is_err() || rtcp.set_nonblocking(true).is_err() {
-                continue;
-            }
-            self.used.insert(port);
-            return Some((rtp, rtcp, port));
+            untried -= 1;
+            self.free.swap(i, untried);
         }
         None
     }
 
     fn release(&mut self, port: u16) {
-        self.used.remove(&port);
+        let Some(i) = port.checked_sub(self.lo).map(|d| usize::from(d) / 2) else {
+            return;
+        };
+        if self.used.get(i).copied() == Some(true) {
+            self.used[i] = false;
+            self.free.push(port);
+        }
     }
 }
 
@@ -132,6 +148,9 @@ struct ActiveSession {
     start: Instant,
     dir: PathBuf,
     media_ip: IpAddr,
+    /// The recording client's signalling address: a stream's first source
+    /// may come from it (`media.latch`).
+    peer_ip: IpAddr,
     tasks: HashMap<usize, StreamTask>,
     /// false: a rule said not to record (answered inactive, no files).
     recorded: bool,
@@ -878,6 +897,7 @@ impl CoreLoop {
                         s.start,
                         &s.formats,
                         expected,
+                        s.peer_ip,
                     ) {
                         Ok(task) => {
                             answers[index] = AnswerMedia {
@@ -982,6 +1002,7 @@ impl CoreLoop {
                 start: Instant::now(),
                 dir: PathBuf::new(),
                 media_ip,
+                peer_ip: peer.addr.ip(),
                 tasks: HashMap::new(),
                 recorded: false,
                 formats,
@@ -1003,6 +1024,7 @@ impl CoreLoop {
             start,
             dir,
             media_ip,
+            peer_ip: peer.addr.ip(),
             tasks: HashMap::new(),
             recorded: true,
             formats,
@@ -1034,6 +1056,7 @@ impl CoreLoop {
                 start,
                 &active.formats,
                 m.connection,
+                peer.addr.ip(),
             ) {
                 Ok(task) => {
                     answers[ps.index] = AnswerMedia {
@@ -1170,6 +1193,7 @@ fn spawn_stream(
     start: Instant,
     formats: &[Format],
     expected: Option<IpAddr>,
+    peer_ip: IpAddr,
 ) -> Result<StreamTask, StreamStartError> {
     let pair = shared.ports.lock().ok().and_then(|mut p| p.bind_pair(bind));
     let Some((rtp_sock, rtcp_sock, port)) = pair else {
@@ -1195,10 +1219,13 @@ fn spawn_stream(
     let id = shared
         .next_stream
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let source = match (shared.config.media.latch, expected) {
-        (true, _) => SourcePolicy::Latch(None),
-        (false, Some(ip)) if !ip.is_unspecified() => SourcePolicy::Ip(ip),
-        (false, _) => SourcePolicy::Latch(None),
+    let media = &shared.config.media;
+    let sdp_ip = expected.filter(|ip| !ip.is_unspecified());
+    let source = match (media.latch, sdp_ip) {
+        (false, Some(ip)) => SourcePolicy::Ip(ip.to_canonical()),
+        _ if media.latch_any_source => SourcePolicy::latch_any(),
+        // The SDP's address and the client's own; either may be 0.0.0.0.
+        _ => SourcePolicy::latch_from(sdp_ip.unwrap_or(peer_ip), peer_ip),
     };
     shared
         .reactor
@@ -1234,6 +1261,21 @@ async fn publish(
         return;
     }
     let dir: PathBuf = dir;
+    let (end, ended_at) = if status == "complete-no-ack" {
+        // 32 s of retransmitting our 200 OK are not the call: publish what
+        // was received, up to the end of the last media (or nothing).
+        let mut media_end = start;
+        for t in tasks.values() {
+            if let Ok(Some(e)) = shared.reactor.media_end(t.id).await {
+                media_end = media_end.max(e);
+            }
+        }
+        let media_end = media_end.min(end);
+        let cut = chrono::Duration::from_std(end - media_end).unwrap_or_default();
+        (media_end, ended_at - cut)
+    } else {
+        (end, ended_at)
+    };
     let mut reports = std::collections::BTreeMap::new();
     for (index, t) in tasks {
         let stats = match shared.reactor.stop(t.id, end).await {
@@ -1807,4 +1849,53 @@ fn free_bytes(path: &std::path::Path) -> Option<u64> {
         return None;
     }
     Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PortPool;
+    use crate::config::PortRange;
+
+    #[test]
+    fn rtp_ports_are_handed_out_at_random_and_every_pair_eventually() {
+        // The default range: 10,000 pairs.
+        let mut pool = PortPool::new(PortRange {
+            lo: 10000,
+            hi: 29999,
+        });
+        let t = std::time::Instant::now();
+        let got: Vec<u16> = std::iter::from_fn(|| pool.take(Some)).collect();
+        assert!(t.elapsed() < std::time::Duration::from_secs(1), "O(1) each");
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        let all: Vec<u16> = (10000..29999).step_by(2).collect();
+        assert_eq!(sorted, all, "every pair once, RTCP inside the range");
+        let in_order = got.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert!(
+            in_order < 50,
+            "{in_order} of 9,999 steps were to the next pair"
+        );
+        assert_ne!(&got[..10], &all[..10]);
+        // Released pairs come back (once, even if released twice).
+        pool.release(got[7]);
+        pool.release(got[7]);
+        pool.release(9000); // not ours
+        assert_eq!(pool.take(Some), Some(got[7]));
+        assert_eq!(pool.take(Some), None);
+    }
+
+    #[test]
+    fn a_pair_that_cannot_be_bound_stays_free() {
+        let mut pool = PortPool::new(PortRange {
+            lo: 20001,
+            hi: 20008,
+        });
+        // 20002, 20004, 20006 (20008's RTCP would be outside).
+        assert_eq!(pool.free.len(), 3);
+        assert_eq!(pool.take(|p| (p == 20004).then_some(p)), Some(20004));
+        assert_eq!(pool.take(|_| None::<u16>), None);
+        let mut rest: Vec<u16> = std::iter::from_fn(|| pool.take(Some)).collect();
+        rest.sort_unstable();
+        assert_eq!(rest, [20002, 20006]);
+    }
 }

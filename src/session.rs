@@ -16,8 +16,8 @@ use crate::siprec::metadata::{self, ChangeKind, DataMode, Metadata};
 use crate::siprec::sdp::{Direction, MediaOffer, RtpMap, SdpOffer};
 use crate::siprec::RecordingOffer;
 
-/// What the recorder needs for an m-line: every format we answer, and
-/// telephone-event's payload type and clock.
+/// What the recorder needs for an m-line: every format we answer,
+/// telephone-event's payload type and clock, and comfort noise's.
 pub fn stream_spec(m: &MediaOffer) -> StreamSpec {
     StreamSpec {
         codecs: m
@@ -26,6 +26,7 @@ pub fn stream_spec(m: &MediaOffer) -> StreamSpec {
             .map(|c| (c.pt, c.kind()))
             .collect(),
         dtmf: m.telephone_event().map(|t| (t.pt, t.rate)),
+        cn: m.comfort_noise(),
         srtp: m
             .is_srtp()
             .then(|| crate::media::srtp::choose(&m.crypto).ok())

@@ -54,6 +54,7 @@ fn run(kind: CodecKind, pt: u8, payload: Vec<u8>) -> u64 {
     let spec = StreamSpec {
         codecs: vec![(pt, kind)],
         dtmf: Some((101, 8000)),
+        cn: None,
         srtp: None,
     };
     let mut rec = StreamRecorder::create(&dir.path().join("s.wav"), spec, t0, None).unwrap();

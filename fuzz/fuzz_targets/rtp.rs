@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let dir = std::env::temp_dir().join(format!("srs-fuzz-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let t0 = Instant::now();
-    let spec = StreamSpec { codecs: vec![(0, CodecKind::Pcmu), (9, CodecKind::G722)], dtmf: Some((101, 8000)), srtp: None };
+    let spec = StreamSpec { codecs: vec![(0, CodecKind::Pcmu), (9, CodecKind::G722)], dtmf: Some((101, 8000)), cn: Some(13), srtp: None };
     let Ok(mut r) = StreamRecorder::create(&dir.join("f.wav"), spec, t0, None) else { return };
     for (i, p) in data.split(|b| *b == 0xfe).enumerate() {
         let _ = r.on_datagram(t0 + Duration::from_millis(i as u64 * 20), p);

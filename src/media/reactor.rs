@@ -15,13 +15,13 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::UdpSocket;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::receiver::{BatchReceiver, BATCH};
-use super::recorder::{StreamRecorder, StreamSpec, StreamStats};
+use super::recorder::{StreamRecorder, StreamSpec, StreamStats, Verdict};
 
 /// How long a shard sleeps between batches.
 pub const TICK: Duration = Duration::from_millis(5);
@@ -53,6 +53,10 @@ enum Cmd {
         end: Instant,
         reply: tokio::sync::oneshot::Sender<Result<StreamStats, String>>,
     },
+    MediaEnd {
+        id: u64,
+        reply: tokio::sync::oneshot::Sender<Option<Instant>>,
+    },
 }
 
 /// Handle to the reactor's shards.
@@ -74,36 +78,107 @@ struct Stream {
 /// Whose packets a stream accepts: nobody else may inject audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourcePolicy {
-    /// Any source (the client gave no usable address).
+    /// Any source (tests; the server always restricts).
     Any,
-    /// Only this IP (the SDP's `c=`), any port.
-    Ip(std::net::IpAddr),
-    /// The first source seen, then only that ip:port (`media.latch`).
-    Latch(Option<std::net::SocketAddr>),
+    /// Only this IP (the SDP's `c=`), any port (`media.latch = false`).
+    Ip(IpAddr),
+    /// The first source whose packet is the stream's media (see
+    /// [`Verdict::Media`]: authenticated, an offered payload type), then
+    /// only that ip:port. `from`: the IPs that first source may have (the
+    /// SDP's `c=` and the recording client's signalling address), or None
+    /// for anywhere (`media.latch_any_source`, for clients behind NAT).
+    Latch {
+        from: Option<[IpAddr; 2]>,
+        latched: Option<SocketAddr>,
+    },
+}
+
+/// What a [`SourcePolicy`] makes of a datagram's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    Yes,
+    /// Not latched yet and a possible first source: recorded if it is the
+    /// stream's media, and then latched.
+    Candidate,
+    No,
 }
 
 impl SourcePolicy {
-    /// RTCP comes from another port (usually RTP's + 1): the host must
-    /// match; it never latches.
-    fn admit_rtcp(&self, from: Option<std::net::SocketAddr>) -> bool {
-        match (self, from) {
-            (SourcePolicy::Any, _) | (SourcePolicy::Latch(None), Some(_)) => true,
-            (SourcePolicy::Ip(ip), Some(a)) => a.ip() == *ip,
-            (SourcePolicy::Latch(Some(l)), Some(a)) => l.ip() == a.ip(),
-            (_, None) => false,
+    /// Latches onto the first source of media from one of `ips` (any of
+    /// them may repeat; an unspecified one is ignored).
+    pub fn latch_from(a: IpAddr, b: IpAddr) -> SourcePolicy {
+        let a = a.to_canonical();
+        let b = b.to_canonical();
+        let (a, b) = match (a.is_unspecified(), b.is_unspecified()) {
+            (true, false) => (b, b),
+            (false, true) => (a, a),
+            _ => (a, b),
+        };
+        SourcePolicy::Latch {
+            from: Some([a, b]),
+            latched: None,
         }
     }
 
-    fn admit(&mut self, from: Option<std::net::SocketAddr>) -> bool {
-        match (self, from) {
-            (SourcePolicy::Any, _) => true,
-            (SourcePolicy::Ip(ip), Some(a)) => a.ip() == *ip,
-            (SourcePolicy::Latch(l @ None), Some(a)) => {
-                *l = Some(a);
-                true
+    /// Latches onto the first source of media, from anywhere.
+    pub fn latch_any() -> SourcePolicy {
+        SourcePolicy::Latch {
+            from: None,
+            latched: None,
+        }
+    }
+
+    /// RTCP comes from another port (usually RTP's + 1): the host must
+    /// match; it never latches. Before the stream latched, only a host the
+    /// first source may come from.
+    fn admit_rtcp(&self, from: Option<SocketAddr>) -> bool {
+        let Some(a) = from else { return false };
+        match self {
+            SourcePolicy::Any => true,
+            SourcePolicy::Ip(ip) => a.ip().to_canonical() == *ip,
+            SourcePolicy::Latch {
+                latched: Some(l), ..
+            } => l.ip() == a.ip(),
+            SourcePolicy::Latch {
+                from: Some(ips),
+                latched: None,
+            } => ips.contains(&a.ip().to_canonical()),
+            SourcePolicy::Latch {
+                from: None,
+                latched: None,
+            } => false,
+        }
+    }
+
+    fn admit(&self, from: Option<SocketAddr>) -> Admit {
+        let Some(a) = from else { return Admit::No };
+        let yes = |b: bool| if b { Admit::Yes } else { Admit::No };
+        match self {
+            SourcePolicy::Any => Admit::Yes,
+            SourcePolicy::Ip(ip) => yes(a.ip().to_canonical() == *ip),
+            SourcePolicy::Latch {
+                latched: Some(l), ..
+            } => yes(*l == a),
+            SourcePolicy::Latch {
+                from: Some(ips),
+                latched: None,
+            } => {
+                if ips.contains(&a.ip().to_canonical()) {
+                    Admit::Candidate
+                } else {
+                    Admit::No
+                }
             }
-            (SourcePolicy::Latch(Some(l)), Some(a)) => *l == a,
-            (_, None) => false,
+            SourcePolicy::Latch {
+                from: None,
+                latched: None,
+            } => Admit::Candidate,
+        }
+    }
+
+    fn latch(&mut self, to: SocketAddr) {
+        if let SourcePolicy::Latch { latched, .. } = self {
+            *latched = Some(to);
         }
     }
 }
@@ -151,6 +226,14 @@ impl Reactor {
 
     pub fn ctl(&self, id: u64, ctl: StreamCtl) {
         let _ = self.shard_of(id).send(Cmd::Ctl { id, ctl });
+    }
+
+    /// Where the stream's received media ends so far (see
+    /// [`StreamRecorder::media_end`]); None for no media or no such stream.
+    pub fn media_end(&self, id: u64) -> tokio::sync::oneshot::Receiver<Option<Instant>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let _ = self.shard_of(id).send(Cmd::MediaEnd { id, reply });
+        rx
     }
 
     /// Stops a stream at `end` (what is queued is still recorded) and
@@ -217,36 +300,57 @@ fn drain(batch: &mut BatchReceiver, s: &mut Stream, rtcp: bool, now: Instant) {
     };
     while let Ok(n) = batch.recv(fd) {
         for i in 0..n {
-            let ok = if rtcp {
-                s.source.admit_rtcp(batch.source(i))
-            } else {
-                s.source.admit(batch.source(i))
+            let from = batch.source(i);
+            if rtcp {
+                if s.source.admit_rtcp(from) {
+                    s.rec.on_rtcp_datagram_mut(batch.packet_mut(i));
+                } else {
+                    s.foreign += 1;
+                }
+                continue;
+            }
+            let admit = match s.source.admit(from) {
+                // rtcp-mux RTCP before the latch: only from a host the first
+                // source may have (it never latches).
+                Admit::Candidate
+                    if super::rtp::is_rtcp(batch.packet(i)) && !s.source.admit_rtcp(from) =>
+                {
+                    Admit::No
+                }
+                a => a,
             };
-            if !ok {
+            if admit == Admit::No {
                 s.foreign += 1;
                 continue;
             }
-            if rtcp {
-                s.rec.on_rtcp_datagram_mut(batch.packet_mut(i));
-            } else if s.failed.is_none() {
-                // A panic (a bug, ours or a dependency's, on hostile input)
-                // stops this stream, never the thread and its other streams.
-                let rec = &mut s.rec;
-                let packet = batch.packet_mut(i);
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    rec.on_datagram_mut(now, packet)
-                })) {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "writing audio failed; the stream stops recording");
-                        s.failed = Some(e.reason());
+            if s.failed.is_some() {
+                continue;
+            }
+            // A panic (a bug, ours or a dependency's, on hostile input)
+            // stops this stream, never the thread and its other streams.
+            let rec = &mut s.rec;
+            let packet = batch.packet_mut(i);
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rec.on_datagram_mut(now, packet)
+            })) {
+                Ok(Ok(verdict)) => {
+                    // The latch follows the recorder's verdict: a forged or
+                    // stray packet never decides where the stream comes from.
+                    if admit == Admit::Candidate && verdict == Verdict::Media {
+                        if let Some(from) = from {
+                            s.source.latch(from);
+                        }
                     }
-                    Err(_) => {
-                        tracing::error!(
-                            "a datagram made the recorder panic; the stream stops recording"
-                        );
-                        s.failed = Some("internal error on a received datagram".into());
-                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "writing audio failed; the stream stops recording");
+                    s.failed = Some(e.reason());
+                }
+                Err(_) => {
+                    tracing::error!(
+                        "a datagram made the recorder panic; the stream stops recording"
+                    );
+                    s.failed = Some("internal error on a received datagram".into());
                 }
             }
         }
@@ -330,6 +434,14 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
                     };
                     let _ = reply.send(result);
                 }
+                Ok(Cmd::MediaEnd { id, reply }) => {
+                    let end = streams.get_mut(&id).and_then(|s| {
+                        // What is queued arrived before now.
+                        drain(&mut batch, s, false, Instant::now());
+                        s.rec.media_end()
+                    });
+                    let _ = reply.send(end);
+                }
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
                     // The server is gone: close every file properly.
@@ -379,28 +491,218 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
 
 #[cfg(test)]
 mod tests {
-    use super::SourcePolicy;
+    use super::*;
+    use crate::media::codec::CodecKind;
+    use crate::media::rtp::build;
+    use crate::media::srtp::{CryptoAttr, SrtpSender, Suite};
+
+    fn addr(s: &str) -> Option<SocketAddr> {
+        Some(s.parse().unwrap())
+    }
 
     #[test]
     fn nobody_else_can_inject_audio() {
-        let a = Some("10.0.0.5:4000".parse().unwrap());
-        let b = Some("10.0.0.9:4000".parse().unwrap());
-        let a2 = Some("10.0.0.5:5000".parse().unwrap());
-        let mut latch = SourcePolicy::Latch(None);
-        assert!(latch.admit(a), "the first source is latched");
-        assert!(latch.admit(a));
-        assert!(!latch.admit(b), "another host");
-        assert!(!latch.admit(a2), "another port of the same host");
-        let mut strict = SourcePolicy::Ip("10.0.0.5".parse().unwrap());
-        assert!(strict.admit(a) && strict.admit(a2));
-        assert!(!strict.admit(b));
-        assert!(!strict.admit(None));
-        assert!(SourcePolicy::Any.admit(b));
-        // RTCP (from port + 1) never latches and needs the same host.
-        let mut fresh = SourcePolicy::Latch(None);
-        assert!(fresh.admit_rtcp(Some("10.0.0.5:4001".parse().unwrap())));
-        assert!(fresh.admit(a), "RTP still latches its own port");
-        assert!(fresh.admit_rtcp(Some("10.0.0.5:4001".parse().unwrap())));
+        let a = addr("10.0.0.5:4000");
+        let b = addr("10.0.0.9:4000");
+        let a2 = addr("10.0.0.5:5000");
+        let sig = "10.0.0.7".parse().unwrap();
+        let mut latch = SourcePolicy::latch_from("10.0.0.5".parse().unwrap(), sig);
+        assert_eq!(
+            latch.admit(b),
+            Admit::No,
+            "neither the SDP's nor the client's host"
+        );
+        assert_eq!(latch.admit(a), Admit::Candidate);
+        assert_eq!(
+            latch.admit(addr("10.0.0.7:9")),
+            Admit::Candidate,
+            "signalling host"
+        );
+        latch.latch(a.unwrap());
+        assert_eq!(latch.admit(a), Admit::Yes);
+        assert_eq!(latch.admit(b), Admit::No, "another host");
+        assert_eq!(latch.admit(a2), Admit::No, "another port of the same host");
+        // The SDP said 0.0.0.0 (or nothing usable): the signalling host only.
+        let hold = SourcePolicy::latch_from("0.0.0.0".parse().unwrap(), sig);
+        assert_eq!(hold.admit(addr("10.0.0.7:1")), Admit::Candidate);
+        assert_eq!(hold.admit(addr("0.0.0.0:1")), Admit::No);
+        // IPv4-mapped sources compare as IPv4.
+        assert_eq!(
+            hold.admit(addr("[::ffff:10.0.0.7]:1")),
+            Admit::Candidate,
+            "mapped"
+        );
+        let strict = SourcePolicy::Ip("10.0.0.5".parse().unwrap());
+        assert_eq!(strict.admit(a), Admit::Yes);
+        assert_eq!(strict.admit(a2), Admit::Yes);
+        assert_eq!(strict.admit(b), Admit::No);
+        assert_eq!(strict.admit(None), Admit::No);
+        assert_eq!(SourcePolicy::Any.admit(b), Admit::Yes);
+        assert_eq!(SourcePolicy::latch_any().admit(b), Admit::Candidate);
+        // RTCP (from port + 1) never latches and needs the same host; with
+        // any source allowed, none before the latch.
+        let mut fresh = SourcePolicy::latch_from("10.0.0.5".parse().unwrap(), sig);
+        assert!(fresh.admit_rtcp(addr("10.0.0.5:4001")));
         assert!(!fresh.admit_rtcp(b));
+        assert!(!SourcePolicy::latch_any().admit_rtcp(b));
+        fresh.latch(a.unwrap());
+        assert!(fresh.admit_rtcp(addr("10.0.0.5:4001")));
+        assert!(!fresh.admit_rtcp(addr("10.0.0.7:4001")));
+    }
+
+    const KEY: [u8; 16] = *b"0123456789abcdef";
+    const SALT: [u8; 14] = *b"saltsaltsaltsa";
+
+    /// A stream on real sockets (127.0.0.1), fed through [`drain`] as the
+    /// shard does.
+    struct Rig {
+        stream: Stream,
+        batch: BatchReceiver,
+        port: u16,
+        t0: Instant,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Rig {
+        fn new(source: SourcePolicy, srtp: bool) -> Rig {
+            let dir = tempfile::tempdir().unwrap();
+            let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            rtp.set_nonblocking(true).unwrap();
+            rtcp.set_nonblocking(true).unwrap();
+            let port = rtp.local_addr().unwrap().port();
+            let spec = StreamSpec {
+                codecs: vec![(0, CodecKind::Pcmu)],
+                dtmf: Some((101, 8000)),
+                cn: None,
+                srtp: srtp.then_some(CryptoAttr {
+                    tag: 1,
+                    suite: Suite::AesCm128HmacSha1_80,
+                    master_key: KEY,
+                    master_salt: SALT,
+                    mki: None,
+                    unencrypted_srtcp: false,
+                }),
+            };
+            let t0 = Instant::now();
+            let rec = StreamRecorder::create(&dir.path().join("s.wav"), spec, t0, None).unwrap();
+            Rig {
+                stream: Stream {
+                    rtp,
+                    rtcp,
+                    rec: Box::new(rec),
+                    failed: None,
+                    source,
+                    foreign: 0,
+                },
+                batch: BatchReceiver::new(),
+                port,
+                t0,
+                _dir: dir,
+            }
+        }
+
+        /// Sends `p` from `from` and lets the stream take it.
+        fn feed(&mut self, from: &UdpSocket, p: &[u8]) {
+            from.send_to(p, ("127.0.0.1", self.port)).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+            drain(&mut self.batch, &mut self.stream, false, Instant::now());
+        }
+
+        fn latched(&self) -> Option<SocketAddr> {
+            match self.stream.source {
+                SourcePolicy::Latch { latched, .. } => latched,
+                _ => None,
+            }
+        }
+
+        fn finish(self) -> StreamStats {
+            let foreign = self.stream.foreign;
+            let mut st = self.stream.rec.finish(self.t0).unwrap();
+            st.packets_foreign = foreign;
+            st
+        }
+    }
+
+    fn sock(ip: &str) -> UdpSocket {
+        UdpSocket::bind((ip, 0)).unwrap()
+    }
+
+    fn pcmu(seq: u16, ssrc: u32) -> Vec<u8> {
+        build(0, seq, u32::from(seq) * 160, ssrc, &[0x55; 160])
+    }
+
+    fn local() -> IpAddr {
+        "127.0.0.1".parse().unwrap()
+    }
+
+    #[test]
+    fn an_unoffered_payload_type_never_latches() {
+        let mut r = Rig::new(SourcePolicy::latch_from(local(), local()), false);
+        let stray = sock("127.0.0.1");
+        let real = sock("127.0.0.1");
+        r.feed(&stray, &build(96, 1, 160, 9, &[0x55; 160]));
+        r.feed(&stray, &build(13, 2, 320, 9, &[0x55; 1]));
+        assert_eq!(r.latched(), None, "PT 96 and CN were not offered");
+        r.feed(&real, &pcmu(1, 7));
+        assert_eq!(r.latched(), Some(real.local_addr().unwrap()));
+        r.feed(&stray, &pcmu(2, 9));
+        let st = r.finish();
+        assert_eq!(
+            st.packets_foreign, 1,
+            "after the latch, the stray port is foreign"
+        );
+        assert_eq!(st.packets_received, 3);
+    }
+
+    #[test]
+    fn a_packet_that_fails_srtp_authentication_never_latches() {
+        let mut r = Rig::new(SourcePolicy::latch_from(local(), local()), true);
+        let forger = sock("127.0.0.1");
+        let real = sock("127.0.0.1");
+        let mut tx = SrtpSender::new(&CryptoAttr {
+            tag: 1,
+            suite: Suite::AesCm128HmacSha1_80,
+            master_key: KEY,
+            master_salt: SALT,
+            mki: None,
+            unencrypted_srtcp: false,
+        })
+        .unwrap();
+        let mut forged = pcmu(1, 7);
+        forged.extend_from_slice(&[0xAB; 10]); // a made-up tag
+        r.feed(&forger, &forged);
+        assert_eq!(r.latched(), None, "unauthenticated");
+        let mut out = Vec::new();
+        tx.protect_rtp(&pcmu(1, 7), &mut out).unwrap();
+        r.feed(&real, &out);
+        assert_eq!(r.latched(), Some(real.local_addr().unwrap()));
+        let st = r.finish();
+        assert_eq!(st.packets_unauthenticated, 1);
+        assert_eq!(st.packets_received, 2);
+    }
+
+    #[test]
+    fn the_first_source_must_be_the_clients_host_unless_any_source_is_allowed() {
+        // Default: a packet from another host (127.0.0.2) is foreign even
+        // before the real media came.
+        let mut r = Rig::new(SourcePolicy::latch_from(local(), local()), false);
+        let other = sock("127.0.0.2");
+        let real = sock("127.0.0.1");
+        r.feed(&other, &pcmu(1, 9));
+        assert_eq!(r.latched(), None);
+        r.feed(&real, &pcmu(1, 7));
+        assert_eq!(r.latched(), Some(real.local_addr().unwrap()));
+        assert_eq!(r.finish().packets_foreign, 1);
+        // latch_any_source (NAT): the first source of media, from anywhere;
+        // an unoffered payload type still never latches.
+        let mut r = Rig::new(SourcePolicy::latch_any(), false);
+        r.feed(&real, &build(96, 1, 160, 7, &[0x55; 160]));
+        assert_eq!(r.latched(), None);
+        r.feed(&other, &pcmu(1, 9));
+        assert_eq!(r.latched(), Some(other.local_addr().unwrap()));
+        r.feed(&real, &pcmu(2, 7));
+        let st = r.finish();
+        assert_eq!((st.packets_foreign, st.packets_received), (1, 2));
     }
 }

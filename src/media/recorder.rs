@@ -6,12 +6,22 @@
 //! Timeline: sample 0 is the session start. The first packet is placed at
 //! its arrival time; later ones by RTP timestamp relative to it, so loss,
 //! DTX and pauses become silence and the audio never shifts. Packets are
-//! reordered within a bounded window; late and duplicate ones are dropped
-//! and counted. A timestamp that strays more than [`MAX_DRIFT_S`] from the
-//! wall clock (a new SSRC, a restarted sender) re-anchors the stream at the
-//! present, as does resuming after a pause. The file is padded to the
-//! session end. The WAV header is rewritten at least every
-//! [`CHECKPOINT`], so a crash leaves a playable file.
+//! reordered within a bounded window (the first one is held for it too, so
+//! that a stream whose first two packets arrive swapped keeps both); late
+//! and duplicate ones are dropped and counted. A timestamp that strays more
+//! than [`MAX_DRIFT_S`] from the wall clock (a new SSRC, a restarted
+//! sender) re-anchors the stream at the present, as does resuming after a
+//! pause; a re-anchored packet that arrives within [`SNAP`] of where the
+//! audio stopped continues it without a gap (arrival times jitter by a few
+//! milliseconds: a sender that changes SSRC on every packet must not get
+//! a gap per packet). The file is padded to the session end, or cut back
+//! to the end of the last audio when the session ends earlier than what is
+//! written (see [`StreamRecorder::finish`]). The WAV header is rewritten
+//! at least every [`CHECKPOINT`], so a crash leaves a playable file.
+//!
+//! Datagrams of [`super::receiver::BUF`] bytes or more (larger than any
+//! audio frame we take, or truncated by the receive buffer) are dropped:
+//! decoded, 60 KB of G.711 would cover the next seven seconds of packets.
 //!
 //! telephone-event (RFC 4733) becomes [`DtmfOut`] events, never audio;
 //! comfort noise (RFC 3389) becomes silence; RTCP sender reports give the
@@ -36,6 +46,21 @@ pub const CHECKPOINT: Duration = Duration::from_secs(2);
 /// Reorder window and ring size.
 pub const REORDER_WINDOW: Duration = Duration::from_millis(80);
 pub const REORDER_SLOTS: usize = 32;
+/// A re-anchored packet arriving at most this long after the end of the
+/// audio written so far continues it (half the reorder window).
+pub const SNAP: Duration = Duration::from_millis(40);
+
+/// What a datagram was, for the source latch: only the stream's own media
+/// may decide where the stream comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// RTP of an offered payload type (audio, telephone-event or comfort
+    /// noise), authenticated when the stream is SRTP.
+    Media,
+    /// Anything else: RTCP, not RTP, a failed SRTP authentication or replay
+    /// check, an unoffered payload type, an oversized datagram.
+    Other,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
@@ -83,6 +108,8 @@ pub struct StreamSpec {
     pub codecs: Vec<(u8, CodecKind)>,
     /// Payload type of telephone-event, and its clock rate.
     pub dtmf: Option<(u8, u32)>,
+    /// Payload type of comfort noise (RFC 3389), when offered.
+    pub cn: Option<u8>,
     /// SRTP: the client's key (its `a=crypto` line we chose), when the
     /// stream is `RTP/SAVP`. Debug output never shows the key.
     pub srtp: Option<super::srtp::CryptoAttr>,
@@ -94,6 +121,7 @@ impl StreamSpec {
         StreamSpec {
             codecs: vec![(pt, kind)],
             dtmf: None,
+            cn: None,
             srtp: None,
         }
     }
@@ -243,6 +271,12 @@ pub struct StreamRecorder {
     start: Instant,
     anchor: Option<Anchor>,
     written: u64,
+    /// End of the last decoded audio written (`written` is further when
+    /// silence was added since).
+    audio_end: u64,
+    /// Arrival of the last packet of the stream's media (for a session
+    /// whose end is "what was received").
+    last_media: Option<Instant>,
     reorder: ReorderBuffer,
     pcm: Vec<i16>,
     dtmf: DtmfTracker,
@@ -326,7 +360,9 @@ impl StreamRecorder {
             start,
             anchor: None,
             written: 0,
-            reorder: ReorderBuffer::new(REORDER_SLOTS, REORDER_WINDOW),
+            audio_end: 0,
+            last_media: None,
+            reorder: ReorderBuffer::new(REORDER_SLOTS, REORDER_WINDOW).hold_start(),
             pcm: Vec::with_capacity(960),
             dtmf: DtmfTracker::default(),
             jitter: Jitter::default(),
@@ -395,9 +431,25 @@ impl StreamRecorder {
     }
 
     fn wall_pos(&self, now: Instant) -> u64 {
-        let d = now.saturating_duration_since(self.start);
+        self.wall_samples(now.saturating_duration_since(self.start))
+    }
+
+    fn wall_samples(&self, d: Duration) -> u64 {
         d.as_secs() * u64::from(self.out_rate)
             + u64::from(d.subsec_nanos()) * u64::from(self.out_rate) / 1_000_000_000
+    }
+
+    /// Where the stream's received media ends on the session's clock: the
+    /// end of the last audio written, or the arrival of the last media
+    /// packet if later (None if no media came).
+    pub fn media_end(&self) -> Option<Instant> {
+        let audio = (self.audio_end > 0).then(|| {
+            self.start
+                + Duration::from_nanos(
+                    self.audio_end * 1_000_000_000 / u64::from(self.out_rate.max(1)),
+                )
+        });
+        audio.max(self.last_media)
     }
 
     fn ticks_to_samples(&self, ticks: i64) -> i64 {
@@ -406,8 +458,13 @@ impl StreamRecorder {
 
     /// One datagram as received, writable: SRTP (and rtcp-mux SRTCP) is
     /// authenticated and decrypted in place first; packets that fail are
-    /// counted and dropped.
-    pub fn on_datagram_mut(&mut self, now: Instant, data: &mut [u8]) -> Result<(), RecorderError> {
+    /// counted and dropped. The verdict says whether it was the stream's
+    /// media (see [`Verdict`]).
+    pub fn on_datagram_mut(
+        &mut self,
+        now: Instant,
+        data: &mut [u8],
+    ) -> Result<Verdict, RecorderError> {
         let Some(srtp) = &mut self.srtp else {
             return self.on_datagram(now, data);
         };
@@ -421,7 +478,7 @@ impl StreamRecorder {
             Err(_) => {
                 self.stats.packets_received += 1;
                 self.stats.packets_unauthenticated += 1;
-                Ok(())
+                Ok(Verdict::Other)
             }
         }
     }
@@ -439,38 +496,49 @@ impl StreamRecorder {
     }
 
     /// One plain datagram from the RTP socket (or an rtcp-mux RTCP packet).
-    pub fn on_datagram(&mut self, now: Instant, data: &[u8]) -> Result<(), RecorderError> {
+    pub fn on_datagram(&mut self, now: Instant, data: &[u8]) -> Result<Verdict, RecorderError> {
         let v = match rtp::parse_view(data) {
             Ok(v) => v,
             Err(RtpError::Rtcp) => {
                 self.on_rtcp(data);
-                return Ok(());
+                return Ok(Verdict::Other);
             }
-            Err(RtpError::Invalid(_)) => return Ok(()),
+            Err(RtpError::Invalid(_)) => return Ok(Verdict::Other),
         };
         self.stats.packets_received += 1;
-        if self.paused {
-            self.stats.packets_discarded += 1;
-            return Ok(());
-        }
-        if let Some((pt, rate)) = self.spec.dtmf {
-            if v.payload_type == pt {
-                if let Some(ev) = self.dtmf.on_packet(v.timestamp, v.marker, v.payload) {
-                    self.record_dtmf(now, ev.digit, ev.rtp_timestamp, ev.duration, rate);
-                }
-            }
+        if data.len() >= super::receiver::BUF {
+            return Ok(Verdict::Other);
         }
         let clock = self
             .decoders
             .iter()
             .find(|d| d.pt == v.payload_type)
             .map(|d| d.clock);
-        if v.ssrc != self.anchor.as_ref().map_or(v.ssrc, |a| a.ssrc) && clock.is_none() {
-            return Ok(());
+        let dtmf = self.spec.dtmf.filter(|(pt, _)| *pt == v.payload_type);
+        let verdict = if clock.is_some() || dtmf.is_some() || self.spec.cn == Some(v.payload_type) {
+            Verdict::Media
+        } else {
+            Verdict::Other
+        };
+        if self.paused {
+            self.stats.packets_discarded += 1;
+            return Ok(verdict);
         }
-        // telephone-event and comfort noise share the audio's sequence
-        // numbers: they take their place in the ring (so they are not
-        // counted lost) and are skipped when released.
+        if verdict == Verdict::Media {
+            self.last_media = Some(now);
+        }
+        if let Some((_, rate)) = dtmf {
+            if let Some(ev) = self.dtmf.on_packet(v.timestamp, v.marker, v.payload) {
+                self.record_dtmf(now, ev.digit, ev.rtp_timestamp, ev.duration, rate);
+            }
+        }
+        // telephone-event and comfort noise (and a stray unoffered type)
+        // share the audio's sequence numbers: they take their place in the
+        // ring (so they are not counted lost) and are skipped when
+        // released. Only audio starts or switches the count.
+        if clock.is_none() && self.reorder.ssrc() != Some(v.ssrc) {
+            return Ok(verdict);
+        }
         let payload = if clock.is_some() { v.payload } else { &[][..] };
         if let Some(clock) = clock.filter(|c| *c != self.clock_rate) {
             // A switch to a codec with another RTP clock: its timestamps
@@ -506,7 +574,8 @@ impl StreamRecorder {
                 }
             }
         }
-        self.tick(now)
+        self.tick(now)?;
+        Ok(verdict)
     }
 
     /// Releases the packets whose reorder wait is over (call on a timer too).
@@ -586,7 +655,19 @@ impl StreamRecorder {
                 }
             }
         }
-        let pos = wall.max(self.written);
+        // Placed by arrival. Arrival times jitter (a datagram is stamped
+        // with its batch's time): when the audio written so far ends just
+        // before, continue it rather than leave a gap of a few ms.
+        let snap = self.wall_samples(SNAP);
+        let pos = if self.audio_end == self.written
+            && self.written > 0
+            && wall > self.written
+            && wall - self.written <= snap
+        {
+            self.written
+        } else {
+            wall.max(self.written)
+        };
         self.anchor = Some(Anchor {
             ext_ts: i64::from(m.timestamp),
             pos,
@@ -649,6 +730,7 @@ impl StreamRecorder {
         }
         w.flush().map_err(|e| self.wav_err(e))?;
         self.written += n - skip as u64;
+        self.audio_end = self.written;
         Ok(())
     }
 
@@ -685,15 +767,19 @@ impl StreamRecorder {
     }
 
     /// Releases what is buffered, pads with silence up to the session end
-    /// and closes the file.
+    /// and closes the file. An `end` before what is already written (a
+    /// session published as "what was received", e.g. never ACKed) cuts
+    /// the silence the header checkpoints added after it; audio is never
+    /// cut.
     pub fn finish(mut self, end: Instant) -> Result<StreamStats, RecorderError> {
-        let stats = self.complete(end)?;
+        let (mut stats, total) = self.complete(end)?;
         self.writer
             .finalize()
             .map_err(|source| RecorderError::Wav {
                 path: self.path.clone(),
                 source,
             })?;
+        cut_trailing_silence(&self.path, self.written, total, &mut stats);
         Ok(stats)
     }
 
@@ -705,10 +791,13 @@ impl StreamRecorder {
             return self.truncate(e);
         }
         match self.complete(end) {
-            Ok(stats) => {
-                let path = self.path.clone();
+            Ok((mut stats, total)) => {
+                let (path, written) = (self.path.clone(), self.written);
                 match self.writer.finalize() {
-                    Ok(()) => stats,
+                    Ok(()) => {
+                        cut_trailing_silence(&path, written, total, &mut stats);
+                        stats
+                    }
                     Err(e) => truncated_on_disk(&path, stats, e.to_string()),
                 }
             }
@@ -756,8 +845,13 @@ impl StreamRecorder {
         stats
     }
 
-    /// Everything of [`StreamRecorder::finish`] but the final header.
-    fn complete(&mut self, end: Instant) -> Result<StreamStats, RecorderError> {
+    /// Everything of [`StreamRecorder::finish`] but the final header and
+    /// the cut: the stats, and where the recording ends (`total`, in
+    /// samples: the end, or the last audio if that is later). An `end`
+    /// before what is already written (a session published as "what was
+    /// received", e.g. never ACKed) leaves the silence the header
+    /// checkpoints added past it for the caller to cut; audio is never cut.
+    fn complete(&mut self, end: Instant) -> Result<(StreamStats, u64), RecorderError> {
         let mut buf = [0u8; MAX_PAYLOAD];
         while let Some((m, len)) = self.reorder.drain(&mut buf) {
             self.place(m, &buf[..len])?;
@@ -767,14 +861,15 @@ impl StreamRecorder {
                 self.record_dtmf(end, ev.digit, ev.rtp_timestamp, ev.duration, rate);
             }
         }
-        let total = self.wall_pos(end);
+        let total = self.wall_pos(end).max(self.audio_end);
         if total > self.written {
             self.silence(total - self.written)?;
         }
         // Everything is in the file: a flush error now is a write error
         // like any other (the caller truncates to what is on disk).
         self.writer.flush().map_err(|e| self.wav_err(e))?;
-        let stats = self.final_stats();
+        let mut stats = self.final_stats();
+        stats.samples_written = self.written.min(total);
         if let Some((mut ogg, path)) = self.ogg.take().map(|b| *b) {
             let at = ogg.granule().saturating_sub(u64::from(OGG_PRE_SKIP));
             let want = total * 48_000 / u64::from(self.out_rate);
@@ -793,7 +888,17 @@ impl StreamRecorder {
                 let _ = std::fs::remove_file(&path);
             }
         }
-        Ok(stats)
+        Ok((stats, total))
+    }
+}
+
+/// Cuts a finished WAV holding `written` samples to `total` (the silence
+/// header checkpoints wrote past the end); if that fails the file is kept
+/// whole and reported so.
+fn cut_trailing_silence(path: &Path, written: u64, total: u64, stats: &mut StreamStats) {
+    if total < written && crate::store::recover::truncate_wav(path, total).is_none() {
+        tracing::warn!(path = %path.display(), "cannot cut the trailing silence");
+        stats.samples_written = written;
     }
 }
 

@@ -9,12 +9,17 @@
 //! - Missing sequence numbers are given up on once the oldest buffered
 //!   packet has waited `window`, or the buffer is full; they count as lost.
 //! - A sequence jump larger than the buffer (a new SSRC, a restarted
-//!   sender) flushes what is buffered and restarts the count.
+//!   sender) releases what is buffered and restarts the count.
+//! - With [`ReorderBuffer::hold_start`], the first packet of a count is
+//!   held for the window too: a packet from before it that arrives within
+//!   the window (the first two packets swapped) moves the start back
+//!   instead of being dropped as late.
 
 use std::time::{Duration, Instant};
 
-/// Largest RTP datagram payload kept.
-pub const MAX_PAYLOAD: usize = 1500;
+/// Largest RTP payload kept: what fits a receive buffer after the 12-byte
+/// header. Larger datagrams never reach the ring (the recorder drops them).
+pub const MAX_PAYLOAD: usize = super::receiver::BUF - 12;
 
 /// What each slot holds at least, once one is needed (20 ms of G.711).
 const MIN_SLOT_BYTES: usize = 160;
@@ -46,7 +51,9 @@ pub enum Push {
     Stored,
     /// Late or duplicate: counted and dropped.
     Dropped,
-    /// No room before older packets are released: `pop_oldest`, then push again.
+    /// No room before older packets are released, or a new count (SSRC,
+    /// jump) starts while packets of the old one wait: `pop_oldest`, then
+    /// push again.
     Full,
 }
 
@@ -73,6 +80,10 @@ pub struct ReorderBuffer {
     buffered: usize,
     /// Bit i set: `next - 1 - i` was released (tells duplicates from late).
     released: u64,
+    /// Hold the first packet of each count for the window.
+    hold_start: bool,
+    /// While the start of a count is held: the arrival of its first packet.
+    starting: Option<Instant>,
     pub stats: ReorderStats,
 }
 
@@ -96,8 +107,23 @@ impl ReorderBuffer {
             ssrc: None,
             buffered: 0,
             released: 0,
+            hold_start: false,
+            starting: None,
             stats: ReorderStats::default(),
         }
+    }
+
+    /// Holds the first packet of each count (a new stream, a new SSRC, a
+    /// restarted sequence) for the window before releasing it, so that an
+    /// earlier packet arriving just after it is still placed, in order.
+    pub fn hold_start(mut self) -> Self {
+        self.hold_start = true;
+        self
+    }
+
+    /// The SSRC being followed, once a packet has been pushed.
+    pub fn ssrc(&self) -> Option<u32> {
+        self.ssrc
     }
 
     fn slot_of(&self, ext: i64) -> usize {
@@ -118,7 +144,7 @@ impl ReorderBuffer {
         let (Some(next), Some(ssrc)) = (self.next, self.ssrc) else {
             return false;
         };
-        if self.buffered != 0 || ssrc != meta.ssrc {
+        if self.buffered != 0 || ssrc != meta.ssrc || self.starting.is_some() {
             return false;
         }
         let ext = self.highest + i64::from(meta.seq.wrapping_sub(self.highest_seq) as i16);
@@ -138,34 +164,44 @@ impl ReorderBuffer {
     /// [`Push::Stored`], call [`ReorderBuffer::pop`] until it returns None.
     pub fn push(&mut self, meta: PacketMeta, payload: &[u8]) -> Push {
         let cap = self.slots.len() as i64;
-        let ext = match (self.next, self.ssrc) {
+        let mut ext = match (self.next, self.ssrc) {
             (Some(_), Some(ssrc)) if ssrc == meta.ssrc => {
                 self.highest + i64::from(meta.seq.wrapping_sub(self.highest_seq) as i16)
             }
             _ => {
-                // First packet, or a new SSRC: start over.
-                self.flush_all();
-                self.ssrc = Some(meta.ssrc);
-                self.next = Some(i64::from(meta.seq));
-                self.highest = i64::from(meta.seq);
-                self.highest_seq = meta.seq;
+                // First packet, or a new SSRC: start over, once what the
+                // old one left waiting is released (never thrown away).
+                if self.buffered > 0 {
+                    return Push::Full;
+                }
+                self.start_over(&meta);
                 i64::from(meta.seq)
             }
         };
         let next = self.next.unwrap_or(ext);
         if ext < next {
-            let d = next - 1 - ext;
-            if d < 64 && self.released & (1u64 << d) != 0 {
-                self.stats.duplicated += 1;
+            if self.starting.is_some() && self.highest - ext < cap {
+                // The start is still held: an earlier packet (the first
+                // two swapped) becomes the start.
+                self.next = Some(ext);
             } else {
-                self.stats.late += 1;
+                let d = next - 1 - ext;
+                if d < 64 && self.released & (1u64 << d) != 0 {
+                    self.stats.duplicated += 1;
+                } else {
+                    self.stats.late += 1;
+                }
+                return Push::Dropped;
             }
-            return Push::Dropped;
         }
+        let next = self.next.unwrap_or(ext);
         if ext - next >= cap * 4 {
             // A jump far beyond the window: the sender restarted its count.
-            self.flush_all();
-            self.next = Some(ext);
+            if self.buffered > 0 {
+                return Push::Full;
+            }
+            self.start_over(&meta);
+            ext = i64::from(meta.seq);
         }
         // No room: everything older than `ext - cap` must go first.
         if self.next.is_some_and(|n| ext - n >= cap) {
@@ -194,11 +230,19 @@ impl ReorderBuffer {
         }
         let len = payload.len().min(MAX_PAYLOAD);
         if self.slots[idx].data.capacity() < len {
-            // In-order packets never reach the slots: the first push that
-            // needs one sizes them all, so no later reordering allocates.
             let want = len.max(MIN_SLOT_BYTES);
-            for s in &mut self.slots {
-                s.data.reserve(want.saturating_sub(s.data.len()));
+            if self.starting.is_some() {
+                // A held start: only its own slot (a stream that never
+                // reorders keeps its ring this small).
+                let d = &mut self.slots[idx].data;
+                d.reserve(want.saturating_sub(d.len()));
+            } else {
+                // In-order packets never reach the slots: the first push
+                // that needs one sizes them all, so no later reordering
+                // allocates.
+                for s in &mut self.slots {
+                    s.data.reserve(want.saturating_sub(s.data.len()));
+                }
             }
         }
         let slot = &mut self.slots[idx];
@@ -238,12 +282,18 @@ impl ReorderBuffer {
         self.next = Some(next);
     }
 
-    fn flush_all(&mut self) {
+    /// A new count begins at `meta` (nothing is buffered).
+    fn start_over(&mut self, meta: &PacketMeta) {
         for s in &mut self.slots {
             s.used = false;
         }
         self.buffered = 0;
         self.released = 0;
+        self.ssrc = Some(meta.ssrc);
+        self.next = Some(i64::from(meta.seq));
+        self.highest = i64::from(meta.seq);
+        self.highest_seq = meta.seq;
+        self.starting = self.hold_start.then_some(meta.arrival);
     }
 
     /// The next packet in order, if it is ready at `now`: it is the next
@@ -258,6 +308,12 @@ impl ReorderBuffer {
         let next = self.next?;
         if self.buffered == 0 {
             return None;
+        }
+        if let Some(first) = self.starting {
+            if now.saturating_duration_since(first) < self.window {
+                return None;
+            }
+            self.starting = None;
         }
         let idx = self.slot_of(next);
         if !(self.slots[idx].used && self.slots[idx].ext_seq == next) {
@@ -469,8 +525,11 @@ mod tests {
         for s in &mut seqs[300..] {
             s.1 = 8;
         }
-        let run = |shortcut: bool| {
+        let run = |shortcut: bool, hold: bool| {
             let mut b = ReorderBuffer::new(8, Duration::from_millis(60));
+            if hold {
+                b = b.hold_start();
+            }
             let mut out = Vec::new();
             let mut buf = [0u8; MAX_PAYLOAD];
             for (i, (seq, ssrc)) in seqs.iter().enumerate() {
@@ -494,10 +553,74 @@ mod tests {
             }
             (out, b.stats)
         };
-        let (plain, plain_stats) = run(false);
-        let (fast, fast_stats) = run(true);
-        assert!(plain.len() > 300);
-        assert_eq!(fast, plain);
-        assert_eq!(fast_stats, plain_stats);
+        for hold in [false, true] {
+            let (plain, plain_stats) = run(false, hold);
+            let (fast, fast_stats) = run(true, hold);
+            assert!(plain.len() > 300);
+            assert_eq!(fast, plain);
+            assert_eq!(fast_stats, plain_stats);
+        }
+    }
+
+    /// Pushes, releasing on `Full` as the recorder does; what came out.
+    fn push_all(b: &mut ReorderBuffer, m: PacketMeta) -> Vec<u16> {
+        let mut out = Box::new([0u8; MAX_PAYLOAD]);
+        let mut got = Vec::new();
+        while b.push(m, &[0]) == Push::Full {
+            got.extend(b.pop_oldest(&mut out).map(|(m, _)| m.seq));
+        }
+        got
+    }
+
+    #[test]
+    fn a_held_start_takes_a_packet_from_before_it() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut b = ReorderBuffer::new(8, Duration::from_millis(60)).hold_start();
+        assert!(b.push_t(meta(11, t0), &[0]));
+        assert!(released(&mut b, t0).is_empty(), "the start is held");
+        assert!(
+            b.push_t(meta(10, ms(2)), &[0]),
+            "not late: the start moves back"
+        );
+        assert!(b.push_t(meta(12, ms(20)), &[0]));
+        assert_eq!(b.next_deadline(), Some(ms(60)));
+        assert!(released(&mut b, ms(59)).is_empty());
+        assert_eq!(released(&mut b, ms(60)), [10, 11, 12]);
+        // Then in order as usual; 9 is late now.
+        assert!(b.take_in_order(&meta(13, ms(40))));
+        assert!(!b.push_t(meta(9, ms(61)), &[0]));
+        assert_eq!((b.stats.late, b.stats.lost), (1, 0));
+        // A new SSRC is held again.
+        let mut m = meta(700, ms(100));
+        m.ssrc = 8;
+        assert!(push_all(&mut b, m).is_empty());
+        assert!(released(&mut b, ms(100)).is_empty());
+        assert_eq!(released(&mut b, ms(160)), [700]);
+    }
+
+    #[test]
+    fn a_new_count_releases_what_the_old_one_left_waiting() {
+        let t0 = Instant::now();
+        for hold in [false, true] {
+            let mut b = ReorderBuffer::new(8, Duration::from_millis(60));
+            if hold {
+                b = b.hold_start();
+            }
+            b.push_t(meta(1, t0), &[0]);
+            released(&mut b, t0 + Duration::from_secs(1));
+            b.push_t(meta(3, t0), &[0]); // waits for 2
+            let mut m = meta(500, t0);
+            m.ssrc = 99;
+            assert_eq!(push_all(&mut b, m), [3], "released, not thrown away");
+            // A jump far ahead in the same SSRC does the same.
+            let got = released(&mut b, t0 + Duration::from_secs(2));
+            assert_eq!(got, [500]);
+            b.push_t(meta(502, t0), &[0]); // waits for 501
+            let mut m = meta(30_000, t0);
+            m.ssrc = 99;
+            assert_eq!(push_all(&mut b, m), [502]);
+            assert_eq!(released(&mut b, t0 + Duration::from_secs(3)), [30_000]);
+        }
     }
 }

@@ -13,7 +13,10 @@
 //!
 //! Suites: AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32 (RFC 4568
 //! §6.2; the SRTCP tag is 80 bits for both) and AEAD_AES_128_GCM (RFC 7714;
-//! 16-byte key, 12-byte salt, 16-byte tag). Key derivation rate 0, no MKI.
+//! 16-byte key, 12-byte salt, 16-byte tag). Key derivation rate 0. One
+//! master key per line, with or without an MKI (RFC 4568 `|MKI:LEN`: the
+//! packets carry it, checked and removed before authentication); SRTCP
+//! with or without encryption (`UNENCRYPTED_SRTCP`: the E flag says).
 //!
 //! Keys are secrets: no `Debug` impl and no error message here shows key
 //! material (nor the `a=crypto` line, which holds it).
@@ -60,12 +63,17 @@ pub enum SrtpError {
     #[error("a=crypto: {0}")]
     Parse(String),
     /// A well-formed `a=crypto` value using something we do not support
-    /// (a suite, MKI, a session parameter).
-    #[error("a=crypto: unsupported {0}")]
-    Unsupported(String),
-    /// No offered `a=crypto` line is usable; the reasons, one per line.
-    #[error("no supported a=crypto line ({0})")]
-    NoSupportedCrypto(String),
+    /// (a suite, several master keys, a session parameter); the detail
+    /// never quotes key material.
+    #[error("a=crypto: unsupported {1}")]
+    Unsupported(Unsupported, String),
+    /// No offered `a=crypto` line is usable; the reasons, one per line,
+    /// and what the first unsupported one used, if any was well-formed.
+    #[error("no supported a=crypto line ({why})")]
+    NoSupportedCrypto {
+        why: String,
+        unsupported: Option<Unsupported>,
+    },
     #[error("not an SRTP/SRTCP packet: {0}")]
     Malformed(&'static str),
     #[error("SRTP authentication failed (ssrc {ssrc:#010x})")]
@@ -73,6 +81,52 @@ pub enum SrtpError {
     /// Already received, or older than the replay window.
     #[error("SRTP replayed or too old packet (ssrc {ssrc:#010x}, index {index})")]
     Replay { ssrc: u32, index: u64 },
+}
+
+/// What a well-formed `a=crypto` line uses that we do not support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsupported {
+    Suite,
+    /// A key method other than `inline:`.
+    KeyMethod,
+    /// Several master keys in one line (`;`).
+    SeveralKeys,
+    /// A session parameter (KDR, UNENCRYPTED_SRTP, FEC_ORDER, ...).
+    SessionParameter,
+}
+
+impl Unsupported {
+    /// The SIP reason phrase refusing an offer for it (488).
+    pub fn reason_phrase(self) -> &'static str {
+        match self {
+            Unsupported::Suite => "SRTP Crypto Suite Not Supported",
+            Unsupported::KeyMethod => "SRTP Key Method Not Supported",
+            Unsupported::SeveralKeys => "Several SRTP Master Keys Not Supported",
+            Unsupported::SessionParameter => "SRTP Session Parameter Not Supported",
+        }
+    }
+}
+
+/// A master key identifier (RFC 3711 §3.1, RFC 4568 §6.1 `|MKI:LEN`):
+/// `len` bytes carried by every packet, big-endian `value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mki {
+    pub value: u64,
+    /// 1..=128 bytes.
+    pub len: u8,
+}
+
+impl Mki {
+    /// Does `bytes` (`len` of them) carry this MKI?
+    fn matches(&self, bytes: &[u8]) -> bool {
+        let n = bytes.len();
+        let tail = n.min(8);
+        bytes[..n - tail].iter().all(|b| *b == 0)
+            && bytes[n - tail..]
+                .iter()
+                .fold(0u64, |v, b| (v << 8) | u64::from(*b))
+                == self.value
+    }
 }
 
 /// A crypto suite we support.
@@ -137,9 +191,10 @@ impl fmt::Display for Suite {
     }
 }
 
-/// One parsed `a=crypto` value (RFC 4568 §9.1): tag, suite and the inline
-/// master key and salt. A lifetime is accepted and ignored; MKI, several
-/// keys and session parameters other than `WSH` are refused.
+/// One parsed `a=crypto` value (RFC 4568 §9.1): tag, suite, the inline
+/// master key and salt, its MKI if any, and `UNENCRYPTED_SRTCP`. A
+/// lifetime and `WSH` are accepted and ignored; several keys and other
+/// session parameters are refused.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CryptoAttr {
     pub tag: u32,
@@ -148,6 +203,11 @@ pub struct CryptoAttr {
     /// For AEAD_AES_128_GCM the salt is 12 bytes: the last two are zero
     /// (which is also how RFC 7714 §11 pads it for key derivation).
     pub master_salt: [u8; 14],
+    /// The packets carry this master key identifier.
+    pub mki: Option<Mki>,
+    /// The sender's SRTCP is authenticated, not encrypted (declared in
+    /// the offer, so echoed in our answer).
+    pub unencrypted_srtcp: bool,
 }
 
 impl fmt::Debug for CryptoAttr {
@@ -157,24 +217,33 @@ impl fmt::Debug for CryptoAttr {
             .field("suite", &self.suite)
             .field("master_key", &"<redacted>")
             .field("master_salt", &"<redacted>")
+            .field("mki", &self.mki)
+            .field("unencrypted_srtcp", &self.unencrypted_srtcp)
             .finish()
     }
 }
 
 impl CryptoAttr {
-    /// `a=crypto` value for this key: "TAG SUITE inline:KEY||SALT".
+    /// `a=crypto` value for this key: "TAG SUITE inline:KEY||SALT", with
+    /// "|MKI:LEN" and " UNENCRYPTED_SRTCP" when set.
     pub fn to_line(&self) -> String {
         let mut ks = [0u8; 30];
         let n = 16 + self.suite.salt_len();
         ks[..16].copy_from_slice(&self.master_key);
         ks[16..n].copy_from_slice(&self.master_salt[..n - 16]);
-        let line = format!(
+        let mut line = format!(
             "{} {} inline:{}",
             self.tag,
             self.suite.name(),
             B64.encode(&ks[..n])
         );
         ks.fill(0);
+        if let Some(m) = self.mki {
+            line.push_str(&format!("|{}:{}", m.value, m.len));
+        }
+        if self.unencrypted_srtcp {
+            line.push_str(" UNENCRYPTED_SRTCP");
+        }
         line
     }
 }
@@ -203,25 +272,36 @@ pub fn parse_crypto(value: &str) -> Result<CryptoAttr, SrtpError> {
     let suite_name = fields
         .next()
         .ok_or_else(|| SrtpError::Parse("missing crypto suite".into()))?;
-    let suite = Suite::from_name(suite_name)
-        .ok_or_else(|| SrtpError::Unsupported(format!("crypto suite {}", quotable(suite_name))))?;
+    let suite = Suite::from_name(suite_name).ok_or_else(|| {
+        SrtpError::Unsupported(
+            Unsupported::Suite,
+            format!("crypto suite {}", quotable(suite_name)),
+        )
+    })?;
     let key_params = fields
         .next()
         .ok_or_else(|| SrtpError::Parse("missing key parameters".into()))?;
     if key_params.contains(';') {
         return Err(SrtpError::Unsupported(
+            Unsupported::SeveralKeys,
             "several master keys (MKI) in one line".into(),
         ));
     }
-    let inline = key_params
-        .strip_prefix("inline:")
-        .ok_or_else(|| SrtpError::Unsupported("key method (only inline:)".into()))?;
+    let inline = key_params.strip_prefix("inline:").ok_or_else(|| {
+        SrtpError::Unsupported(Unsupported::KeyMethod, "key method (only inline:)".into())
+    })?;
+    // inline:KEY||SALT ["|" lifetime] ["|" MKI ":" length], in that order.
     let mut parts = inline.split('|');
     let b64 = parts.next().unwrap_or("");
     let mut lifetime_seen = false;
+    let mut mki = None;
     for p in parts {
-        if p.contains(':') {
-            return Err(SrtpError::Unsupported("MKI (master key identifier)".into()));
+        if mki.is_some() {
+            return Err(SrtpError::Parse("malformed key parameters".into()));
+        }
+        if let Some((value, len)) = p.split_once(':') {
+            mki = Some(parse_mki(value, len)?);
+            continue;
         }
         if lifetime_seen {
             return Err(SrtpError::Parse("malformed key parameters".into()));
@@ -229,16 +309,21 @@ pub fn parse_crypto(value: &str) -> Result<CryptoAttr, SrtpError> {
         lifetime_seen = true;
         valid_lifetime(p)?;
     }
+    let mut unencrypted_srtcp = false;
     for param in fields {
         let name = param.split('=').next().unwrap_or("");
-        if name == "WSH" {
+        match name {
             // Window size hint: ours is 64, the minimum the hint allows.
-            continue;
+            "WSH" => {}
+            // The receiver follows each SRTCP packet's E flag.
+            "UNENCRYPTED_SRTCP" => unencrypted_srtcp = true,
+            _ => {
+                return Err(SrtpError::Unsupported(
+                    Unsupported::SessionParameter,
+                    format!("session parameter {}", quotable(name)),
+                ))
+            }
         }
-        return Err(SrtpError::Unsupported(format!(
-            "session parameter {}",
-            quotable(name)
-        )));
     }
     if b64.len() > 84 {
         return Err(SrtpError::Parse("inline key||salt is too long".into()));
@@ -259,6 +344,8 @@ pub fn parse_crypto(value: &str) -> Result<CryptoAttr, SrtpError> {
                 suite,
                 master_key,
                 master_salt,
+                mki,
+                unencrypted_srtcp,
             })
         }
         Ok(n) => Err(SrtpError::Parse(format!(
@@ -268,6 +355,27 @@ pub fn parse_crypto(value: &str) -> Result<CryptoAttr, SrtpError> {
     };
     ks.fill(0);
     result
+}
+
+/// `MKI:LEN` of RFC 4568 §6.1: a decimal value, and its length in bytes
+/// (1 to 128) on the wire, which must hold the value.
+fn parse_mki(value: &str, len: &str) -> Result<Mki, SrtpError> {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(value) || !digits(len) {
+        return Err(SrtpError::Parse("malformed MKI".into()));
+    }
+    let value: u64 = value
+        .parse()
+        .map_err(|_| SrtpError::Parse("MKI value too large".into()))?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| (1..=128).contains(l))
+        .ok_or_else(|| SrtpError::Parse("MKI length must be 1 to 128 bytes".into()))?;
+    if len < 8 && value >> (8 * u32::from(len)) != 0 {
+        return Err(SrtpError::Parse("MKI value does not fit its length".into()));
+    }
+    Ok(Mki { value, len })
 }
 
 /// A key lifetime: decimal or "2^N" (RFC 4568 §6.1).
@@ -283,16 +391,25 @@ fn valid_lifetime(s: &str) -> Result<(), SrtpError> {
 /// Picks the first offered `a=crypto` value we support.
 pub fn choose(offered: &[String]) -> Result<CryptoAttr, SrtpError> {
     let mut why = Vec::new();
+    let mut unsupported = None;
     for line in offered {
         match parse_crypto(line) {
             Ok(a) => return Ok(a),
-            Err(e) => why.push(e.to_string()),
+            Err(e) => {
+                if let SrtpError::Unsupported(u, _) = &e {
+                    unsupported = unsupported.or(Some(*u));
+                }
+                why.push(e.to_string());
+            }
         }
     }
     if why.is_empty() {
         why.push("none offered".into());
     }
-    Err(SrtpError::NoSupportedCrypto(why.join("; ")))
+    Err(SrtpError::NoSupportedCrypto {
+        why: why.join("; "),
+        unsupported,
+    })
 }
 
 /// Our answer to a chosen offer: same tag and suite, a fresh random key.
@@ -300,11 +417,15 @@ pub fn choose(offered: &[String]) -> Result<CryptoAttr, SrtpError> {
 /// only receives, with the offer's key).
 pub fn answer_line(offer: &CryptoAttr) -> (String, CryptoAttr) {
     use rand::RngCore;
+    // Our own key needs no MKI; UNENCRYPTED_SRTCP is declared for the
+    // session, so it is echoed.
     let mut ours = CryptoAttr {
         tag: offer.tag,
         suite: offer.suite,
         master_key: [0; 16],
         master_salt: [0; 14],
+        mki: None,
+        unencrypted_srtcp: offer.unencrypted_srtcp,
     };
     let mut rng = rand::rng();
     rng.fill_bytes(&mut ours.master_key);
@@ -525,6 +646,7 @@ impl Windows {
 /// SRTCP in place. Keeps a replay window and the rollover counter per SSRC.
 pub struct SrtpReceiver {
     suite: Suite,
+    mki: Option<Mki>,
     rtp: Keys,
     rtcp: Keys,
     rtp_windows: Windows,
@@ -545,6 +667,7 @@ impl SrtpReceiver {
     pub fn new(attr: &CryptoAttr) -> Result<Self, SrtpError> {
         Ok(SrtpReceiver {
             suite: attr.suite,
+            mki: attr.mki,
             rtp: Keys::new(attr, false),
             rtcp: Keys::new(attr, true),
             rtp_windows: Windows(Vec::with_capacity(2)),
@@ -564,6 +687,13 @@ impl SrtpReceiver {
     pub fn unprotect_rtp(&mut self, packet: &mut [u8]) -> Result<usize, SrtpError> {
         let hlen = rtp_header_len(packet)?;
         let tag_len = self.suite.rtp_tag_len();
+        let packet = match &self.mki {
+            Some(mki) => {
+                let n = strip_mki(mki, self.suite, packet, hlen, tag_len, ssrc_at(packet, 8))?;
+                &mut packet[..n]
+            }
+            None => packet,
+        };
         if packet.len() < hlen + tag_len {
             return Err(SrtpError::Malformed("shorter than header and tag"));
         }
@@ -615,6 +745,25 @@ impl SrtpReceiver {
         if packet.len() < 8 + over || packet[0] >> 6 != 2 {
             return Err(SrtpError::Malformed("no SRTCP header and trailer"));
         }
+        let packet = match &self.mki {
+            Some(mki) => {
+                // The MKI follows E and the index (RFC 3711 §3.4).
+                let tag = match self.suite {
+                    Suite::AeadAes128Gcm => 0,
+                    _ => RTCP_TAG_LEN,
+                };
+                let n = strip_mki(
+                    mki,
+                    self.suite,
+                    packet,
+                    8 + over - tag,
+                    tag,
+                    ssrc_at(packet, 4),
+                )?;
+                &mut packet[..n]
+            }
+            None => packet,
+        };
         let ssrc = ssrc_at(packet, 4);
         let len = packet.len();
         let (e_at, plain_end) = match self.suite {
@@ -660,6 +809,37 @@ impl SrtpReceiver {
         self.rtcp_windows.accept(ssrc, index);
         Ok(plain_end)
     }
+}
+
+/// Checks and removes the MKI of a received packet in place (no copy but
+/// the tag's few bytes); returns the length of the packet without it. The
+/// MKI is not authenticated (RFC 3711 §3.1): it sits before the HMAC tag
+/// (AES-CM), or after the AEAD ciphertext and its tag (RFC 7714 §8, §9,
+/// with no other tag). `before` is what must precede it (header, SRTCP
+/// E and index). Another MKI than ours: not our key, dropped as such.
+fn strip_mki(
+    mki: &Mki,
+    suite: Suite,
+    packet: &mut [u8],
+    before: usize,
+    tag_len: usize,
+    ssrc: u32,
+) -> Result<usize, SrtpError> {
+    let m = usize::from(mki.len);
+    let len = packet.len();
+    let tag_len = match suite {
+        Suite::AeadAes128Gcm => 0,
+        _ => tag_len,
+    };
+    if len < before + m + tag_len {
+        return Err(SrtpError::Malformed("shorter than its MKI and tag"));
+    }
+    let at = len - tag_len - m;
+    if !mki.matches(&packet[at..at + m]) {
+        return Err(SrtpError::Auth { ssrc });
+    }
+    packet.copy_within(len - tag_len.., at);
+    Ok(len - m)
 }
 
 // --- sender ----------------------------------------------------------------
@@ -793,6 +973,8 @@ mod tests {
             suite,
             master_key: hex("E1F97A0D3E018BE0D64FA32C06DE4139").try_into().unwrap(),
             master_salt: hex("0EC675AD498AFEEBB6960B3AABE6").try_into().unwrap(),
+            mki: None,
+            unencrypted_srtcp: false,
         };
         if suite == Suite::AeadAes128Gcm {
             a.master_salt[12..].fill(0);
@@ -891,14 +1073,13 @@ mod tests {
 
     #[test]
     fn parses_the_offered_lines() {
-        let e = parse_crypto(
+        // RFC 4568's own example: lifetime 2^20, MKI 1 on 4 bytes.
+        let m = parse_crypto(
             "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4",
         )
-        .unwrap_err();
-        assert!(
-            matches!(&e, SrtpError::Unsupported(m) if m.contains("MKI")),
-            "{e}"
-        );
+        .unwrap();
+        assert_eq!(m.mki, Some(Mki { value: 1, len: 4 }));
+        assert!(!m.unencrypted_srtcp);
         let a = parse_crypto(
             "2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj",
         )
@@ -906,13 +1087,27 @@ mod tests {
         assert_eq!((a.tag, a.suite), (2, Suite::AesCm128HmacSha1_32));
         assert_eq!(&a.master_key, b"70xwPH5@/,L:S1wY");
         assert_eq!(&a.master_salt, b"\"~='EpgT%(i_Vc");
-        // The choice skips the MKI line and takes the second.
+        // The choice skips a line with several keys and takes the second.
         let offered = [
-            "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4"
+            "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|1:4;inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2:4"
                 .to_string(),
             "2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj".into(),
         ];
         assert_eq!(choose(&offered).unwrap(), a);
+        // MKI alone, a long one, UNENCRYPTED_SRTCP.
+        let l = parse_crypto(
+            "3 AEAD_AES_128_GCM inline:MDEyMzQ1Njc4OWFiY2RlZlNBTFRTQUxUU0FMVA|4294967296:5 UNENCRYPTED_SRTCP",
+        )
+        .unwrap();
+        assert_eq!(
+            l.mki,
+            Some(Mki {
+                value: 1 << 32,
+                len: 5
+            })
+        );
+        assert!(l.unencrypted_srtcp);
+        assert_eq!(parse_crypto(&l.to_line()).unwrap(), l, "to_line round trip");
         // Lifetime alone is fine, in both notations; so is WSH.
         for l in ["|2^31", "|1048576", ""] {
             let line = format!(
@@ -927,8 +1122,17 @@ mod tests {
         const KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
         let cases = [
             (
-                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^20|1:4"),
-                "MKI",
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|1:0"),
+                "MKI length",
+            ),
+            (
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|256:1"),
+                "does not fit",
+            ),
+            (format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|x:4"), "MKI"),
+            (
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|1:4|2^20"),
+                "malformed key parameters",
             ),
             (
                 format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|1:4;inline:{KEY}|2:4"),
@@ -954,8 +1158,8 @@ mod tests {
             (format!("1 AES_256_CM_HMAC_SHA1_80 inline:{KEY}"), "suite"),
             (format!("1 inline:{KEY}"), "suite"),
             (
-                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY} UNENCRYPTED_SRTCP"),
-                "UNENCRYPTED_SRTCP",
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY} UNENCRYPTED_SRTP"),
+                "UNENCRYPTED_SRTP",
             ),
             (
                 format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY} KDR=1"),
@@ -974,15 +1178,37 @@ mod tests {
             assert!(!e.contains("WVNfX19z"), "{e}");
         }
         let all: Vec<String> = vec![
-            format!("1 F8_128_HMAC_SHA1_80 inline:{KEY}"),
-            format!("2 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|1:4"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^x"),
+            format!("2 F8_128_HMAC_SHA1_80 inline:{KEY}"),
+            format!("3 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|1:4;inline:{KEY}|2:4"),
         ];
-        let e = choose(&all).unwrap_err().to_string();
+        let e = choose(&all).unwrap_err();
         assert!(
-            e.contains("F8_128") && e.contains("MKI") && !e.contains(KEY),
+            matches!(
+                e,
+                SrtpError::NoSupportedCrypto {
+                    unsupported: Some(Unsupported::Suite),
+                    ..
+                }
+            ),
+            "the first unsupported thing: {e:?}"
+        );
+        let e = e.to_string();
+        assert!(
+            e.contains("lifetime") && e.contains("F8_128") && e.contains("MKI") && !e.contains(KEY),
             "{e}"
         );
-        assert!(choose(&[]).is_err());
+        assert!(matches!(
+            choose(&[]),
+            Err(SrtpError::NoSupportedCrypto {
+                unsupported: None,
+                ..
+            })
+        ));
+        assert_eq!(
+            Unsupported::SessionParameter.reason_phrase(),
+            "SRTP Session Parameter Not Supported"
+        );
     }
 
     #[test]
@@ -1290,5 +1516,105 @@ mod tests {
                 assert_eq!(&d[..], &plain[..]);
             }
         }
+    }
+
+    /// Inserts `mki` into a protected packet where RFC 3711 (AES-CM: before
+    /// the tag) and RFC 7714 (AEAD: after the ciphertext and its tag) put it.
+    fn with_mki(suite: Suite, p: &[u8], mki: &[u8]) -> Vec<u8> {
+        let tag = match suite {
+            Suite::AeadAes128Gcm => 0,
+            Suite::AesCm128HmacSha1_80 => 10,
+            Suite::AesCm128HmacSha1_32 => 4,
+        };
+        let at = p.len() - tag;
+        [&p[..at], mki, &p[at..]].concat()
+    }
+
+    fn with_rtcp_mki(suite: Suite, p: &[u8], mki: &[u8]) -> Vec<u8> {
+        let tag = match suite {
+            Suite::AeadAes128Gcm => 0,
+            _ => RTCP_TAG_LEN,
+        };
+        let at = p.len() - tag;
+        [&p[..at], mki, &p[at..]].concat()
+    }
+
+    #[test]
+    fn packets_with_an_mki_every_suite_both_ways_of_protecting() {
+        for suite in Suite::ALL {
+            let (_, mut a) = answer_line(&b3_attr(suite));
+            a.mki = Some(Mki {
+                value: 0x0102,
+                len: 3,
+            });
+            let mki = [0u8, 1, 2];
+            let mut rx = SrtpReceiver::new(&a).unwrap();
+            let mut ours = SrtpSender::new(&a).unwrap();
+            let mut theirs = webrtc_context(&a);
+            let mut out = Vec::new();
+            for i in 0..10u16 {
+                let plain = rtp(i, u32::from(i) * 160, 0x3131, &[i as u8; 160]);
+                let p = if i % 2 == 0 {
+                    ours.protect_rtp(&plain, &mut out).unwrap();
+                    out.clone()
+                } else {
+                    theirs.encrypt_rtp(&plain).unwrap().to_vec()
+                };
+                let mut buf = with_mki(suite, &p, &mki);
+                let n = rx
+                    .unprotect_rtp(&mut buf)
+                    .unwrap_or_else(|e| panic!("{suite} seq {i}: {e}"));
+                assert_eq!(&buf[..n], &plain[..], "{suite} seq {i}");
+            }
+            // Another MKI, none, or a packet too short for one: dropped.
+            let plain = rtp(50, 0, 0x3131, &[1; 160]);
+            ours.protect_rtp(&plain, &mut out).unwrap();
+            let mut other = with_mki(suite, &out, &[0, 1, 3]);
+            assert_eq!(
+                rx.unprotect_rtp(&mut other),
+                Err(SrtpError::Auth { ssrc: 0x3131 })
+            );
+            assert!(
+                rx.unprotect_rtp(&mut out.clone()).is_err(),
+                "{suite}: no MKI"
+            );
+            assert!(rx.unprotect_rtp(&mut out.clone()[..14]).is_err());
+            let mut good = with_mki(suite, &out, &mki);
+            assert!(
+                rx.unprotect_rtp(&mut good).is_ok(),
+                "{suite}: not consumed by the failures"
+            );
+            // SRTCP: the MKI after E and the index.
+            for k in 0..3 {
+                // Each side counts its own SRTCP index: its own SSRC.
+                let plain = sr(if k == 1 { 0x4141 } else { 0x3131 });
+                let p = if k == 1 {
+                    theirs.encrypt_rtcp(&plain).unwrap().to_vec()
+                } else {
+                    ours.protect_rtcp(&plain, &mut out).unwrap();
+                    out.clone()
+                };
+                let mut buf = with_rtcp_mki(suite, &p, &mki);
+                let n = rx
+                    .unprotect_rtcp(&mut buf)
+                    .unwrap_or_else(|e| panic!("{suite} rtcp {k}: {e}"));
+                assert_eq!(&buf[..n], &plain[..]);
+            }
+            ours.protect_rtcp(&sr(0x3131), &mut out).unwrap();
+            let mut other = with_rtcp_mki(suite, &out, &[9, 9, 9]);
+            assert!(rx.unprotect_rtcp(&mut other).is_err());
+        }
+    }
+
+    #[test]
+    fn unencrypted_srtcp_is_echoed_in_the_answer() {
+        let offer = parse_crypto(
+            "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|7:1 UNENCRYPTED_SRTCP",
+        )
+        .unwrap();
+        let (line, ours) = answer_line(&offer);
+        assert!(line.ends_with(" UNENCRYPTED_SRTCP"), "{line}");
+        assert!(!line.contains('|'), "our key has no MKI: {line}");
+        assert_eq!((ours.mki, ours.unencrypted_srtcp), (None, true));
     }
 }

@@ -20,6 +20,11 @@ pub enum OfferError {
     Sdp(#[from] sdp::SdpError),
     #[error("no stream that can be recorded (audio RTP/AVP with PCMU or PCMA)")]
     NothingRecordable,
+    /// Nothing recordable, and an SRTP line was so for its `a=crypto`
+    /// lines alone: what they use that we do not support (None: none was
+    /// usable or well-formed).
+    #[error("no usable a=crypto line on an SRTP stream")]
+    Crypto(Option<crate::media::srtp::Unsupported>),
 }
 
 impl OfferError {
@@ -31,6 +36,8 @@ impl OfferError {
             OfferError::Multipart(_) => (400, "Bad Multipart Body"),
             OfferError::Sdp(_) => (488, "Bad SDP Offer"),
             OfferError::NothingRecordable => (488, "No Recordable Stream"),
+            OfferError::Crypto(Some(u)) => (488, u.reason_phrase()),
+            OfferError::Crypto(None) => (488, "No Usable SRTP Crypto Attribute"),
         }
     }
 }
@@ -103,7 +110,12 @@ pub fn read_offer(msg: &Message) -> Result<RecordingOffer, OfferError> {
     let sdp_bytes = sdp_bytes.ok_or(OfferError::NoSdp)?;
     let sdp = sdp::parse_offer(&sdp_bytes)?;
     if !sdp.media.iter().any(sdp::MediaOffer::is_recordable) {
-        return Err(OfferError::NothingRecordable);
+        // Say so when the crypto alone stands in the way.
+        return Err(sdp
+            .media
+            .iter()
+            .find_map(sdp::MediaOffer::crypto_refusal)
+            .map_or(OfferError::NothingRecordable, OfferError::Crypto));
     }
     let metadata_xml = metadata_bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
     let (metadata, metadata_error) = match &metadata_xml {

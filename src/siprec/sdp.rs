@@ -137,6 +137,16 @@ impl MediaOffer {
             .cloned()
     }
 
+    /// Payload type of comfort noise (RFC 3389) among the offered formats.
+    pub fn comfort_noise(&self) -> Option<u8> {
+        self.formats
+            .iter()
+            .filter_map(|f| f.parse::<u8>().ok())
+            .filter_map(|pt| self.codec_of(pt))
+            .find(|m| m.name.eq_ignore_ascii_case("CN"))
+            .map(|m| m.pt)
+    }
+
     /// Can we record this m-line at all (audio, RTP/AVP, a codec we decode
     /// (G.711, G.722, L16, Opus; G.729 with the `g729` feature), a port)?
     pub fn is_recordable(&self) -> bool {
@@ -144,6 +154,24 @@ impl MediaOffer {
             && self.port != 0
             && self.transport_ok()
             && self.recordable_codec().is_some()
+    }
+
+    /// An SRTP audio line we would record but for its `a=crypto` lines:
+    /// what the first well-formed one uses that we do not support (inner
+    /// None: none was usable or well-formed). None when something else
+    /// stands in the way, or nothing does.
+    pub fn crypto_refusal(&self) -> Option<Option<crate::media::srtp::Unsupported>> {
+        if self.kind != "audio" || self.port == 0 || !self.is_srtp() {
+            return None;
+        }
+        self.recordable_codec()?;
+        match crate::media::srtp::choose(&self.crypto) {
+            Ok(_) => None,
+            Err(crate::media::srtp::SrtpError::NoSupportedCrypto { unsupported, .. }) => {
+                Some(unsupported)
+            }
+            Err(_) => Some(None),
+        }
     }
 
     /// Is this an SRTP profile (`RTP/SAVP`, `RTP/SAVPF`)?

@@ -116,6 +116,24 @@ pub fn repair_wav_frames(path: &Path) -> Option<(u64, u32, u16)> {
     Some((data / frame, info.rate, info.channels))
 }
 
+/// Cuts a WAV file to its first `frames` frames (and fixes its header).
+/// Returns (duration_ms, rate, channels).
+pub fn truncate_wav(path: &Path, frames: u64) -> Option<(u64, u32, u16)> {
+    let info = wav_info(path)?;
+    let frame = u64::from(info.channels) * u64::from(info.bits / 8).max(1);
+    let len = std::fs::metadata(path).ok()?.len();
+    let want = info.data_offset + frames * frame;
+    if want < len {
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .ok()?
+            .set_len(want)
+            .ok()?;
+    }
+    repair_wav(path)
+}
+
 /// Publishes one incoming directory as a recovered recording. A phantom,
 /// with no playable audio and no Call-ID (a session refused before its
 /// first write whose directory could not be removed then), is removed

@@ -34,6 +34,7 @@ fn spec() -> StreamSpec {
     StreamSpec {
         codecs: vec![(0, CodecKind::Pcmu)],
         dtmf: Some((101, 8000)),
+        cn: None,
         srtp: None,
     }
 }
@@ -279,6 +280,7 @@ fn switching_between_answered_codecs_resamples_to_the_file_rate() {
     let spec = StreamSpec {
         codecs: vec![(9, CodecKind::G722), (0, CodecKind::Pcmu)],
         dtmf: None,
+        cn: None,
         srtp: None,
     };
     let mut r = StreamRecorder::create(&path, spec, t0, None).unwrap();
@@ -314,4 +316,220 @@ fn switching_between_answered_codecs_resamples_to_the_file_rate() {
         "1000 Hz survives the upsampling"
     );
     assert_eq!(stats.sample_rate, 16000);
+}
+
+#[test]
+fn verdicts_only_offered_types_are_media() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let mut with_cn = spec();
+    with_cn.cn = Some(13);
+    let mut r = StreamRecorder::create(&dir.path().join("s.wav"), with_cn, t0, None).unwrap();
+    let media = |r: &mut StreamRecorder, p: &[u8]| r.on_datagram(t0, p).unwrap();
+    assert_eq!(
+        media(&mut r, &build(96, 1, 0, 1, &[0; 160])),
+        Verdict::Other
+    );
+    assert_eq!(media(&mut r, &build(8, 2, 0, 1, &[0; 160])), Verdict::Other);
+    assert_eq!(
+        media(&mut r, &[0x80, 200, 0, 1, 0, 0, 0, 1]),
+        Verdict::Other
+    );
+    assert_eq!(media(&mut r, b"not rtp"), Verdict::Other);
+    assert_eq!(r.media_end(), None);
+    assert_eq!(media(&mut r, &build(0, 3, 0, 1, &[0; 160])), Verdict::Media);
+    assert_eq!(
+        media(&mut r, &build(101, 4, 0, 1, &[1, 0, 0, 0])),
+        Verdict::Media
+    );
+    assert_eq!(media(&mut r, &build(13, 5, 0, 1, &[40])), Verdict::Media);
+    assert!(r.media_end().is_some());
+    // Oversized: never media, never decoded.
+    assert_eq!(
+        media(&mut r, &build(0, 6, 160, 1, &vec![0; 60_000])),
+        Verdict::Other
+    );
+    // Failed SRTP authentication.
+    let mut srtp = spec();
+    srtp.srtp = Some(crate::media::srtp::CryptoAttr {
+        tag: 1,
+        suite: crate::media::srtp::Suite::AesCm128HmacSha1_80,
+        master_key: [7; 16],
+        master_salt: [9; 14],
+        mki: None,
+        unencrypted_srtcp: false,
+    });
+    let mut r = StreamRecorder::create(&dir.path().join("t.wav"), srtp, t0, None).unwrap();
+    let mut forged = build(0, 1, 0, 1, &[0; 170]);
+    assert_eq!(r.on_datagram_mut(t0, &mut forged).unwrap(), Verdict::Other);
+    assert_eq!(r.media_end(), None);
+    assert_eq!(r.finish(t0).unwrap().packets_unauthenticated, 1);
+}
+
+/// How many times `sent` (packets of `n` samples) is interrupted in `x`:
+/// from where its first packet is, each packet should follow the one
+/// before; a packet found further on is a gap. Panics if one is missing.
+fn gaps(x: &[i16], sent: &[i16], n: usize) -> usize {
+    let find = |from: usize, p: &[i16]| {
+        (from..x.len().saturating_sub(n - 1)).find(|i| x[*i..*i + n] == *p)
+    };
+    let mut pos = find(0, &sent[..n]).expect("the first packet");
+    let mut gaps = 0;
+    for p in sent.chunks(n) {
+        if x.get(pos..pos + n) != Some(p) {
+            pos = find(pos, p).expect("every packet");
+            gaps += 1;
+        }
+        pos += n;
+    }
+    gaps
+}
+
+/// Tone windows (100 ms) of a file: how many of `from_ms..to_ms` hold `f`.
+fn tone_windows(x: &[i16], from_ms: u64, to_ms: u64, f: f64) -> (usize, usize) {
+    let all: Vec<bool> = (from_ms..to_ms)
+        .step_by(100)
+        .map(|ms| is_tone(&x[(ms * 8) as usize..((ms + 100) * 8) as usize], f))
+        .collect();
+    (all.iter().filter(|t| **t).count(), all.len())
+}
+
+#[test]
+fn an_ssrc_that_changes_on_every_packet_keeps_the_tone() {
+    // Each packet has its own SSRC, sequence number and timestamp, so each
+    // is placed by its arrival time, which jitters by up to 6 ms (batch
+    // stamping) and comes from a sender whose clock runs 0.5% slow (a
+    // packet every 20.1 ms): the audio must come out as sent, without a
+    // gap per packet.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.wav");
+    let t0 = Instant::now();
+    let mut r = StreamRecorder::create(&path, spec(), t0, None).unwrap();
+    let mut x: u32 = 99;
+    let mut sent = Vec::new();
+    for i in 0..150u64 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let jitter = u64::from(x >> 16) % 7;
+        let at = t0 + Duration::from_micros(100_000 + 20_100 * i + 1000 * jitter);
+        let payload = tone_packet(1000.0, i * 160);
+        let mut pcm = Vec::new();
+        crate::media::g711::Law::Ulaw.decode_into(&payload, &mut pcm);
+        sent.extend(pcm);
+        let p = build(0, x as u16, x, 1000 + i as u32, &payload);
+        r.on_datagram(at, &p).unwrap();
+        r.tick(at).unwrap();
+    }
+    let stats = r.finish(t0 + Duration::from_millis(3200)).unwrap();
+    let x = read(&path);
+    let (tone, all) = tone_windows(&x, 200, 3000, 1000.0);
+    assert!(tone + 1 >= all, "{tone} of {all} windows hold the tone");
+    assert_eq!(gaps(&x, &sent, 160), 0, "the audio as sent, contiguous");
+    assert_eq!((stats.packets_late, stats.packets_lost), (0, 0));
+}
+
+#[test]
+fn a_60_kb_payload_does_not_make_the_next_packets_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.wav");
+    let t0 = Instant::now();
+    let mut r = StreamRecorder::create(&path, spec(), t0, None).unwrap();
+    let mut s = Sender {
+        seq: 0,
+        ts: 0,
+        ssrc: 1,
+    };
+    for i in 0..100u64 {
+        let ms = 20 * i;
+        let p = if i == 20 {
+            s.packet(&vec![0x55; 60_000])
+        } else {
+            s.packet(&tone_packet(1000.0, ms * 8))
+        };
+        r.on_datagram(t0 + Duration::from_millis(ms), &p).unwrap();
+    }
+    let stats = r.finish(t0 + Duration::from_secs(2)).unwrap();
+    assert_eq!(stats.packets_late, 0, "{stats:?}");
+    assert_eq!(stats.packets_received, 100);
+    let x = read(&path);
+    assert_eq!(x.len(), 16000);
+    let (tone, all) = tone_windows(&x, 500, 2000, 1000.0);
+    assert_eq!(tone, all, "the packets after the oversized one are audio");
+}
+
+#[test]
+fn the_first_two_packets_swapped_are_both_written_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.wav");
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut r = StreamRecorder::create(&path, spec(), t0, None).unwrap();
+    // Constant payloads tell the packets apart in the file.
+    let first = build(0, 500, 8000, 3, &[ulaw(1000); 160]);
+    let second = build(0, 501, 8160, 3, &[ulaw(-3000); 160]);
+    r.on_datagram(at(100), &second).unwrap();
+    r.on_datagram(at(101), &first).unwrap();
+    r.tick(at(150)).unwrap();
+    for i in 2..10u16 {
+        let ms = 100 + 20 * u64::from(i);
+        let p = build(0, 500 + i, 8000 + 160 * u32::from(i), 3, &[ulaw(2000); 160]);
+        r.on_datagram(at(ms), &p).unwrap();
+        r.tick(at(ms)).unwrap();
+    }
+    let stats = r.finish(at(400)).unwrap();
+    assert_eq!(
+        (
+            stats.packets_late,
+            stats.packets_lost,
+            stats.packets_received
+        ),
+        (0, 0, 10)
+    );
+    let x = read(&path);
+    // The start is the first packet's arrival (101 ms: sample 808).
+    let near = |v: i16, want: i16| (i32::from(v) - i32::from(want)).abs() < 100;
+    assert!(x[..808].iter().all(|v| *v == 0));
+    assert!(
+        x[808..968].iter().all(|v| near(*v, 1000)),
+        "{:?}",
+        &x[800..820]
+    );
+    assert!(x[968..1128].iter().all(|v| near(*v, -3000)));
+    assert!(x[1128..1288].iter().all(|v| near(*v, 2000)));
+}
+
+#[test]
+fn an_end_before_the_written_silence_cuts_it_but_never_audio() {
+    // A session never ACKed: its end is its last media, long after the
+    // header checkpoints have padded the file with silence.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.wav");
+    let t0 = Instant::now();
+    let mut r = StreamRecorder::create(&path, spec(), t0, None).unwrap();
+    let mut s = Sender {
+        seq: 0,
+        ts: 0,
+        ssrc: 1,
+    };
+    for i in 0..50u64 {
+        let ms = 200 + 20 * i;
+        r.on_datagram(
+            t0 + Duration::from_millis(ms),
+            &s.packet(&tone_packet(1000.0, ms * 8)),
+        )
+        .unwrap();
+    }
+    for ms in (1200..10_000u64).step_by(20) {
+        r.tick(t0 + Duration::from_millis(ms)).unwrap();
+    }
+    let end = r.media_end().unwrap();
+    assert_eq!(
+        end,
+        t0 + Duration::from_millis(1200),
+        "the last packet's end"
+    );
+    let stats = r.finish(end).unwrap();
+    let x = read(&path);
+    assert_eq!(x.len(), 1200 * 8, "the last packet's audio ends at 1.2 s");
+    assert_eq!(stats.samples_written, 1200 * 8);
+    assert!(is_tone(&x[1100 * 8..], 1000.0));
 }
