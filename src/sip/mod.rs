@@ -1,8 +1,10 @@
 //! SIP (RFC 3261) for a recording server: message parsing and framing
-//! ([`message`]), the sans-IO transaction and dialog core ([`core`]) and
-//! overload detection ([`overload`]).
+//! ([`message`]), the sans-IO transaction and dialog core ([`core`]), its
+//! transaction machines ([`transaction`]) and one timer queue for all of
+//! them ([`deadlines`]), and overload detection ([`overload`]).
 
 pub mod core;
+pub mod deadlines;
 pub mod message;
 pub mod overload;
 pub mod transaction;
