@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 use crate::config::Format;
+use crate::net::Cidr;
 use crate::sip::message::Message;
 use crate::siprec::metadata::Metadata;
 
@@ -294,35 +295,9 @@ fn yes() -> bool {
 }
 
 /// Is `addr` inside `cidr` (`10.0.0.0/8`, `2001:db8::/32`, or one address)?
+/// Text that is not an IP or CIDR matches nothing.
 pub fn in_cidr(addr: IpAddr, cidr: &str) -> bool {
-    let (net, bits) = match cidr.split_once('/') {
-        Some((n, b)) => (n, b.parse::<u32>().ok()),
-        None => (cidr, None),
-    };
-    let Ok(net) = net.trim().parse::<IpAddr>() else {
-        return false;
-    };
-    match (addr, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let bits = bits.unwrap_or(32).min(32);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let bits = bits.unwrap_or(128).min(128);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
+    Cidr::parse(cidr).is_ok_and(|net| net.contains(addr))
 }
 
 /// What a session is matched on.

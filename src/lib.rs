@@ -19,6 +19,7 @@
 //! | [`recording`] | the `metadata.json` schema | no |
 //! | [`store`] | the file drop (atomic publish), the SQLite index, CLI rendering | files |
 //! | [`genesys`] | correlation ids (Genesys record URIs, X-Genesys-*, vendor ids), the DN directory, recording rules (`record = source|dest`) | no |
+//! | [`net`] | IP networks (`sip.allow`, rule sources): parsed once, matched per source address | no |
 //! | [`config`] | embedded defaults, TOML config file, flag overrides | reads a file |
 //! | [`server`] | the thin tokio layer: sockets (SIP over UDP, TCP and TLS), timers, tasks, publishing | yes |
 //! | [`tls`] | the rustls configuration for SIP over TLS (certificate, key, mutual TLS) | reads files |
@@ -31,6 +32,7 @@ pub mod genesys;
 pub mod http;
 pub mod logging;
 pub mod media;
+pub mod net;
 pub mod plan;
 pub mod recording;
 pub mod server;

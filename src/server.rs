@@ -438,7 +438,7 @@ pub async fn run(
         ringing: config.sip.ringing,
         session_expires: Duration::from_secs(config.sip.session_expires),
         min_se: Duration::from_secs(config.sip.min_se),
-        allow: config.sip.allow.clone(),
+        allow: crate::net::Cidr::parse_list(&config.sip.allow),
         rate_limit: config.sip.rate_limit,
         max_streams: config.sip.max_streams,
         reoffer_rate: config.sip.reoffers_per_second,

@@ -10,9 +10,16 @@
 //! 3261 §17 with RFC 6026): retransmitted requests are answered by it,
 //! non-2xx finals to INVITE are retransmitted over UDP (Timer G) until the
 //! ACK, non-INVITE answers are kept for Timer J. The 2xx to an INVITE is
-//! retransmitted by the dialog from T1 doubling to T2 until the ACK, and
-//! after 64*T1 without ACK the session is ended with a BYE (§13.3.1.4). The
-//! BYE and UPDATE we send are client transactions (Timers E, F, K).
+//! retransmitted by the dialog ([`super::transaction::UasTwoXxRetransmitter`])
+//! from T1 doubling to T2 until the ACK, and after 64*T1 without ACK the
+//! session is ended with a BYE (§13.3.1.4). The BYE and UPDATE we send are
+//! client transactions (Timers E, F, K).
+//!
+//! One timer model: every transaction and every dialog has at most one
+//! current deadline, in a [`Deadlines`] queue (a dialog's is the earliest of
+//! its answer delay, 2xx retransmission and session timer), so
+//! [`SipCore::poll_timeout`] is O(1) and [`SipCore::handle_timeout`] visits
+//! only what is due.
 //!
 //! Every offer, the initial INVITE's and those of re-INVITEs and UPDATEs,
 //! is handed to the IO layer ([`Event::Offered`], [`Event::Reoffered`]),
@@ -23,15 +30,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::deadlines::Deadlines;
 use super::message::{self, header_param, Message, Method, ParseError, ResponseBuilder, StartLine};
 use super::transaction::{
     server_key, Action, ClientNonInvite, Reliability, ServerInvite, ServerNonInvite, ServerTxn,
-    ServerTxns, Timers, TxnKey,
+    ServerTxns, Timers, TxnKey, UasTwoXxRetransmitter,
 };
+use crate::net::Cidr;
 use crate::siprec::sdp::{self, AnswerMedia, SdpOffer};
 use crate::siprec::{read_offer, split_body, RecordingOffer};
 
@@ -158,9 +168,9 @@ pub struct CoreConfig {
     pub min_se: Duration,
     pub t1: Duration,
     pub t2: Duration,
-    /// Recording clients allowed to talk to us (IPs or CIDRs); empty: all.
+    /// Recording clients allowed to talk to us (IP networks); empty: all.
     /// Others get 403 before anything is allocated.
-    pub allow: Vec<String>,
+    pub allow: Vec<Cidr>,
     /// New sessions per second accepted from one source address.
     pub rate_limit: u32,
     /// Most m-lines in one offer.
@@ -198,6 +208,73 @@ pub const ACCEPT: &str =
 pub const SUPPORTED: &str = "siprec, timer";
 /// Option tags we accept in Require.
 const SUPPORTED_REQUIRE: &[&str] = &["siprec", "timer"];
+
+/// Why a new INVITE is refused before anything is allocated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Refusal {
+    /// Require names option tags we do not support (the list).
+    #[error("requires unsupported extensions: {0}")]
+    BadExtension(String),
+    /// Graceful shutdown ([`SipCore::drain`]).
+    #[error("shutting down")]
+    ShuttingDown,
+    /// The drop is low on space ([`SipCore::set_low_space`]).
+    #[error("the drop is low on space")]
+    LowSpace,
+    /// Behind on input ([`SipCore::set_overloaded`]).
+    #[error("overloaded")]
+    Overloaded,
+    /// Over `rate_limit` new sessions per second from this source.
+    #[error("over the rate limit of its source")]
+    RateLimit,
+    /// `max_sessions` reached.
+    #[error("session limit reached")]
+    SessionLimit,
+}
+
+impl Refusal {
+    /// SIP status code and reason phrase of the refusal.
+    fn status(&self) -> (u16, &'static str) {
+        match self {
+            Refusal::BadExtension(_) => (420, "Bad Extension"),
+            Refusal::ShuttingDown => (503, "Shutting Down"),
+            Refusal::LowSpace => (503, "Low Disk Space"),
+            Refusal::Overloaded => (503, "Overloaded"),
+            Refusal::RateLimit => (503, "Rate Limit"),
+            Refusal::SessionLimit => (503, "Session Limit Reached"),
+        }
+    }
+
+    /// The header that tells the client what to do: the option tags we do
+    /// not support, or how many seconds to wait before trying again.
+    fn header(&self) -> (&'static str, String) {
+        let retry_after = match self {
+            Refusal::BadExtension(tags) => return ("Unsupported", tags.clone()),
+            Refusal::ShuttingDown => 30,
+            Refusal::LowSpace => 60,
+            Refusal::Overloaded | Refusal::RateLimit => 1,
+            Refusal::SessionLimit => 5,
+        };
+        ("Retry-After", retry_after.to_string())
+    }
+}
+
+/// Why the session timer a request asks for is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum SessionTimerError {
+    /// Session-Expires below our Min-SE (RFC 4028 §6).
+    #[error("Session-Expires {asked:?} is below Min-SE {min_se:?}")]
+    TooSmall { asked: Duration, min_se: Duration },
+}
+
+impl SessionTimerError {
+    /// SIP status code and reason phrase of the refusal.
+    fn status(&self) -> (u16, &'static str) {
+        match self {
+            SessionTimerError::TooSmall { .. } => (422, "Session Interval Too Small"),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -248,13 +325,6 @@ impl SessionTimer {
 }
 
 #[derive(Debug)]
-struct Retransmit {
-    next: Instant,
-    interval: Duration,
-    give_up: Instant,
-}
-
-#[derive(Debug)]
 struct Dialog {
     peer: Peer,
     local_tag: String,
@@ -264,7 +334,8 @@ struct Dialog {
     request: Message,
     request_branch: String,
     last_response: Option<Bytes>,
-    retransmit: Option<Retransmit>,
+    /// The 2xx to the last INVITE, until its ACK (or 64*T1).
+    retransmit: Option<UasTwoXxRetransmitter>,
     state: State,
     established: bool,
     offer: SdpOffer,
@@ -275,6 +346,111 @@ struct Dialog {
     timer: Option<SessionTimer>,
     /// re-INVITE/UPDATE token bucket: (tokens, last refill).
     reoffers: (f64, Instant),
+}
+
+impl Dialog {
+    /// When [`SipCore::handle_timeout`] next has work for this dialog: the
+    /// earliest of the delayed answer, the 2xx retransmission (or giving up
+    /// on the ACK) and the session timer.
+    fn deadline(&self) -> Option<Instant> {
+        let answer = match self.state {
+            State::Answering(at) => Some(at),
+            _ => None,
+        };
+        let retransmit = self.retransmit.as_ref().and_then(|r| r.poll_timeout());
+        let timer = self.timer.as_ref().map(SessionTimer::due);
+        [answer, retransmit, timer].into_iter().flatten().min()
+    }
+}
+
+/// The dialogs, and the deadline of each in one queue. A dialog is changed
+/// only through a [`DialogMut`], which records its deadline again when
+/// dropped: no change (a timer refreshed, an answer delayed, an ACK) can
+/// leave the queue behind.
+#[derive(Debug, Default)]
+struct Dialogs {
+    map: HashMap<SessionId, Dialog>,
+    deadlines: Deadlines<SessionId>,
+}
+
+impl Dialogs {
+    fn get(&self, id: SessionId) -> Option<&Dialog> {
+        self.map.get(&id)
+    }
+
+    fn get_mut(&mut self, id: SessionId) -> Option<DialogMut<'_>> {
+        let dialog = self.map.get_mut(&id)?;
+        Some(DialogMut {
+            id,
+            dialog,
+            deadlines: &mut self.deadlines,
+        })
+    }
+
+    fn insert(&mut self, id: SessionId, dialog: Dialog) {
+        self.deadlines.set(id, dialog.deadline());
+        self.map.insert(id, dialog);
+    }
+
+    fn remove(&mut self, id: SessionId) -> Option<Dialog> {
+        self.deadlines.set(id, None);
+        self.map.remove(&id)
+    }
+
+    /// Records the deadline of `id` again (after [`Dialogs::drain_due`]).
+    fn reschedule(&mut self, id: SessionId) {
+        let at = self.map.get(&id).and_then(Dialog::deadline);
+        self.deadlines.set(id, at);
+    }
+
+    /// The dialogs due at `now`; their deadlines are cleared until
+    /// [`Dialogs::reschedule`].
+    fn drain_due(&mut self, now: Instant) -> Vec<SessionId> {
+        self.deadlines.drain_due(now)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.next()
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn ids(&self) -> Vec<SessionId> {
+        self.map.keys().copied().collect()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Dialog> {
+        self.map.values()
+    }
+}
+
+/// A dialog borrowed for change; its deadline is recorded on drop.
+struct DialogMut<'a> {
+    id: SessionId,
+    dialog: &'a mut Dialog,
+    deadlines: &'a mut Deadlines<SessionId>,
+}
+
+impl Deref for DialogMut<'_> {
+    type Target = Dialog;
+
+    fn deref(&self) -> &Dialog {
+        self.dialog
+    }
+}
+
+impl DerefMut for DialogMut<'_> {
+    fn deref_mut(&mut self) -> &mut Dialog {
+        self.dialog
+    }
+}
+
+impl Drop for DialogMut<'_> {
+    fn drop(&mut self) {
+        self.deadlines.set(self.id, self.dialog.deadline());
+    }
 }
 
 /// A request we sent, waiting for its response.
@@ -290,14 +466,15 @@ struct ClientTxn {
 #[derive(Debug)]
 pub struct SipCore {
     config: CoreConfig,
-    dialogs: HashMap<SessionId, Dialog>,
+    dialogs: Dialogs,
     /// (Call-ID, From tag) -> session.
     by_call: HashMap<(String, String), SessionId>,
     /// Server transactions, and where each one's responses go.
     txns: ServerTxns,
     txn_peers: HashMap<TxnKey, Peer>,
-    /// Our requests by Via branch.
+    /// Our requests by Via branch, and their deadlines.
     clients: HashMap<String, ClientTxn>,
+    client_deadlines: Deadlines<String>,
     timers: Timers,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -334,11 +511,12 @@ impl SipCore {
     pub fn new(config: CoreConfig) -> Self {
         SipCore {
             config: config.clone(),
-            dialogs: HashMap::new(),
+            dialogs: Dialogs::default(),
             by_call: HashMap::new(),
             txns: ServerTxns::new(),
             txn_peers: HashMap::new(),
             clients: HashMap::new(),
+            client_deadlines: Deadlines::new(),
             timers: Timers {
                 t1: config.t1,
                 t2: config.t2,
@@ -375,12 +553,7 @@ impl SipCore {
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
-        self.config.allow.is_empty()
-            || self
-                .config
-                .allow
-                .iter()
-                .any(|c| crate::genesys::in_cidr(ip, c))
+        self.config.allow.is_empty() || self.config.allow.iter().any(|net| net.contains(ip))
     }
 
     /// Takes a token from the source's bucket (`rate_limit` per second,
@@ -409,7 +582,7 @@ impl SipCore {
 
     /// Ids of the sessions not yet ended.
     pub fn sessions(&self) -> Vec<SessionId> {
-        self.dialogs.keys().copied().collect()
+        self.dialogs.ids()
     }
 
     /// The stream connections that carry a live dialog (our requests in
@@ -428,17 +601,12 @@ impl SipCore {
 
     /// The earliest time at which [`SipCore::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let dialogs = self.dialogs.values().flat_map(|d| {
-            let answer = match d.state {
-                State::Answering(at) => Some(at),
-                _ => None,
-            };
-            let retrans = d.retransmit.as_ref().map(|r| r.next.min(r.give_up));
-            let timer = d.timer.as_ref().map(SessionTimer::due);
-            [answer, retrans, timer].into_iter().flatten()
-        });
-        let clients = self.clients.values().filter_map(|c| c.txn.poll_timeout());
-        dialogs.chain(clients).chain(self.txns.poll_timeout()).min()
+        let queues = [
+            self.dialogs.next_deadline(),
+            self.client_deadlines.next(),
+            self.txns.poll_timeout(),
+        ];
+        queues.into_iter().flatten().min()
     }
 
     fn fresh_tag(&mut self) -> String {
@@ -593,7 +761,15 @@ impl SipCore {
         self.run_client_actions(now, &branch, actions);
     }
 
+    /// Carries out what a client transaction asked, then records its next
+    /// deadline (none once it is gone).
     fn run_client_actions(&mut self, now: Instant, branch: &str, actions: Vec<Action>) {
+        self.carry_out_client_actions(now, branch, actions);
+        let at = self.clients.get(branch).and_then(|c| c.txn.poll_timeout());
+        self.client_deadlines.set(branch.to_string(), at);
+    }
+
+    fn carry_out_client_actions(&mut self, now: Instant, branch: &str, actions: Vec<Action>) {
         let Some(c) = self.clients.get(branch) else {
             return;
         };
@@ -630,12 +806,10 @@ impl SipCore {
             return;
         }
         if (200..300).contains(&code) {
-            if let Some(t) = self
-                .dialogs
-                .get_mut(&session)
-                .and_then(|d| d.timer.as_mut())
-            {
-                t.refreshed = now;
+            if let Some(mut d) = self.dialogs.get_mut(session) {
+                if let Some(t) = &mut d.timer {
+                    t.refreshed = now;
+                }
             }
             self.events.push_back(Event::Refreshed { session });
         } else if code == 481 || code == 408 {
@@ -686,7 +860,7 @@ impl SipCore {
     /// UPDATE forged from a Call-ID and From tag alone gets 481.
     fn find_dialog(&self, msg: &Message) -> Option<SessionId> {
         let id = *self.by_call.get(&Self::dialog_key(msg))?;
-        let d = self.dialogs.get(&id)?;
+        let d = self.dialogs.get(id)?;
         (msg.to_tag()? == d.local_tag).then_some(id)
     }
 
@@ -701,7 +875,7 @@ impl SipCore {
             return None;
         }
         let id = *self.by_call.get(&Self::dialog_key(msg))?;
-        let d = self.dialogs.get(&id)?;
+        let d = self.dialogs.get(id)?;
         if d.peer != peer {
             return None;
         }
@@ -710,13 +884,20 @@ impl SipCore {
         Some(id)
     }
 
-    /// The session timer asked for by a request, or a 422 reason.
-    fn session_timer(&self, now: Instant, msg: &Message) -> Result<Option<SessionTimer>, ()> {
+    /// The session timer asked for by a request (none if it asks for none).
+    fn session_timer(
+        &self,
+        now: Instant,
+        msg: &Message,
+    ) -> Result<Option<SessionTimer>, SessionTimerError> {
         let supported = msg.tokens("Supported").iter().any(|t| t == "timer")
             || msg.tokens("Require").iter().any(|t| t == "timer");
         let se = msg.header("Session-Expires");
+        let min_se = self.config.min_se;
         let interval = match se.and_then(delta_seconds) {
-            Some(i) if i < self.config.min_se => return Err(()),
+            Some(asked) if asked < min_se => {
+                return Err(SessionTimerError::TooSmall { asked, min_se })
+            }
             Some(i) => i,
             None if supported => self.config.session_expires,
             None => return Ok(None),
@@ -736,44 +917,40 @@ impl SipCore {
         }))
     }
 
-    fn reject_422(&mut self, now: Instant, peer: Peer, msg: &Message) {
+    fn reject_timer(&mut self, now: Instant, peer: Peer, msg: &Message, e: SessionTimerError) {
         let tag = self.fresh_tag();
-        let r = ResponseBuilder::new(msg, 422, "Session Interval Too Small", Some(&tag))
-            .header("Min-SE", &self.config.min_se.as_secs().to_string())
+        let (code, reason) = e.status();
+        let SessionTimerError::TooSmall { min_se, .. } = e;
+        let r = ResponseBuilder::new(msg, code, reason, Some(&tag))
+            .header("Min-SE", &min_se.as_secs().to_string())
             .build();
         self.send_and_cache(now, peer, msg, r);
     }
 
-    /// Why a new INVITE is refused before anything is allocated: code,
-    /// reason phrase, and the header that tells the client what to do.
-    fn refusal(
-        &mut self,
-        now: Instant,
-        peer: Peer,
-        msg: &Message,
-    ) -> Option<(u16, &'static str, &'static str, String)> {
+    /// Why a new INVITE is refused before anything is allocated, if it is.
+    fn refusal(&mut self, now: Instant, peer: Peer, msg: &Message) -> Option<Refusal> {
         let unsupported: Vec<String> = msg
             .tokens("Require")
             .into_iter()
             .filter(|t| !SUPPORTED_REQUIRE.contains(&t.as_str()))
             .collect();
         if !unsupported.is_empty() {
-            return Some((420, "Bad Extension", "Unsupported", unsupported.join(", ")));
+            return Some(Refusal::BadExtension(unsupported.join(", ")));
         }
         if self.draining {
-            return Some((503, "Shutting Down", "Retry-After", "30".into()));
+            return Some(Refusal::ShuttingDown);
         }
         if self.low_space {
-            return Some((503, "Low Disk Space", "Retry-After", "60".into()));
+            return Some(Refusal::LowSpace);
         }
         if self.overloaded {
-            return Some((503, "Overloaded", "Retry-After", "1".into()));
+            return Some(Refusal::Overloaded);
         }
         if !self.rate_ok(now, peer.addr.ip()) {
-            return Some((503, "Rate Limit", "Retry-After", "1".into()));
+            return Some(Refusal::RateLimit);
         }
         if self.dialogs.len() >= self.config.max_sessions {
-            return Some((503, "Session Limit Reached", "Retry-After", "5".into()));
+            return Some(Refusal::SessionLimit);
         }
         None
     }
@@ -782,22 +959,27 @@ impl SipCore {
         if let Some(id) = self.by_call.get(&Self::dialog_key(&msg)).copied() {
             // Same Call-ID and From tag, new branch: a retransmission through
             // another path; replay what we have.
-            let resp = self.dialogs.get(&id).and_then(|d| d.last_response.clone());
+            let resp = self.dialogs.get(id).and_then(|d| d.last_response.clone());
             if let Some(r) = resp {
                 self.send(peer, r);
             }
             return;
         }
-        if let Some((code, reason, header, value)) = self.refusal(now, peer, &msg) {
+        if let Some(refusal) = self.refusal(now, peer, &msg) {
+            let (code, reason) = refusal.status();
+            let (header, value) = refusal.header();
             let r = ResponseBuilder::new(&msg, code, reason, Some(&self.fresh_tag()))
                 .header(header, &value)
                 .build();
             self.send_and_cache(now, peer, &msg, r);
             return;
         }
-        let Ok(timer) = self.session_timer(now, &msg) else {
-            self.reject_422(now, peer, &msg);
-            return;
+        let timer = match self.session_timer(now, &msg) {
+            Ok(timer) => timer,
+            Err(e) => {
+                self.reject_timer(now, peer, &msg, e);
+                return;
+            }
         };
         let offer = match read_offer(&msg) {
             Ok(o) if o.sdp.media.len() > self.config.max_streams => {
@@ -875,7 +1057,7 @@ impl SipCore {
         answers: Vec<AnswerMedia>,
     ) -> bool {
         let (delay, ringing) = (self.config.answer_delay, self.config.ringing);
-        let Some(d) = self.dialogs.get_mut(&session) else {
+        let Some(mut d) = self.dialogs.get_mut(session) else {
             return false;
         };
         if d.state != State::Offered {
@@ -890,18 +1072,20 @@ impl SipCore {
                     ResponseBuilder::new(&d.request, 180, "Ringing", Some(&d.local_tag)).build();
                 d.last_response = Some(r.clone());
                 let peer = d.peer;
+                drop(d);
                 self.send(peer, r);
             }
             return true;
         }
+        drop(d);
         self.send_answer(now, session);
         true
     }
 
     /// Builds and sends the 2xx with our SDP for the dialog's current offer.
     fn send_answer(&mut self, now: Instant, session: SessionId) {
-        let (t1, ua) = (self.config.t1, self.config.user_agent.clone());
-        let Some(d) = self.dialogs.get_mut(&session) else {
+        let (timers, ua) = (self.timers, self.config.user_agent.clone());
+        let Some(mut d) = self.dialogs.get_mut(session) else {
             return;
         };
         let ip = d.media_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
@@ -931,15 +1115,20 @@ impl SipCore {
         d.established = true;
         if is_invite {
             d.state = State::Answered { acked: false };
-            d.retransmit = Some(Retransmit {
-                next: now + t1,
-                interval: t1,
-                give_up: now + t1 * 64,
-            });
+            // The transaction sends it once; the dialog retransmits it
+            // (over UDP) until the ACK, and gives up after 64*T1.
+            let reliability = Self::reliability(&d.peer);
+            d.retransmit = Some(UasTwoXxRetransmitter::new(
+                now,
+                resp.clone(),
+                reliability,
+                timers,
+            ));
         } else {
             d.state = State::Answered { acked: true };
         }
         let (peer, request) = (d.peer, d.request.clone());
+        drop(d);
         self.send_and_cache(now, peer, &request, resp);
     }
 
@@ -959,7 +1148,7 @@ impl SipCore {
         reason: &str,
         retry_after: Option<u32>,
     ) {
-        let Some(d) = self.dialogs.get_mut(&session) else {
+        let Some(mut d) = self.dialogs.get_mut(session) else {
             return;
         };
         if d.state != State::Offered {
@@ -979,7 +1168,9 @@ impl SipCore {
         let (peer, request, established) = (d.peer, d.request.clone(), d.established);
         if established {
             d.state = State::Answered { acked: true };
-        } else {
+        }
+        drop(d);
+        if !established {
             self.remove_dialog(session);
         }
         self.send_and_cache(now, peer, &request, r);
@@ -994,7 +1185,10 @@ impl SipCore {
     fn end_with_bye(&mut self, now: Instant, session: SessionId, reason: EndReason) {
         if let Some(d) = self.remove_dialog(session) {
             if d.established {
-                self.send_request(now, session, &d, "BYE", None);
+                let branch = self.new_branch();
+                let cseq = d.local_cseq + 1;
+                let bye = in_dialog_request(&self.config, &d, &Method::Bye, &branch, cseq, None);
+                self.start_client(now, session, d.peer, branch, Method::Bye, bye);
             }
             self.events.push_back(Event::Ended {
                 session,
@@ -1005,7 +1199,7 @@ impl SipCore {
     }
 
     fn remove_dialog(&mut self, session: SessionId) -> Option<Dialog> {
-        let d = self.dialogs.remove(&session)?;
+        let d = self.dialogs.remove(session)?;
         self.by_call.remove(&Self::dialog_key(&d.invite));
         Some(d)
     }
@@ -1033,12 +1227,15 @@ impl SipCore {
                 return;
             }
         };
-        let Ok(timer) = self.session_timer(now, &msg) else {
-            self.reject_422(now, peer, &msg);
-            return;
+        let timer = match self.session_timer(now, &msg) {
+            Ok(timer) => timer,
+            Err(e) => {
+                self.reject_timer(now, peer, &msg, e);
+                return;
+            }
         };
         let rate = f64::from(self.config.reoffer_rate.max(1));
-        let Some(d) = self.dialogs.get_mut(&id) else {
+        let Some(mut d) = self.dialogs.get_mut(id) else {
             return;
         };
         // Each re-offer costs the IO layer work and the recording storage
@@ -1048,6 +1245,7 @@ impl SipCore {
             (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(2.0 * rate);
         *last = now;
         if *tokens < 1.0 {
+            drop(d);
             let r = ResponseBuilder::new(&msg, 503, "Too Many Updates", None)
                 .header("Retry-After", "1")
                 .build();
@@ -1059,6 +1257,7 @@ impl SipCore {
         let busy = matches!(d.state, State::Offered | State::Answering(_))
             || (is_invite && d.state == (State::Answered { acked: false }));
         if busy {
+            drop(d);
             let r = ResponseBuilder::new(&msg, 491, "Request Pending", None).build();
             self.send_and_cache(now, peer, &msg, r);
             return;
@@ -1088,6 +1287,7 @@ impl SipCore {
                 // Offerless re-INVITE: our 200 carries our current SDP as
                 // the offer (same streams, recvonly); the ACK has the answer.
                 d.sdp_version += 1;
+                drop(d);
                 self.send_answer(now, id);
                 if let Some(xml) = metadata_xml {
                     self.events.push_back(Event::Updated {
@@ -1102,6 +1302,7 @@ impl SipCore {
                 if let Some(t) = &d.timer {
                     b = b.header("Session-Expires", &t.header());
                 }
+                drop(d);
                 let r = b.build();
                 self.send_and_cache(now, peer, &msg, r);
                 if let Some(xml) = metadata_xml {
@@ -1121,7 +1322,7 @@ impl SipCore {
         let Some(id) = self.find_dialog(&msg) else {
             return; // ACK to a non-2xx, or stray: absorbed
         };
-        if let Some(d) = self.dialogs.get_mut(&id) {
+        if let Some(mut d) = self.dialogs.get_mut(id) {
             if d.state == (State::Answered { acked: false }) {
                 d.state = State::Answered { acked: true };
                 d.retransmit = None;
@@ -1154,7 +1355,7 @@ impl SipCore {
     fn on_cancel(&mut self, now: Instant, peer: Peer, msg: Message) {
         let id = self.by_call.get(&Self::dialog_key(&msg)).copied();
         let target = id.filter(|id| {
-            self.dialogs.get(id).is_some_and(|d| {
+            self.dialogs.get(*id).is_some_and(|d| {
                 !d.established && Some(d.request_branch.as_str()) == msg.via_branch()
             })
         });
@@ -1184,58 +1385,55 @@ impl SipCore {
     }
 
     /// Sends delayed answers, retransmits unacknowledged 2xx, gives up
-    /// after 64*T1, runs session timers, expires caches.
+    /// after 64*T1, runs session timers, expires caches. Only what is due
+    /// is visited.
     pub fn handle_timeout(&mut self, now: Instant) {
         for (key, a) in self.txns.handle_timeout(now) {
             if let Some(peer) = self.txn_peers.get(&key).copied() {
                 self.run_server_actions(Some(&key), peer, vec![a]);
             }
         }
-        let due: Vec<String> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.txn.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(b, _)| b.clone())
-            .collect();
-        for b in due {
+        for b in self.client_deadlines.drain_due(now) {
             if let Some(c) = self.clients.get_mut(&b) {
                 let actions = c.txn.handle_timeout(now);
                 self.run_client_actions(now, &b, actions);
             }
         }
-        let t2 = self.config.t2;
+        let due = self.dialogs.drain_due(now);
         let mut answer = Vec::new();
         let mut resend = Vec::new();
         let mut expired = Vec::new();
         let mut refresh = Vec::new();
-        for (id, d) in &mut self.dialogs {
+        for &id in &due {
+            let Some(mut d) = self.dialogs.get_mut(id) else {
+                continue;
+            };
             if let State::Answering(at) = d.state {
                 if now >= at {
-                    answer.push(*id);
+                    answer.push(id);
                 }
             }
             if let Some(t) = &d.timer {
                 if now >= t.due() {
                     match t.refresher {
-                        Refresher::Uac => expired.push((*id, EndReason::SessionExpired)),
-                        Refresher::Uas => refresh.push(*id),
+                        Refresher::Uac => expired.push((id, EndReason::SessionExpired)),
+                        Refresher::Uas => refresh.push(id),
                     }
                 }
             }
+            let (peer, unacked) = (d.peer, d.state == (State::Answered { acked: false }));
             let Some(r) = &mut d.retransmit else { continue };
-            if now >= r.give_up {
+            let mut finished = false;
+            for a in r.handle_timeout(now) {
+                match a {
+                    Action::Send(resp) => resend.push((peer, resp)),
+                    Action::Timeout if unacked => expired.push((id, EndReason::AckTimeout)),
+                    Action::Terminated(_) => finished = true,
+                    _ => {}
+                }
+            }
+            if finished {
                 d.retransmit = None;
-                if d.state == (State::Answered { acked: false }) {
-                    expired.push((*id, EndReason::AckTimeout));
-                }
-            } else if now >= r.next {
-                r.interval = (r.interval * 2).min(t2);
-                r.next = now + r.interval;
-                if d.peer.transport == Transport::Udp {
-                    if let Some(resp) = &d.last_response {
-                        resend.push((d.peer, resp.clone()));
-                    }
-                }
             }
         }
         for id in answer {
@@ -1246,136 +1444,79 @@ impl SipCore {
         }
         for id in refresh {
             // We are the refresher: an UPDATE without a body (RFC 4028 §7.4).
-            if let Some(d) = self.dialogs.get_mut(&id) {
+            if let Some(mut d) = self.dialogs.get_mut(id) {
                 if let Some(t) = &mut d.timer {
                     t.refreshed = now;
                 }
             }
-            if let Some(d) = self.dialogs.remove(&id) {
-                let d = self.send_request(now, id, &d, "UPDATE", None);
-                self.dialogs.insert(id, d);
-            }
+            self.send_update(now, id, None);
         }
         for (id, reason) in expired {
             tracing::warn!(session = id, ?reason, "ending the session with BYE");
             self.end_with_bye(now, id, reason);
         }
+        for id in due {
+            self.dialogs.reschedule(id);
+        }
     }
 
-    /// Sends a request within a dialog (we are the UAS: the remote target
-    /// is the client's Contact, the route set its Record-Route in order).
-    /// Returns the dialog with its CSeq advanced.
-    fn send_request(
+    /// A fresh Via branch for a request we send.
+    fn new_branch(&mut self) -> String {
+        format!("z9hG4bK{}", self.fresh_tag())
+    }
+
+    /// Sends an UPDATE within dialog `session` (a session refresh without a
+    /// body, or `body`) and advances its CSeq.
+    fn send_update(&mut self, now: Instant, session: SessionId, body: Option<(&str, &[u8])>) {
+        if self.dialogs.get(session).is_none() {
+            return;
+        }
+        let branch = self.new_branch();
+        let Some(mut d) = self.dialogs.get_mut(session) else {
+            return;
+        };
+        d.local_cseq += 1;
+        let request = in_dialog_request(
+            &self.config,
+            &d,
+            &Method::Update,
+            &branch,
+            d.local_cseq,
+            body,
+        );
+        let peer = d.peer;
+        drop(d);
+        self.start_client(now, session, peer, branch, Method::Update, request);
+    }
+
+    /// Sends `request` (ours, with Via branch `branch`) through a new client
+    /// transaction.
+    fn start_client(
         &mut self,
         now: Instant,
         session: SessionId,
-        d: &Dialog,
-        method: &str,
-        body: Option<(&str, &[u8])>,
-    ) -> Dialog {
-        let inv = &d.invite;
-        let target = inv
-            .header("Contact")
-            .and_then(|c| {
-                let s = c.find('<')? + 1;
-                let e = c[s..].find('>')? + s;
-                Some(c[s..e].to_string())
-            })
-            .or_else(|| {
-                inv.header("Contact")
-                    .map(|c| c.split(';').next().unwrap_or(c).trim().to_string())
-            })
-            .unwrap_or_else(|| format!("sip:{}", d.peer.addr));
-        let branch = format!("z9hG4bK{}", self.fresh_tag());
-        let proto = d.peer.transport.via();
-        let host = d.media_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let contact = contact_uri(&self.config, d.peer.transport, host);
-        let port = local_port(&self.config, d.peer.transport);
-        let host = host_text(host);
-        let from = inv.header("To").unwrap_or_default();
-        let from = if header_param(from, "tag").is_some() {
-            from.to_string()
-        } else {
-            format!("{from};tag={}", d.local_tag)
-        };
-        let cseq = d.local_cseq + 1;
-        let mut text = format!(
-            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{proto} {host}:{port};branch={branch}\r\nMax-Forwards: 70\r\n"
-        );
-        for rr in inv.headers_named("Record-Route") {
-            text.push_str(&format!("Route: {rr}\r\n"));
-        }
-        text.push_str(&format!(
-            "From: {from}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <{contact}>;+sip.srs\r\nUser-Agent: {}\r\n",
-            inv.header("From").unwrap_or_default(),
-            inv.call_id().unwrap_or_default(),
-            self.config.user_agent
-        ));
-        if method != "BYE" {
-            text.push_str("Require: siprec\r\n");
-        }
-        if let Some(t) = &d.timer {
-            if method == "UPDATE" {
-                text.push_str(&format!(
-                    "Session-Expires: {}\r\nSupported: timer\r\n",
-                    t.header()
-                ));
-            }
-        }
-        let body = match body {
-            Some((ct, b)) => {
-                text.push_str(&format!(
-                    "Content-Type: {ct}\r\nContent-Disposition: recording-session\r\n"
-                ));
-                b.to_vec()
-            }
-            None => Vec::new(),
-        };
-        text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        let mut bytes = text.into_bytes();
-        bytes.extend_from_slice(&body);
-        let (txn, actions) = ClientNonInvite::new(
-            now,
-            Bytes::from(bytes),
-            Self::reliability(&d.peer),
-            self.timers,
-        );
+        peer: Peer,
+        branch: String,
+        method: Method,
+        request: Bytes,
+    ) {
+        let (txn, actions) =
+            ClientNonInvite::new(now, request, Self::reliability(&peer), self.timers);
         self.clients.insert(
             branch.clone(),
             ClientTxn {
                 txn,
-                peer: d.peer,
+                peer,
                 session,
-                method: Method::parse(method),
+                method,
             },
         );
         self.run_client_actions(now, &branch, actions);
-        Dialog {
-            local_cseq: cseq,
-            peer: d.peer,
-            local_tag: d.local_tag.clone(),
-            invite: d.invite.clone(),
-            request: d.request.clone(),
-            request_branch: d.request_branch.clone(),
-            last_response: d.last_response.clone(),
-            retransmit: None,
-            state: d.state,
-            established: d.established,
-            offer: d.offer.clone(),
-            media_ip: d.media_ip,
-            answers: d.answers.clone(),
-            sdp_version: d.sdp_version,
-            timer: d.timer,
-            reoffers: d.reoffers,
-        }
     }
 
     /// Asks the client for a full metadata snapshot (RFC 7866 §9.2): an
     /// UPDATE with a `requestsnapshot` body and no SDP.
     pub fn request_snapshot(&mut self, now: Instant, session: SessionId, reason: &str) {
-        let Some(d) = self.dialogs.remove(&session) else {
-            return;
-        };
         let reason: String = reason
             .chars()
             .filter(|c| c.is_ascii_graphic() || *c == ' ')
@@ -1383,22 +1524,93 @@ impl SipCore {
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<requestsnapshot xmlns='urn:ietf:params:xml:ns:recording:1'>\r\n<requestreason xml:lang=\"en\">{reason}</requestreason>\r\n</requestsnapshot>\r\n"
         );
-        let d = self.send_request(
+        self.send_update(
             now,
             session,
-            &d,
-            "UPDATE",
             Some(("application/rs-metadata-request", body.as_bytes())),
         );
-        self.dialogs.insert(session, d);
     }
 }
 
-/// An IP as the host part of a SIP URI (IPv6 in brackets).
+/// A request within dialog `d` with CSeq `cseq` (we are the UAS: the
+/// remote target is the client's Contact, the route set its Record-Route
+/// in order).
+fn in_dialog_request(
+    config: &CoreConfig,
+    d: &Dialog,
+    method: &Method,
+    branch: &str,
+    cseq: u32,
+    body: Option<(&str, &[u8])>,
+) -> Bytes {
+    let inv = &d.invite;
+    let method_name = method.as_str();
+    let target = inv
+        .header("Contact")
+        .and_then(|c| {
+            let s = c.find('<')? + 1;
+            let e = c[s..].find('>')? + s;
+            Some(c[s..e].to_string())
+        })
+        .or_else(|| {
+            inv.header("Contact")
+                .map(|c| c.split(';').next().unwrap_or(c).trim().to_string())
+        })
+        .unwrap_or_else(|| format!("sip:{}", d.peer.addr));
+    let proto = d.peer.transport.via();
+    let host = d.media_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let contact = contact_uri(config, d.peer.transport, host);
+    let port = local_port(config, d.peer.transport);
+    let host = host_text(host);
+    let from = inv.header("To").unwrap_or_default();
+    let from = if header_param(from, "tag").is_some() {
+        from.to_string()
+    } else {
+        format!("{from};tag={}", d.local_tag)
+    };
+    let mut text = format!(
+        "{method_name} {target} SIP/2.0\r\nVia: SIP/2.0/{proto} {host}:{port};branch={branch}\r\nMax-Forwards: 70\r\n"
+    );
+    for rr in inv.headers_named("Record-Route") {
+        text.push_str(&format!("Route: {rr}\r\n"));
+    }
+    text.push_str(&format!(
+        "From: {from}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method_name}\r\nContact: <{contact}>;+sip.srs\r\nUser-Agent: {}\r\n",
+        inv.header("From").unwrap_or_default(),
+        inv.call_id().unwrap_or_default(),
+        config.user_agent
+    ));
+    if *method != Method::Bye {
+        text.push_str("Require: siprec\r\n");
+    }
+    if let Some(t) = &d.timer {
+        if *method == Method::Update {
+            text.push_str(&format!(
+                "Session-Expires: {}\r\nSupported: timer\r\n",
+                t.header()
+            ));
+        }
+    }
+    let body = match body {
+        Some((ct, b)) => {
+            text.push_str(&format!(
+                "Content-Type: {ct}\r\nContent-Disposition: recording-session\r\n"
+            ));
+            b
+        }
+        None => &[],
+    };
+    text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(body);
+    Bytes::from(bytes)
+}
+
 /// Seconds in the `Retry-After` of a 503 given to a session the IO layer
 /// could not start (no free port, descriptors short).
 const REJECT_RETRY_AFTER: &str = "5";
 
+/// An IP as the host part of a SIP URI (IPv6 in brackets).
 fn host_text(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),

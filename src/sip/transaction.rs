@@ -48,12 +48,12 @@
 //! the owner can drop the transaction), and 100rel provisional
 //! retransmission (RFC 3262).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::deadlines::Deadlines;
 use super::message::{header_param, Message, Method, StartLine};
 
 /// The magic cookie that starts an RFC 3261 branch (§8.1.1.7).
@@ -953,34 +953,9 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct ServerTxns {
     txns: HashMap<TxnKey, Entry>,
-    /// Deadlines, earliest first. Entries go stale when a transaction's
-    /// deadline moves (a newer entry is pushed) or it ends; stale entries
-    /// are skipped when popped. O(log n) per timer instead of a scan.
-    heap: BinaryHeap<Reverse<Due>>,
-}
-
-/// A deadline in the heap, ordered by time only.
-#[derive(Debug, Clone)]
-struct Due {
-    at: Instant,
-    key: TxnKey,
-}
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at
-    }
-}
-impl Eq for Due {}
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.at.cmp(&other.at)
-    }
+    /// The deadline of each transaction: O(log n) per timer instead of a
+    /// scan.
+    deadlines: Deadlines<TxnKey>,
 }
 
 impl ServerTxns {
@@ -1003,39 +978,14 @@ impl ServerTxns {
     /// Records the transaction's current deadline: call after changing it
     /// through [`ServerTxns::get_mut`] (sending a response).
     pub fn reschedule(&mut self, key: &TxnKey) {
-        let Some(e) = self.txns.get(key) else { return };
-        let at = if e.txn.is_terminated() {
-            Some(e.inserted)
-        } else {
-            e.txn.poll_timeout()
-        };
-        if let Some(at) = at {
-            self.heap.push(Reverse(Due {
-                at,
-                key: key.clone(),
-            }));
-        }
-        self.prune();
-    }
-
-    /// Drops stale entries from the top of the heap, so that
-    /// [`ServerTxns::poll_timeout`] is exact.
-    fn prune(&mut self) {
-        while let Some(Reverse(d)) = self.heap.peek() {
-            let current = self.txns.get(&d.key).map(|e| {
-                if e.txn.is_terminated() {
-                    Some(e.inserted)
-                } else {
-                    e.txn.poll_timeout()
-                }
-            });
-            match current {
-                Some(Some(at)) if at == d.at => break,
-                _ => {
-                    self.heap.pop();
-                }
+        let at = self.txns.get(key).and_then(|e| {
+            if e.txn.is_terminated() {
+                Some(e.inserted)
+            } else {
+                e.txn.poll_timeout()
             }
-        }
+        });
+        self.deadlines.set(key.clone(), at);
     }
 
     /// The live transaction for `key`.
@@ -1056,9 +1006,8 @@ impl ServerTxns {
 
     /// Removes the transaction for `key`.
     pub fn remove(&mut self, key: &TxnKey) -> Option<ServerTxn> {
-        let t = self.txns.remove(key).map(|e| e.txn);
-        self.prune();
-        t
+        self.deadlines.set(key.clone(), None);
+        self.txns.remove(key).map(|e| e.txn)
     }
 
     /// Number of transactions held (terminated ones not yet collected
@@ -1083,7 +1032,7 @@ impl ServerTxns {
         let key = server_key(msg)?;
         let entry = self.txns.get_mut(&key)?;
         if entry.txn.is_terminated() {
-            self.txns.remove(&key);
+            self.remove(&key);
             return None;
         }
         let is_ack = msg.method() == Some(&Method::Ack);
@@ -1093,54 +1042,42 @@ impl ServerTxns {
             (ServerTxn::NonInvite(_), true) => Vec::new(),
         };
         if entry.txn.is_terminated() {
-            self.txns.remove(&key);
-            self.prune();
+            self.remove(&key);
         } else {
             self.reschedule(&key);
         }
         Some(actions)
     }
 
-    /// The earliest deadline over all transactions (may be a stale one:
-    /// then [`ServerTxns::handle_timeout`] just finds nothing due).
+    /// The earliest deadline over all transactions.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse(d)| d.at)
+        self.deadlines.next()
     }
 
     /// Fires every due timer, returning the actions with the key of the
     /// transaction they come from, and removes terminated transactions.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<(TxnKey, Action)> {
         let mut out = Vec::new();
-        while let Some(Reverse(d)) = self.heap.peek() {
-            if d.at > now {
-                break;
-            }
-            let Some(Reverse(d)) = self.heap.pop() else {
-                break;
-            };
-            let Some(e) = self.txns.get_mut(&d.key) else {
-                continue; // gone: stale entry
+        while let Some(key) = self.deadlines.pop_due(now) {
+            let Some(e) = self.txns.get_mut(&key) else {
+                continue;
             };
             if e.txn.is_terminated() {
-                self.txns.remove(&d.key);
+                self.remove(&key);
                 continue;
             }
-            if !due(e.txn.poll_timeout(), now) {
-                continue; // moved later: a newer entry exists
+            if due(e.txn.poll_timeout(), now) {
+                let actions = e.txn.handle_timeout(now);
+                out.extend(actions.into_iter().map(|a| (key.clone(), a)));
             }
-            out.extend(
-                e.txn
-                    .handle_timeout(now)
-                    .into_iter()
-                    .map(|a| (d.key.clone(), a)),
-            );
-            if e.txn.is_terminated() {
-                self.txns.remove(&d.key);
+            // Also when nothing was due: the deadline moved through
+            // `get_mut` without a `reschedule`.
+            if self.txns.get(&key).is_some_and(|e| e.txn.is_terminated()) {
+                self.remove(&key);
             } else {
-                self.reschedule(&d.key);
+                self.reschedule(&key);
             }
         }
-        self.prune();
         out
     }
 }

@@ -580,14 +580,14 @@ fn allow_list_rate_limit_stream_cap_and_draining() {
     let t0 = Instant::now();
     // Not in the allow-list: 403, no session, no event.
     let mut core = SipCore::new(CoreConfig {
-        allow: vec!["10.0.0.0/8".into()],
+        allow: vec!["10.0.0.0/8".parse().unwrap()],
         ..CoreConfig::default()
     });
     core.handle_input(t0, udp_peer(), &crlf(SIPP_INVITE));
     assert_eq!(drain(&mut core).iter().map(code).collect::<Vec<_>>(), [403]);
     assert_eq!(core.poll_event(), None);
     let mut core = SipCore::new(CoreConfig {
-        allow: vec!["127.0.0.0/8".into()],
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
         ..CoreConfig::default()
     });
     core.handle_input(t0, udp_peer(), &crlf(SIPP_INVITE));
@@ -889,4 +889,174 @@ fn a_refused_offer_can_say_when_to_retry_and_dialogs_name_their_connection() {
     establish(&mut udp, t0);
     assert_eq!(udp.active_sessions(), 1);
     assert!(udp.conns_in_use().is_empty());
+}
+
+/// The 200 a client sends to a request of ours.
+fn ok_to(req: &Message) -> Vec<u8> {
+    format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        req.header("Via").unwrap(), req.header("From").unwrap(), req.header("To").unwrap(),
+        req.call_id().unwrap(), req.header("CSeq").unwrap()
+    )
+    .into_bytes()
+}
+
+/// Dialog deadlines live in a queue that must follow every change: a
+/// refreshed session timer moves its deadline later (the old one is never
+/// reported again), and a dialog that ends takes its deadlines with it.
+#[test]
+fn timeouts_follow_deadlines_that_move_or_go() {
+    let secs = Duration::from_secs;
+    let inv = SIPP_INVITE.replace(
+        "Supported: replaces",
+        "Supported: replaces, timer\nSession-Expires: 120",
+    );
+    let (mut core, id, tag, t0) = established(CoreConfig::default(), &inv);
+    // Timer L of the INVITE transaction, then the session timer:
+    // 120 - min(32, 40) = 88 s.
+    assert_eq!(core.poll_timeout(), Some(t0 + secs(32)));
+    core.handle_timeout(t0 + secs(32));
+    assert_eq!(core.poll_timeout(), Some(t0 + secs(88)));
+    // Refreshed at 60 s: due at 148 s. Before it, Timer J of the UPDATE
+    // (92 s), and never the stale 88 s.
+    core.handle_input(
+        t0 + secs(60),
+        udp_peer(),
+        &request("UPDATE", &tag, "z9hG4bK-r1", 2),
+    );
+    assert_eq!(code(&drain(&mut core)[0]), 200);
+    assert_eq!(core.poll_event(), Some(Event::Refreshed { session: id }));
+    assert_eq!(core.poll_timeout(), Some(t0 + secs(92)));
+    core.handle_timeout(t0 + secs(92));
+    assert!(drain(&mut core).is_empty());
+    assert_eq!(core.poll_timeout(), Some(t0 + secs(148)));
+    core.handle_timeout(t0 + secs(147));
+    assert_eq!(core.active_sessions(), 1, "not before the new deadline");
+    core.handle_timeout(t0 + secs(148));
+    assert_eq!(drain(&mut core)[0].method(), Some(&Method::Bye));
+    assert_eq!(core.active_sessions(), 0);
+
+    // Ended by the client before its session timer: only the transactions'
+    // timers remain, then none, and nothing fires at the old deadline.
+    let (mut core, id, tag, t0) = established(CoreConfig::default(), &inv);
+    core.handle_input(
+        t0 + secs(10),
+        udp_peer(),
+        &request("BYE", &tag, "z9hG4bK-b", 2),
+    );
+    assert_eq!(code(&drain(&mut core)[0]), 200);
+    assert!(matches!(core.poll_event(), Some(Event::Ended { session, .. }) if session == id));
+    let mut fired = Vec::new();
+    while let Some(t) = core.poll_timeout() {
+        fired.push(t - t0);
+        core.handle_timeout(t);
+    }
+    assert_eq!(
+        fired,
+        [secs(32), secs(42)],
+        "Timer L of the INVITE, Timer J of the BYE"
+    );
+    core.handle_timeout(t0 + secs(88));
+    assert!(drain(&mut core).is_empty());
+    assert_eq!(core.poll_event(), None);
+
+    // Cancelled inside the answer delay: the delayed answer is forgotten;
+    // next comes Timer G of the 487.
+    let mut core = SipCore::new(CoreConfig {
+        answer_delay: Duration::from_millis(20),
+        ..CoreConfig::default()
+    });
+    core.handle_input(t0, udp_peer(), &crlf(SIPP_INVITE));
+    let (id, offer) = offered(&mut core);
+    accept_all(&mut core, t0, id, &offer);
+    assert_eq!(core.poll_timeout(), Some(t0 + Duration::from_millis(20)));
+    let inv = parse(&crlf(SIPP_INVITE)).unwrap();
+    let cancel = crlf(&format!(
+        "CANCEL sip:srs@127.0.0.1:5080 SIP/2.0\nVia: {}\nFrom: {}\nTo: {}\nCall-ID: {}\nCSeq: 1 CANCEL\nContent-Length: 0\n\n",
+        inv.header("Via").unwrap(), inv.header("From").unwrap(), inv.header("To").unwrap(), inv.call_id().unwrap()
+    ));
+    core.handle_input(t0 + Duration::from_millis(5), udp_peer(), &cancel);
+    assert_eq!(
+        drain(&mut core).iter().map(code).collect::<Vec<_>>(),
+        [100, 200, 487]
+    );
+    assert_eq!(core.poll_timeout(), Some(t0 + Duration::from_millis(505)));
+}
+
+/// Sending an UPDATE of our own (here a metadata snapshot request) before
+/// the client's ACK does not stop the 2xx retransmission: the 200 is still
+/// resent and, with no ACK, the session still ends after 64*T1.
+#[test]
+fn our_update_before_the_ack_keeps_the_2xx_retransmitted() {
+    let mut core = SipCore::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let (id, _tag) = establish(&mut core, t0);
+    core.request_snapshot(t0, id, "no snapshot yet");
+    let update = drain(&mut core).pop().unwrap();
+    assert_eq!(update.method(), Some(&Method::Update));
+    core.handle_input(t0, udp_peer(), &ok_to(&update));
+    let mut ok_at = Vec::new();
+    let mut now = t0;
+    while core.active_sessions() > 0 {
+        now = core.poll_timeout().expect("a timer while unacknowledged");
+        core.handle_timeout(now);
+        for m in drain(&mut core) {
+            if code(&m) == 200 {
+                ok_at.push((now - t0).as_millis());
+            }
+        }
+    }
+    assert_eq!(&ok_at[..4], [500, 1500, 3500, 7500]);
+    assert_eq!(now - t0, Duration::from_secs(32));
+    let ev: Vec<_> = std::iter::from_fn(|| core.poll_event()).collect();
+    assert!(ev.contains(&Event::Ended {
+        session: id,
+        reason: EndReason::AckTimeout,
+        metadata_xml: None
+    }));
+}
+
+#[test]
+fn refusals_name_their_status_and_what_to_do() {
+    let cases = [
+        (
+            Refusal::BadExtension("100rel, foo".into()),
+            (420, "Bad Extension"),
+            ("Unsupported", "100rel, foo"),
+        ),
+        (
+            Refusal::ShuttingDown,
+            (503, "Shutting Down"),
+            ("Retry-After", "30"),
+        ),
+        (
+            Refusal::LowSpace,
+            (503, "Low Disk Space"),
+            ("Retry-After", "60"),
+        ),
+        (
+            Refusal::Overloaded,
+            (503, "Overloaded"),
+            ("Retry-After", "1"),
+        ),
+        (
+            Refusal::RateLimit,
+            (503, "Rate Limit"),
+            ("Retry-After", "1"),
+        ),
+        (
+            Refusal::SessionLimit,
+            (503, "Session Limit Reached"),
+            ("Retry-After", "5"),
+        ),
+    ];
+    for (refusal, status, (header, value)) in cases {
+        assert_eq!(refusal.status(), status, "{refusal}");
+        assert_eq!(refusal.header(), (header, value.to_string()), "{refusal}");
+    }
+    let e = SessionTimerError::TooSmall {
+        asked: Duration::from_secs(30),
+        min_se: Duration::from_secs(90),
+    };
+    assert_eq!(e.status(), (422, "Session Interval Too Small"));
 }
