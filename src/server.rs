@@ -265,21 +265,25 @@ pub async fn run(
         tls: tls_bound,
     });
 
-    let api = http::ApiState {
-        pool: Default::default(),
-        health: health.clone(),
-        index_path: config.index_path(),
-        drop_root: config.storage.recordings.clone(),
-    };
-    let mut http_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = http_shutdown.wait_for(|s| *s).await;
-        };
-        if let Err(e) = http::serve(http_listener, api, stop).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    // The API on a thread and runtime of its own (http::spawn): its load
+    // never runs on this runtime's threads, where the SIP task and the
+    // publishing tasks run, nor queues in its blocking pool.
+    let api = http::ApiState::new(
+        health.clone(),
+        config.index_path(),
+        config.storage.recordings.clone(),
+        &config.http,
+    );
+    http::spawn(
+        http_listener,
+        api,
+        config.http.index_connections,
+        shutdown.clone(),
+    )
+    .map_err(|source| ServerError::Drop {
+        path: PathBuf::from("HTTP thread"),
+        source,
+    })?;
 
     let (conn_tx, conn_rx) = mpsc::unbounded_channel();
     let conn_ids = Arc::new(std::sync::atomic::AtomicU64::new(1));

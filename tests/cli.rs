@@ -135,7 +135,12 @@ fn a_closed_pipe_ends_the_cli_quietly() {
         out.read_exact(&mut first[..10]).unwrap();
         drop(out);
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         let status = child.wait().unwrap();
         assert!(!err.contains("panicked"), "srs {args:?}: {err}");
         assert!(err.trim().is_empty(), "srs {args:?} is quiet: {err}");

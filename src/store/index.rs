@@ -23,6 +23,15 @@
 //! Every derived row of a recording is replaced with it in one transaction.
 //! Recordings indexed before version 2 have NULL in the new columns and no
 //! rows in the new tables until `srs reindex` replaces them.
+//!
+//! The file uses a rollback journal (`journal_mode=TRUNCATE`), not WAL, and
+//! no memory map (`mmap_size=0`): WAL maps `index.sqlite-shm` into memory,
+//! and a fault on that mapping (the file made immutable, a full or broken
+//! disk) is a SIGBUS that kills the whole server, every live call with it.
+//! With every access a read(2) or write(2), a faulty index is an error the
+//! caller logs. The price: readers and the writer exclude each other while
+//! a transaction commits (both wait, [`BUSY_TIMEOUT`] at most), and a
+//! commit costs one more fsync (`docs/operations.md`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,7 +117,12 @@ const SEARCH_VERSION: u32 = 2;
 /// Recordings written per transaction by [`Index::reindex`].
 pub const REINDEX_BATCH: usize = 500;
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection waits for another's lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Journal of the index: a rollback journal (see the module doc for why
+/// not WAL); TRUNCATE keeps the file, which is cheaper than recreating it.
+const JOURNAL_MODE: &str = "truncate";
 
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +170,34 @@ pub struct Index {
     conn: Connection,
     /// Schema version of the file as opened.
     version: u32,
+    /// The file opened, to notice it deleted or replaced ([`Index::is_at`]).
+    file: Option<FileId>,
+}
+
+/// Which file a path names: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+}
+
+/// Settings of every connection: the busy timeout, and no memory map of
+/// the database (a fault on a mapping is a SIGBUS, not an error).
+fn configure(conn: &Connection) -> Result<(), IndexError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "mmap_size", 0)?;
+    Ok(())
 }
 
 /// What [`Index::reindex`] did.
@@ -329,11 +371,13 @@ impl Index {
             })?;
         }
         let mut conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        configure(&conn)?;
+        // From WAL (indexes made by earlier versions) this needs the only
+        // connection to the file; if another holds it, the next open retries.
         let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(path = %path.display(), mode, "index could not switch to WAL mode");
+            conn.pragma_update_and_check(None, "journal_mode", JOURNAL_MODE, |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case(JOURNAL_MODE) {
+            tracing::warn!(path = %path.display(), mode, "index could not leave {mode} mode (another process has it open?); a fault of its -shm file would stop the server");
         }
         conn.pragma_update(None, "foreign_keys", true)?;
         let found = user_version(&conn)?;
@@ -348,6 +392,7 @@ impl Index {
         Ok(Self {
             conn,
             version: known_version(),
+            file: FileId::of(path).ok(),
         })
     }
 
@@ -362,12 +407,26 @@ impl Index {
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        configure(&conn)?;
         let version = user_version(&conn)?;
         if version == 0 {
             return Err(IndexError::NotInitialised(path.to_path_buf()));
         }
-        Ok(Some(Self { conn, version }))
+        Ok(Some(Self {
+            conn,
+            version,
+            file: FileId::of(path).ok(),
+        }))
+    }
+
+    /// Whether `path` still names the file this connection has open: false
+    /// once it was deleted or replaced (e.g. renamed over), when writing on
+    /// would go to a file nobody reads. One stat(2).
+    pub fn is_at(&self, path: &Path) -> bool {
+        match (self.file, FileId::of(path)) {
+            (Some(open), Ok(now)) => open == now,
+            _ => false,
+        }
     }
 
     /// Inserts or replaces one recording and all its derived rows
@@ -452,10 +511,26 @@ impl Index {
     /// Recordings matching `q`, newest first (`started_at` then
     /// `recording_id`, descending), one page of them (`limit`, `offset`),
     /// and the number of all matching recordings.
+    pub fn search(&self, q: &Query) -> Result<(Vec<RecordingMeta>, u64), IndexError> {
+        self.search_with(q, |total, rows| {
+            Ok((rows.collect::<Result<_, _>>()?, total))
+        })
+    }
+
+    /// [`Index::search`] without collecting the page: `page` gets the
+    /// number of all matching recordings and the page's recordings one at
+    /// a time (it may stop early), so a caller can bound what it keeps.
     ///
     /// The filter is one `WHERE` clause with bound parameters, used by the
     /// page query and the count query within one read transaction.
-    pub fn search(&self, q: &Query) -> Result<(Vec<RecordingMeta>, u64), IndexError> {
+    pub fn search_with<T>(
+        &self,
+        q: &Query,
+        page: impl FnOnce(
+            u64,
+            &mut dyn Iterator<Item = Result<RecordingMeta, IndexError>>,
+        ) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
         let filter = q.to_sql()?;
         if self.version < SEARCH_VERSION {
             return Err(IndexError::SchemaTooOld {
@@ -475,8 +550,7 @@ impl Index {
             params_from_iter(filter.params.iter()),
             |r| r.get(0),
         )?;
-        let mut out = Vec::new();
-        {
+        let out = {
             let mut stmt = tx.prepare(&format!(
                 "SELECT r.recording_id, r.meta_json FROM recordings r
                  WHERE {}
@@ -492,13 +566,14 @@ impl Index {
             let rows = stmt.query_map(params_from_iter(page_params.iter()), |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
-            for row in rows {
+            let mut rows = rows.map(|row| {
                 let (id, json) = row?;
-                out.push(parse_row(id, json)?);
-            }
-        }
+                parse_row(id, json)
+            });
+            page(u64::try_from(total).unwrap_or(0), &mut rows)?
+        };
         tx.commit()?;
-        Ok((out, u64::try_from(total).unwrap_or(0)))
+        Ok(out)
     }
 
     /// Recordings, newest first (`started_at` then `recording_id`, descending),
@@ -606,10 +681,60 @@ mod tests {
             .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(mode, "wal");
+        assert_eq!(mode, "truncate");
+        let mmap: i64 = ix
+            .conn
+            .query_row("PRAGMA mmap_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mmap, 0, "no memory map: a fault is an error, not a SIGBUS");
         assert_eq!(ix.count().unwrap(), 0);
         assert!(ix.list(None).unwrap().is_empty());
         assert!(ix.get("x").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_wal_index_of_an_earlier_version_leaves_wal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("index.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let ix = Index::open(&path).unwrap();
+        ix.upsert(&rec("r", "c", "2026-11-23T10:00:00Z", &[]))
+            .unwrap();
+        let mode: String = ix
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "truncate");
+        assert!(!tmp.path().join("index.sqlite-shm").exists());
+        assert!(!tmp.path().join("index.sqlite-wal").exists());
+    }
+
+    #[test]
+    fn a_deleted_or_replaced_index_file_is_noticed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("index.sqlite");
+        let ix = Index::open(&path).unwrap();
+        assert!(ix.is_at(&path));
+        let ro = Index::open_existing(&path).unwrap().unwrap();
+        assert!(ro.is_at(&path));
+        // Replaced: another file renamed over it.
+        let other = tmp.path().join("other.sqlite");
+        drop(Index::open(&other).unwrap());
+        std::fs::rename(&other, &path).unwrap();
+        assert!(!ix.is_at(&path));
+        assert!(!ro.is_at(&path));
+        assert!(Index::open(&path).unwrap().is_at(&path));
+        // Deleted.
+        std::fs::remove_file(&path).unwrap();
+        assert!(!ix.is_at(&path));
     }
 
     #[test]

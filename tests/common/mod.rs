@@ -408,7 +408,8 @@ pub fn bulky_recording(i: usize) -> srs::recording::RecordingMeta {
         ..Default::default()
     };
     for k in ["calluuid", "connid", "ani", "dnis", "agentid"] {
-        m.correlation.insert(k.into(), format!("{k}-{i:08}-0123456789abcdef"));
+        m.correlation
+            .insert(k.into(), format!("{k}-{i:08}-0123456789abcdef"));
     }
     m.participants = (0..4)
         .map(|p| ParticipantMeta {
