@@ -167,32 +167,8 @@ fn sessions_then_file_download_with_ranges() {
 
 /// One short call recorded through the corpus INVITE; its index entry.
 fn record_one(srs: &Server, tag: &str) -> serde_json::Value {
-    let raw = std::fs::read_to_string(
-        manifest_dir().join("tests/fixtures/corpus/sipp-generated-invite.sip"),
-    )
-    .unwrap();
-    let req = srs::testkit::corpus_request(&raw, tag);
-    let inv = srs::sip::message::parse(&req).unwrap();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let ok = final_response(&sock, srs.sip, &req);
-    assert_eq!(status(&ok), 200);
-    std::thread::sleep(Duration::from_millis(200));
-    let bye = bye_for(&sock, &inv, &ok, 2);
-    sock.send_to(bye.as_bytes(), srs.sip).unwrap();
-    let call_id = inv.call_id().unwrap().to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(r) = srs
-            .list_json()
-            .into_iter()
-            .find(|r| r["call_id"] == call_id)
-        {
-            return r;
-        }
-        assert!(std::time::Instant::now() < deadline, "{}", srs.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let call_id = short_call(srs, tag);
+    wait_indexed(srs, &call_id, Duration::from_secs(10))
 }
 
 /// An error response: its status and `error` message, checking that the

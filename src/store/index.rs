@@ -627,6 +627,168 @@ impl Index {
     }
 }
 
+/// Published recordings kept for the index while it is unusable; beyond,
+/// the oldest are left to `srs reindex` (they are in the drop).
+pub const MAX_BACKLOG: usize = 10_000;
+
+/// How often an index fault is logged again while it lasts.
+const FAULT_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The server's writer of the index (its publisher thread owns it).
+///
+/// No fault of the index stops publishing: the drop comes first, and a
+/// recording the index cannot take is logged and kept in a backlog, which
+/// is written with the next batch (or retry) once the index is usable again.
+/// Before each batch the index file at the path is checked to be the one
+/// open (one stat): a file deleted or replaced (`srs reindex` into a new
+/// file, a restore) is reopened at its path, created if need be, and said in
+/// the log, instead of writing on into a file nobody reads.
+#[derive(Debug)]
+pub struct IndexWriter {
+    path: PathBuf,
+    index: Option<Index>,
+    backlog: Vec<RecordingMeta>,
+    /// Since when the index has been failing, and when that was last logged.
+    failing: Option<(std::time::Instant, std::time::Instant)>,
+    /// Recordings dropped from the backlog during this fault.
+    given_up: usize,
+}
+
+impl IndexWriter {
+    /// Opens the index at `path` (an error is logged; the writer retries).
+    pub fn open(path: PathBuf) -> Self {
+        let mut w = IndexWriter {
+            path,
+            index: None,
+            backlog: Vec::new(),
+            failing: None,
+            given_up: 0,
+        };
+        if let Err(e) = w.connect() {
+            w.fault(&e);
+        }
+        w
+    }
+
+    /// Recordings published but not yet in the index.
+    pub fn pending(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Whether the last write reached the index.
+    pub fn is_healthy(&self) -> bool {
+        self.failing.is_none()
+    }
+
+    /// Opens the index unless the open connection is to the file at the path.
+    fn connect(&mut self) -> Result<(), IndexError> {
+        if let Some(ix) = &self.index {
+            if !ix.is_at(&self.path) {
+                let gone = !self.path.exists();
+                self.index = None;
+                let ix = Index::open(&self.path)?;
+                if gone {
+                    tracing::warn!(path = %self.path.display(),
+                        "the index file was deleted: created a new one at its path; run `srs reindex` to bring back the recordings published before");
+                } else {
+                    tracing::warn!(path = %self.path.display(),
+                        "the index file was replaced: reopened it at its path");
+                }
+                self.index = Some(ix);
+            }
+        }
+        if self.index.is_none() {
+            self.index = Some(Index::open(&self.path)?);
+        }
+        Ok(())
+    }
+
+    /// Writes the backlog, [`REINDEX_BATCH`] recordings per transaction (a
+    /// long backlog must not hold the lock against readers for long).
+    fn write_backlog(&mut self, written: &mut usize) -> Result<(), IndexError> {
+        while !self.backlog.is_empty() {
+            self.connect()?;
+            let n = self.backlog.len().min(REINDEX_BATCH);
+            if let Some(ix) = &self.index {
+                ix.upsert_batch(&self.backlog[..n])?;
+            }
+            self.backlog.drain(..n);
+            *written += n;
+        }
+        Ok(())
+    }
+
+    /// Indexes `published`, after whatever an earlier fault left waiting.
+    /// Never fails: see the type's doc.
+    pub fn index(&mut self, published: Vec<RecordingMeta>) {
+        self.backlog.extend(published);
+        if self.backlog.is_empty() {
+            return;
+        }
+        let t = std::time::Instant::now();
+        let total = self.backlog.len();
+        let mut written = 0;
+        let result = self.write_backlog(&mut written);
+        tracing::debug!(
+            recordings = written,
+            index_ms = t.elapsed().as_secs_f64() * 1e3,
+            "index batch"
+        );
+        match result {
+            Ok(()) => {
+                if let Some((since, _)) = self.failing.take() {
+                    tracing::warn!(path = %self.path.display(), indexed_late = total,
+                        given_up = self.given_up, fault_s = since.elapsed().as_secs(),
+                        "the index is usable again: the recordings published meanwhile are indexed");
+                    if self.given_up > 0 {
+                        tracing::warn!(missing = self.given_up,
+                            "some recordings of the fault are in the drop but not the index: run `srs reindex`");
+                    }
+                    self.given_up = 0;
+                }
+            }
+            Err(e) => {
+                // A fresh connection next time: this one may be stuck in
+                // a failed transaction, or on a file since replaced.
+                self.index = None;
+                self.fault(&e);
+            }
+        }
+    }
+
+    /// Logs a fault (at once when it starts, then every minute) and bounds
+    /// the backlog.
+    fn fault(&mut self, e: &IndexError) {
+        let now = std::time::Instant::now();
+        if self.backlog.len() > MAX_BACKLOG {
+            let excess = self.backlog.len() - MAX_BACKLOG;
+            self.backlog.drain(..excess);
+            self.given_up += excess;
+        }
+        match &mut self.failing {
+            None => {
+                self.failing = Some((now, now));
+                let ids: Vec<&str> = self
+                    .backlog
+                    .iter()
+                    .take(20)
+                    .map(|m| m.recording_id.as_str())
+                    .collect();
+                tracing::error!(path = %self.path.display(), error = %e, waiting = self.backlog.len(),
+                    recording_ids = ?ids,
+                    "index unusable: recordings still land in the drop and are indexed once it is usable again (or run `srs reindex`)");
+            }
+            Some((since, logged)) if now.duration_since(*logged) >= FAULT_LOG_EVERY => {
+                *logged = now;
+                tracing::error!(path = %self.path.display(), error = %e, waiting = self.backlog.len(),
+                    given_up = self.given_up, fault_s = since.elapsed().as_secs(),
+                    "index still unusable");
+            }
+            Some(_) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,6 +897,50 @@ mod tests {
         // Deleted.
         std::fs::remove_file(&path).unwrap();
         assert!(!ix.is_at(&path));
+    }
+
+    #[test]
+    fn the_writer_follows_the_file_at_its_path_and_outlives_faults() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("index.sqlite");
+        let r = |id: &str| rec(id, &format!("c-{id}"), "2026-11-23T10:00:00Z", &[]);
+        let ids = |path: &Path| -> Vec<String> {
+            let ix = Index::open_existing(path).unwrap().unwrap();
+            let mut v: Vec<_> = ix
+                .list(None)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.recording_id)
+                .collect();
+            v.sort();
+            v
+        };
+        let mut w = IndexWriter::open(path.clone());
+        w.index(vec![r("a")]);
+        assert_eq!(ids(&path), ["a"]);
+        // Deleted: a new index at the path.
+        std::fs::remove_file(&path).unwrap();
+        w.index(vec![r("b")]);
+        assert_eq!(ids(&path), ["b"]);
+        // Replaced (as a rebuild renamed into place would).
+        let other = tmp.path().join("rebuilt.sqlite");
+        Index::open(&other).unwrap().upsert(&r("x")).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        w.index(vec![r("c")]);
+        assert_eq!(ids(&path), ["c", "x"]);
+        // Unusable (here: a directory where the file should be): nothing
+        // indexed, nothing lost, and it all comes back once it is usable.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        w.index(vec![r("d")]);
+        w.index(vec![r("e")]);
+        assert!(!w.is_healthy());
+        assert_eq!(w.pending(), 2);
+        std::fs::remove_dir(&path).unwrap();
+        w.index(Vec::new());
+        assert!(w.is_healthy());
+        assert_eq!(w.pending(), 0);
+        assert_eq!(ids(&path), ["d", "e"]);
     }
 
     #[test]

@@ -439,3 +439,77 @@ pub fn index_bulky(index: &Path, n: usize) {
     let all: Vec<_> = (0..n).map(bulky_recording).collect();
     ix.upsert_batch(&all).unwrap();
 }
+
+/// One short recorded call from the corpus INVITE (answered, 200 ms, BYE
+/// from the client). Returns its Call-ID; publication is not awaited.
+pub fn short_call(srs: &Server, tag: &str) -> String {
+    let raw = std::fs::read_to_string(
+        manifest_dir().join("tests/fixtures/corpus/sipp-generated-invite.sip"),
+    )
+    .unwrap();
+    // A Call-ID and transaction of its own (the corpus message has both).
+    let raw = raw
+        .replace(
+            "Call-ID: 1-20223@127.0.0.1",
+            &format!("Call-ID: {tag}@127.0.0.1"),
+        )
+        .replace("branch=z9hG4bK-20223-1-0", &format!("branch=z9hG4bK-{tag}"));
+    let req = srs::testkit::corpus_request(&raw, tag);
+    let inv = srs::sip::message::parse(&req).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ok = final_response(&sock, srs.sip, &req);
+    assert_eq!(status(&ok), 200, "{}", srs.log());
+    std::thread::sleep(Duration::from_millis(200));
+    let bye = bye_for(&sock, &inv, &ok, 2);
+    sock.send_to(bye.as_bytes(), srs.sip).unwrap();
+    inv.call_id().unwrap().to_string()
+}
+
+/// The `metadata.json` of the recording of `call_id` if it is published in
+/// the drop at `root` (read from the dated tree, not the index).
+pub fn published_in_drop(root: &Path, call_id: &str) -> Option<serde_json::Value> {
+    let drop = srs::store::FileDrop::new(root);
+    let found = drop
+        .scan()
+        .ok()?
+        .into_iter()
+        .find(|m| m.call_id == call_id)?;
+    serde_json::to_value(found).ok()
+}
+
+/// Waits until the recording of `call_id` is published in the drop.
+pub fn wait_in_drop(srs: &Server, call_id: &str, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(m) = published_in_drop(&srs.recordings, call_id) {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{call_id} not published in the drop within {timeout:?}:\n{}",
+            srs.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `srs list` shows the recording of `call_id`.
+pub fn wait_indexed(srs: &Server, call_id: &str, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(r) = srs
+            .list_json()
+            .into_iter()
+            .find(|r| r["call_id"] == call_id)
+        {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{call_id} not indexed within {timeout:?}:\n{}",
+            srs.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
