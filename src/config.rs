@@ -472,6 +472,25 @@ mod tests {
     }
 
     #[test]
+    fn http_limits_of_zero_are_refused_by_name() {
+        for key in [
+            "max_connections",
+            "max_requests",
+            "request_timeout_ms",
+            "idle_timeout_ms",
+            "index_connections",
+            "max_page_bytes",
+        ] {
+            let c = Config::from_toml(&format!("[http]\n{key} = 0\n"), Path::new("x")).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("http.{key}")), "{e}");
+        }
+        // A queue of 0 is fine: refuse at once when every slot is busy.
+        let c = Config::from_toml("[http]\nqueue_timeout_ms = 0\n", Path::new("x")).unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let e = Config::from_toml("[sip]\nlisten_adress = \"0.0.0.0:5060\"\n", Path::new("x"))
             .unwrap_err()
