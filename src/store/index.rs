@@ -373,11 +373,13 @@ impl Index {
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
         // From WAL (indexes made by earlier versions) this needs the only
-        // connection to the file; if another holds it, the next open retries.
+        // connection to the file; if another process holds one, the index
+        // stays in WAL until it is opened again (at the next start).
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", JOURNAL_MODE, |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case(JOURNAL_MODE) {
-            tracing::warn!(path = %path.display(), mode, "index could not leave {mode} mode (another process has it open?); a fault of its -shm file would stop the server");
+            tracing::warn!(path = %path.display(), mode,
+                "the index could not leave {mode} mode (another process has it open?): until the next start, a fault of its -shm file would stop the server");
         }
         conn.pragma_update(None, "foreign_keys", true)?;
         let found = user_version(&conn)?;
