@@ -152,7 +152,7 @@ pub struct StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
-    /// Connections open at once; more get `503` at once and are closed.
+    /// Connections open at once; more get a `503` at once and are closed.
     pub max_connections: usize,
     /// Requests being answered at once (a listing's body counts until it
     /// is sent); more wait up to `queue_timeout_ms`, then get `503`.

@@ -747,9 +747,23 @@ pub async fn serve(
         .await
 }
 
+/// Connections the kernel completes and queues for us (capped by
+/// `net.core.somaxconn`). A burst of connections waits there briefly and
+/// is then served or refused with a 503; with a short queue, the kernel
+/// drops the handshakes that overflow it, and those clients retry only
+/// after 1, 3, 7, 15 s: a burst would look like a hang.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds the API address.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Blocking threads of the API's runtime besides the index connections'
@@ -816,10 +830,11 @@ fn lower_priority() {
 }
 
 /// The API's listener: at most `max_connections` served at once. Beyond,
-/// a connection gets a canned `503` and is closed (the refusals
-/// themselves bounded by another `max_connections`; past that it is just
-/// closed): a client is told at once rather than left hanging in the
-/// backlog, and the server's descriptors stay bounded.
+/// a connection gets a canned `503` and is closed (gracefully, reading the
+/// request first, for up to another `max_connections` at once; past that,
+/// written without waiting and closed at once): a client is told at once
+/// rather than left hanging in the backlog, and the server's descriptors
+/// stay bounded.
 struct Listener {
     inner: tokio::net::TcpListener,
     slots: Arc<Semaphore>,
@@ -833,8 +848,17 @@ const REFUSAL_BODY: &str = r#"{"error":"busy: too many connections, retry later"
 impl Listener {
     fn refuse(&self, mut stream: TcpStream) {
         self.refused.note("every connection slot busy");
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL_BODY}",
+            REFUSAL_BODY.len()
+        );
         let Ok(permit) = self.refusing.clone().try_acquire_owned() else {
-            return; // dropped: closed at once
+            // Past the bound of graceful refusals: the answer goes into the
+            // socket's (empty) send buffer without waiting, and the socket
+            // is closed. Unread input makes that close a reset, but a
+            // Linux client still reads what arrived before it.
+            let _ = stream.try_write(answer.as_bytes());
+            return;
         };
         tokio::spawn(async move {
             let _permit = permit;
@@ -842,11 +866,7 @@ impl Listener {
             // Read the request first: closing a socket with unread input
             // resets the connection, which can destroy the answer in flight.
             let _ = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await;
-            let head = format!(
-                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL_BODY}",
-                REFUSAL_BODY.len()
-            );
-            if tokio::time::timeout(Duration::from_secs(1), stream.write_all(head.as_bytes()))
+            if tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes()))
                 .await
                 .is_err()
             {

@@ -1,17 +1,18 @@
-//! The HTTP API under a flood: 5,000 connections at once, two in three
-//! asking for a page of 100 recordings (~430 KB of JSON), one in three for
-//! one recording by id, with the default `[http]` limits, while a SIP call
-//! is recorded.
+//! The HTTP API under a flood: 5,000 clients connecting at once and asking
+//! again for 8 s (at once after an answer, after `Retry-After` after a
+//! 503), two in three for a page of 100 recordings (~430 KB of JSON), one
+//! in three for one recording by id, with the default `[http]` limits,
+//! while a SIP call is recorded.
 //!
 //! Before the limits, 10,000 such requests took the server from 1.3 to
 //! 7.3 GB of RSS, a call was published 52-55 s late, and 513 index
 //! descriptors stayed open for good. Here:
 //! - the server's peak RSS (VmHWM) stays under its idle RSS + 150 MiB;
 //! - the call's INVITE is answered and its recording published in the
-//!   drop within its normal time (2 s and 3 s);
+//!   drop within its normal time (under 3 s and 5 s even on a loaded
+//!   machine; tens to hundreds of ms usually: the drop's syncfs);
 //! - every request gets an answer: 200 with its whole page, or 503 with
-//!   `Retry-After` and a JSON error (or, past the refusal bound, a closed
-//!   connection), never a hang;
+//!   `Retry-After` and a JSON error, never a hang;
 //! - descriptors come back to what they were (plus the index pool's).
 
 mod common;
@@ -23,8 +24,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLIENTS: usize = 5_000;
+/// How long the clients keep asking.
+const FLOOD: Duration = Duration::from_secs(8);
 const RECORDINGS: usize = 400;
-/// Peak RSS allowed above the idle server's.
+/// Peak RSS allowed above the idle server's: the default limits bound the
+/// pages in flight to 16 x their size (here ~430 KB), plus 256
+/// connections' buffers; measured +16 to +20 MiB.
 const RSS_BOUND_KB: u64 = 150 * 1024;
 
 fn status_kb(pid: u32, key: &str) -> u64 {
@@ -49,7 +54,7 @@ enum Outcome {
     Page,
     /// 503 with Retry-After and a JSON `error`.
     Busy,
-    /// Connection closed or reset without an answer (refusals past their bound).
+    /// Connection closed or reset without an answer.
     Closed,
     /// No answer in 25 s.
     Hung,
@@ -168,17 +173,40 @@ fn thousands_of_concurrent_listings_stay_bounded_and_never_delay_recording() {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let tasks: Vec<_> = (0..CLIENTS).map(|i| tokio::spawn(one(addr, i))).collect();
-            let mut outcomes = Vec::with_capacity(CLIENTS);
+            // Every client asks again until the flood ends: at once after
+            // a page, after the Retry-After second after a 503.
+            let until = tokio::time::Instant::now() + FLOOD;
+            let tasks: Vec<_> = (0..CLIENTS)
+                .map(|i| {
+                    tokio::spawn(async move {
+                        let mut seen = Vec::new();
+                        loop {
+                            let o = one(addr, i + seen.len()).await;
+                            seen.push(o);
+                            if o != Outcome::Page && o != Outcome::Busy {
+                                break;
+                            }
+                            if tokio::time::Instant::now() >= until {
+                                break;
+                            }
+                            if o == Outcome::Busy {
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
             for t in tasks {
-                outcomes.push(t.await.unwrap());
+                outcomes.extend(t.await.unwrap());
             }
             outcomes
         })
     });
 
     // A call in the middle of the flood.
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(FLOOD / 3);
     let t_call = Instant::now();
     let call = short_call(&srs, "under-load");
     let answered = t_call.elapsed(); // INVITE to 200, plus the 200 ms of call
@@ -208,22 +236,25 @@ fn thousands_of_concurrent_listings_stay_bounded_and_never_delay_recording() {
         after_fds = fds(pid);
     }
     let report = format!(
-        "{CLIENTS} clients in {flood_time:?}: {pages} pages, {busy} busy (503), {closed} closed, {hung} hung, {wrong} wrong; \
+        "{CLIENTS} clients, {} requests in {flood_time:?}: {pages} pages, {busy} busy (503), {closed} closed, {hung} hung, {wrong} wrong; \
          RSS idle {idle_rss} KiB, peak {peak} KiB (+{} KiB), now {} KiB; fds idle {idle_fds}, after {after_fds}; \
          call answered in {answered:?} (200 ms of it the call), published {published:?} after its BYE",
+        outcomes.len(),
         peak.saturating_sub(idle_rss),
         status_kb(pid, "VmRSS:"),
     );
     eprintln!("{report}");
-    assert_eq!((hung, wrong), (0, 0), "{report}");
+    assert_eq!((hung, wrong, closed), (0, 0, 0), "{report}");
     assert!(pages > 0 && busy > 0, "{report}");
     assert!(
         peak <= idle_rss + RSS_BOUND_KB,
         "RSS bound exceeded: {report}"
     );
     assert!(after_fds <= idle_fds + 3, "descriptors leaked: {report}");
-    assert!(answered < Duration::from_secs(2), "{report}");
-    assert!(published < Duration::from_secs(3), "{report}");
+    // Normally 50-500 ms (the drop's syncfs), up to 2 s with the disk
+    // busy; before the limits, 25 s.
+    assert!(answered < Duration::from_secs(3), "{report}");
+    assert!(published < Duration::from_secs(5), "{report}");
     wait_indexed(&srs, &call, Duration::from_secs(10));
     assert!(srs.child.id() == pid && http_get(srs.http, "/healthz").is_some());
 }
