@@ -173,10 +173,30 @@ pub struct StorageConfig {
     pub min_free_mb: u64,
 }
 
+/// The HTTP API and its limits (`docs/api.md`, Limits): whatever the load
+/// on it, its memory, descriptors and threads stay bounded, and it never
+/// delays SIP or publishing.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Connections open at once; more get a `503` at once and are closed.
+    pub max_connections: usize,
+    /// Requests being answered at once (a listing's body counts until it
+    /// is sent); more wait up to `queue_timeout_ms`, then get `503`.
+    pub max_requests: usize,
+    /// How long a request waits for one of the `max_requests` slots.
+    pub queue_timeout_ms: u64,
+    /// Whole time of a request, its queueing and (for JSON) sending its
+    /// body included; then `503`, or the connection is closed.
+    pub request_timeout_ms: u64,
+    /// A connection with nothing read or written for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Connections to the index reading at once (one thread each).
+    pub index_connections: usize,
+    /// Largest page of `GET /api/v1/recordings`, in bytes of JSON; a page
+    /// that would be larger is cut short (`truncated`, `next_offset`).
+    pub max_page_bytes: usize,
 }
 
 /// SIP over TLS.
@@ -331,6 +351,13 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 256,
+            max_requests: 16,
+            queue_timeout_ms: 1_000,
+            request_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            index_connections: 4,
+            max_page_bytes: 4 << 20,
         }
     }
 }
@@ -426,6 +453,22 @@ impl Config {
                 message: "needs tls.cert and tls.key".into(),
             });
         }
+        let h = &self.http;
+        for (key, v) in [
+            ("http.max_connections", h.max_connections as u64),
+            ("http.max_requests", h.max_requests as u64),
+            ("http.request_timeout_ms", h.request_timeout_ms),
+            ("http.idle_timeout_ms", h.idle_timeout_ms),
+            ("http.index_connections", h.index_connections as u64),
+            ("http.max_page_bytes", h.max_page_bytes as u64),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
         if self.media.rtp_ports.hi - self.media.rtp_ports.lo < 1 {
             return Err(ConfigError::Invalid {
                 key: "media.rtp_ports",
@@ -463,6 +506,13 @@ mod tests {
             "connection_idle_timeout",
             "max_connections_per_source",
             "max_connections",
+            "max_connections",
+            "max_requests",
+            "queue_timeout_ms",
+            "request_timeout_ms",
+            "idle_timeout_ms",
+            "index_connections",
+            "max_page_bytes",
         ] {
             assert!(text.contains(key), "examples/srs.toml must document {key}");
         }
@@ -473,6 +523,25 @@ mod tests {
         let c = Config::from_toml("", Path::new("x")).unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.index_path(), PathBuf::from("./recordings/index.sqlite"));
+    }
+
+    #[test]
+    fn http_limits_of_zero_are_refused_by_name() {
+        for key in [
+            "max_connections",
+            "max_requests",
+            "request_timeout_ms",
+            "idle_timeout_ms",
+            "index_connections",
+            "max_page_bytes",
+        ] {
+            let c = Config::from_toml(&format!("[http]\n{key} = 0\n"), Path::new("x")).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("http.{key}")), "{e}");
+        }
+        // A queue of 0 is fine: refuse at once when every slot is busy.
+        let c = Config::from_toml("[http]\nqueue_timeout_ms = 0\n", Path::new("x")).unwrap();
+        c.validate().unwrap();
     }
 
     #[test]

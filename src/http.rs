@@ -5,21 +5,51 @@
 //! - `GET /api/v1/recordings/{id}` (recording id or Call-ID): its metadata.json
 //! - `GET /api/v1/recordings/{id}/files/{name}`: an audio file, with HTTP Range
 //! - `GET /api/v1/sessions`: the sessions being recorded now
+//!
+//! Load on the API is bounded everywhere, so that no client, however many
+//! connections it opens, can exhaust the server's memory or descriptors or
+//! delay recording (`[http]` limits, docs/api.md):
+//!
+//! - [`spawn`] runs it on a thread and runtime of its own at nice 10: its
+//!   work never runs on the SIP task's threads nor queues in their blocking
+//!   pool, and under CPU pressure the media and SIP threads come first;
+//! - connections: at most `max_connections` ([`Listener`]); more get a
+//!   canned `503` and are closed; each is closed after `idle_timeout_ms`
+//!   with nothing read or written ([`Conn`]);
+//! - requests: at most `max_requests` answered at once, a JSON body holding
+//!   its slot until sent ([`admit`]); others wait `queue_timeout_ms`, then
+//!   `503` with `Retry-After`; each has `request_timeout_ms` in all;
+//! - the index: `index_connections` connections at most, each used by one
+//!   blocking thread at a time ([`IndexPool`]) and reused, never leaked;
+//! - a listing page: at most `max_page_bytes` of JSON.
+//!
+//! Every error is `{"error": "..."}` ([`json_errors`]).
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path as FsPath, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Path, Query as QueryParams, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query as QueryParams, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{routing::get, Json, Router};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 
+use crate::config::HttpConfig;
 use crate::recording::RecordingMeta;
 use crate::store::query::Query;
-use crate::store::Index;
+use crate::store::{Index, IndexError};
 
 /// Live numbers the API reports.
 #[derive(Debug, Default)]
@@ -51,55 +81,343 @@ pub struct ActiveSessionInfo {
     pub streams: usize,
 }
 
+/// The `[http]` limits, as durations.
+#[derive(Debug, Clone)]
+struct Limits {
+    max_connections: usize,
+    queue: Duration,
+    request: Duration,
+    idle: Duration,
+    max_page_bytes: usize,
+}
+
 /// What the API handlers share.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub health: Arc<Health>,
-    /// The SQLite index.
-    pub index_path: PathBuf,
     /// The file drop root.
     pub drop_root: PathBuf,
-    /// Open connections to the index, reused across requests.
-    pub pool: Arc<IndexPool>,
+    limits: Arc<Limits>,
+    /// Connections to the index, bounded and reused.
+    pool: Arc<IndexPool>,
+    /// Slots of the requests being answered (`max_requests`).
+    requests: Arc<Semaphore>,
+    /// Refusals, for rate-limited warnings.
+    refused: Arc<Refusals>,
 }
 
-/// Index connections kept open between requests: opening one (file,
-/// WAL, schema check) costs more than most queries, and a QM tool or a
-/// load generator polling the API would pay it per request. Connections
-/// older than [`IndexPool::MAX_AGE`] are dropped, so an index replaced on
-/// disk is picked up.
-#[derive(Default)]
-pub struct IndexPool {
-    idle: std::sync::Mutex<Vec<(Index, std::time::Instant)>>,
+impl ApiState {
+    pub fn new(
+        health: Arc<Health>,
+        index_path: PathBuf,
+        drop_root: PathBuf,
+        config: &HttpConfig,
+    ) -> Self {
+        ApiState {
+            health,
+            drop_root,
+            limits: Arc::new(Limits {
+                max_connections: config.max_connections.max(1),
+                queue: Duration::from_millis(config.queue_timeout_ms),
+                request: Duration::from_millis(config.request_timeout_ms.max(1)),
+                idle: Duration::from_millis(config.idle_timeout_ms.max(1)),
+                max_page_bytes: config.max_page_bytes.max(1),
+            }),
+            pool: Arc::new(IndexPool::new(index_path, config.index_connections)),
+            requests: Arc::new(Semaphore::new(config.max_requests.max(1))),
+            refused: Arc::new(Refusals::default()),
+        }
+    }
+}
+
+/// Why a request could not be answered by the index.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("{0}")]
+    Index(#[from] IndexError),
+    #[error("index worker failed: {0}")]
+    Worker(#[from] tokio::task::JoinError),
+    #[error("the API is shutting down")]
+    Closed,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(StatusCode::INTERNAL_SERVER_ERROR, self)
+    }
+}
+
+/// Connections to the index, at most `n`, each used by one blocking thread
+/// at a time and kept for the next request: opening one costs more than
+/// most queries, and a connection closed while another of this process
+/// holds a lock on the file keeps its descriptor until every lock is
+/// released (SQLite's POSIX-lock workaround), so closing and reopening
+/// under load piles up descriptors. A kept connection whose file was
+/// deleted or replaced (`srs reindex`, a restore) is dropped for a new one.
+struct IndexPool {
+    path: PathBuf,
+    slots: Arc<Semaphore>,
+    idle: std::sync::Mutex<Vec<Index>>,
 }
 
 impl std::fmt::Debug for IndexPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IndexPool")
+        f.debug_struct("IndexPool")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
 impl IndexPool {
-    const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
-    const MAX_IDLE: usize = 8;
-
-    fn take(&self) -> Option<(Index, std::time::Instant)> {
-        let mut idle = self.idle.lock().ok()?;
-        while let Some((index, opened)) = idle.pop() {
-            if opened.elapsed() < Self::MAX_AGE {
-                return Some((index, opened));
-            }
+    fn new(path: PathBuf, n: usize) -> Self {
+        IndexPool {
+            path,
+            slots: Arc::new(Semaphore::new(n.max(1))),
+            idle: std::sync::Mutex::new(Vec::new()),
         }
-        None
     }
 
-    fn give(&self, index: Index, opened: std::time::Instant) {
+    /// Runs `f` on a connection (`None`: there is no index yet) in a
+    /// blocking thread, once one of the `n` slots is free.
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(Option<&Index>) -> Result<T, IndexError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Closed)?;
+        let pool = self.clone();
+        // The slot moves into the thread: a request that timed out and went
+        // away still holds it until its query is over, so the bound holds.
+        let out = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let index = pool.take()?;
+            let out = f(index.as_ref());
+            if let Some(index) = index {
+                pool.give(index);
+            }
+            out
+        })
+        .await??;
+        Ok(out)
+    }
+
+    fn take(&self) -> Result<Option<Index>, IndexError> {
+        loop {
+            let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            match kept {
+                Some(index) if index.is_at(&self.path) => return Ok(Some(index)),
+                Some(_replaced) => continue,
+                None => return Index::open_existing(&self.path),
+            }
+        }
+    }
+
+    fn give(&self, index: Index) {
         if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < Self::MAX_IDLE {
-                idle.push((index, opened));
+            idle.push(index);
+        }
+    }
+}
+
+/// Counts refusals and warns about them at most every 10 s: a flood must
+/// not flood the log too.
+#[derive(Debug, Default)]
+struct Refusals {
+    since_warned: AtomicU64,
+    warned: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Refusals {
+    fn note(&self, what: &'static str) {
+        let n = self.since_warned.fetch_add(1, Ordering::Relaxed) + 1;
+        let Ok(mut warned) = self.warned.lock() else {
+            return;
+        };
+        if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *warned = Some(Instant::now());
+            self.since_warned.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                refused = n,
+                reason = what,
+                "HTTP API overloaded: requests refused with 503 (see [http] limits)"
+            );
+        }
+    }
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": message.to_string() })),
+    )
+        .into_response()
+}
+
+/// `503` with `Retry-After: 1`.
+fn busy(message: &str) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// A JSON body already serialised.
+fn json_bytes(bytes: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+/// Marks a response whose body streams from a file: it gives its request
+/// slot back once its head is out (its memory is a read buffer, and a
+/// download may rightly take long); it is bounded by `max_connections`
+/// and `idle_timeout_ms` instead.
+#[derive(Debug, Clone, Copy)]
+struct Streamed;
+
+/// Admission of the API's requests: waits up to `queue_timeout_ms` for one
+/// of the `max_requests` slots (else `503`), gives the request
+/// `request_timeout_ms` in all (else `503`), and makes a JSON body hold its
+/// slot until it is sent, so that the memory of pages in flight is bounded
+/// by `max_requests` times `max_page_bytes`.
+async fn admit(State(st): State<ApiState>, req: Request, next: Next) -> Response {
+    let deadline = Instant::now() + st.limits.request;
+    let wait = st.limits.queue.min(st.limits.request);
+    let slot = match tokio::time::timeout(wait, st.requests.clone().acquire_owned()).await {
+        Ok(Ok(slot)) => slot,
+        _ => {
+            st.refused.note("every request slot busy");
+            return busy("busy: too many requests in progress, retry later");
+        }
+    };
+    let resp = match tokio::time::timeout_at(deadline, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            st.refused.note("request timed out");
+            return busy("busy: the request timed out, retry later");
+        }
+    };
+    if resp.extensions().get::<Streamed>().is_some() {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, Body::new(Held::new(body, slot, deadline)))
+}
+
+/// Size of the pieces a held body is sent in.
+const CHUNK: usize = 64 << 10;
+
+/// A response body that holds its request slot until it is sent (or the
+/// connection is gone), within the request's deadline. It hands the
+/// connection copies of at most [`CHUNK`] bytes, so that what the
+/// connection buffers once the slot is given back stays small.
+struct Held {
+    inner: Body,
+    pending: Bytes,
+    slot: Option<OwnedSemaphorePermit>,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Held {
+    fn new(inner: Body, slot: OwnedSemaphorePermit, deadline: Instant) -> Self {
+        Held {
+            inner,
+            pending: Bytes::new(),
+            slot: Some(slot),
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+}
+
+impl HttpBody for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.slot = None;
+            return Poll::Ready(Some(Err(axum::Error::new("response not sent in time"))));
+        }
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(CHUNK);
+                let piece = Bytes::copy_from_slice(&this.pending[..n]);
+                this.pending = this.pending.slice(n..);
+                return Poll::Ready(Some(Ok(http_body::Frame::data(piece))));
+            }
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => this.pending = data,
+                    Err(other) => return Poll::Ready(Some(Ok(other))),
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    this.slot = None;
+                    return Poll::Ready(None);
+                }
             }
         }
     }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let inner = self.inner.size_hint();
+        let pending = self.pending.len() as u64;
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(inner.lower() + pending);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + pending);
+        }
+        hint
+    }
+}
+
+/// Every error the API answers is `{"error": "..."}`: the responses axum
+/// makes itself (a query string or path it cannot read: 400; no route:
+/// 404; wrong method: 405) are plain text or empty, and are rewritten
+/// here with their text as the message.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = error(status, message);
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 async fn healthz(State(st): State<ApiState>) -> Json<serde_json::Value> {
@@ -111,81 +429,109 @@ async fn healthz(State(st): State<ApiState>) -> Json<serde_json::Value> {
     }))
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "error": message.to_string() })),
-    )
-        .into_response()
-}
-
-/// Runs a read on the index off the async threads.
-async fn with_index<T: Send + 'static>(
-    st: &ApiState,
-    f: impl FnOnce(&Index) -> Result<T, String> + Send + 'static,
-) -> Result<Option<T>, Response> {
-    let path = st.index_path.clone();
-    let pool = st.pool.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let (index, opened) = match pool.take() {
-            Some(reused) => reused,
-            None => match Index::open_existing(&path) {
-                Ok(Some(index)) => (index, std::time::Instant::now()),
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(e.to_string()),
-            },
-        };
-        let r = f(&index).map(Some);
-        pool.give(index, opened);
-        r
-    })
-    .await;
-    match r {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+/// One page of a listing as JSON: `total`, `limit`, `offset`, the
+/// recordings, and `truncated` with `next_offset` when `max_bytes` cut the
+/// page short (never before its first recording). Written as the rows
+/// come, so a page never exists twice in memory.
+fn page_json(
+    total: u64,
+    limit: usize,
+    offset: usize,
+    rows: &mut dyn Iterator<Item = Result<RecordingMeta, IndexError>>,
+    max_bytes: usize,
+) -> Result<Vec<u8>, IndexError> {
+    let mut out = format!(r#"{{"total":{total},"limit":{limit},"offset":{offset},"recordings":["#)
+        .into_bytes();
+    let mut n = 0usize;
+    let mut truncated = false;
+    for meta in rows {
+        let meta = meta?;
+        let before = out.len();
+        if n > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, &meta)?;
+        if out.len() > max_bytes && n > 0 {
+            out.truncate(before);
+            truncated = true;
+            break;
+        }
+        n += 1;
     }
+    out.push(b']');
+    if truncated {
+        out.extend_from_slice(
+            format!(r#","truncated":true,"next_offset":{}"#, offset + n).as_bytes(),
+        );
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
-async fn recordings(State(st): State<ApiState>, QueryParams(q): QueryParams<Query>) -> Response {
+async fn recordings(
+    State(st): State<ApiState>,
+    q: Result<QueryParams<Query>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(QueryParams(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     if let Err(e) = q.validate() {
         return error(StatusCode::BAD_REQUEST, e);
     }
-    let (limit, offset) = (q.limit.unwrap_or(100).min(1000), q.offset.unwrap_or(0));
-    let found = with_index(&st, move |i| i.search(&q).map_err(|e| e.to_string())).await;
-    match found {
-        Ok(Some((recs, total))) => Json(serde_json::json!({
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "recordings": recs,
-        }))
-        .into_response(),
-        Ok(None) => Json(serde_json::json!({
-            "total": 0, "limit": limit, "offset": offset, "recordings": [],
-        }))
-        .into_response(),
-        Err(r) => r,
+    let (limit, offset) = (q.effective_limit(), q.effective_offset());
+    let max = st.limits.max_page_bytes;
+    let page = st
+        .pool
+        .run(move |index| match index {
+            Some(index) => {
+                index.search_with(&q, |total, rows| page_json(total, limit, offset, rows, max))
+            }
+            None => page_json(0, limit, offset, &mut std::iter::empty(), max),
+        })
+        .await;
+    match page {
+        Ok(bytes) => json_bytes(bytes),
+        Err(e) => e.into_response(),
     }
 }
 
 async fn find(st: &ApiState, id: String) -> Result<RecordingMeta, Response> {
-    match with_index(st, move |i| i.get(&id).map_err(|e| e.to_string())).await? {
-        Some(Some(m)) => Ok(m),
-        _ => Err(error(StatusCode::NOT_FOUND, "no such recording")),
+    match st
+        .pool
+        .run(move |index| match index {
+            Some(index) => index.get(&id),
+            None => Ok(None),
+        })
+        .await
+    {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(error(StatusCode::NOT_FOUND, "no such recording")),
+        Err(e) => Err(e.into_response()),
     }
 }
 
-async fn recording(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
+async fn recording(
+    State(st): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Path(id) = match id {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     match find(&st, id).await {
-        Ok(m) => Json(m).into_response(),
+        Ok(m) => match serde_json::to_vec(&m) {
+            Ok(bytes) => json_bytes(bytes),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        },
         Err(r) => r,
     }
 }
 
 /// `bytes=a-b`, `bytes=a-`, `bytes=-n` for a file of `len` bytes: the
-/// inclusive range, `Err(())` if unsatisfiable, `Ok(None)` to serve it all
-/// (absent, malformed or multi-range headers).
+/// inclusive range, `Err(())` if unsatisfiable (a start past the end, a
+/// zero-length suffix, an empty file), `Ok(None)` to serve it all (absent,
+/// malformed or multi-range headers).
 fn parse_range(value: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
         return Ok(None);
@@ -200,7 +546,9 @@ fn parse_range(value: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> 
     let range = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
         (Some(s), Some(e)) if s <= e => (s, e.min(len.saturating_sub(1))),
         (Some(s), None) if b.is_empty() => (s, len.saturating_sub(1)),
-        (None, Some(n)) if a.is_empty() && n > 0 => (len.saturating_sub(n), len.saturating_sub(1)),
+        // RFC 9110 14.1.3: a suffix of length 0 selects nothing.
+        (None, Some(0)) if a.is_empty() => return Err(()),
+        (None, Some(n)) if a.is_empty() => (len.saturating_sub(n), len.saturating_sub(1)),
         _ => return Ok(None),
     };
     if len == 0 || range.0 >= len {
@@ -209,30 +557,101 @@ fn parse_range(value: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> 
     Ok(Some(range))
 }
 
+/// Why a listed file is not served.
+#[derive(Debug, thiserror::Error)]
+enum FileRefused {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the recording's path {0:?} is not a plain path inside the drop")]
+    BadDir(String),
+    #[error("{0} is reached through a symlink")]
+    Symlinked(PathBuf),
+    #[error("{0} is not a regular file")]
+    NotRegular(PathBuf),
+}
+
+/// Opens `<root>/<dir>/<name>` for reading only if it is a regular file
+/// right inside the recording's directory: no path component anywhere
+/// below the root may be a symlink or `..`, the file itself is opened
+/// with `O_NOFOLLOW` (and `O_NONBLOCK`, so a planted FIFO cannot hang the
+/// thread), and the descriptor's own path (`/proc/self/fd`) must be the
+/// one checked, which rules out a swap between the checks and the open.
+fn open_recording_file(
+    root: &FsPath,
+    dir: &str,
+    name: &str,
+) -> Result<(std::fs::File, u64), FileRefused> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Component;
+    let plain = |p: &str| {
+        !p.is_empty()
+            && FsPath::new(p)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+    };
+    if !plain(dir) || !plain(name) || name.contains('/') {
+        return Err(FileRefused::BadDir(dir.to_string()));
+    }
+    let root = root.canonicalize()?;
+    let dir = root.join(dir);
+    if dir.canonicalize()? != dir {
+        return Err(FileRefused::Symlinked(dir));
+    }
+    let path = dir.join(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                FileRefused::Symlinked(path.clone())
+            } else {
+                FileRefused::Io(e)
+            }
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(FileRefused::NotRegular(path));
+    }
+    let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    if opened != path {
+        return Err(FileRefused::Symlinked(path));
+    }
+    Ok((file, meta.len()))
+}
+
 async fn file(
     State(st): State<ApiState>,
-    Path((id, name)): Path<(String, String)>,
+    ids: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    use tokio::io::AsyncSeekExt;
+    let Path((id, name)) = match ids {
+        Ok(ids) => ids,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let meta = match find(&st, id).await {
         Ok(m) => m,
         Err(r) => return r,
     };
     // Only a file the recording lists, by its exact name: never a path.
-    let Some(f) = meta
-        .files
-        .iter()
-        .find(|f| f.name == name && !name.contains(['/', '\\']))
-    else {
+    let Some(f) = meta.files.iter().find(|f| f.name == name) else {
         return error(StatusCode::NOT_FOUND, "no such file in this recording");
     };
-    let path = st.drop_root.join(&meta.path).join(&f.name);
-    let Ok(mut file) = tokio::fs::File::open(&path).await else {
-        return error(StatusCode::NOT_FOUND, "file missing from the drop");
-    };
-    let len = match file.metadata().await {
-        Ok(m) => m.len(),
+    let (root, dir, fname) = (st.drop_root.clone(), meta.path.clone(), f.name.clone());
+    let opened =
+        tokio::task::spawn_blocking(move || open_recording_file(&root, &dir, &fname)).await;
+    let (file, len) = match opened {
+        Ok(Ok((file, len))) => (tokio::fs::File::from_std(file), len),
+        Ok(Err(FileRefused::Io(e))) if e.kind() == std::io::ErrorKind::NotFound => {
+            return error(StatusCode::NOT_FOUND, "file missing from the drop");
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(recording_id = %meta.recording_id, file = %f.name, error = %e,
+                "refused to serve a recording's file");
+            return error(StatusCode::NOT_FOUND, "no such file in this recording");
+        }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     let ctype = if f.name.ends_with(".opus") {
@@ -241,19 +660,26 @@ async fn file(
         "audio/wav"
     };
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    match parse_range(range, len) {
-        Err(()) => Response::builder()
-            .status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .header(header::CONTENT_RANGE, format!("bytes */{len}"))
-            .body(Body::empty())
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+    let mut resp = match parse_range(range, len) {
+        Err(()) => {
+            let mut r = error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("range not satisfiable: the file has {len} bytes"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
         Ok(None) => Response::builder()
             .header(header::CONTENT_TYPE, ctype)
             .header(header::CONTENT_LENGTH, len)
             .header(header::ACCEPT_RANGES, "bytes")
-            .body(Body::from_stream(tokio_util::io::ReaderStream::new(file)))
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+            .body(Body::from_stream(
+                tokio_util::io::ReaderStream::with_capacity(file, CHUNK),
+            )),
         Ok(Some((a, b))) => {
+            let mut file = file;
             if let Err(e) = file.seek(std::io::SeekFrom::Start(a)).await {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e);
             }
@@ -264,52 +690,328 @@ async fn file(
                 .header(header::CONTENT_LENGTH, b - a + 1)
                 .header(header::ACCEPT_RANGES, "bytes")
                 .header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{len}"))
-                .body(Body::from_stream(tokio_util::io::ReaderStream::new(part)))
-                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+                .body(Body::from_stream(
+                    tokio_util::io::ReaderStream::with_capacity(part, CHUNK),
+                ))
         }
     }
+    .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e));
+    resp.extensions_mut().insert(Streamed);
+    resp
 }
 
-async fn sessions(State(st): State<ApiState>) -> Json<serde_json::Value> {
+async fn sessions(State(st): State<ApiState>) -> Response {
     let list: Vec<ActiveSessionInfo> = st
         .health
         .active
         .lock()
         .map(|a| a.values().cloned().collect())
         .unwrap_or_default();
-    Json(serde_json::json!({ "sessions": list }))
+    Json(serde_json::json!({ "sessions": list })).into_response()
 }
 
-/// The router (also used by tests without a socket).
+/// The router (also used by tests without a socket). `/healthz` is outside
+/// the admission limits: it reads two counters, and a probe must tell
+/// "up but busy" from "down".
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
+    let api = Router::new()
         .route("/api/v1/recordings", get(recordings))
         .route("/api/v1/recordings/{id}", get(recording))
         .route("/api/v1/recordings/{id}/files/{name}", get(file))
         .route("/api/v1/sessions", get(sessions))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admit));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(api)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(middleware::map_response(json_errors))
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes, within the
+/// connection limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = Listener {
+        inner: listener,
+        slots: Arc::new(Semaphore::new(state.limits.max_connections)),
+        refusing: Arc::new(Semaphore::new(state.limits.max_connections)),
+        idle: state.limits.idle,
+        refused: state.refused.clone(),
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
+/// Connections the kernel completes and queues for us (capped by
+/// `net.core.somaxconn`). A burst of connections waits there briefly and
+/// is then served or refused with a 503; with a short queue, the kernel
+/// drops the handshakes that overflow it, and those clients retry only
+/// after 1, 3, 7, 15 s: a burst would look like a hang.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds the API address.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Blocking threads of the API's runtime besides the index connections'
+/// (file opens and reads of downloads).
+const FILE_THREADS: usize = 4;
+
+/// Runs the API on a thread of its own (`srs-http`) with its own
+/// single-threaded runtime and a bounded blocking pool, at nice 10, until
+/// `shutdown` turns true. The API's load (parsing, JSON, SQLite, file
+/// reads) then never runs on the threads of the SIP task and the publishing
+/// tasks nor queues in their blocking pool, and the scheduler serves SIP
+/// and media first when the CPU is short. `listener` is moved to the new
+/// runtime.
+pub fn spawn(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    index_connections: usize,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let listener = listener.into_std()?;
+    std::thread::Builder::new()
+        .name("srs-http".into())
+        .spawn(move || {
+            lower_priority();
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(index_connections.max(1) + FILE_THREADS)
+                .thread_name("srs-http-blocking")
+                .on_thread_start(lower_priority)
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the HTTP API's runtime");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "HTTP listener unusable");
+                        return;
+                    }
+                };
+                let stop = async move {
+                    let _ = shutdown.wait_for(|s| *s).await;
+                };
+                if let Err(e) = serve(listener, state, stop).await {
+                    tracing::error!(error = %e, "HTTP server stopped");
+                }
+            });
+        })
+}
+
+/// Nice 10 for the calling thread (Linux: per thread).
+fn lower_priority() {
+    // SAFETY: plain syscalls on the calling thread; a failure only leaves
+    // it at normal priority.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
+/// The API's listener: at most `max_connections` served at once. Beyond,
+/// a connection gets a canned `503` and is closed (gracefully, reading the
+/// request first, for up to another `max_connections` at once; past that,
+/// written without waiting and closed at once): a client is told at once
+/// rather than left hanging in the backlog, and the server's descriptors
+/// stay bounded.
+struct Listener {
+    inner: tokio::net::TcpListener,
+    slots: Arc<Semaphore>,
+    refusing: Arc<Semaphore>,
+    idle: Duration,
+    refused: Arc<Refusals>,
+}
+
+const REFUSAL_BODY: &str = r#"{"error":"busy: too many connections, retry later"}"#;
+
+impl Listener {
+    fn refuse(&self, mut stream: TcpStream) {
+        self.refused.note("every connection slot busy");
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL_BODY}",
+            REFUSAL_BODY.len()
+        );
+        let Ok(permit) = self.refusing.clone().try_acquire_owned() else {
+            // Past the bound of graceful refusals: the answer goes into the
+            // socket's (empty) send buffer without waiting, and the socket
+            // is closed. Unread input makes that close a reset, but a
+            // Linux client still reads what arrived before it.
+            let _ = stream.try_write(answer.as_bytes());
+            return;
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut buf = [0u8; 2048];
+            // Read the request first: closing a socket with unread input
+            // resets the connection, which can destroy the answer in flight.
+            let _ = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await;
+            if tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let _ = stream.shutdown().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        });
+    }
+}
+
+impl axum::serve::Listener for Listener {
+    type Io = Conn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Conn, SocketAddr) {
+        loop {
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, mostly: wait for some to close.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let _ = stream.set_nodelay(true);
+                    return (Conn::new(stream, slot, self.idle), addr);
+                }
+                Err(_) => self.refuse(stream),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection of the API: holds its connection slot, and fails with
+/// `TimedOut` (which closes it) after `idle` with nothing read or written,
+/// whether the client sends nothing or stops reading our answer.
+pub struct Conn {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, idle: Duration) -> Self {
+        Conn {
+            stream,
+            _slot: slot,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn progressed(&mut self) {
+        let at = Instant::now() + self.idle;
+        self.timer.as_mut().reset(at);
+    }
+
+    /// The result for a pending operation: an error once idle too long.
+    fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "HTTP connection idle too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.stalled(cx),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.stalled(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.stalled(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::*;
 
     #[test]
     fn ranges() {
@@ -317,10 +1019,48 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=0-9"), 100), Ok(Some((0, 9))));
         assert_eq!(parse_range(Some("bytes=90-"), 100), Ok(Some((90, 99))));
         assert_eq!(parse_range(Some("bytes=-10"), 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range(Some("bytes=-500"), 100), Ok(Some((0, 99))));
         assert_eq!(parse_range(Some("bytes=50-500"), 100), Ok(Some((50, 99))));
         assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=-0"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=-1"), 0), Err(()));
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
         assert_eq!(parse_range(Some("bytes=9-1"), 100), Ok(None));
         assert_eq!(parse_range(Some("items=0-1"), 100), Ok(None));
+    }
+
+    #[test]
+    fn a_page_is_cut_at_its_byte_budget_but_never_empty() {
+        let metas: Vec<RecordingMeta> = (0..10)
+            .map(|i| RecordingMeta {
+                recording_id: format!("r{i}"),
+                call_id: "x".repeat(100),
+                ..Default::default()
+            })
+            .collect();
+        let one = serde_json::to_vec(&metas[0]).unwrap().len();
+        let page = |max| {
+            let mut rows = metas.clone().into_iter().map(Ok);
+            let bytes = page_json(42, 10, 5, &mut rows, max).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        };
+        let all = page(1 << 20);
+        assert_eq!(all["recordings"].as_array().unwrap().len(), 10);
+        assert_eq!(
+            (all["total"].as_u64(), all["offset"].as_u64()),
+            (Some(42), Some(5))
+        );
+        assert!(all.get("truncated").is_none(), "{all}");
+        let cut = page(100 + 3 * (one + 1));
+        assert_eq!(cut["recordings"].as_array().unwrap().len(), 3, "{cut}");
+        assert_eq!(cut["truncated"], true);
+        assert_eq!(cut["next_offset"], 8);
+        assert_eq!(
+            cut["recordings"][2],
+            serde_json::to_value(&metas[2]).unwrap()
+        );
+        let tiny = page(1);
+        assert_eq!(tiny["recordings"].as_array().unwrap().len(), 1);
+        assert_eq!(tiny["next_offset"], 6);
     }
 }

@@ -178,15 +178,15 @@ fn repair(args: RepairArgs) -> anyhow::Result<()> {
     let index = Index::open(&path).with_context(|| format!("opening index {}", path.display()))?;
     for m in &recovered {
         index.upsert(m)?;
-        println!(
+        out(&format!(
             "recovered {} ({} files, {} ms) -> {}",
             m.recording_id,
             m.files.len(),
             m.duration_ms,
             m.path
-        );
+        ))?;
     }
-    println!("repaired {} recordings", recovered.len());
+    out(&format!("repaired {} recordings", recovered.len()))?;
     Ok(())
 }
 
@@ -283,17 +283,17 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
         None => (Vec::new(), 0),
     };
     if args.store.json {
-        println!("{}", render::list_json(&recs));
+        out(&render::list_json(&recs))?;
     } else {
-        println!("{}", render::list_table(&recs));
+        out(&render::list_table(&recs))?;
     }
     let shown_to = query.effective_offset() as u64 + recs.len() as u64;
     if !recs.is_empty() && shown_to < total {
-        eprintln!(
+        note(&format!(
             "srs: {} to {} of {total} matching recordings; more with --offset {shown_to}",
             query.effective_offset() + 1,
             shown_to,
-        );
+        ));
     }
     Ok(())
 }
@@ -352,16 +352,16 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let report = report?;
     if report.removed > 0 {
-        eprintln!(
+        note(&format!(
             "srs: removed {} index entries whose recording is no longer in the drop",
             report.removed
-        );
+        ));
     }
-    println!(
+    out(&format!(
         "reindexed {} recordings into {}",
         report.indexed,
         path.display()
-    );
+    ))?;
     Ok(())
 }
 
@@ -374,11 +374,33 @@ fn show(args: ShowArgs) -> anyhow::Result<()> {
         bail!("no recording with id or Call-ID {:?}", args.id);
     };
     if args.store.json {
-        println!("{}", render::show_json(&rec));
+        out(&render::show_json(&rec))?;
     } else {
-        println!("{}", render::show_text(&rec));
+        out(&render::show_text(&rec))?;
     }
     Ok(())
+}
+
+/// Standard output was closed by its reader (`srs list --json | head`).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output closed")]
+struct ClosedPipe;
+
+/// Writes a line of a command's output. `println!` panics when the reader
+/// has closed the pipe; here that ends the command quietly ([`ClosedPipe`]).
+fn out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ClosedPipe.into()),
+        r => r.context("writing to standard output"),
+    }
+}
+
+/// A line on stderr; a closed stderr is ignored (never a panic).
+fn note(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 fn main() -> ExitCode {
@@ -398,8 +420,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `srs list | head`: the reader has all it wanted.
+        Err(e) if e.is::<ClosedPipe>() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("srs: {e:#}");
+            note(&format!("srs: {e:#}"));
             ExitCode::FAILURE
         }
     }

@@ -38,7 +38,7 @@ use crate::sip::message::{FramingError, StreamFramer};
 use crate::sip::overload::{Episode, Overload};
 use crate::siprec::sdp::{AnswerMedia, SdpOffer};
 use crate::siprec::RecordingOffer;
-use crate::store::{FileDrop, Index};
+use crate::store::{FileDrop, IndexWriter};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -275,22 +275,13 @@ pub async fn run(
         path: root.clone(),
         source,
     })?;
-    let index = match Index::open(&config.index_path()) {
-        Ok(i) => {
-            // Recordings a crash left in .incoming are published first.
-            for m in crate::store::recover::recover_all(&FileDrop::new(root.clone())) {
-                if let Err(e) = i.upsert(&m) {
-                    tracing::error!(recording_id = %m.recording_id, error = %e, "cannot index a recovered recording");
-                }
-            }
-            Some(i)
-        }
-        Err(e) => {
-            tracing::error!(path = %config.index_path().display(), error = %e,
-                "index unavailable: recordings still land in the drop; run `srs reindex` later");
-            None
-        }
-    };
+    // The index writer never fails the start: an unusable index is logged
+    // and retried by the publisher thread, which owns it.
+    let mut index = IndexWriter::open(config.index_path());
+    // Recordings a crash left in .incoming are published first.
+    index.index(crate::store::recover::recover_all(&FileDrop::new(
+        root.clone(),
+    )));
     let nofile = raise_nofile_limit();
     let rtp_ports = u64::from(config.media.rtp_ports.hi - config.media.rtp_ports.lo) + 1;
     let limits = Limits {
@@ -395,21 +386,25 @@ pub async fn run(
         tls: tls_bound,
     });
 
-    let api = http::ApiState {
-        pool: Default::default(),
-        health: health.clone(),
-        index_path: config.index_path(),
-        drop_root: config.storage.recordings.clone(),
-    };
-    let mut http_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = http_shutdown.wait_for(|s| *s).await;
-        };
-        if let Err(e) = http::serve(http_listener, api, stop).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    // The API on a thread and runtime of its own (http::spawn): its load
+    // never runs on this runtime's threads, where the SIP task and the
+    // publishing tasks run, nor queues in its blocking pool.
+    let api = http::ApiState::new(
+        health.clone(),
+        config.index_path(),
+        config.storage.recordings.clone(),
+        &config.http,
+    );
+    http::spawn(
+        http_listener,
+        api,
+        config.http.index_connections,
+        shutdown.clone(),
+    )
+    .map_err(|source| ServerError::Drop {
+        path: PathBuf::from("HTTP thread"),
+        source,
+    })?;
 
     let (conn_tx, conn_rx) = mpsc::unbounded_channel();
     let conn_ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
@@ -1434,19 +1429,42 @@ struct PublishJob {
 /// Most recordings published together.
 const PUBLISH_BATCH: usize = 256;
 
+/// While recordings wait for an unusable index, how often it is retried
+/// when nothing new is published.
+const INDEX_RETRY: Duration = Duration::from_secs(5);
+
 /// The publisher thread: takes every recording waiting, publishes them into
 /// the drop as one group commit ([`FileDrop::publish_batch`]: two
 /// `syncfs(2)` per batch instead of a dozen fsyncs per recording), then
 /// indexes the published ones in one transaction. While a batch is being
 /// made durable the next one gathers, so the cost per recording falls as
-/// the rate rises. The drop comes first: an index failure never loses audio.
+/// the rate rises. The drop comes first: an index failure never loses audio,
+/// and the [`IndexWriter`] keeps what the index could not take until it can
+/// (retried every [`INDEX_RETRY`]), and follows the index file at its path
+/// if it is deleted or replaced. It has its own connection, and the
+/// API's readers never run on this thread.
 fn publisher(
     drop: FileDrop,
-    index: Option<Index>,
+    mut index: IndexWriter,
     health: Arc<Health>,
     rx: std::sync::mpsc::Receiver<PublishJob>,
 ) {
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = if index.pending() > 0 {
+            match rx.recv_timeout(INDEX_RETRY) {
+                Ok(j) => j,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    index.index(Vec::new());
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(j) => j,
+                Err(_) => break,
+            }
+        };
         let mut jobs = vec![first];
         while jobs.len() < PUBLISH_BATCH {
             match rx.try_recv() {
@@ -1473,31 +1491,16 @@ fn publisher(
                 }
             }
         }
-        if !published.is_empty() {
-            match &index {
-                Some(index) => {
-                    let t = Instant::now();
-                    let r = index.upsert_batch(&published);
-                    tracing::debug!(
-                        recordings = published.len(),
-                        index_ms = t.elapsed().as_secs_f64() * 1e3,
-                        "index batch"
-                    );
-                    if let Err(e) = r {
-                        let ids: Vec<&str> =
-                            published.iter().map(|m| m.recording_id.as_str()).collect();
-                        tracing::error!(recording_ids = ?ids, error = %e, "indexing failed; run `srs reindex`");
-                    }
-                }
-                None => tracing::warn!(
-                    recordings = published.len(),
-                    "no index: recordings are in the drop only"
-                ),
-            }
-        }
+        index.index(published);
         for j in jobs {
             let _ = j.done.send(());
         }
+    }
+    if index.pending() > 0 {
+        tracing::error!(
+            recordings = index.pending(),
+            "exiting with recordings published but not indexed: run `srs reindex`"
+        );
     }
 }
 

@@ -104,3 +104,46 @@ fn list_and_show_on_an_empty_drop() {
         String::from_utf8_lossy(&out.stderr).contains("no recording with id or Call-ID \"nosuch\"")
     );
 }
+
+/// `srs list --json | head -c 100` (and the table, and `show`): a reader
+/// that closes the pipe early ends the CLI quietly, never a panic and
+/// its backtrace on stderr.
+#[test]
+fn a_closed_pipe_ends_the_cli_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    // 300 recordings of ~4 KB: far more than a pipe buffer (64 KiB).
+    index_bulky(&dir.path().join("index.sqlite"), 300);
+    let d = dir.path().to_str().unwrap();
+    for args in [
+        &["list", "--json", "--limit", "300"][..],
+        &["list", "--limit", "300"][..],
+        &["show", "bulk-00001", "--json"][..],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_srs"))
+            .args(args)
+            .args(["--recordings", d])
+            .env("RUST_BACKTRACE", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Like `head -c 100`: read a little, then close the pipe.
+        let mut out = child.stdout.take().unwrap();
+        let mut first = [0u8; 100];
+        out.read_exact(&mut first[..10]).unwrap();
+        drop(out);
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(!err.contains("panicked"), "srs {args:?}: {err}");
+        assert!(err.trim().is_empty(), "srs {args:?} is quiet: {err}");
+        assert!(status.success(), "srs {args:?}: {status:?}");
+    }
+}

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Datelike, Utc};
 
 use crate::recording::RecordingMeta;
+use crate::store::recover::{INCOMING_FILE, INCOMING_TMP};
 
 /// Name of the staging directory under the drop root.
 pub const INCOMING_DIR: &str = ".incoming";
@@ -161,6 +162,13 @@ impl FileDrop {
                     return Err(DropError::AlreadyExists(target));
                 }
                 fs::rename(&incoming, &target).map_err(io_err("renaming into place", &incoming))?;
+                // The live description (`status: recording`) was for crash
+                // recovery, which only looks in .incoming; metadata.json now
+                // says it all. Removed after the rename, so a recording that
+                // fails to publish keeps it; made durable by the flush below.
+                for stale in [INCOMING_FILE, INCOMING_TMP] {
+                    let _ = fs::remove_file(target.join(stale));
+                }
                 Ok(target)
             })
             .collect();
@@ -460,6 +468,32 @@ mod tests {
         let back: RecordingMeta =
             serde_json::from_slice(&fs::read(fin.join(METADATA_FILE)).unwrap()).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn the_in_progress_description_is_not_published() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fd = FileDrop::new(tmp.path());
+        let inc = stage(&fd, "rec-j");
+        let mut m = meta("rec-j", "2026-11-23T10:00:00Z");
+        let mut live = m.clone();
+        live.status = "recording".into();
+        crate::store::recover::write_incoming(&inc, &live).unwrap();
+        fs::write(inc.join(".incoming.json.tmp"), b"{").unwrap();
+        let fin = fd.publish(&mut m).unwrap();
+        let mut names: Vec<_> = fs::read_dir(&fin)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [METADATA_FILE, "p1.wav"]);
+        // A failed publication keeps it: recovery needs it.
+        let inc = stage(&fd, "rec-k");
+        crate::store::recover::write_incoming(&inc, &live).unwrap();
+        fs::create_dir_all(tmp.path().join("2026/11/23/rec-k")).unwrap();
+        let mut k = meta("rec-k", "2026-11-23T10:00:00Z");
+        assert!(fd.publish(&mut k).is_err());
+        assert!(inc.join(crate::store::recover::INCOMING_FILE).is_file());
     }
 
     #[test]

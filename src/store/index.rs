@@ -23,6 +23,15 @@
 //! Every derived row of a recording is replaced with it in one transaction.
 //! Recordings indexed before version 2 have NULL in the new columns and no
 //! rows in the new tables until `srs reindex` replaces them.
+//!
+//! The file uses a rollback journal (`journal_mode=TRUNCATE`), not WAL, and
+//! no memory map (`mmap_size=0`): WAL maps `index.sqlite-shm` into memory,
+//! and a fault on that mapping (the file made immutable, a full or broken
+//! disk) is a SIGBUS that kills the whole server, every live call with it.
+//! With every access a read(2) or write(2), a faulty index is an error the
+//! caller logs. The price: readers and the writer exclude each other while
+//! a transaction commits (both wait, [`BUSY_TIMEOUT`] at most), and a
+//! commit costs one more fsync (`docs/operations.md`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,7 +117,12 @@ const SEARCH_VERSION: u32 = 2;
 /// Recordings written per transaction by [`Index::reindex`].
 pub const REINDEX_BATCH: usize = 500;
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection waits for another's lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Journal of the index: a rollback journal (see the module doc for why
+/// not WAL); TRUNCATE keeps the file, which is cheaper than recreating it.
+const JOURNAL_MODE: &str = "truncate";
 
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +170,34 @@ pub struct Index {
     conn: Connection,
     /// Schema version of the file as opened.
     version: u32,
+    /// The file opened, to notice it deleted or replaced ([`Index::is_at`]).
+    file: Option<FileId>,
+}
+
+/// Which file a path names: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+}
+
+/// Settings of every connection: the busy timeout, and no memory map of
+/// the database (a fault on a mapping is a SIGBUS, not an error).
+fn configure(conn: &Connection) -> Result<(), IndexError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "mmap_size", 0)?;
+    Ok(())
 }
 
 /// What [`Index::reindex`] did.
@@ -329,11 +371,15 @@ impl Index {
             })?;
         }
         let mut conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        configure(&conn)?;
+        // From WAL (indexes made by earlier versions) this needs the only
+        // connection to the file; if another process holds one, the index
+        // stays in WAL until it is opened again (at the next start).
         let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(path = %path.display(), mode, "index could not switch to WAL mode");
+            conn.pragma_update_and_check(None, "journal_mode", JOURNAL_MODE, |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case(JOURNAL_MODE) {
+            tracing::warn!(path = %path.display(), mode,
+                "the index could not leave {mode} mode (another process has it open?): until the next start, a fault of its -shm file would stop the server");
         }
         conn.pragma_update(None, "foreign_keys", true)?;
         let found = user_version(&conn)?;
@@ -348,6 +394,7 @@ impl Index {
         Ok(Self {
             conn,
             version: known_version(),
+            file: FileId::of(path).ok(),
         })
     }
 
@@ -362,12 +409,26 @@ impl Index {
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        configure(&conn)?;
         let version = user_version(&conn)?;
         if version == 0 {
             return Err(IndexError::NotInitialised(path.to_path_buf()));
         }
-        Ok(Some(Self { conn, version }))
+        Ok(Some(Self {
+            conn,
+            version,
+            file: FileId::of(path).ok(),
+        }))
+    }
+
+    /// Whether `path` still names the file this connection has open: false
+    /// once it was deleted or replaced (e.g. renamed over), when writing on
+    /// would go to a file nobody reads. One stat(2).
+    pub fn is_at(&self, path: &Path) -> bool {
+        match (self.file, FileId::of(path)) {
+            (Some(open), Ok(now)) => open == now,
+            _ => false,
+        }
     }
 
     /// Inserts or replaces one recording and all its derived rows
@@ -452,10 +513,26 @@ impl Index {
     /// Recordings matching `q`, newest first (`started_at` then
     /// `recording_id`, descending), one page of them (`limit`, `offset`),
     /// and the number of all matching recordings.
+    pub fn search(&self, q: &Query) -> Result<(Vec<RecordingMeta>, u64), IndexError> {
+        self.search_with(q, |total, rows| {
+            Ok((rows.collect::<Result<_, _>>()?, total))
+        })
+    }
+
+    /// [`Index::search`] without collecting the page: `page` gets the
+    /// number of all matching recordings and the page's recordings one at
+    /// a time (it may stop early), so a caller can bound what it keeps.
     ///
     /// The filter is one `WHERE` clause with bound parameters, used by the
     /// page query and the count query within one read transaction.
-    pub fn search(&self, q: &Query) -> Result<(Vec<RecordingMeta>, u64), IndexError> {
+    pub fn search_with<T>(
+        &self,
+        q: &Query,
+        page: impl FnOnce(
+            u64,
+            &mut dyn Iterator<Item = Result<RecordingMeta, IndexError>>,
+        ) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
         let filter = q.to_sql()?;
         if self.version < SEARCH_VERSION {
             return Err(IndexError::SchemaTooOld {
@@ -475,8 +552,7 @@ impl Index {
             params_from_iter(filter.params.iter()),
             |r| r.get(0),
         )?;
-        let mut out = Vec::new();
-        {
+        let out = {
             let mut stmt = tx.prepare(&format!(
                 "SELECT r.recording_id, r.meta_json FROM recordings r
                  WHERE {}
@@ -492,13 +568,14 @@ impl Index {
             let rows = stmt.query_map(params_from_iter(page_params.iter()), |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
-            for row in rows {
+            let mut rows = rows.map(|row| {
                 let (id, json) = row?;
-                out.push(parse_row(id, json)?);
-            }
-        }
+                parse_row(id, json)
+            });
+            page(u64::try_from(total).unwrap_or(0), &mut rows)?
+        };
         tx.commit()?;
-        Ok((out, u64::try_from(total).unwrap_or(0)))
+        Ok(out)
     }
 
     /// Recordings, newest first (`started_at` then `recording_id`, descending),
@@ -549,6 +626,168 @@ impl Index {
             .conn
             .query_row("SELECT COUNT(*) FROM recordings", [], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+/// Published recordings kept for the index while it is unusable; beyond,
+/// the oldest are left to `srs reindex` (they are in the drop).
+pub const MAX_BACKLOG: usize = 10_000;
+
+/// How often an index fault is logged again while it lasts.
+const FAULT_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The server's writer of the index (its publisher thread owns it).
+///
+/// No fault of the index stops publishing: the drop comes first, and a
+/// recording the index cannot take is logged and kept in a backlog, which
+/// is written with the next batch (or retry) once the index is usable again.
+/// Before each batch the index file at the path is checked to be the one
+/// open (one stat): a file deleted or replaced (`srs reindex` into a new
+/// file, a restore) is reopened at its path, created if need be, and said in
+/// the log, instead of writing on into a file nobody reads.
+#[derive(Debug)]
+pub struct IndexWriter {
+    path: PathBuf,
+    index: Option<Index>,
+    backlog: Vec<RecordingMeta>,
+    /// Since when the index has been failing, and when that was last logged.
+    failing: Option<(std::time::Instant, std::time::Instant)>,
+    /// Recordings dropped from the backlog during this fault.
+    given_up: usize,
+}
+
+impl IndexWriter {
+    /// Opens the index at `path` (an error is logged; the writer retries).
+    pub fn open(path: PathBuf) -> Self {
+        let mut w = IndexWriter {
+            path,
+            index: None,
+            backlog: Vec::new(),
+            failing: None,
+            given_up: 0,
+        };
+        if let Err(e) = w.connect() {
+            w.fault(&e);
+        }
+        w
+    }
+
+    /// Recordings published but not yet in the index.
+    pub fn pending(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Whether the last write reached the index.
+    pub fn is_healthy(&self) -> bool {
+        self.failing.is_none()
+    }
+
+    /// Opens the index unless the open connection is to the file at the path.
+    fn connect(&mut self) -> Result<(), IndexError> {
+        if let Some(ix) = &self.index {
+            if !ix.is_at(&self.path) {
+                let gone = !self.path.exists();
+                self.index = None;
+                let ix = Index::open(&self.path)?;
+                if gone {
+                    tracing::warn!(path = %self.path.display(),
+                        "the index file was deleted: created a new one at its path; run `srs reindex` to bring back the recordings published before");
+                } else {
+                    tracing::warn!(path = %self.path.display(),
+                        "the index file was replaced: reopened it at its path");
+                }
+                self.index = Some(ix);
+            }
+        }
+        if self.index.is_none() {
+            self.index = Some(Index::open(&self.path)?);
+        }
+        Ok(())
+    }
+
+    /// Writes the backlog, [`REINDEX_BATCH`] recordings per transaction (a
+    /// long backlog must not hold the lock against readers for long).
+    fn write_backlog(&mut self, written: &mut usize) -> Result<(), IndexError> {
+        while !self.backlog.is_empty() {
+            self.connect()?;
+            let n = self.backlog.len().min(REINDEX_BATCH);
+            if let Some(ix) = &self.index {
+                ix.upsert_batch(&self.backlog[..n])?;
+            }
+            self.backlog.drain(..n);
+            *written += n;
+        }
+        Ok(())
+    }
+
+    /// Indexes `published`, after whatever an earlier fault left waiting.
+    /// Never fails: see the type's doc.
+    pub fn index(&mut self, published: Vec<RecordingMeta>) {
+        self.backlog.extend(published);
+        if self.backlog.is_empty() {
+            return;
+        }
+        let t = std::time::Instant::now();
+        let total = self.backlog.len();
+        let mut written = 0;
+        let result = self.write_backlog(&mut written);
+        tracing::debug!(
+            recordings = written,
+            index_ms = t.elapsed().as_secs_f64() * 1e3,
+            "index batch"
+        );
+        match result {
+            Ok(()) => {
+                if let Some((since, _)) = self.failing.take() {
+                    tracing::warn!(path = %self.path.display(), indexed_late = total,
+                        given_up = self.given_up, fault_s = since.elapsed().as_secs(),
+                        "the index is usable again: the recordings published meanwhile are indexed");
+                    if self.given_up > 0 {
+                        tracing::warn!(missing = self.given_up,
+                            "some recordings of the fault are in the drop but not the index: run `srs reindex`");
+                    }
+                    self.given_up = 0;
+                }
+            }
+            Err(e) => {
+                // A fresh connection next time: this one may be stuck in
+                // a failed transaction, or on a file since replaced.
+                self.index = None;
+                self.fault(&e);
+            }
+        }
+    }
+
+    /// Logs a fault (at once when it starts, then every minute) and bounds
+    /// the backlog.
+    fn fault(&mut self, e: &IndexError) {
+        let now = std::time::Instant::now();
+        if self.backlog.len() > MAX_BACKLOG {
+            let excess = self.backlog.len() - MAX_BACKLOG;
+            self.backlog.drain(..excess);
+            self.given_up += excess;
+        }
+        match &mut self.failing {
+            None => {
+                self.failing = Some((now, now));
+                let ids: Vec<&str> = self
+                    .backlog
+                    .iter()
+                    .take(20)
+                    .map(|m| m.recording_id.as_str())
+                    .collect();
+                tracing::error!(path = %self.path.display(), error = %e, waiting = self.backlog.len(),
+                    recording_ids = ?ids,
+                    "index unusable: recordings still land in the drop and are indexed once it is usable again (or run `srs reindex`)");
+            }
+            Some((since, logged)) if now.duration_since(*logged) >= FAULT_LOG_EVERY => {
+                *logged = now;
+                tracing::error!(path = %self.path.display(), error = %e, waiting = self.backlog.len(),
+                    given_up = self.given_up, fault_s = since.elapsed().as_secs(),
+                    "index still unusable");
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -606,10 +845,104 @@ mod tests {
             .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(mode, "wal");
+        assert_eq!(mode, "truncate");
+        let mmap: i64 = ix
+            .conn
+            .query_row("PRAGMA mmap_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mmap, 0, "no memory map: a fault is an error, not a SIGBUS");
         assert_eq!(ix.count().unwrap(), 0);
         assert!(ix.list(None).unwrap().is_empty());
         assert!(ix.get("x").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_wal_index_of_an_earlier_version_leaves_wal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("index.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let ix = Index::open(&path).unwrap();
+        ix.upsert(&rec("r", "c", "2026-11-23T10:00:00Z", &[]))
+            .unwrap();
+        let mode: String = ix
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "truncate");
+        assert!(!tmp.path().join("index.sqlite-shm").exists());
+        assert!(!tmp.path().join("index.sqlite-wal").exists());
+    }
+
+    #[test]
+    fn a_deleted_or_replaced_index_file_is_noticed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("index.sqlite");
+        let ix = Index::open(&path).unwrap();
+        assert!(ix.is_at(&path));
+        let ro = Index::open_existing(&path).unwrap().unwrap();
+        assert!(ro.is_at(&path));
+        // Replaced: another file renamed over it.
+        let other = tmp.path().join("other.sqlite");
+        drop(Index::open(&other).unwrap());
+        std::fs::rename(&other, &path).unwrap();
+        assert!(!ix.is_at(&path));
+        assert!(!ro.is_at(&path));
+        assert!(Index::open(&path).unwrap().is_at(&path));
+        // Deleted.
+        std::fs::remove_file(&path).unwrap();
+        assert!(!ix.is_at(&path));
+    }
+
+    #[test]
+    fn the_writer_follows_the_file_at_its_path_and_outlives_faults() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("index.sqlite");
+        let r = |id: &str| rec(id, &format!("c-{id}"), "2026-11-23T10:00:00Z", &[]);
+        let ids = |path: &Path| -> Vec<String> {
+            let ix = Index::open_existing(path).unwrap().unwrap();
+            let mut v: Vec<_> = ix
+                .list(None)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.recording_id)
+                .collect();
+            v.sort();
+            v
+        };
+        let mut w = IndexWriter::open(path.clone());
+        w.index(vec![r("a")]);
+        assert_eq!(ids(&path), ["a"]);
+        // Deleted: a new index at the path.
+        std::fs::remove_file(&path).unwrap();
+        w.index(vec![r("b")]);
+        assert_eq!(ids(&path), ["b"]);
+        // Replaced (as a rebuild renamed into place would).
+        let other = tmp.path().join("rebuilt.sqlite");
+        Index::open(&other).unwrap().upsert(&r("x")).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        w.index(vec![r("c")]);
+        assert_eq!(ids(&path), ["c", "x"]);
+        // Unusable (here: a directory where the file should be): nothing
+        // indexed, nothing lost, and it all comes back once it is usable.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        w.index(vec![r("d")]);
+        w.index(vec![r("e")]);
+        assert!(!w.is_healthy());
+        assert_eq!(w.pending(), 2);
+        std::fs::remove_dir(&path).unwrap();
+        w.index(Vec::new());
+        assert!(w.is_healthy());
+        assert_eq!(w.pending(), 0);
+        assert_eq!(ids(&path), ["d", "e"]);
     }
 
     #[test]

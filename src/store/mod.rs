@@ -14,5 +14,5 @@ pub mod recover;
 pub mod render;
 
 pub use drop::{DropError, FileDrop};
-pub use index::{Index, IndexError, ReindexReport};
+pub use index::{Index, IndexError, IndexWriter, ReindexReport};
 pub use query::{Query, QueryError};

@@ -18,10 +18,12 @@ use crate::store::drop::{DropError, FileDrop, INCOMING_DIR};
 
 /// Name of the in-progress description inside an incoming directory.
 pub const INCOMING_FILE: &str = "incoming.json";
+/// Its temporary name while being rewritten.
+pub const INCOMING_TMP: &str = ".incoming.json.tmp";
 
 /// Writes `incoming.json` atomically (temp file + rename).
 pub fn write_incoming(dir: &Path, meta: &RecordingMeta) -> std::io::Result<()> {
-    let tmp = dir.join(".incoming.json.tmp");
+    let tmp = dir.join(INCOMING_TMP);
     let json = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
     std::fs::write(&tmp, json)?;
     std::fs::rename(tmp, dir.join(INCOMING_FILE))
@@ -203,7 +205,7 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>,
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     }
     let _ = std::fs::remove_file(dir.join(INCOMING_FILE));
-    let _ = std::fs::remove_file(dir.join(".incoming.json.tmp"));
+    let _ = std::fs::remove_file(dir.join(INCOMING_TMP));
     drop.publish(&mut meta)?;
     Ok(Some(meta))
 }

@@ -425,3 +425,128 @@ pub fn send_pcmu_tone(sock: &UdpSocket, to: SocketAddr, freq: f64, secs: f64, ss
         }
     }
 }
+
+/// A recording of some bulk (four participants, correlation ids, twenty
+/// events, like a transferred contact-centre call): about 4 KB of JSON.
+pub fn bulky_recording(i: usize) -> srs::recording::RecordingMeta {
+    use srs::recording::{EventMeta, ParticipantMeta, RecordingMeta};
+    let id = format!("bulk-{i:05}");
+    let mut m = RecordingMeta {
+        recording_id: id.clone(),
+        call_id: format!("{id}@192.0.2.10"),
+        status: "complete".into(),
+        started_at: format!("2026-03-01T{:02}:{:02}:00Z", (i / 60) % 24, i % 60),
+        ended_at: format!("2026-03-01T{:02}:{:02}:59Z", (i / 60) % 24, i % 60),
+        duration_ms: 59_000,
+        source: "192.0.2.10:5060".into(),
+        transport: "udp".into(),
+        record_dn: Some(format!("{}", 1000 + i % 50)),
+        path: format!("2026/03/01/{id}"),
+        ..Default::default()
+    };
+    for k in ["calluuid", "connid", "ani", "dnis", "agentid"] {
+        m.correlation
+            .insert(k.into(), format!("{k}-{i:08}-0123456789abcdef"));
+    }
+    m.participants = (0..4)
+        .map(|p| ParticipantMeta {
+            id: format!("participant-{p}-{i}"),
+            aor: Some(format!("sip:+1555123{p:04}@carrier.example.com")),
+            name: Some(format!("Participant number {p}")),
+            labels: vec![p.to_string()],
+            file: Some(format!("p{p}.wav")),
+        })
+        .collect();
+    m.events = (0..20)
+        .map(|e| EventMeta {
+            at: m.started_at.clone(),
+            kind: "participant-joined".into(),
+            participant_id: Some(format!("participant-{}-{i}", e % 4)),
+            aor: Some(format!("sip:{}@pbx.example.com", 7000 + e)),
+            ..Default::default()
+        })
+        .collect();
+    m
+}
+
+/// Writes `n` bulky recordings straight into the index at `index`
+/// (rows only: no audio in the drop).
+pub fn index_bulky(index: &Path, n: usize) {
+    let ix = srs::store::Index::open(index).unwrap();
+    let all: Vec<_> = (0..n).map(bulky_recording).collect();
+    ix.upsert_batch(&all).unwrap();
+}
+
+/// One short recorded call from the corpus INVITE (answered, 200 ms, BYE
+/// from the client). Returns its Call-ID; publication is not awaited.
+pub fn short_call(srs: &Server, tag: &str) -> String {
+    let raw = std::fs::read_to_string(
+        manifest_dir().join("tests/fixtures/corpus/sipp-generated-invite.sip"),
+    )
+    .unwrap();
+    // A Call-ID and transaction of its own (the corpus message has both).
+    let raw = raw
+        .replace(
+            "Call-ID: 1-20223@127.0.0.1",
+            &format!("Call-ID: {tag}@127.0.0.1"),
+        )
+        .replace("branch=z9hG4bK-20223-1-0", &format!("branch=z9hG4bK-{tag}"));
+    let req = srs::testkit::corpus_request(&raw, tag);
+    let inv = srs::sip::message::parse(&req).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ok = final_response(&sock, srs.sip, &req);
+    assert_eq!(status(&ok), 200, "{}", srs.log());
+    std::thread::sleep(Duration::from_millis(200));
+    let bye = bye_for(&sock, &inv, &ok, 2);
+    sock.send_to(bye.as_bytes(), srs.sip).unwrap();
+    inv.call_id().unwrap().to_string()
+}
+
+/// The `metadata.json` of the recording of `call_id` if it is published in
+/// the drop at `root` (read from the dated tree, not the index).
+pub fn published_in_drop(root: &Path, call_id: &str) -> Option<serde_json::Value> {
+    let drop = srs::store::FileDrop::new(root);
+    let found = drop
+        .scan()
+        .ok()?
+        .into_iter()
+        .find(|m| m.call_id == call_id)?;
+    serde_json::to_value(found).ok()
+}
+
+/// Waits until the recording of `call_id` is published in the drop.
+pub fn wait_in_drop(srs: &Server, call_id: &str, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(m) = published_in_drop(&srs.recordings, call_id) {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{call_id} not published in the drop within {timeout:?}:\n{}",
+            srs.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `srs list` shows the recording of `call_id`.
+pub fn wait_indexed(srs: &Server, call_id: &str, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(r) = srs
+            .list_json()
+            .into_iter()
+            .find(|r| r["call_id"] == call_id)
+        {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{call_id} not indexed within {timeout:?}:\n{}",
+            srs.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
