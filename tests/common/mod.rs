@@ -550,3 +550,25 @@ pub fn wait_indexed(srs: &Server, call_id: &str, timeout: Duration) -> serde_jso
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The initial offers of the vendor corpus (tests/fixtures/corpus), each a
+/// whole INVITE or an offer body the harness wraps in one.
+pub const CORPUS_INITIAL: &[&str] = &[
+    "sipp-generated-invite.sip",
+    "opensips-generated-invite.sip",
+    "opensips-generated-invite-2.sip",
+    "acme-sbc-offer-body.sip",
+    "acme-sbc-avaya-ucid-offer-body.sip",
+    "acme-sbc-genesys-record-invite-tcp.sip",
+    "acme-sbc-carrier-invite-xacme-callid.sip",
+    "audiocodes-mediant-invite-tcp.sip",
+    "avaya-sbce-offer-body-dataMode.sip",
+    "cisco-cube-offer-body-gtd.sip",
+    "cisco-cube-inactive-offer-body.sip",
+    "cisco-cube-ios16-invite-sparse-metadata.sip",
+    "intrado-viper-invite-tcp.sip",
+    "opensips-connectel-offer-body.sip",
+    "sems-procomm-offer-body.sip",
+    "sonus-sbc-offer-body.sip",
+    "ietf-rfc8068-basic-av-invite-complete.sip",
+];
