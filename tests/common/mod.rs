@@ -2,6 +2,8 @@
 //! find real peers (SIPp, ffmpeg), decode and analyse WAV files.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
