@@ -21,8 +21,8 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use crate::config::Format;
 use crate::net::Cidr;
+use crate::recording::Format;
 use crate::sip::message::Message;
 use crate::siprec::metadata::Metadata;
 

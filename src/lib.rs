@@ -33,6 +33,7 @@ pub mod http;
 pub mod logging;
 pub mod media;
 pub mod net;
+pub mod output;
 pub mod plan;
 pub mod recording;
 pub mod server;

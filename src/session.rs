@@ -5,13 +5,18 @@
 //! The server executes what this module decides (bind a port, tell a
 //! stream its codec changed, re-anchor after a pause).
 
+pub mod lifecycle;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::media::recorder::{StreamSpec, StreamStats};
 use crate::plan::{file_name, MediaPlan};
-use crate::recording::{DtmfMeta, EventMeta, FileMeta, ParticipantMeta, RecordingMeta, StreamMeta};
+use crate::recording::{
+    Attribution, DtmfMeta, EventMeta, FileMeta, Format, ParticipantMeta, RecordingMeta, Status,
+    StreamMeta,
+};
 use crate::siprec::metadata::{self, ChangeKind, DataMode, Metadata};
 use crate::siprec::sdp::{Direction, MediaOffer, RtpMap, SdpOffer};
 use crate::siprec::RecordingOffer;
@@ -70,7 +75,7 @@ pub struct StreamSlot {
     pub port: u16,
     pub paused: bool,
     pub participant_id: Option<String>,
-    pub attribution: Option<&'static str>,
+    pub attribution: Option<Attribution>,
     /// SRTP (SDES) stream.
     pub srtp: bool,
 }
@@ -235,7 +240,7 @@ impl Session {
             .values()
             .map(|s| FileMeta {
                 name: s.file.clone(),
-                format: "wav".into(),
+                format: Format::Wav,
                 labels: vec![s.label.clone()],
                 ..FileMeta::default()
             })
@@ -330,7 +335,7 @@ impl Session {
         for slot in self.streams.values_mut() {
             if let Some(p) = md.sender_of_label(&slot.label) {
                 slot.participant_id = Some(p.id.clone());
-                slot.attribution = Some("metadata");
+                slot.attribution = Some(Attribution::Metadata);
             }
         }
         for c in changes {
@@ -453,7 +458,7 @@ impl Session {
         mut self,
         ended_at: DateTime<Utc>,
         duration_ms: u64,
-        status: &str,
+        status: Status,
         reports: &BTreeMap<usize, StreamReport>,
     ) -> RecordingMeta {
         let mut meta = std::mem::take(&mut self.meta);
@@ -481,7 +486,7 @@ impl Session {
                     .map(|s| s.codec.name.to_ascii_uppercase())
                     .unwrap_or_else(|| "rejected".into()),
                 participant_id: slot.and_then(|s| s.participant_id.clone()),
-                attribution: slot.and_then(|s| s.attribution.map(str::to_string)),
+                attribution: slot.and_then(|s| s.attribution),
                 packets_received: st.packets_received,
                 packets_lost: st.packets_lost,
                 packets_late: st.packets_late,
@@ -508,7 +513,7 @@ impl Session {
                 let rate = st.sample_rate.max(1);
                 meta.files.push(FileMeta {
                     name: s.file.clone(),
-                    format: "wav".into(),
+                    format: Format::Wav,
                     labels: vec![s.label.clone()],
                     duration_ms: st.samples_written * 1000 / u64::from(rate),
                     sample_rate: rate,
@@ -518,7 +523,7 @@ impl Session {
             }
         }
         if !errors.is_empty() {
-            meta.status = "truncated".into();
+            meta.status = Status::Truncated.into();
             meta.error = Some(errors.join("; "));
         }
         meta.dtmf.sort_by_key(|d| d.at_ms);

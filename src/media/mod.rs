@@ -16,7 +16,6 @@ pub mod recorder;
 pub mod reorder;
 pub mod rtp;
 pub mod srtp;
-pub mod stereo;
 
 /// The WAV format every file of ours uses: 16-bit signed PCM.
 pub fn pcm16_spec(sample_rate: u32, channels: u16) -> hound::WavSpec {

@@ -2,9 +2,10 @@
 //! and the [`StreamRecorder`]s of its share of the streams.
 //!
 //! A shard does not wake per packet. It sleeps for a fixed tick
-//! ([`TICK`]), then asks epoll at once for every socket with data
-//! (`epoll_wait` with a zero timeout, level-triggered) and drains each with
-//! `recvmmsg` into the thread's pooled buffers. At 200,000 packets/s that is
+//! ([`TICK`]), then asks epoll at once for every socket that received
+//! something (`epoll_wait` with a zero timeout; edge-triggered, so each
+//! reported socket is drained with `recvmmsg` into the thread's pooled
+//! buffers until the kernel queue is empty, and idle sockets cost nothing). At 200,000 packets/s that is
 //! about 200 wake-ups per second per thread instead of 200,000, and the
 //! kernel's socket buffers hold the few packets that arrive within a tick.
 //! Packets are stamped with the time of the batch (at most one tick late,
@@ -51,12 +52,24 @@ enum Cmd {
     Stop {
         id: u64,
         end: Instant,
-        reply: tokio::sync::oneshot::Sender<Result<StreamStats, String>>,
+        reply: tokio::sync::oneshot::Sender<Result<StreamStats, StopError>>,
     },
     MediaEnd {
         id: u64,
         reply: tokio::sync::oneshot::Sender<Option<Instant>>,
     },
+}
+
+/// Why a stream's report did not come back from [`Reactor::stop`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StopError {
+    /// The shard holds no such stream.
+    #[error("unknown stream {0}")]
+    UnknownStream(u64),
+    /// The shard's thread is gone (it died): the stream's file holds what
+    /// its last header rewrite covered.
+    #[error("the media thread is gone")]
+    ThreadGone,
 }
 
 /// Handle to the reactor's shards.
@@ -117,6 +130,25 @@ impl SourcePolicy {
         SourcePolicy::Latch {
             from: Some([a, b]),
             latched: None,
+        }
+    }
+
+    /// The policy of a new stream: only the SDP's address without
+    /// `media.latch`; with it, the first source of media from the SDP's
+    /// address or the client's own (`client`, its signalling address), or
+    /// from anywhere with `media.latch_any_source` (clients behind NAT).
+    pub fn for_stream(
+        latch: bool,
+        latch_any_source: bool,
+        sdp: Option<IpAddr>,
+        client: IpAddr,
+    ) -> SourcePolicy {
+        let sdp = sdp.filter(|ip| !ip.is_unspecified());
+        match (latch, sdp) {
+            (false, Some(ip)) => SourcePolicy::Ip(ip.to_canonical()),
+            _ if latch_any_source => SourcePolicy::latch_any(),
+            // Either may be 0.0.0.0.
+            _ => SourcePolicy::latch_from(sdp.unwrap_or(client), client),
         }
     }
 
@@ -239,14 +271,10 @@ impl Reactor {
     /// Stops a stream at `end` (what is queued is still recorded) and
     /// returns its counters once its files are closed (a stream whose
     /// writes failed reports up to the failure, with its `error`).
-    pub fn stop(
-        &self,
-        id: u64,
-        end: Instant,
-    ) -> tokio::sync::oneshot::Receiver<Result<StreamStats, String>> {
+    pub async fn stop(&self, id: u64, end: Instant) -> Result<StreamStats, StopError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let _ = self.shard_of(id).send(Cmd::Stop { id, end, reply });
-        rx
+        rx.await.map_err(|_| StopError::ThreadGone)?
     }
 }
 
@@ -430,7 +458,7 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
                             st.packets_foreign = s.foreign;
                             Ok(st)
                         }
-                        None => Err("unknown stream".into()),
+                        None => Err(StopError::UnknownStream(id)),
                     };
                     let _ = reply.send(result);
                 }
@@ -498,6 +526,36 @@ mod tests {
 
     fn addr(s: &str) -> Option<SocketAddr> {
         Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn a_new_stream_latches_from_the_sdp_or_the_client_unless_told_otherwise() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let (sdp, client) = (Some(ip("10.0.0.5")), ip("10.0.0.9"));
+        assert_eq!(
+            SourcePolicy::for_stream(false, false, sdp, client),
+            SourcePolicy::Ip(ip("10.0.0.5")),
+            "no latching: the SDP's address, any port"
+        );
+        assert_eq!(
+            SourcePolicy::for_stream(true, false, sdp, client),
+            SourcePolicy::latch_from(ip("10.0.0.5"), client)
+        );
+        assert_eq!(
+            SourcePolicy::for_stream(true, true, sdp, client),
+            SourcePolicy::latch_any()
+        );
+        // A held (0.0.0.0) or missing c=: the client's own address.
+        for none in [None, Some(ip("0.0.0.0"))] {
+            assert_eq!(
+                SourcePolicy::for_stream(true, false, none, client),
+                SourcePolicy::latch_from(client, client)
+            );
+            assert_eq!(
+                SourcePolicy::for_stream(false, false, none, client),
+                SourcePolicy::latch_from(client, client)
+            );
+        }
     }
 
     #[test]

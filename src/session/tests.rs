@@ -145,7 +145,7 @@ fn avaya_metadata_update_reattributes_and_logs_joins() {
     let ks = kinds(&s);
     assert!(ks.contains(&"metadata-update".to_string()), "{ks:?}");
     assert!(ks.iter().any(|k| k == "participant-joined"), "{ks:?}");
-    let meta = s.finish(at(9), 9000, "complete", &BTreeMap::new());
+    let meta = s.finish(at(9), 9000, Status::Complete, &BTreeMap::new());
     let callee = meta
         .participants
         .iter()
@@ -195,7 +195,7 @@ fn transfer_then_bye_logs_join_leave_and_keeps_everyone() {
             "../../tests/fixtures/corpus/ietf-rfc8068-bye-with-partial-metadata.sip"
         )),
     );
-    let meta = s.finish(at(9), 9000, "complete", &BTreeMap::new());
+    let meta = s.finish(at(9), 9000, Status::Complete, &BTreeMap::new());
     let ks: Vec<_> = meta.events.iter().map(|e| e.kind.as_str()).collect();
     assert!(ks.contains(&"participant-joined"), "{ks:?}");
     assert!(ks.contains(&"participant-left"), "{ks:?}");
@@ -278,7 +278,7 @@ fn a_stream_cut_short_makes_the_recording_truncated_and_only_playable_files_are_
         (0, report(72_000, None, true)),
         (1, report(72_000, None, true)),
     ]);
-    let meta = start(SIPP).finish(at(9), 9000, "complete", &whole);
+    let meta = start(SIPP).finish(at(9), 9000, Status::Complete, &whole);
     assert_eq!(
         (meta.status.as_str(), meta.error.as_deref()),
         ("complete", None)
@@ -296,7 +296,7 @@ fn a_stream_cut_short_makes_the_recording_truncated_and_only_playable_files_are_
             report(0, Some("No space left on device (os error 28)"), false),
         ),
     ]);
-    let meta = s.finish(at(48), 48_000, "complete", &cut);
+    let meta = s.finish(at(48), 48_000, Status::Complete, &cut);
     assert_eq!(meta.status, "truncated");
     let error = meta.error.clone().unwrap();
     assert!(

@@ -25,10 +25,14 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Datelike, Utc};
 
 use crate::recording::RecordingMeta;
-use crate::store::recover::{INCOMING_FILE, INCOMING_TMP};
 
 /// Name of the staging directory under the drop root.
 pub const INCOMING_DIR: &str = ".incoming";
+/// Name of the in-progress description inside an incoming directory
+/// (written by `recover::write_incoming`, read back after a crash).
+pub const INCOMING_FILE: &str = "incoming.json";
+/// Its temporary name while being rewritten.
+pub const INCOMING_TMP: &str = ".incoming.json.tmp";
 /// Name of the metadata file inside each recording directory.
 pub const METADATA_FILE: &str = "metadata.json";
 

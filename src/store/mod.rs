@@ -6,9 +6,17 @@
 //!   rebuilt from [`FileDrop::scan`].
 //! - [`query`]: the search filters of `srs list` (and the HTTP API).
 //! - [`render`]: the text and JSON output of `srs list` and `srs show`.
+//! - [`recover`]: crash recovery: `incoming.json` written while recording,
+//!   recordings a crash left in `.incoming` published at the next start.
+//! - [`publisher`]: the publisher thread: group commit into the drop, then
+//!   the index, in batches.
+//! - [`disk_guard`]: the low-disk guard (free bytes in, refuse or accept
+//!   new sessions out).
 
+pub mod disk_guard;
 pub mod drop;
 pub mod index;
+pub mod publisher;
 pub mod query;
 pub mod recover;
 pub mod render;
