@@ -109,10 +109,10 @@ impl Pki {
 }
 
 fn start_tls(pki: &Pki, mutual: bool) -> (Server, SocketAddr) {
-    let port = free_port();
-    let cfg = pki.config(port, mutual);
+    let cfg = pki.config(0, mutual);
     let srs = Server::start_with(&["--config", cfg.to_str().unwrap()]);
-    (srs, format!("127.0.0.1:{port}").parse().unwrap())
+    let tls = srs.tls.expect("the TLS address in the listening line");
+    (srs, tls)
 }
 
 /// A blocking SIP-over-TLS client.

@@ -613,3 +613,55 @@ impl CoreLoop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bind_hands_back_every_bound_address_and_run_serves_them_until_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.sip.listen = "127.0.0.1:0".parse().unwrap();
+        config.http.listen = "127.0.0.1:0".parse().unwrap();
+        config.storage.recordings = dir.path().join("rec");
+        config.media.rtp_ports = crate::config::PortRange {
+            lo: 47000,
+            hi: 47019,
+        };
+        let server = Server::bind(config).await.unwrap();
+        let b = server.bound();
+        assert!(b.sip.port() != 0 && b.http.port() != 0, "{b:?}");
+        assert_eq!(b.tls, None);
+        let (tx, rx) = watch::channel(false);
+        let serving = tokio::spawn(server.run(rx));
+        // SIP over UDP is answered on the bound port.
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let options = format!(
+            "OPTIONS sip:srs@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-b1\r\n\
+             From: <sip:t@x>;tag=1\r\nTo: <sip:srs@x>\r\nCall-ID: bind-1\r\nCSeq: 1 OPTIONS\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            sip = b.sip,
+            me = sock.local_addr().unwrap()
+        );
+        sock.send_to(options.as_bytes(), b.sip).await.unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(
+            buf[..n].starts_with(b"SIP/2.0 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        // And SIP over TCP on the same port.
+        tokio::net::TcpStream::connect(b.sip).await.unwrap();
+        tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), serving)
+            .await
+            .expect("ends at shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}

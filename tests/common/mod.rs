@@ -1,5 +1,7 @@
-//! Helpers for end-to-end tests: run `srs serve` on free loopback ports,
-//! find real peers (SIPp, ffmpeg), decode and analyse WAV files.
+//! Helpers for end-to-end tests: run `srs serve` on loopback ports it binds
+//! itself (port 0, read back from its "srs listening" log line), find real
+//! peers (SIPp, ffmpeg), build SIP requests and RTP, decode and analyse WAV
+//! files (tone detection).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -14,6 +16,8 @@ pub fn manifest_dir() -> PathBuf {
 }
 
 /// A UDP+TCP port pair free on 127.0.0.1 (the OS picks; both checked).
+/// Only for a port a test must know before the server starts (a peer's
+/// own port); the server's ports are bound by the server (port 0).
 pub fn free_port() -> u16 {
     loop {
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -65,9 +69,42 @@ pub struct Server {
     pub child: Child,
     pub sip: SocketAddr,
     pub http: SocketAddr,
+    /// SIP over TLS, when configured.
+    pub tls: Option<SocketAddr>,
     pub recordings: PathBuf,
     args: Vec<String>,
     _dir: tempfile::TempDir,
+}
+
+/// The addresses of an "srs listening" log line.
+struct Listening {
+    sip: SocketAddr,
+    http: SocketAddr,
+    tls: Option<SocketAddr>,
+}
+
+/// The value of `key=` in a log line (colours removed).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    line[at..].split_whitespace().next()
+}
+
+/// Removes the terminal colour codes of a log line.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Server {
@@ -75,6 +112,9 @@ impl Server {
         Self::start_with(&[])
     }
 
+    /// Starts `srs serve` with `extra` flags. SIP and HTTP are bound on
+    /// 127.0.0.1 port 0 unless `extra` says where; the bound addresses are
+    /// read from the server's "srs listening" line.
     pub fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         // The caller's --recordings, if any, replaces ours.
@@ -86,15 +126,13 @@ impl Server {
         let recordings = given
             .clone()
             .unwrap_or_else(|| dir.path().join("recordings"));
-        let sip_port = free_port();
-        let http_port = free_port();
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--sip".into(),
-            format!("127.0.0.1:{sip_port}"),
-            "--http".into(),
-            format!("127.0.0.1:{http_port}"),
-        ];
+        let mut args: Vec<String> = vec!["serve".into()];
+        for flag in ["--sip", "--http"] {
+            if !extra.contains(&flag) {
+                args.push(flag.into());
+                args.push("127.0.0.1:0".into());
+            }
+        }
         // The caller's --rtp-ports, if any, replaces ours (200 ports).
         if !extra.contains(&"--rtp-ports") {
             let rtp = port_block(200);
@@ -106,11 +144,19 @@ impl Server {
             args.push(recordings.to_string_lossy().into_owned());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Self::spawn(&args, dir.path());
+        let mut child = Self::spawn(&args, dir.path());
+        let bound = Self::wait_listening(&mut child, dir.path(), 0);
+        // A restart binds the same ports again, explicitly.
+        for (flag, addr) in [("--sip", bound.sip), ("--http", bound.http)] {
+            if let Some(i) = args.iter().position(|a| a == flag) {
+                args[i + 1] = addr.to_string();
+            }
+        }
         let s = Server {
             child,
-            sip: format!("127.0.0.1:{sip_port}").parse().unwrap(),
-            http: format!("127.0.0.1:{http_port}").parse().unwrap(),
+            sip: bound.sip,
+            http: bound.http,
+            tls: bound.tls,
             recordings,
             args,
             _dir: dir,
@@ -134,6 +180,33 @@ impl Server {
             .expect("srs binary runs")
     }
 
+    /// Waits for the "srs listening" line written past `from` (bytes into
+    /// the log) and reads the bound addresses from it.
+    fn wait_listening(child: &mut Child, dir: &Path, from: usize) -> Listening {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = std::fs::read_to_string(dir.join("srs.log")).unwrap_or_default();
+            let line = log
+                .get(from..)
+                .and_then(|l| l.lines().find(|l| l.contains("srs listening")));
+            if let Some(line) = line.map(plain) {
+                let addr = |key| field(&line, key).and_then(|v| v.parse().ok());
+                let tls = field(&line, "tls")
+                    .and_then(|v| v.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
+                return Listening {
+                    sip: addr("sip").expect("sip= in the listening line"),
+                    http: addr("http").expect("http= in the listening line"),
+                    tls,
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("srs exited ({status}) before listening:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "srs did not start:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while http_get(self.http, "/healthz").is_none() {
@@ -151,7 +224,10 @@ impl Server {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let from = self.log().len();
         self.child = Self::spawn(&self.args, self._dir.path());
+        let bound = Self::wait_listening(&mut self.child, self._dir.path(), from);
+        assert_eq!((bound.sip, bound.http), (self.sip, self.http));
         self.wait_healthy();
     }
 

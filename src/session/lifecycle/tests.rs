@@ -30,7 +30,10 @@ fn a_session_starts_filed_with_its_source_ids_and_the_configured_formats() {
     assert_eq!(o.formats, [Format::Wav]);
     let m = &o.meta;
     assert_eq!(m.recording_id, "rec-1");
-    assert_eq!(m.call_id, "13b4b541dc1b6078eaaa4ab84f52d094040@10.178.60.190");
+    assert_eq!(
+        m.call_id,
+        "13b4b541dc1b6078eaaa4ab84f52d094040@10.178.60.190"
+    );
     assert_eq!(m.status, "recording");
     assert_eq!(m.started_at, "2026-11-23T12:00:00.000Z");
     assert_eq!(
