@@ -32,9 +32,9 @@ pub struct Config {
     /// SIP over TLS (`[tls]`), off unless a certificate and key are set.
     pub tls: TlsConfig,
     /// The DN directory (`[[directory]]` entries).
-    pub directory: Vec<crate::genesys::DnEntry>,
+    pub directory: Vec<crate::filing::DnEntry>,
     /// Recording rules (`[[rules]]`), first match wins.
-    pub rules: Vec<crate::genesys::Rule>,
+    pub rules: Vec<crate::filing::Rule>,
 }
 
 /// An output format of a recording (the same names as `files[].format`).
@@ -596,7 +596,7 @@ enabled = false
         let c = Config::from_toml(text, Path::new("x")).unwrap();
         c.validate().unwrap();
         assert_eq!(c.directory[0].kind, "trunk");
-        assert_eq!(c.rules[0].record, crate::genesys::RecordSide::Dest);
+        assert_eq!(c.rules[0].record, crate::filing::RecordSide::Dest);
         assert_eq!(c.rules[0].formats, Some(vec![Format::Wav, Format::OggOpus]));
         assert!(c.rules[0].enabled, "enabled defaults to true");
         assert!(!c.rules[1].enabled);

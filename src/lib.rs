@@ -28,7 +28,7 @@
 //! | [`testkit`] | normalising corpus messages for tests, fuzzing and load generation | no |
 
 pub mod config;
-pub mod genesys;
+pub mod filing;
 pub mod http;
 pub mod logging;
 pub mod media;

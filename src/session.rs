@@ -300,7 +300,7 @@ impl Session {
             }
         };
         let md = self.metadata.clone().unwrap_or_default();
-        crate::genesys::add_metadata_ids(&md, &mut self.meta.correlation);
+        crate::filing::add_metadata_ids(&md, &mut self.meta.correlation);
         // Refresh everyone still described; newcomers join the list.
         for p in &md.participants {
             let labels = md.labels_sent_by(&p.id);

@@ -34,18 +34,18 @@ pub fn open(
     recording_id: String,
     now: DateTime<Utc>,
 ) -> Opening {
-    use crate::genesys;
-    let correlation = genesys::correlation(invite, offer.metadata.as_ref());
-    let directory = genesys::Directory::new(&cfg.directory);
-    let direction = genesys::direction(&correlation, &directory);
+    use crate::filing;
+    let correlation = filing::correlation(invite, offer.metadata.as_ref());
+    let directory = filing::Directory::new(&cfg.directory);
+    let direction = filing::direction(&correlation, &directory);
     let user_agent = invite
         .header("User-Agent")
         .or_else(|| invite.header("Server"))
         .unwrap_or_default();
-    let filing = genesys::file(
+    let decision = filing::file(
         &cfg.rules,
         &cfg.directory,
-        &genesys::Facts {
+        &filing::Facts {
             correlation: &correlation,
             direction,
             source: Some(peer.addr.ip()),
@@ -60,18 +60,20 @@ pub fn open(
         source: peer.addr.to_string(),
         transport: peer.transport.as_str().into(),
         metadata_file: offer.metadata_xml.as_ref().map(|_| "metadata.xml".into()),
-        record_dn: filing.record_dn.clone(),
-        record_dn_kind: filing.record_dn_kind.clone(),
-        geo_location: filing.geo_location.clone(),
-        direction: Some(filing.direction.clone()),
-        rule: filing.rule.clone(),
+        record_dn: decision.record_dn.clone(),
+        record_dn_kind: decision.record_dn_kind.clone(),
+        geo_location: decision.geo_location.clone(),
+        direction: Some(decision.direction.as_str().to_string()),
+        rule: decision.rule.clone(),
         correlation,
         ..RecordingMeta::default()
     };
     Opening {
         meta,
-        record: filing.record,
-        formats: filing.formats.unwrap_or_else(|| cfg.output.formats.clone()),
+        record: decision.record,
+        formats: decision
+            .formats
+            .unwrap_or_else(|| cfg.output.formats.clone()),
     }
 }
 
