@@ -145,9 +145,11 @@ pub const LIMIT_BYTES: &str = "metadata-bytes";
 pub const LIMIT_EVENTS: &str = "events";
 pub const LIMIT_PARTICIPANTS: &str = "participants";
 
-/// State of one session between its offer and its publication.
+/// What is known of a recording while its session runs, between the offer
+/// and publication (the SIP side of the same session is the core's dialog,
+/// its IO the server's running session).
 #[derive(Debug)]
-pub struct Session {
+pub struct LiveRecording {
     pub meta: RecordingMeta,
     /// Merged metadata (RFC 7865 partial updates applied).
     pub metadata: Option<Metadata>,
@@ -180,13 +182,13 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-impl Session {
+impl LiveRecording {
     /// A new session from its initial offer; `meta` holds the ids, source
     /// and start time. The plan decides files and attribution.
-    pub fn new(mut meta: RecordingMeta, offer: &RecordingOffer, plan: &MediaPlan) -> Session {
+    pub fn new(mut meta: RecordingMeta, offer: &RecordingOffer, plan: &MediaPlan) -> LiveRecording {
         meta.participants.clear();
         meta.metadata_error = offer.metadata_error.clone();
-        let mut s = Session {
+        let mut s = LiveRecording {
             meta,
             metadata: offer.metadata.clone(),
             seen: plan.participants.clone(),
@@ -208,7 +210,7 @@ impl Session {
     }
 
     /// Applies other limits than the defaults.
-    pub fn with_limits(mut self, limits: Limits) -> Session {
+    pub fn with_limits(mut self, limits: Limits) -> LiveRecording {
         self.limits = limits;
         self
     }

@@ -31,7 +31,9 @@ use crate::output;
 use crate::plan::MediaPlan;
 use crate::recording::{Attribution, Format, Status};
 use crate::session::lifecycle::{self, Refusal, StartError, StreamStartError};
-use crate::session::{crypto_answer, stream_spec, LineAction, Session, StreamReport, StreamSlot};
+use crate::session::{
+    crypto_answer, stream_spec, LineAction, LiveRecording, StreamReport, StreamSlot,
+};
 use crate::sip::core::{EndReason, Peer, SessionId, SipCore};
 use crate::sip::message::Message;
 use crate::siprec::sdp::{AnswerMedia, RtpMap, SdpOffer};
@@ -71,8 +73,8 @@ struct StreamStart {
 }
 
 /// A session between its answer and publication.
-struct ActiveSession {
-    session: Session,
+struct RunningSession {
+    recording: LiveRecording,
     ctx: StreamCtx,
     media_ip: IpAddr,
     tasks: HashMap<usize, StreamTask>,
@@ -94,7 +96,7 @@ enum Done {
         call_id: String,
         peer: Peer,
         participants: Vec<String>,
-        result: Result<(Vec<AnswerMedia>, Box<ActiveSession>), Failed>,
+        result: Result<(Vec<AnswerMedia>, Box<RunningSession>), Failed>,
     },
     /// Streams a re-offer added.
     Streams {
@@ -106,13 +108,13 @@ enum Done {
 /// A start-up that failed, and what it had made (to be released).
 struct Failed {
     error: StartError,
-    left: Option<Box<ActiveSession>>,
+    left: Option<Box<RunningSession>>,
 }
 
 /// The sessions of the server and their publishing tasks.
 pub(super) struct Sessions {
     shared: Arc<Shared>,
-    active: HashMap<SessionId, ActiveSession>,
+    active: HashMap<SessionId, RunningSession>,
     /// New sessions being started on the blocking pool.
     starting: HashSet<SessionId>,
     publishing: JoinSet<()>,
@@ -186,12 +188,12 @@ impl Sessions {
             peer_ip: peer.addr.ip(),
         };
         let participants = offer_participants(&offer);
-        let session_state = Session::new(opening.meta, &offer, &plan).with_limits(limits);
+        let recording = LiveRecording::new(opening.meta, &offer, &plan).with_limits(limits);
         if !opening.record {
-            tracing::info!(call_id = %session_state.meta.call_id, rule = ?session_state.meta.rule,
+            tracing::info!(call_id = %recording.meta.call_id, rule = ?recording.meta.rule,
                 "a rule says not to record: answered inactive, no files");
-            let active = ActiveSession {
-                session: session_state,
+            let active = RunningSession {
+                recording,
                 ctx,
                 media_ip,
                 tasks: HashMap::new(),
@@ -216,7 +218,7 @@ impl Sessions {
         let (shared, tx) = (self.shared.clone(), self.started.clone());
         let call_id = invite.call_id().unwrap_or_default().to_string();
         tokio::task::spawn_blocking(move || {
-            let result = start_session(&shared, session_state, ctx, media_ip, &offer, &plan);
+            let result = start_session(&shared, recording, ctx, media_ip, &offer, &plan);
             let _ = tx.send(Started(Done::Session {
                 session,
                 call_id,
@@ -246,7 +248,7 @@ impl Sessions {
                             self.abandon(*active);
                             return;
                         }
-                        let m = &active.session.meta;
+                        let m = &active.recording.meta;
                         tracing::info!(session, recording_id = %m.recording_id,
                             %call_id, source = %peer.addr, streams = active.tasks.len(),
                             record_dn = ?m.record_dn, "recording session started");
@@ -299,7 +301,7 @@ impl Sessions {
                                     crypto: crypto_answer(&want.spec),
                                 };
                             }
-                            s.session.add_stream(slot(&want, task.port));
+                            s.recording.add_stream(slot(&want, task.port));
                             s.tasks.insert(want.index, task);
                         }
                         Err(e) => tracing::warn!(error = %e, "cannot record an added stream"),
@@ -331,7 +333,7 @@ impl Sessions {
         }
         let mut answers = vec![AnswerMedia::recv(None); sdp.media.len()];
         let mut wanted = Vec::new();
-        for action in s.session.reoffer(Utc::now(), sdp) {
+        for action in s.recording.reoffer(Utc::now(), sdp) {
             match action {
                 LineAction::Keep {
                     index,
@@ -362,7 +364,7 @@ impl Sessions {
                     let m = &sdp.media[index];
                     let label = m.label.clone().unwrap_or_else(|| format!("m{index}"));
                     let participant_id = s
-                        .session
+                        .recording
                         .metadata
                         .as_ref()
                         .and_then(|md| md.sender_of_label(&label))
@@ -406,16 +408,16 @@ impl Sessions {
         let Some(s) = self.active.get_mut(&session) else {
             return;
         };
-        if let Some(name) = s.session.keep_update(xml.len()) {
+        if let Some(name) = s.recording.keep_update(xml.len()) {
             if s.recorded {
                 let path = s.ctx.dir.join(name);
                 self.shared.writer.file(path, xml.as_bytes().to_vec());
             }
         }
-        let need_snapshot = s.session.apply_metadata(Utc::now(), xml);
+        let need_snapshot = s.recording.apply_metadata(Utc::now(), xml);
         if s.recorded {
             let dir = s.ctx.dir.clone();
-            self.shared.writer.incoming(dir, s.session.snapshot());
+            self.shared.writer.incoming(dir, s.recording.snapshot());
         }
         if need_snapshot {
             tracing::info!(
@@ -435,7 +437,7 @@ impl Sessions {
             return;
         };
         let status = lifecycle::end_status(reason);
-        tracing::info!(session, ?reason, recording_id = %s.session.meta.recording_id,
+        tracing::info!(session, ?reason, recording_id = %s.recording.meta.recording_id,
             "recording session ended");
         if s.adding.is_some() {
             s.ended = Some((Instant::now(), Utc::now(), status));
@@ -454,14 +456,14 @@ impl Sessions {
 
     /// A session refused (or cancelled) before its answer: its directory
     /// is removed first, its streams are stopped, nothing is published.
-    fn abandon(&mut self, s: ActiveSession) {
+    fn abandon(&mut self, s: RunningSession) {
         self.finish_at(s, Instant::now(), Utc::now(), Status::Failed);
     }
 
     /// Stops the streams and publishes the recording in the background.
     fn finish_at(
         &mut self,
-        s: ActiveSession,
+        s: RunningSession,
         end: Instant,
         ended_at: DateTime<Utc>,
         status: Status,
@@ -503,21 +505,21 @@ fn route_to(peer: SocketAddr) -> Option<IpAddr> {
 /// session is refused and leaves nothing: a 200 OK promises a recording.
 fn start_session(
     shared: &Shared,
-    session: Session,
+    recording: LiveRecording,
     mut ctx: StreamCtx,
     media_ip: IpAddr,
     offer: &RecordingOffer,
     plan: &MediaPlan,
-) -> Result<(Vec<AnswerMedia>, Box<ActiveSession>), Failed> {
+) -> Result<(Vec<AnswerMedia>, Box<RunningSession>), Failed> {
     ctx.dir = shared
         .drop
-        .create_incoming(&session.meta.recording_id)
+        .create_incoming(&recording.meta.recording_id)
         .map_err(|e| Failed {
             error: e.into(),
             left: None,
         })?;
-    let mut active = Box::new(ActiveSession {
-        session,
+    let mut active = Box::new(RunningSession {
+        recording,
         ctx,
         media_ip,
         tasks: HashMap::new(),
@@ -525,7 +527,7 @@ fn start_session(
         adding: None,
         ended: None,
     });
-    let fail = |error: StartError, active: Box<ActiveSession>| {
+    let fail = |error: StartError, active: Box<RunningSession>| {
         // Removed now; stopping its streams follows (abandon).
         remove_incoming(&active.ctx.dir);
         Failed {
@@ -564,14 +566,14 @@ fn start_session(
                     inactive: false,
                     crypto: crypto_answer(&want.spec),
                 };
-                active.session.add_stream(slot(&want, task.port));
+                active.recording.add_stream(slot(&want, task.port));
                 active.tasks.insert(ps.index, task);
             }
             Err(e) => return Err(fail(e.into(), active)),
         }
     }
     if let Err(e) =
-        crate::store::recover::write_incoming(&active.ctx.dir, &active.session.snapshot())
+        crate::store::recover::write_incoming(&active.ctx.dir, &active.recording.snapshot())
     {
         return Err(fail(StartError::Incoming(e), active));
     }
@@ -666,13 +668,13 @@ fn remove_incoming(dir: &Path) -> bool {
 /// behind.
 async fn publish(
     shared: Arc<Shared>,
-    s: ActiveSession,
+    s: RunningSession,
     end: Instant,
     ended_at: DateTime<Utc>,
     status: Status,
 ) {
-    let ActiveSession {
-        session,
+    let RunningSession {
+        recording,
         ctx,
         tasks,
         recorded,
@@ -743,7 +745,7 @@ async fn publish(
     // Each file as it is on disk: only whole, playable WAVs are listed.
     // A stream without a report (its media thread died) keeps what its
     // last header rewrite covered, repaired from the disk.
-    for slot in session.streams.values() {
+    for slot in recording.streams.values() {
         let path = dir.join(&slot.file);
         let r = reports.entry(slot.index).or_insert_with(|| {
             let mut stats = crate::media::recorder::StreamStats {
@@ -762,13 +764,13 @@ async fn publish(
         r.playable = crate::store::recover::wav_frames(&path).is_some();
         r.bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
         if let Some(e) = &r.stats.error {
-            tracing::warn!(recording_id = %session.meta.recording_id, file = %slot.file, error = %e,
+            tracing::warn!(recording_id = %recording.meta.recording_id, file = %slot.file, error = %e,
                 seconds = r.stats.samples_written / u64::from(r.stats.sample_rate.max(1)),
                 "published truncated: a stream stopped recording early");
         }
     }
     let duration_ms = end.saturating_duration_since(start).as_millis() as u64;
-    let mut meta = session.finish(ended_at, duration_ms, status, &reports);
+    let mut meta = recording.finish(ended_at, duration_ms, status, &reports);
     // Stereo and Opus files: made now, off the packet path, by the
     // encoder threads (bounded, and at a lower CPU priority than the media
     // threads, so encoding lags under load instead of costing packets).

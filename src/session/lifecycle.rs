@@ -79,7 +79,7 @@ pub fn open(
 
 /// The status a session that ended for `reason` is published with (a
 /// stream that stopped early makes it `truncated` later, in
-/// [`super::Session::finish`]).
+/// [`super::LiveRecording::finish`]).
 pub fn end_status(reason: EndReason) -> Status {
     match reason {
         EndReason::Bye | EndReason::Local => Status::Complete,

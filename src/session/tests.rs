@@ -1,4 +1,4 @@
-//! Session bookkeeping on real corpus flows.
+//! LiveRecording bookkeeping on real corpus flows.
 
 use super::*;
 use crate::sip::message::parse;
@@ -10,7 +10,7 @@ fn at(s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, s).unwrap()
 }
 
-fn start(raw: &str) -> Session {
+fn start(raw: &str) -> LiveRecording {
     let msg = parse(&corpus_request(raw, "s")).unwrap();
     let offer = read_offer(&msg).unwrap();
     let plan = MediaPlan::from_offer(&offer);
@@ -19,7 +19,7 @@ fn start(raw: &str) -> Session {
         started_at: stamp(at(0)),
         ..RecordingMeta::default()
     };
-    let mut s = Session::new(meta, &offer, &plan);
+    let mut s = LiveRecording::new(meta, &offer, &plan);
     for (n, p) in plan.streams.iter().enumerate() {
         if let (Some(codec), Some(file)) = (&p.codec, &p.file) {
             s.add_stream(StreamSlot {
@@ -38,7 +38,7 @@ fn start(raw: &str) -> Session {
     s
 }
 
-fn kinds(s: &Session) -> Vec<String> {
+fn kinds(s: &LiveRecording) -> Vec<String> {
     s.meta
         .events
         .iter()
