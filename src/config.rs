@@ -408,10 +408,7 @@ impl Config {
 
     /// The index path: configured, or `index.sqlite` inside the drop.
     pub fn index_path(&self) -> PathBuf {
-        self.storage
-            .index
-            .clone()
-            .unwrap_or_else(|| self.storage.recordings.join("index.sqlite"))
+        crate::store::index_path(&self.storage.recordings, self.storage.index.as_deref())
     }
 
     /// Checks what serde cannot.

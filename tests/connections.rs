@@ -109,14 +109,8 @@ fn raise_own_fd_limit() {
 }
 
 fn invite_text(transport: &str, local: SocketAddr, call_id: &str) -> String {
-    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
-m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:1\r\na=sendonly\r\n";
-    let body = siprec_body(sdp, METADATA);
-    format!(
-        "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{call_id}\r\nFrom: <sip:src@127.0.0.2>;tag=src1\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:src@{local};transport={}>;+sip.src\r\nRequire: siprec\r\nContent-Type: multipart/mixed;boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
-        transport.to_ascii_lowercase(),
-        body.len()
-    )
+    let sdp = one_stream_sdp(local.ip(), "RTP/AVP", "");
+    invite_request(transport, local, call_id, &siprec_body(&sdp, METADATA))
 }
 
 fn in_dialog(
@@ -127,9 +121,7 @@ fn in_dialog(
     to: &str,
     cseq: u32,
 ) -> String {
-    format!(
-        "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{method}{call_id}\r\nFrom: <sip:src@127.0.0.2>;tag=src1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
-    )
+    in_dialog_request(method, transport, local, call_id, to, cseq)
 }
 
 /// The next final response on a TCP connection.
@@ -153,17 +145,6 @@ fn tcp_final(
         assert!(n > 0, "the call's connection was closed");
         framer.push(&buf[..n]);
     }
-}
-
-fn pcmu_tone(freq: f64, k: u64) -> Vec<u8> {
-    (0..160)
-        .map(|i| {
-            let t = (k * 160 + i) as f64 / 8000.0;
-            srs::testkit::ulaw_encode(
-                (8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16,
-            )
-        })
-        .collect()
 }
 
 fn rtp_port(ok: &srs::sip::message::Message) -> u16 {
@@ -289,9 +270,16 @@ max_connections_per_source = {PER_SOURCE}\nmax_connections = {MAX_CONNECTIONS}\n
         if let Some(d) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(d);
         }
-        let p = srs::media::rtp::build(0, k as u16, (k * 160) as u32, 1, &pcmu_tone(1000.0, k));
+        let p = srs::media::rtp::build(
+            0,
+            k as u16,
+            (k * 160) as u32,
+            1,
+            &pcmu_tone(1000.0, k * 160),
+        );
         rtp.send_to(&p, ("127.0.0.1", udp_rtp)).unwrap();
-        let p = srs::media::rtp::build(0, k as u16, (k * 160) as u32, 2, &pcmu_tone(400.0, k));
+        let p =
+            srs::media::rtp::build(0, k as u16, (k * 160) as u32, 2, &pcmu_tone(400.0, k * 160));
         rtp.send_to(&p, ("127.0.0.1", tcp_rtp)).unwrap();
         // Past the head timeout (plus a sweep), before the idle timeout:
         // the connections that completed a message are still open.

@@ -97,9 +97,8 @@ fn opus_names_and_what_needs_encoding() {
 
 fn write_tone(path: &std::path::Path, freq: f64) {
     let mut w = hound::WavWriter::create(path, crate::media::pcm16_spec(8000, 1)).unwrap();
-    for n in 0..8000 {
-        let v = (2.0 * std::f64::consts::PI * freq * n as f64 / 8000.0).sin() * 8000.0;
-        w.write_sample(v as i16).unwrap();
+    for v in crate::testkit::sine(freq, 8000, 0, 8000, 8000.0) {
+        w.write_sample(v).unwrap();
     }
     w.finalize().unwrap();
 }

@@ -22,5 +22,17 @@ pub mod recover;
 pub mod render;
 
 pub use drop::{DropError, FileDrop};
+
+/// Name of the index inside the drop when `storage.index` (`--index`) is
+/// not given.
+pub const INDEX_FILE: &str = "index.sqlite";
+
+/// The index path: `index` if given, else [`INDEX_FILE`] inside the drop.
+pub fn index_path(
+    recordings: &std::path::Path,
+    index: Option<&std::path::Path>,
+) -> std::path::PathBuf {
+    index.map_or_else(|| recordings.join(INDEX_FILE), std::path::Path::to_path_buf)
+}
 pub use index::{Index, IndexError, IndexWriter, ReindexReport};
 pub use query::{Query, QueryError};

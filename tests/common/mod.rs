@@ -415,6 +415,55 @@ pub fn siprec_body(sdp: &str, metadata: &str) -> String {
     )
 }
 
+/// An SDP offer from `ip` with one sendonly PCMU line labelled `1` on
+/// `proto` (`RTP/AVP`, `RTP/SAVP`), `extra` attribute lines added to it.
+pub fn one_stream_sdp(ip: std::net::IpAddr, proto: &str, extra: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+m=audio 40000 {proto} 0\r\na=rtpmap:0 PCMU/8000\r\n{extra}a=label:1\r\na=sendonly\r\n"
+    )
+}
+
+/// An INVITE from a recording client at `local` over `transport` (`UDP`,
+/// `TCP`): `body` is an SDP offer, or a SIPREC body from [`siprec_body`]
+/// (then `Require: siprec`).
+pub fn invite_request(transport: &str, local: SocketAddr, call_id: &str, body: &str) -> String {
+    let host = local.ip();
+    let (content_type, require) = if body.starts_with("--b") {
+        ("multipart/mixed;boundary=b", "Require: siprec\r\n")
+    } else {
+        ("application/sdp", "")
+    };
+    let contact_transport = match transport {
+        "UDP" => String::new(),
+        t => format!(";transport={}", t.to_ascii_lowercase()),
+    };
+    format!(
+        "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{call_id}\r\n\
+From: <sip:src@{host}>;tag=src1\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:src@{local}{contact_transport}>;+sip.src\r\n{require}Content-Type: {content_type}\r\n\
+Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A request in the dialog of an [`invite_request`]: `to` is the To header
+/// of the server's answer (with its tag).
+pub fn in_dialog_request(
+    method: &str,
+    transport: &str,
+    local: SocketAddr,
+    call_id: &str,
+    to: &str,
+    cseq: u32,
+) -> String {
+    format!(
+        "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{method}{call_id}\r\n\
+From: <sip:src@{}>;tag=src1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+        local.ip()
+    )
+}
+
 /// Status code of a response (0 for a request).
 pub fn status(m: &srs::sip::message::Message) -> u16 {
     match m.start {
@@ -467,13 +516,10 @@ pub fn ok_to(req: &srs::sip::message::Message) -> String {
 
 /// `n` samples of a sine at `freq` Hz from sample `n0`, amplitude 8000.
 pub fn sine(freq: f64, rate: u32, n0: u64, n: usize) -> Vec<i16> {
-    (0..n)
-        .map(|i| {
-            let t = (n0 + i as u64) as f64 / f64::from(rate);
-            (8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
-        })
-        .collect()
+    srs::testkit::sine(freq, rate, n0, n, 8000.0)
 }
+
+pub use srs::testkit::pcmu_tone;
 
 /// An RTP packet (no CSRC, no extension).
 pub fn rtp_packet(seq: u16, ts: u32, ssrc: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
@@ -491,8 +537,7 @@ pub fn send_pcmu_tone(sock: &UdpSocket, to: SocketAddr, freq: f64, secs: f64, ss
     let start = Instant::now();
     let packets = (secs * 50.0) as u32;
     for i in 0..packets {
-        let pcm = sine(freq, 8000, u64::from(i) * 160, 160);
-        let payload: Vec<u8> = pcm.iter().map(|s| srs::testkit::ulaw_encode(*s)).collect();
+        let payload = pcmu_tone(freq, u64::from(i) * 160);
         let pkt = rtp_packet(i as u16, i * 160, ssrc, 0, &payload);
         let _ = sock.send_to(&pkt, to);
         let due = start + Duration::from_millis(u64::from(i + 1) * 20);

@@ -47,12 +47,7 @@ fn assert_tone(x: &[i16], rate: u32, freq: f64, other: f64) {
 }
 
 fn tone(freq: f64, rate: u32, n: usize, amp: f64) -> Vec<i16> {
-    (0..n)
-        .map(|i| {
-            let t = i as f64 / f64::from(rate);
-            (amp * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
-        })
-        .collect()
+    crate::testkit::sine(freq, rate, 0, n, amp)
 }
 
 // G.711 encoders (Sun's reference g711.c), for the tests only.

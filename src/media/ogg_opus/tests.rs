@@ -60,9 +60,7 @@ fn dominant(s: &[i16], rate: f64) -> f64 {
 }
 
 fn tone(rate: u32, f: f64, n: usize, amp: f64) -> Vec<i16> {
-    (0..n)
-        .map(|i| (amp * (2.0 * std::f64::consts::PI * f * i as f64 / f64::from(rate)).sin()) as i16)
-        .collect()
+    crate::testkit::sine(f, rate, 0, n, amp)
 }
 
 /// 50 packets of 20 ms of a 1000 Hz tone; returns (packets, lookahead).
