@@ -113,17 +113,6 @@ fn invite_text(transport: &str, local: SocketAddr, call_id: &str) -> String {
     invite_request(transport, local, call_id, &siprec_body(&sdp, METADATA))
 }
 
-fn in_dialog(
-    method: &str,
-    transport: &str,
-    local: SocketAddr,
-    call_id: &str,
-    to: &str,
-    cseq: u32,
-) -> String {
-    in_dialog_request(method, transport, local, call_id, to, cseq)
-}
-
 /// The next final response on a TCP connection.
 fn tcp_final(
     tcp: &mut TcpStream,
@@ -240,7 +229,7 @@ max_connections_per_source = {PER_SOURCE}\nmax_connections = {MAX_CONNECTIONS}\n
     assert_eq!(status(&udp_ok), 200);
     let udp_to = udp_ok.header("To").unwrap().to_string();
     udp.send_to(
-        in_dialog("ACK", "UDP", udp_local, "flood-udp", &udp_to, 1).as_bytes(),
+        in_dialog_request("ACK", "UDP", udp_local, "flood-udp", &udp_to, 1).as_bytes(),
         srs.sip,
     )
     .unwrap();
@@ -252,7 +241,7 @@ max_connections_per_source = {PER_SOURCE}\nmax_connections = {MAX_CONNECTIONS}\n
     let tcp_ok = tcp_final(&mut tcp, &mut framer);
     assert_eq!(status(&tcp_ok), 200);
     let tcp_to = tcp_ok.header("To").unwrap().to_string();
-    tcp.write_all(in_dialog("ACK", "TCP", tcp_local, "flood-tcp", &tcp_to, 1).as_bytes())
+    tcp.write_all(in_dialog_request("ACK", "TCP", tcp_local, "flood-tcp", &tcp_to, 1).as_bytes())
         .unwrap();
     assert!(
         http_get(srs.http, "/healthz").is_some(),
@@ -317,14 +306,14 @@ max_connections_per_source = {PER_SOURCE}\nmax_connections = {MAX_CONNECTIONS}\n
     }
 
     // Both calls end normally, the TCP one over its own connection.
-    tcp.write_all(in_dialog("BYE", "TCP", tcp_local, "flood-tcp", &tcp_to, 2).as_bytes())
+    tcp.write_all(in_dialog_request("BYE", "TCP", tcp_local, "flood-tcp", &tcp_to, 2).as_bytes())
         .unwrap();
     assert_eq!(
         status(&tcp_final(&mut tcp, &mut framer)),
         200,
         "BYE over the call's connection"
     );
-    let bye = in_dialog("BYE", "UDP", udp_local, "flood-udp", &udp_to, 2);
+    let bye = in_dialog_request("BYE", "UDP", udp_local, "flood-udp", &udp_to, 2);
     assert_eq!(status(&final_response(&udp, srs.sip, bye.as_bytes())), 200);
     let list = srs.wait_recordings(2, Duration::from_secs(10));
     for (call_id, transport, freq) in [("flood-udp", "udp", 1000.0), ("flood-tcp", "tcp", 400.0)] {
