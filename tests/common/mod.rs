@@ -171,8 +171,11 @@ impl Server {
             .append(true)
             .open(dir.join("srs.log"))
             .unwrap();
+        let cwd = dir.join("cwd");
+        std::fs::create_dir_all(&cwd).unwrap();
         Command::new(env!("CARGO_BIN_EXE_srs"))
             .args(args)
+            .current_dir(cwd)
             .env("RUST_LOG", "info,srs=debug")
             .stdout(Stdio::null())
             .stderr(log)
@@ -229,6 +232,12 @@ impl Server {
         let bound = Self::wait_listening(&mut self.child, self._dir.path(), from);
         assert_eq!((bound.sip, bound.http), (self.sip, self.http));
         self.wait_healthy();
+    }
+
+    /// The server's working directory (empty unless it writes where it
+    /// should not).
+    pub fn workdir(&self) -> PathBuf {
+        self._dir.path().join("cwd")
     }
 
     pub fn log(&self) -> String {
