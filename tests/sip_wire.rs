@@ -187,6 +187,103 @@ fn cancel_before_the_answer_leaves_nothing() {
     assert!(incoming.is_empty(), "no files left behind: {incoming:?}");
 }
 
+/// A CANCEL right behind its INVITE, while the session's files and media
+/// sockets are still being made (off the SIP task): 487, and what was made
+/// is removed and released (no recording, no files, the ports serve the
+/// next call).
+#[test]
+fn cancel_during_start_up_releases_what_was_made() {
+    let rtp = port_block(4);
+    // Two pairs: exactly one two-stream call.
+    let srs = Server::start_with(&["--rtp-ports", &format!("{rtp}-{}", rtp + 3)]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let raw = corpus("sipp-generated-invite.sip");
+    let call = |id: &str| {
+        let text = raw
+            .replace("1-20223@127.0.0.1", id)
+            .replace("z9hG4bK-20223-1-0", &format!("z9hG4bK-{id}"));
+        srs::testkit::corpus_request(&text, id)
+    };
+    for n in 0..5 {
+        let id = format!("early-cancel-{n}");
+        let req = call(&id);
+        let inv = srs::sip::message::parse(&req).unwrap();
+        let cancel = format!(
+            "CANCEL {} SIP/2.0\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+            inv.request_uri().unwrap(),
+            inv.header("Via").unwrap(),
+            inv.header("From").unwrap(),
+            inv.header("To").unwrap(),
+            inv.call_id().unwrap()
+        );
+        // One burst: the server reads both at one wake-up.
+        sock.send_to(&req, srs.sip).unwrap();
+        sock.send_to(cancel.as_bytes(), srs.sip).unwrap();
+        let mut buf = [0u8; 65535];
+        let mut finals = Vec::new();
+        while finals.len() < 2 {
+            let (n, _) = sock.recv_from(&mut buf).unwrap();
+            finals.extend(
+                status_lines(&String::from_utf8_lossy(&buf[..n]))
+                    .into_iter()
+                    .filter(|l| !l.starts_with('1')),
+            );
+        }
+        finals.sort();
+        assert_eq!(finals, ["200 OK", "487 Request Terminated"], "{id}");
+        // ACK the 487 (it is retransmitted otherwise).
+        let ack = format!(
+            "ACK {} SIP/2.0\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=x\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+            inv.request_uri().unwrap(),
+            inv.header("Via").unwrap(),
+            inv.header("From").unwrap(),
+            inv.header("To").unwrap(),
+            inv.call_id().unwrap()
+        );
+        sock.send_to(ack.as_bytes(), srs.sip).unwrap();
+    }
+    // Every port pair comes back: a two-stream call is answered.
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut attempt = 0;
+    let ok = loop {
+        attempt += 1;
+        let r = final_response(&sock, srs.sip, &call(&format!("after-cancels-{attempt}")));
+        if status(&r) == 200 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ports never came back: {:?}\n{}",
+            r.start,
+            srs.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        srs::siprec::sdp::parse_offer(&ok.body)
+            .unwrap()
+            .media
+            .iter()
+            .filter(|m| m.port != 0)
+            .count(),
+        2
+    );
+    assert!(
+        srs.list_json().is_empty(),
+        "no recording for cancelled sessions"
+    );
+    let incoming: Vec<String> = std::fs::read_dir(srs.recordings.join(".incoming"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(incoming.len(), 1, "only the last call: {incoming:?}");
+    let health = http_get(srs.http, "/healthz").unwrap();
+    assert!(health.contains("\"active_sessions\":1"), "{health}");
+}
+
 /// Two RTP/RTCP pairs: a two-stream call takes both, the next INVITE gets
 /// `503 No Media Port Available` and leaves nothing behind, and once the
 /// first call is published its ports serve a new call.

@@ -244,7 +244,8 @@ impl Sessions {
                 match result {
                     Ok((answers, active)) => {
                         if !core.accept(now, session, active.media_ip, answers) {
-                            // Cancelled (or ended) meanwhile.
+                            tracing::info!(session, %call_id,
+                                "ended while starting (cancelled): what was made is released");
                             self.abandon(*active);
                             return;
                         }
