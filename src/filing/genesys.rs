@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::correlation::{clean, params};
+use super::values::{clean, params};
 
 /// URI and To parameters of Genesys record legs, by canonical key.
 const GENESYS_PARAMS: &[(&str, &str)] = &[
