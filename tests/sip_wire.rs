@@ -284,6 +284,70 @@ fn cancel_during_start_up_releases_what_was_made() {
     assert!(health.contains("\"active_sessions\":1"), "{health}");
 }
 
+/// A re-INVITE that adds a stream, and the BYE right behind it while the
+/// added stream's file and sockets are being made: the session is
+/// published once they are, with both streams, and every port comes back.
+#[test]
+fn a_bye_while_a_re_offer_adds_a_stream_publishes_both_streams() {
+    let rtp = port_block(4);
+    let srs = Server::start_with(&["--rtp-ports", &format!("{rtp}-{}", rtp + 3)]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let sdp = one_stream_sdp(me.ip(), "RTP/AVP", "");
+    let ok = final_response(
+        &sock,
+        srs.sip,
+        invite_request("UDP", me, "grow-1", &sdp).as_bytes(),
+    );
+    assert_eq!(status(&ok), 200);
+    let to = ok.header("To").unwrap().to_string();
+    let ack = in_dialog_request("ACK", "UDP", me, "grow-1", &to, 1);
+    sock.send_to(ack.as_bytes(), srs.sip).unwrap();
+    let two = format!(
+        "{sdp}m=audio 40002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:2\r\na=sendonly\r\n"
+    )
+    .replace("o=- 1 1", "o=- 1 2");
+    let reinvite = format!(
+        "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKgrow2\r\n\
+From: <sip:src@{}>;tag=src1\r\nTo: {to}\r\nCall-ID: grow-1\r\nCSeq: 2 INVITE\r\n\
+Contact: <sip:src@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{two}",
+        me.ip(),
+        two.len()
+    );
+    let bye = in_dialog_request("BYE", "UDP", me, "grow-1", &to, 3);
+    // One burst: the BYE is read while the added stream is being started.
+    sock.send_to(reinvite.as_bytes(), srs.sip).unwrap();
+    sock.send_to(bye.as_bytes(), srs.sip).unwrap();
+    let list = srs.wait_recordings(1, Duration::from_secs(10));
+    let streams: Vec<&str> = list[0]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(streams, ["1", "2"], "{}", list[0]);
+    assert!(
+        srs.log().contains("ended while a re-offer's streams start"),
+        "the BYE came while the stream was being started"
+    );
+    // Both pairs are free again: a two-stream call is answered.
+    let raw = corpus("sipp-generated-invite.sip");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for attempt in 0.. {
+        let id = format!("grow-after-{attempt}");
+        let text = raw
+            .replace("1-20223@127.0.0.1", &id)
+            .replace("z9hG4bK-20223-1-0", &format!("z9hG4bK-{id}"));
+        let r = final_response(&sock, srs.sip, &srs::testkit::corpus_request(&text, &id));
+        if status(&r) == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ports kept: {:?}", r.start);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Two RTP/RTCP pairs: a two-stream call takes both, the next INVITE gets
 /// `503 No Media Port Available` and leaves nothing behind, and once the
 /// first call is published its ports serve a new call.

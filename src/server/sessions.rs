@@ -441,6 +441,10 @@ impl Sessions {
         tracing::info!(session, ?reason, recording_id = %s.recording.meta.recording_id,
             "recording session ended");
         if s.adding.is_some() {
+            tracing::debug!(
+                session,
+                "ended while a re-offer's streams start: published once they have"
+            );
             s.ended = Some((Instant::now(), Utc::now(), status));
             return;
         }
