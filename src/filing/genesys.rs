@@ -2,7 +2,7 @@
 //! Request-URI and To of a GVP/SIP Server recording INVITE, also carried
 //! whole in the Acme `apkt:request-uri` extension) and the recording id of
 //! `sip:record=<id>@...`. The `X-Genesys-*` headers are read with the other
-//! vendors' headers in [`super::correlation`].
+//! vendors' headers in [`super::correlation`](mod@super::correlation).
 
 use std::collections::BTreeMap;
 

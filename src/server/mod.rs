@@ -9,7 +9,7 @@
 //! ([`Server::bound`]); [`Server::run`] serves until shutdown. One task
 //! owns the core and the SIP UDP socket (the core loop, here); TCP and TLS
 //! connections have a reader and a writer task each ([`listeners`]).
-//! Sessions are carried out by [`sessions`]: start-up files and sockets on
+//! Sessions are carried out by the session runner (`sessions.rs`): start-up files and sockets on
 //! the blocking pool, recorded streams in the media reactor's threads
 //! (`media::reactor`), metadata writes on the session writer thread
 //! ([`writer`]), stereo/Opus files on the encoder threads

@@ -1,6 +1,6 @@
 //! Storage of finished recordings.
 //!
-//! - [`drop`]: the file drop, where a recording's directory is published
+//! - [`drop`](mod@drop): the file drop, where a recording's directory is published
 //!   atomically as `<root>/YYYY/MM/DD/<recording_id>/` with its `metadata.json`.
 //! - [`index`]: the SQLite index of published recordings, a cache that can be
 //!   rebuilt from [`FileDrop::scan`].
