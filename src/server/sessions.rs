@@ -218,7 +218,15 @@ impl Sessions {
         let (shared, tx) = (self.shared.clone(), self.started.clone());
         let call_id = invite.call_id().unwrap_or_default().to_string();
         tokio::task::spawn_blocking(move || {
-            let result = start_session(&shared, recording, ctx, media_ip, &offer, &plan);
+            // A panic in there (a bug) still answers the offer (500) and
+            // lets the session go: the core never waits on it forever.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                start_session(&shared, recording, ctx, media_ip, &offer, &plan)
+            }))
+            .unwrap_or(Err(Failed {
+                error: StartError::Internal,
+                left: None,
+            }));
             let _ = tx.send(Started(Done::Session {
                 session,
                 call_id,

@@ -153,6 +153,9 @@ pub enum StartError {
     Stream(#[from] StreamStartError),
     #[error("cannot write incoming.json: {0}")]
     Incoming(std::io::Error),
+    /// The start-up itself failed (a bug: it panicked).
+    #[error("the start-up failed unexpectedly")]
+    Internal,
 }
 
 impl StartError {
@@ -167,6 +170,7 @@ impl StartError {
                 Refusal::storage(e.raw_os_error())
             }
             StartError::Stream(e) => e.refusal(),
+            StartError::Internal => Refusal::storage(None),
         }
     }
 }

@@ -129,6 +129,10 @@ fn a_failed_start_says_which_resource_ran_out_and_when_to_retry() {
     );
     // What needs an operator: 500 without Retry-After.
     assert_eq!(
+        answer(StartError::Internal.refusal()),
+        (500, "Cannot Store Recording", None)
+    );
+    assert_eq!(
         answer(StartError::Incoming(io(libc::EACCES)).refusal()),
         (500, "Cannot Store Recording", None)
     );
