@@ -403,7 +403,11 @@ impl Sessions {
             let started = wanted
                 .into_iter()
                 .map(|w| {
-                    let r = start_stream(&shared, &ctx, &w);
+                    // A panic (a bug) loses that stream, never the answer.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        start_stream(&shared, &ctx, &w)
+                    }))
+                    .unwrap_or(Err(StreamStartError::Internal));
                     (w, r)
                 })
                 .collect();

@@ -125,6 +125,9 @@ pub enum StreamStartError {
     NoDescriptors,
     #[error(transparent)]
     File(#[from] crate::media::recorder::RecorderError),
+    /// Starting it failed unexpectedly (a bug: it panicked).
+    #[error("the stream's start-up failed unexpectedly")]
+    Internal,
 }
 
 impl StreamStartError {
@@ -138,6 +141,7 @@ impl StreamStartError {
             },
             StreamStartError::NoDescriptors => Refusal::storage(Some(libc::EMFILE)),
             StreamStartError::File(e) => Refusal::storage(e.os_error()),
+            StreamStartError::Internal => Refusal::storage(None),
         }
     }
 }
