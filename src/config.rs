@@ -32,22 +32,48 @@ pub struct Config {
     /// SIP over TLS (`[tls]`), off unless a certificate and key are set.
     pub tls: TlsConfig,
     /// The DN directory (`[[directory]]` entries).
-    pub directory: Vec<crate::genesys::DnEntry>,
+    pub directory: Vec<crate::filing::DnEntry>,
     /// Recording rules (`[[rules]]`), first match wins.
-    pub rules: Vec<crate::genesys::Rule>,
+    pub rules: Vec<crate::filing::Rule>,
 }
 
-/// An output format of a recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Format {
-    /// One mono WAV per recorded stream (written live, crash-safe).
-    Wav,
-    /// One stereo WAV: one party left, the other right.
-    StereoWav,
-    /// Ogg Opus per stream: the packets themselves when the stream is Opus,
-    /// else encoded from the WAV after the call, off the packet path.
-    OggOpus,
+/// An output format of a recording (the same names as `files[].format`).
+pub use crate::recording::Format;
+
+/// Who goes on the stereo file's left channel (`output.stereo_left`),
+/// read once when the config is loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum StereoLeft {
+    /// The first party: the first participant of the metadata (the
+    /// recorded party).
+    #[default]
+    First,
+    /// The second party.
+    Second,
+    /// The party sending on the stream with this label (`label:<label>`).
+    Label(String),
+    /// The party whose aor contains this text (`aor:<text>`).
+    Aor(String),
+    /// Text that is none of these: [`Config::validate`] refuses it (the
+    /// error names the key, which a serde error could not do as clearly).
+    Invalid(String),
+}
+
+impl From<String> for StereoLeft {
+    fn from(s: String) -> StereoLeft {
+        if s == "first" {
+            StereoLeft::First
+        } else if s == "second" {
+            StereoLeft::Second
+        } else if let Some(l) = s.strip_prefix("label:") {
+            StereoLeft::Label(l.to_string())
+        } else if let Some(a) = s.strip_prefix("aor:") {
+            StereoLeft::Aor(a.to_string())
+        } else {
+            StereoLeft::Invalid(s)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -59,7 +85,7 @@ pub struct OutputConfig {
     /// Who goes on the stereo file's left channel: `first` (the first
     /// participant of the metadata: the recorded party), `second`,
     /// `label:<label>` or `aor:<text the aor contains>`.
-    pub stereo_left: String,
+    pub stereo_left: StereoLeft,
     /// Opus bitrate for encoded (not passed-through) files, bit/s.
     pub opus_bitrate: i32,
     /// Opus encodes running at once (a bounded pool, off the packet path).
@@ -70,7 +96,7 @@ impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
             formats: vec![Format::Wav],
-            stereo_left: "first".into(),
+            stereo_left: StereoLeft::First,
             opus_bitrate: 24_000,
             encoders: 2,
         }
@@ -382,10 +408,7 @@ impl Config {
 
     /// The index path: configured, or `index.sqlite` inside the drop.
     pub fn index_path(&self) -> PathBuf {
-        self.storage
-            .index
-            .clone()
-            .unwrap_or_else(|| self.storage.recordings.join("index.sqlite"))
+        crate::store::index_path(&self.storage.recordings, self.storage.index.as_deref())
     }
 
     /// Checks what serde cannot.
@@ -416,20 +439,12 @@ impl Config {
             });
         }
         for c in &self.sip.allow {
-            let net = c.split('/').next().unwrap_or("");
-            if net.parse::<IpAddr>().is_err() {
-                return Err(ConfigError::Invalid {
-                    key: "sip.allow",
-                    message: format!("{c:?} is not an IP or CIDR"),
-                });
-            }
+            crate::net::Cidr::parse_entry(c).map_err(|e| ConfigError::Invalid {
+                key: "sip.allow",
+                message: e.to_string(),
+            })?;
         }
-        let left = &self.output.stereo_left;
-        if !(left == "first"
-            || left == "second"
-            || left.starts_with("label:")
-            || left.starts_with("aor:"))
-        {
+        if let StereoLeft::Invalid(left) = &self.output.stereo_left {
             return Err(ConfigError::Invalid {
                 key: "output.stereo_left",
                 message: format!("{left:?}: use first, second, label:<label> or aor:<text>"),
@@ -578,7 +593,7 @@ enabled = false
         let c = Config::from_toml(text, Path::new("x")).unwrap();
         c.validate().unwrap();
         assert_eq!(c.directory[0].kind, "trunk");
-        assert_eq!(c.rules[0].record, crate::genesys::RecordSide::Dest);
+        assert_eq!(c.rules[0].record, crate::filing::RecordSide::Dest);
         assert_eq!(c.rules[0].formats, Some(vec![Format::Wav, Format::OggOpus]));
         assert!(c.rules[0].enabled, "enabled defaults to true");
         assert!(!c.rules[1].enabled);

@@ -9,30 +9,60 @@
 //! | module | responsibility | IO? |
 //! |---|---|---|
 //! | [`sip::message`] | tolerant SIP parsing in front of `rsip`, TCP framing by Content-Length, response building | no |
-//! | [`sip::core`] | transactions, dialogs and timers of the recording UAS: bytes + `now` in, transmits, events and timeouts out | no |
+//! | [`sip::core`] | transactions, dialogs and timers of the recording UAS: bytes + `now` in, transmits, events and timeouts out ([`sip::transaction`], [`sip::deadlines`]) | no |
 //! | [`sip::conns`] | which SIP/TCP and TLS connections may stay open: head and idle timeouts, per-source and global caps, dialogs exempt | no |
 //! | [`sip::overload`] | overload detection: queue depth + `now` in, "refuse new sessions" (503 Overloaded) out | no |
-//! | [`siprec`] | reading an offer: [`siprec::multipart`], [`siprec::sdp`] (adapter over `webrtc-sdp`, answer builder), [`siprec::metadata`] (RFC 7865, every dialect seen in the field) | no |
-//! | [`media`] | RTP parsing (adapter over `rtp`), G.711 decoding, the per-stream timeline that writes WAV (silence for loss and gaps) | no |
+//! | [`siprec`] | reading an offer: [`siprec::multipart`], [`siprec::sdp`] (adapter over `webrtc-sdp`, answer builder), [`siprec::metadata`] (RFC 7865 model, partial-update merge, tolerant XML reader, every vendor dialect) | no |
 //! | [`plan`] | the media plan: which m-line is recorded, who sends on it, which file it goes to | no |
-//! | [`session`] | one session's bookkeeping: merged metadata, participants ever seen, events, re-offer decisions, the final `metadata.json` | no |
-//! | [`recording`] | the `metadata.json` schema | no |
-//! | [`store`] | the file drop (atomic publish), the SQLite index, CLI rendering | files |
-//! | [`genesys`] | correlation ids (Genesys record URIs, X-Genesys-*, vendor ids), the DN directory, recording rules (`record = source|dest`) | no |
+//! | [`session`] | one recording's bookkeeping while it runs ([`session::LiveRecording`]: merged metadata, participants ever seen, events, re-offer decisions, the final `metadata.json`); [`session::lifecycle`]: filing and the starting `RecordingMeta`, which answer a failed start-up gets, the end status | no |
+//! | [`filing`] | under which DN, rule and ids a recording is kept: correlation ids of every vendor, the Genesys record-leg specifics, the DN directory, recording rules | no |
+//! | [`recording`] | the `metadata.json` schema and its vocabulary (format, status, direction, attribution) | no |
+//! | [`media`] | the media threads ([`media::reactor`]: RTP/RTCP sockets, `recvmmsg`, epoll), RTP and SRTP, decoding, reorder buffer, the per-stream recorder writing WAV (and Ogg for Opus) | threads, sockets, files |
+//! | [`output`] | post-call files: channel mapping (stereo left/right), the stereo WAV, Ogg Opus, the encoder thread pool | files, threads |
+//! | [`store`] | the file drop (atomic publish), crash recovery, the publisher thread (batches), the SQLite index, the low-disk guard, CLI rendering | files |
 //! | [`net`] | IP networks (`sip.allow`, rule sources): parsed once, matched per source address | no |
-//! | [`config`] | embedded defaults, TOML config file, flag overrides | reads a file |
-//! | [`server`] | the thin tokio layer: sockets (SIP over UDP, TCP and TLS), timers, tasks, publishing | yes |
+//! | [`config`] | embedded defaults, TOML config file, flag overrides, parsed and checked once at load | reads a file |
+//! | [`server`] | the IO layer: binds every socket ([`server::Server::bind`]), then runs the SIP task, connection tasks and session runner ([`server::Server::run`]) | yes |
 //! | [`tls`] | the rustls configuration for SIP over TLS (certificate, key, mutual TLS) | reads files |
-//! | [`http`] | the HTTP API (`/healthz`) | yes |
+//! | [`http`] | the HTTP API on its own thread | yes |
 //! | [`logging`] | the log writer: control characters from remote values escaped (no forged log lines) | writes stderr |
-//! | [`testkit`] | normalising corpus messages for tests, fuzzing and load generation | no |
+//! | [`testkit`] | normalising corpus messages, tones and G.711 for tests, fuzzing and load generation | no |
+//!
+//! ## Where each behaviour lives
+//! | behaviour | file |
+//! |---|---|
+//! | SIP transactions, retransmissions, dialogs, session timers (RFC 4028), CANCEL | `src/sip/core.rs`, `src/sip/transaction.rs`, `src/sip/deadlines.rs` |
+//! | refusals before anything is allocated: allow-list 403, rate limit, session cap (`sip.max_sessions`), shutdown, low disk, overload | `src/sip/core.rs` (`Refusal`) |
+//! | overload (503 while SIP input queues up) | `src/sip/overload.rs`; measured in `src/server/mod.rs` (`set_behind`) |
+//! | connection limits (head/idle timeouts, per-source and global caps) | `src/sip/conns.rs`; carried out by `src/server/listeners.rs` |
+//! | which answer a failed start-up gets (503 vs 500, reason, Retry-After) | `src/session/lifecycle.rs` (`StartError::refusal`) |
+//! | filing: Record DN, rule, direction, correlation ids | `src/filing/` (`rules.rs`, `directory.rs`, `correlation.rs`, `genesys.rs`); applied in `src/session/lifecycle.rs` (`open`) |
+//! | per-recording caps (metadata updates and bytes, events, participants) | `src/session.rs` (`Limits`) |
+//! | session start-up off the SIP task, one stream start-up path, re-offers, metadata updates, publication | `src/server/sessions.rs` |
+//! | `incoming.json` and metadata updates written in order | `src/server/writer.rs` |
+//! | RTP port pool (random pairs) | `src/server/ports.rs` |
+//! | the media threads (epoll, `recvmmsg`, one shard per thread) | `src/media/reactor.rs`, `src/media/receiver.rs` |
+//! | latching: whose packets a stream accepts (`media.latch`) | `src/media/reactor.rs` (`SourcePolicy`) |
+//! | jitter, loss, reordering, SSRC changes, silence for gaps | `src/media/recorder.rs`, `src/media/reorder.rs` |
+//! | SRTP (SDES) | `src/media/srtp.rs` |
+//! | channel mapping: which party is stereo-left (`output.stereo_left`) | `src/output/mod.rs` (`stereo_sides`) |
+//! | stereo WAV, Ogg Opus after the call, the encoder pool | `src/output/stereo.rs`, `src/media/ogg_opus.rs`, `src/output/encoders.rs` |
+//! | end status (`complete`, `complete-no-ack`, `cancelled`...) | `src/session/lifecycle.rs` (`end_status`), `truncated` in `src/session.rs` (`finish`) |
+//! | low-disk guard (`storage.min_free_mb` and its margin) | `src/store/disk_guard.rs`; read every second in `src/server/mod.rs` (`check_disk`) |
+//! | publish batching (group commit, index retries) | `src/store/publisher.rs` |
+//! | atomic publish into the drop | `src/store/drop.rs` |
+//! | crash recovery (`.incoming` published at start, WAV headers repaired) | `src/store/recover.rs` |
+//! | the index, its faults and reindexing | `src/store/index.rs` |
+//! | the HTTP API and its limits | `src/http.rs` |
+//! | the CLI | `src/main.rs`, output in `src/store/render.rs` |
 
 pub mod config;
-pub mod genesys;
+pub mod filing;
 pub mod http;
 pub mod logging;
 pub mod media;
 pub mod net;
+pub mod output;
 pub mod plan;
 pub mod recording;
 pub mod server;

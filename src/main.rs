@@ -76,9 +76,7 @@ impl StoreArgs {
 
 /// `--index`, else `<recordings>/index.sqlite`.
 fn index_path(recordings: &std::path::Path, index: Option<&PathBuf>) -> PathBuf {
-    index
-        .cloned()
-        .unwrap_or_else(|| recordings.join("index.sqlite"))
+    srs::store::index_path(recordings, index.map(PathBuf::as_path))
 }
 
 #[derive(Args)]
@@ -171,10 +169,7 @@ fn repair(args: RepairArgs) -> anyhow::Result<()> {
         }
         out
     };
-    let path = args
-        .index
-        .clone()
-        .unwrap_or_else(|| args.recordings.join("index.sqlite"));
+    let path = index_path(&args.recordings, args.index.as_ref());
     let index = Index::open(&path).with_context(|| format!("opening index {}", path.display()))?;
     for m in &recovered {
         index.upsert(m)?;

@@ -41,6 +41,16 @@ impl Cidr {
         })
     }
 
+    /// [`Cidr::parse`] as a config entry (`sip.allow`) is read: the
+    /// address must stand alone, without white space around it.
+    pub fn parse_entry(text: &str) -> Result<Cidr, CidrError> {
+        let addr = text.split('/').next().unwrap_or(text);
+        if addr.trim() != addr {
+            return Err(CidrError(text.to_string()));
+        }
+        Cidr::parse(text)
+    }
+
     /// The networks of a list such as `sip.allow`. `Config::validate`
     /// refuses an entry that is not an IP or CIDR (every entry it accepts
     /// parses here); one that gets here anyway (an unchecked config) is

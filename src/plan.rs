@@ -2,7 +2,7 @@
 //! it is recorded, with which codec, who sends on it (from the RFC 7865
 //! `participantstreamassoc`), and the file it is written to.
 
-use crate::recording::ParticipantMeta;
+use crate::recording::{Attribution, ParticipantMeta};
 use crate::siprec::sdp::RtpMap;
 use crate::siprec::RecordingOffer;
 
@@ -20,7 +20,7 @@ pub struct PlannedStream {
     /// How the sender was found: `metadata`, `header`
     /// (X-Cisco-Recording-Participant) or `order` (inferred, see
     /// [`MediaPlan::from_offer`]).
-    pub attribution: Option<&'static str>,
+    pub attribution: Option<Attribution>,
     /// File name inside the recording directory (recorded lines only).
     pub file: Option<String>,
 }
@@ -95,7 +95,7 @@ impl MediaPlan {
                 index,
                 label,
                 codec,
-                attribution: participant_id.as_ref().map(|_| "metadata"),
+                attribution: participant_id.as_ref().map(|_| Attribution::Metadata),
                 participant_id,
                 file,
             });
@@ -117,7 +117,7 @@ impl MediaPlan {
                 for (p, i) in participants.iter_mut().zip(recorded) {
                     let s = &mut streams[i];
                     s.participant_id = Some(p.id.clone());
-                    s.attribution = Some("order");
+                    s.attribution = Some(Attribution::Order);
                     p.labels = vec![s.label.clone()];
                     p.file = s.file.clone();
                 }
@@ -135,7 +135,7 @@ impl MediaPlan {
                     .filter(|s| hp.media_index.contains(&s.index))
                 {
                     s.participant_id = Some(id.clone());
-                    s.attribution = Some("header");
+                    s.attribution = Some(Attribution::Header);
                     labels.push(s.label.clone());
                     if file.is_none() {
                         if let Some(f) = &mut s.file {

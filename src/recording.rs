@@ -3,8 +3,131 @@
 //!
 //! Field names are a contract with Quality Management tools and scripts:
 //! add fields freely, never rename or remove one.
+//!
+//! The vocabulary of its values lives here too, one enum per concept, each
+//! spelled exactly as `metadata.json` spells it: [`Format`] (a file's
+//! format, also the `output.formats` config values), [`Status`],
+//! [`Direction`] and [`Attribution`]. `status` and `direction` stay text in
+//! [`RecordingMeta`] because the index and the API filter on them as text
+//! and keep what older versions wrote; the code writes them only through
+//! these enums.
 
 use serde::{Deserialize, Serialize};
+
+/// The format of a recording's file (`files[].format`), and an output
+/// format asked for in `output.formats` or by a rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// One mono WAV per recorded stream (written live, crash-safe). Files
+    /// listed before `format` existed were all of this kind.
+    #[default]
+    Wav,
+    /// One stereo WAV: one party left, the other right.
+    StereoWav,
+    /// Ogg Opus per stream: the packets themselves when the stream is Opus,
+    /// else encoded from the WAV after the call, off the packet path.
+    OggOpus,
+}
+
+impl Format {
+    /// As written in `metadata.json` and the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Wav => "wav",
+            Format::StereoWav => "stereo-wav",
+            Format::OggOpus => "ogg-opus",
+        }
+    }
+}
+
+/// How a recording ended (`status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// In `.incoming` (`incoming.json`), not published yet.
+    Recording,
+    /// Ended by BYE or by us (shutdown, low disk space).
+    Complete,
+    /// The session timer (RFC 4028) expired without a refresh.
+    CompleteSessionExpired,
+    /// Our 200 OK was never acknowledged: what was received is published.
+    CompleteNoAck,
+    /// Left by a crash in `.incoming`, published at the next start.
+    Recovered,
+    /// A stream stopped recording before the session ended (`error` says why).
+    Truncated,
+    /// Cancelled by the client before our answer: nothing is published.
+    Cancelled,
+    /// Refused before or at its answer: nothing is published.
+    Failed,
+}
+
+impl Status {
+    /// As written in `metadata.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Recording => "recording",
+            Status::Complete => "complete",
+            Status::CompleteSessionExpired => "complete-session-expired",
+            Status::CompleteNoAck => "complete-no-ack",
+            Status::Recovered => "recovered",
+            Status::Truncated => "truncated",
+            Status::Cancelled => "cancelled",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// A session never answered (cancelled or refused): nothing of it may
+    /// stay in `.incoming` or be published.
+    pub fn is_unanswered(self) -> bool {
+        matches!(self, Status::Cancelled | Status::Failed)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Status> for String {
+    fn from(s: Status) -> String {
+        s.as_str().to_string()
+    }
+}
+
+/// Which way the recorded call went (`direction`), from the correlation
+/// ids and the DN directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+    Unknown,
+}
+
+impl Direction {
+    /// As written in `metadata.json` (and matched by a rule's `direction`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Unknown => "unknown",
+        }
+    }
+}
+
+/// How a stream's sender was found (`streams[].attribution`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Attribution {
+    /// RFC 7865 metadata associates the stream with a participant.
+    Metadata,
+    /// An `X-Cisco-Recording-Participant` header names the sender.
+    Header,
+    /// Metadata named participants but no streams: caller first, as
+    /// OpenSIPS sends.
+    Order,
+}
 
 /// Everything known about one recording. Serialised as `metadata.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -113,7 +236,7 @@ pub struct StreamMeta {
     /// `header` (X-Cisco-Recording-Participant) or `order` (metadata named
     /// participants but no streams: caller first, as OpenSIPS sends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attribution: Option<String>,
+    pub attribution: Option<Attribution>,
     pub packets_received: u64,
     /// Packets missing by RTP sequence number (filled with silence).
     pub packets_lost: u64,
@@ -172,7 +295,7 @@ pub struct FileMeta {
     pub name: String,
     /// `wav` (one participant), `stereo-wav` or `ogg-opus`.
     #[serde(default)]
-    pub format: String,
+    pub format: Format,
     /// Stream labels in the file (a stereo file: left then right).
     #[serde(default)]
     pub labels: Vec<String>,

@@ -5,13 +5,18 @@
 //! The server executes what this module decides (bind a port, tell a
 //! stream its codec changed, re-anchor after a pause).
 
+pub mod lifecycle;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::media::recorder::{StreamSpec, StreamStats};
 use crate::plan::{file_name, MediaPlan};
-use crate::recording::{DtmfMeta, EventMeta, FileMeta, ParticipantMeta, RecordingMeta, StreamMeta};
+use crate::recording::{
+    Attribution, DtmfMeta, EventMeta, FileMeta, Format, ParticipantMeta, RecordingMeta, Status,
+    StreamMeta,
+};
 use crate::siprec::metadata::{self, ChangeKind, DataMode, Metadata};
 use crate::siprec::sdp::{Direction, MediaOffer, RtpMap, SdpOffer};
 use crate::siprec::RecordingOffer;
@@ -70,7 +75,7 @@ pub struct StreamSlot {
     pub port: u16,
     pub paused: bool,
     pub participant_id: Option<String>,
-    pub attribution: Option<&'static str>,
+    pub attribution: Option<Attribution>,
     /// SRTP (SDES) stream.
     pub srtp: bool,
 }
@@ -140,9 +145,11 @@ pub const LIMIT_BYTES: &str = "metadata-bytes";
 pub const LIMIT_EVENTS: &str = "events";
 pub const LIMIT_PARTICIPANTS: &str = "participants";
 
-/// State of one session between its offer and its publication.
+/// What is known of a recording while its session runs, between the offer
+/// and publication (the SIP side of the same session is the core's dialog,
+/// its IO the server's running session).
 #[derive(Debug)]
-pub struct Session {
+pub struct LiveRecording {
     pub meta: RecordingMeta,
     /// Merged metadata (RFC 7865 partial updates applied).
     pub metadata: Option<Metadata>,
@@ -175,13 +182,13 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-impl Session {
+impl LiveRecording {
     /// A new session from its initial offer; `meta` holds the ids, source
     /// and start time. The plan decides files and attribution.
-    pub fn new(mut meta: RecordingMeta, offer: &RecordingOffer, plan: &MediaPlan) -> Session {
+    pub fn new(mut meta: RecordingMeta, offer: &RecordingOffer, plan: &MediaPlan) -> LiveRecording {
         meta.participants.clear();
         meta.metadata_error = offer.metadata_error.clone();
-        let mut s = Session {
+        let mut s = LiveRecording {
             meta,
             metadata: offer.metadata.clone(),
             seen: plan.participants.clone(),
@@ -203,7 +210,7 @@ impl Session {
     }
 
     /// Applies other limits than the defaults.
-    pub fn with_limits(mut self, limits: Limits) -> Session {
+    pub fn with_limits(mut self, limits: Limits) -> LiveRecording {
         self.limits = limits;
         self
     }
@@ -235,7 +242,7 @@ impl Session {
             .values()
             .map(|s| FileMeta {
                 name: s.file.clone(),
-                format: "wav".into(),
+                format: Format::Wav,
                 labels: vec![s.label.clone()],
                 ..FileMeta::default()
             })
@@ -295,7 +302,7 @@ impl Session {
             }
         };
         let md = self.metadata.clone().unwrap_or_default();
-        crate::genesys::add_metadata_ids(&md, &mut self.meta.correlation);
+        crate::filing::add_metadata_ids(&md, &mut self.meta.correlation);
         // Refresh everyone still described; newcomers join the list.
         for p in &md.participants {
             let labels = md.labels_sent_by(&p.id);
@@ -330,7 +337,7 @@ impl Session {
         for slot in self.streams.values_mut() {
             if let Some(p) = md.sender_of_label(&slot.label) {
                 slot.participant_id = Some(p.id.clone());
-                slot.attribution = Some("metadata");
+                slot.attribution = Some(Attribution::Metadata);
             }
         }
         for c in changes {
@@ -453,7 +460,7 @@ impl Session {
         mut self,
         ended_at: DateTime<Utc>,
         duration_ms: u64,
-        status: &str,
+        status: Status,
         reports: &BTreeMap<usize, StreamReport>,
     ) -> RecordingMeta {
         let mut meta = std::mem::take(&mut self.meta);
@@ -481,7 +488,7 @@ impl Session {
                     .map(|s| s.codec.name.to_ascii_uppercase())
                     .unwrap_or_else(|| "rejected".into()),
                 participant_id: slot.and_then(|s| s.participant_id.clone()),
-                attribution: slot.and_then(|s| s.attribution.map(str::to_string)),
+                attribution: slot.and_then(|s| s.attribution),
                 packets_received: st.packets_received,
                 packets_lost: st.packets_lost,
                 packets_late: st.packets_late,
@@ -508,7 +515,7 @@ impl Session {
                 let rate = st.sample_rate.max(1);
                 meta.files.push(FileMeta {
                     name: s.file.clone(),
-                    format: "wav".into(),
+                    format: Format::Wav,
                     labels: vec![s.label.clone()],
                     duration_ms: st.samples_written * 1000 / u64::from(rate),
                     sample_rate: rate,
@@ -518,7 +525,7 @@ impl Session {
             }
         }
         if !errors.is_empty() {
-            meta.status = "truncated".into();
+            meta.status = Status::Truncated.into();
             meta.error = Some(errors.join("; "));
         }
         meta.dtmf.sort_by_key(|d| d.at_ms);

@@ -165,6 +165,26 @@ pub fn dominant_frequency(x: &[i16], rate: f64, max: f64) -> f64 {
     best.0
 }
 
+/// `n` samples of a sine at `freq` Hz sampled at `rate`, from sample `n0`
+/// (a stream cut into packets stays one continuous tone), peak `amp`.
+pub fn sine(freq: f64, rate: u32, n0: u64, n: usize, amp: f64) -> Vec<i16> {
+    (0..n)
+        .map(|i| {
+            let t = (n0 + i as u64) as f64 / f64::from(rate);
+            (amp * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
+        })
+        .collect()
+}
+
+/// 20 ms of a `freq` Hz tone as a PCMU payload (160 samples at 8 kHz, peak
+/// 8000) from sample `n0`.
+pub fn pcmu_tone(freq: f64, n0: u64) -> Vec<u8> {
+    sine(freq, 8000, n0, 160, 8000.0)
+        .into_iter()
+        .map(ulaw_encode)
+        .collect()
+}
+
 /// G.711 µ-law encoder (ITU-T G.711), for making test streams.
 pub fn ulaw_encode(x: i16) -> u8 {
     let mut v = i32::from(x);

@@ -109,27 +109,8 @@ fn raise_own_fd_limit() {
 }
 
 fn invite_text(transport: &str, local: SocketAddr, call_id: &str) -> String {
-    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
-m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:1\r\na=sendonly\r\n";
-    let body = siprec_body(sdp, METADATA);
-    format!(
-        "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{call_id}\r\nFrom: <sip:src@127.0.0.2>;tag=src1\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:src@{local};transport={}>;+sip.src\r\nRequire: siprec\r\nContent-Type: multipart/mixed;boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
-        transport.to_ascii_lowercase(),
-        body.len()
-    )
-}
-
-fn in_dialog(
-    method: &str,
-    transport: &str,
-    local: SocketAddr,
-    call_id: &str,
-    to: &str,
-    cseq: u32,
-) -> String {
-    format!(
-        "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{method}{call_id}\r\nFrom: <sip:src@127.0.0.2>;tag=src1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
-    )
+    let sdp = one_stream_sdp(local.ip(), "RTP/AVP", "");
+    invite_request(transport, local, call_id, &siprec_body(&sdp, METADATA))
 }
 
 /// The next final response on a TCP connection.
@@ -153,17 +134,6 @@ fn tcp_final(
         assert!(n > 0, "the call's connection was closed");
         framer.push(&buf[..n]);
     }
-}
-
-fn pcmu_tone(freq: f64, k: u64) -> Vec<u8> {
-    (0..160)
-        .map(|i| {
-            let t = (k * 160 + i) as f64 / 8000.0;
-            srs::testkit::ulaw_encode(
-                (8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16,
-            )
-        })
-        .collect()
 }
 
 fn rtp_port(ok: &srs::sip::message::Message) -> u16 {
@@ -259,7 +229,7 @@ max_connections_per_source = {PER_SOURCE}\nmax_connections = {MAX_CONNECTIONS}\n
     assert_eq!(status(&udp_ok), 200);
     let udp_to = udp_ok.header("To").unwrap().to_string();
     udp.send_to(
-        in_dialog("ACK", "UDP", udp_local, "flood-udp", &udp_to, 1).as_bytes(),
+        in_dialog_request("ACK", "UDP", udp_local, "flood-udp", &udp_to, 1).as_bytes(),
         srs.sip,
     )
     .unwrap();
@@ -271,7 +241,7 @@ max_connections_per_source = {PER_SOURCE}\nmax_connections = {MAX_CONNECTIONS}\n
     let tcp_ok = tcp_final(&mut tcp, &mut framer);
     assert_eq!(status(&tcp_ok), 200);
     let tcp_to = tcp_ok.header("To").unwrap().to_string();
-    tcp.write_all(in_dialog("ACK", "TCP", tcp_local, "flood-tcp", &tcp_to, 1).as_bytes())
+    tcp.write_all(in_dialog_request("ACK", "TCP", tcp_local, "flood-tcp", &tcp_to, 1).as_bytes())
         .unwrap();
     assert!(
         http_get(srs.http, "/healthz").is_some(),
@@ -289,9 +259,16 @@ max_connections_per_source = {PER_SOURCE}\nmax_connections = {MAX_CONNECTIONS}\n
         if let Some(d) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(d);
         }
-        let p = srs::media::rtp::build(0, k as u16, (k * 160) as u32, 1, &pcmu_tone(1000.0, k));
+        let p = srs::media::rtp::build(
+            0,
+            k as u16,
+            (k * 160) as u32,
+            1,
+            &pcmu_tone(1000.0, k * 160),
+        );
         rtp.send_to(&p, ("127.0.0.1", udp_rtp)).unwrap();
-        let p = srs::media::rtp::build(0, k as u16, (k * 160) as u32, 2, &pcmu_tone(400.0, k));
+        let p =
+            srs::media::rtp::build(0, k as u16, (k * 160) as u32, 2, &pcmu_tone(400.0, k * 160));
         rtp.send_to(&p, ("127.0.0.1", tcp_rtp)).unwrap();
         // Past the head timeout (plus a sweep), before the idle timeout:
         // the connections that completed a message are still open.
@@ -329,14 +306,14 @@ max_connections_per_source = {PER_SOURCE}\nmax_connections = {MAX_CONNECTIONS}\n
     }
 
     // Both calls end normally, the TCP one over its own connection.
-    tcp.write_all(in_dialog("BYE", "TCP", tcp_local, "flood-tcp", &tcp_to, 2).as_bytes())
+    tcp.write_all(in_dialog_request("BYE", "TCP", tcp_local, "flood-tcp", &tcp_to, 2).as_bytes())
         .unwrap();
     assert_eq!(
         status(&tcp_final(&mut tcp, &mut framer)),
         200,
         "BYE over the call's connection"
     );
-    let bye = in_dialog("BYE", "UDP", udp_local, "flood-udp", &udp_to, 2);
+    let bye = in_dialog_request("BYE", "UDP", udp_local, "flood-udp", &udp_to, 2);
     assert_eq!(status(&final_response(&udp, srs.sip, bye.as_bytes())), 200);
     let list = srs.wait_recordings(2, Duration::from_secs(10));
     for (call_id, transport, freq) in [("flood-udp", "udp", 1000.0), ("flood-tcp", "tcp", 400.0)] {

@@ -118,20 +118,12 @@ const ONE_STREAM_METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 /// A one-stream (PCMU) SIPREC INVITE from `sock`.
 fn one_stream_invite(sock: &UdpSocket, call_id: &str) -> String {
     let me = sock.local_addr().unwrap();
-    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:1\r\na=sendonly\r\n";
-    let body = siprec_body(sdp, ONE_STREAM_METADATA);
-    format!(
-        "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id}\r\nFrom: <sip:src@127.0.0.1>;tag=src1\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:src@{me}>;+sip.src\r\nRequire: siprec\r\nContent-Type: multipart/mixed;boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
+    let sdp = one_stream_sdp(me.ip(), "RTP/AVP", "");
+    invite_request("UDP", me, call_id, &siprec_body(&sdp, ONE_STREAM_METADATA))
 }
 
 fn in_dialog(sock: &UdpSocket, method: &str, call_id: &str, to: &str, cseq: u32) -> String {
-    format!(
-        "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK{method}{call_id}\r\nFrom: <sip:src@127.0.0.1>;tag=src1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
-        sock.local_addr().unwrap()
-    )
+    in_dialog_request(method, "UDP", sock.local_addr().unwrap(), call_id, to, cseq)
 }
 
 /// Writes into `path` until the file system refuses: nothing is left.

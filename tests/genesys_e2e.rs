@@ -292,6 +292,13 @@ fn a_rule_can_decline_to_record_and_nothing_is_left() {
         server("[[rules]]\nname = \"no-test-lines\"\ndnis = \"1800555*\"\nenabled = false\n");
     let md = metadata(&[("p1", "sip:7001@pbx")], "complete");
     let mut leg = record_leg(srs.sip, INBOUND, "", "skip-1", &md);
+    // Metadata updates of a session not recorded are kept nowhere (they
+    // were once written relative to the server's working directory).
+    let update = metadata(&[("p1", "sip:7001@pbx")], "partial");
+    assert_eq!(
+        leg.send("UPDATE", Some("application/rs-metadata+xml"), &update),
+        200
+    );
     assert_eq!(leg.send("BYE", None, ""), 200, "answered cleanly");
     std::thread::sleep(Duration::from_millis(500));
     assert!(srs.list_json().is_empty(), "no recording");
@@ -299,4 +306,9 @@ fn a_rule_can_decline_to_record_and_nothing_is_left() {
         .map(|d| d.collect())
         .unwrap_or_default();
     assert!(incoming.is_empty(), "no files: {incoming:?}");
+    let stray: Vec<_> = std::fs::read_dir(srs.workdir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(stray.is_empty(), "nothing written elsewhere: {stray:?}");
 }

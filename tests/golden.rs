@@ -50,7 +50,7 @@ fn normalise(text: &str, id: &str) -> String {
                 i + 1
             } else {
                 v + out[v..]
-                    .find(|c: char| c == ',' || c == '}' || c == '\n' || c == ']')
+                    .find([',', '}', '\n', ']'])
                     .unwrap_or(out.len() - v)
             };
             let placeholder = format!("\"<{key}>\"");

@@ -53,13 +53,8 @@ fn invite(srs: SocketAddr, call_id: &str, proto: &str, extra: &str) -> Call {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let me = sock.local_addr().unwrap();
-    let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 {proto} 0\r\na=rtpmap:0 PCMU/8000\r\n{extra}a=label:1\r\na=sendonly\r\n"
-    );
-    let inv = format!(
-        "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id}\r\nFrom: <sip:src@127.0.0.1>;tag=src1\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:src@{me}>;+sip.src\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    );
+    let sdp = one_stream_sdp(me.ip(), proto, extra);
+    let inv = invite_request("UDP", me, call_id, &sdp);
     let ok = final_response(&sock, srs, inv.as_bytes());
     assert_eq!(status(&ok), 200);
     let answer = String::from_utf8_lossy(&ok.body).to_string();
@@ -71,18 +66,6 @@ fn invite(srs: SocketAddr, call_id: &str, proto: &str, extra: &str) -> Call {
         answer,
         sock,
     }
-}
-
-/// 20 ms of a `freq` tone, µ-law, starting at sample `n0`.
-fn tone(freq: f64, n0: u64) -> Vec<u8> {
-    (0..160)
-        .map(|k| {
-            let t = (n0 + k) as f64 / 8000.0;
-            srs::testkit::ulaw_encode(
-                (8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16,
-            )
-        })
-        .collect()
 }
 
 /// Sends `n` packets made by `make(i)` from `sock` to `port`, paced at 20 ms.
@@ -126,17 +109,29 @@ fn packets_from_another_host_before_the_real_media_do_not_take_the_stream() {
     // Someone else sprays the stream's port first: valid PCMU, a 400 Hz tone.
     let other = UdpSocket::bind("127.0.0.2:0").unwrap();
     paced(&other, call.port, 10, |i| {
-        srs::media::rtp::build(0, i as u16, (i * 160) as u32, 0x666, &tone(400.0, i * 160))
+        srs::media::rtp::build(
+            0,
+            i as u16,
+            (i * 160) as u32,
+            0x666,
+            &pcmu_tone(400.0, i * 160),
+        )
     });
     // Then the real sender (127.0.0.1, the SDP's c=): 1000 Hz for 1.5 s,
     // with ten more foreign packets in the middle.
     let real = UdpSocket::bind("127.0.0.1:0").unwrap();
     paced(&real, call.port, 75, |i| {
         if (30..40).contains(&i) {
-            let p = srs::media::rtp::build(0, 100 + i as u16, 0, 0x666, &tone(400.0, 0));
+            let p = srs::media::rtp::build(0, 100 + i as u16, 0, 0x666, &pcmu_tone(400.0, 0));
             other.send_to(&p, ("127.0.0.1", call.port)).unwrap();
         }
-        srs::media::rtp::build(0, i as u16, (i * 160) as u32, 0xabc, &tone(1000.0, i * 160))
+        srs::media::rtp::build(
+            0,
+            i as u16,
+            (i * 160) as u32,
+            0xabc,
+            &pcmu_tone(1000.0, i * 160),
+        )
     });
     call.bye();
     let (rec, w) = recorded(&srs);
@@ -176,7 +171,7 @@ fn a_forged_srtp_packet_first_does_not_silence_the_recording() {
     // One packet under a wrong key, from another port of the client's host.
     let forger = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut wrong = context(b"not the real key");
-    let plain = srs::media::rtp::build(0, 0, 0, 0xabc, &tone(400.0, 0));
+    let plain = srs::media::rtp::build(0, 0, 0, 0xabc, &pcmu_tone(400.0, 0));
     forger
         .send_to(
             &wrong.encrypt_rtp(&plain).unwrap(),
@@ -187,8 +182,13 @@ fn a_forged_srtp_packet_first_does_not_silence_the_recording() {
     let mut ctx = context(&km[..16]);
     let real = UdpSocket::bind("127.0.0.1:0").unwrap();
     paced(&real, call.port, 50, |i| {
-        let p =
-            srs::media::rtp::build(0, i as u16, (i * 160) as u32, 0xabc, &tone(1000.0, i * 160));
+        let p = srs::media::rtp::build(
+            0,
+            i as u16,
+            (i * 160) as u32,
+            0xabc,
+            &pcmu_tone(1000.0, i * 160),
+        );
         ctx.encrypt_rtp(&p).unwrap().to_vec()
     });
     call.bye();
@@ -230,7 +230,7 @@ fn an_ssrc_that_changes_on_every_packet_keeps_the_tone() {
     let real = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut sent = Vec::new();
     paced_every(Duration::from_micros(20_100), &real, call.port, 150, |i| {
-        let payload = tone(1000.0, i * 160);
+        let payload = pcmu_tone(1000.0, i * 160);
         let mut pcm = Vec::new();
         srs::media::g711::Law::Ulaw.decode_into(&payload, &mut pcm);
         sent.extend(pcm);
@@ -262,7 +262,13 @@ fn swapped_first_packets_and_a_60_kb_datagram_lose_nothing() {
     call.ack();
     let real = UdpSocket::bind("127.0.0.1:0").unwrap();
     let packet = |i: u64| {
-        srs::media::rtp::build(0, i as u16, (i * 160) as u32, 0xabc, &tone(1000.0, i * 160))
+        srs::media::rtp::build(
+            0,
+            i as u16,
+            (i * 160) as u32,
+            0xabc,
+            &pcmu_tone(1000.0, i * 160),
+        )
     };
     // The first two swapped, 2 ms apart (as seen from rtpengine).
     real.send_to(&packet(1), ("127.0.0.1", call.port)).unwrap();
@@ -291,7 +297,13 @@ fn a_session_never_acked_is_published_as_long_as_its_media() {
     // No ACK. Two seconds of media, then nothing until srs gives up (32 s).
     let real = UdpSocket::bind("127.0.0.1:0").unwrap();
     paced(&real, call.port, 100, |i| {
-        srs::media::rtp::build(0, i as u16, (i * 160) as u32, 0xabc, &tone(1000.0, i * 160))
+        srs::media::rtp::build(
+            0,
+            i as u16,
+            (i * 160) as u32,
+            0xabc,
+            &pcmu_tone(1000.0, i * 160),
+        )
     });
     let (rec, w) = recorded(&srs);
     assert_eq!(rec["status"], "complete-no-ack");

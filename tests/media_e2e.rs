@@ -63,11 +63,7 @@ fn invite(srs: std::net::SocketAddr, call_id: &str) -> Call {
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
 m=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=label:1\r\na=sendonly\r\n\
 m=audio 40002 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\na=label:2\r\na=sendonly\r\n";
-    let body = siprec_body(sdp, METADATA);
-    let inv = format!(
-        "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKinv\r\nFrom: <sip:src@127.0.0.1>;tag=src1\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:src@{me}>;+sip.src\r\nRequire: siprec\r\nContent-Type: multipart/mixed;boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let inv = invite_request("UDP", me, call_id, &siprec_body(sdp, METADATA));
     let ok = final_response(&sock, srs, inv.as_bytes());
     assert_eq!(status(&ok), 200);
     let answer = srs::siprec::sdp::parse_offer(&ok.body).unwrap();

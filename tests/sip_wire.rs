@@ -20,6 +20,46 @@ fn status_lines(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The corpus SIPp INVITE (two PCMU streams) as a new call: its own
+/// Call-ID and branch.
+fn corpus_call(id: &str) -> Vec<u8> {
+    let text = corpus("sipp-generated-invite.sip")
+        .replace("1-20223@127.0.0.1", id)
+        .replace("z9hG4bK-20223-1-0", &format!("z9hG4bK-{id}"));
+    srs::testkit::corpus_request(&text, id)
+}
+
+/// `method` (CANCEL, or the ACK of its 487) for the pending `inv`.
+fn for_pending(method: &str, inv: &srs::sip::message::Message, to_tag: &str) -> String {
+    format!(
+        "{method} {} SIP/2.0\r\nVia: {}\r\nFrom: {}\r\nTo: {}{to_tag}\r\nCall-ID: {}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n",
+        inv.request_uri().unwrap(),
+        inv.header("Via").unwrap(),
+        inv.header("From").unwrap(),
+        inv.header("To").unwrap(),
+        inv.call_id().unwrap()
+    )
+}
+
+/// A two-stream call, tried until answered 200 (an ended call's ports
+/// are free once it is published); fails after 5 s.
+fn call_once_ports_are_free(srs: &Server, sock: &UdpSocket, prefix: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for attempt in 0.. {
+        let r = final_response(sock, srs.sip, &corpus_call(&format!("{prefix}-{attempt}")));
+        if status(&r) == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ports kept: {:?}\n{}",
+            r.start,
+            srs.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn udp_invite_larger_than_an_ethernet_frame_is_answered() {
     let srs = Server::start();
@@ -146,14 +186,7 @@ fn cancel_before_the_answer_leaves_nothing() {
         seen.extend(status_lines(&String::from_utf8_lossy(&buf[..n])));
     }
     assert_eq!(seen, ["100 Trying", "180 Ringing"]);
-    let cancel = format!(
-        "CANCEL {} SIP/2.0\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
-        inv.request_uri().unwrap(),
-        inv.header("Via").unwrap(),
-        inv.header("From").unwrap(),
-        inv.header("To").unwrap(),
-        inv.call_id().unwrap()
-    );
+    let cancel = for_pending("CANCEL", &inv, "");
     sock.send_to(cancel.as_bytes(), srs.sip).unwrap();
     let mut got = Vec::new();
     while got.len() < 2 {
@@ -187,6 +220,114 @@ fn cancel_before_the_answer_leaves_nothing() {
     assert!(incoming.is_empty(), "no files left behind: {incoming:?}");
 }
 
+/// A CANCEL right behind its INVITE, while the session's files and media
+/// sockets are still being made (off the SIP task): 487, and what was made
+/// is removed and released (no recording, no files, the ports serve the
+/// next call).
+#[test]
+fn cancel_during_start_up_releases_what_was_made() {
+    let rtp = port_block(4);
+    // Two pairs: exactly one two-stream call.
+    let srs = Server::start_with(&["--rtp-ports", &format!("{rtp}-{}", rtp + 3)]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for n in 0..5 {
+        let id = format!("early-cancel-{n}");
+        let req = corpus_call(&id);
+        let inv = srs::sip::message::parse(&req).unwrap();
+        // One burst: the server reads both at one wake-up.
+        sock.send_to(&req, srs.sip).unwrap();
+        sock.send_to(for_pending("CANCEL", &inv, "").as_bytes(), srs.sip)
+            .unwrap();
+        let mut buf = [0u8; 65535];
+        let mut finals = Vec::new();
+        while finals.len() < 2 {
+            let (n, _) = sock.recv_from(&mut buf).unwrap();
+            finals.extend(
+                status_lines(&String::from_utf8_lossy(&buf[..n]))
+                    .into_iter()
+                    .filter(|l| !l.starts_with('1')),
+            );
+        }
+        finals.sort();
+        assert_eq!(finals, ["200 OK", "487 Request Terminated"], "{id}");
+        // ACK the 487 (it is retransmitted otherwise).
+        sock.send_to(for_pending("ACK", &inv, ";tag=x").as_bytes(), srs.sip)
+            .unwrap();
+    }
+    // Every port pair comes back: a two-stream call is answered.
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    call_once_ports_are_free(&srs, &sock, "after-cancels");
+    // (Logged when the start-up came back, after the 487.)
+    assert!(
+        srs.log().contains("ended while starting (cancelled)"),
+        "a CANCEL came while a start-up was under way"
+    );
+    assert!(
+        srs.list_json().is_empty(),
+        "no recording for cancelled sessions"
+    );
+    let incoming: Vec<String> = std::fs::read_dir(srs.recordings.join(".incoming"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(incoming.len(), 1, "only the last call: {incoming:?}");
+    let health = http_get(srs.http, "/healthz").unwrap();
+    assert!(health.contains("\"active_sessions\":1"), "{health}");
+}
+
+/// A re-INVITE that adds a stream, and the BYE right behind it while the
+/// added stream's file and sockets are being made: the session is
+/// published once they are, with both streams, and every port comes back.
+#[test]
+fn a_bye_while_a_re_offer_adds_a_stream_publishes_both_streams() {
+    let rtp = port_block(4);
+    let srs = Server::start_with(&["--rtp-ports", &format!("{rtp}-{}", rtp + 3)]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let sdp = one_stream_sdp(me.ip(), "RTP/AVP", "");
+    let ok = final_response(
+        &sock,
+        srs.sip,
+        invite_request("UDP", me, "grow-1", &sdp).as_bytes(),
+    );
+    assert_eq!(status(&ok), 200);
+    let to = ok.header("To").unwrap().to_string();
+    let ack = in_dialog_request("ACK", "UDP", me, "grow-1", &to, 1);
+    sock.send_to(ack.as_bytes(), srs.sip).unwrap();
+    let two = format!(
+        "{sdp}m=audio 40002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:2\r\na=sendonly\r\n"
+    )
+    .replace("o=- 1 1", "o=- 1 2");
+    let reinvite = format!(
+        "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKgrow2\r\n\
+From: <sip:src@{}>;tag=src1\r\nTo: {to}\r\nCall-ID: grow-1\r\nCSeq: 2 INVITE\r\n\
+Contact: <sip:src@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{two}",
+        me.ip(),
+        two.len()
+    );
+    let bye = in_dialog_request("BYE", "UDP", me, "grow-1", &to, 3);
+    // One burst: the BYE is read while the added stream is being started.
+    sock.send_to(reinvite.as_bytes(), srs.sip).unwrap();
+    sock.send_to(bye.as_bytes(), srs.sip).unwrap();
+    let list = srs.wait_recordings(1, Duration::from_secs(10));
+    let streams: Vec<&str> = list[0]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(streams, ["1", "2"], "{}", list[0]);
+    assert!(
+        srs.log().contains("ended while a re-offer's streams start"),
+        "the BYE came while the stream was being started"
+    );
+    // Both pairs are free again: a two-stream call is answered.
+    call_once_ports_are_free(&srs, &sock, "grow-after");
+}
+
 /// Two RTP/RTCP pairs: a two-stream call takes both, the next INVITE gets
 /// `503 No Media Port Available` and leaves nothing behind, and once the
 /// first call is published its ports serve a new call.
@@ -196,18 +337,10 @@ fn no_free_rtp_port_is_503_and_ended_calls_give_their_ports_back() {
     let srs = Server::start_with(&["--rtp-ports", &format!("{rtp}-{}", rtp + 3)]);
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let raw = corpus("sipp-generated-invite.sip");
-    // The same INVITE as a new call: its own Call-ID and branch.
-    let call = |id: &str| {
-        let text = raw
-            .replace("1-20223@127.0.0.1", id)
-            .replace("z9hG4bK-20223-1-0", &format!("z9hG4bK-{id}"));
-        srs::testkit::corpus_request(&text, id)
-    };
-    let first = call("ports-1");
+    let first = corpus_call("ports-1");
     let ok = final_response(&sock, srs.sip, &first);
     assert_eq!(status(&ok), 200);
-    let full = final_response(&sock, srs.sip, &call("ports-2"));
+    let full = final_response(&sock, srs.sip, &corpus_call("ports-2"));
     assert!(
         matches!(&full.start, srs::sip::message::StartLine::Response { code: 503, reason }
             if reason == "No Media Port Available"),
@@ -225,7 +358,7 @@ fn no_free_rtp_port_is_503_and_ended_calls_give_their_ports_back() {
     assert_eq!(status(&final_response(&sock, srs.sip, bye.as_bytes())), 200);
     let list = srs.wait_recordings(1, Duration::from_secs(10));
     assert_eq!(list[0]["call_id"], "ports-1", "only the answered call");
-    let again = final_response(&sock, srs.sip, &call("ports-3"));
+    let again = final_response(&sock, srs.sip, &corpus_call("ports-3"));
     assert_eq!(status(&again), 200, "the first call's ports are free again");
     let incoming: Vec<_> = std::fs::read_dir(srs.recordings.join(".incoming"))
         .unwrap()
@@ -295,13 +428,9 @@ impl Wire {
 #[test]
 fn in_dialog_requests_without_a_to_tag_get_481_over_udp_and_tcp() {
     let srs = Server::start();
-    let raw = corpus("sipp-generated-invite.sip");
     for (n, tcp) in [(1, false), (2, true)] {
         let id = format!("forged-{n}");
-        let text = raw
-            .replace("1-20223@127.0.0.1", &id)
-            .replace("z9hG4bK-20223-1-0", &format!("z9hG4bK-{id}"));
-        let invite = String::from_utf8(srs::testkit::corpus_request(&text, &id)).unwrap();
+        let invite = String::from_utf8(corpus_call(&id)).unwrap();
         let mut client = Wire::open(tcp, &srs);
         let ok = client.final_response(&invite);
         assert_eq!(status(&ok), 200);

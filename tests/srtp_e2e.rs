@@ -21,13 +21,8 @@ fn invite(
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let me = sock.local_addr().unwrap();
-    let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:{crypto}\r\na=label:1\r\na=sendonly\r\n"
-    );
-    let inv = format!(
-        "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id}\r\nFrom: <sip:src@127.0.0.1>;tag=s1\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:src@{me}>;+sip.src\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    );
+    let sdp = one_stream_sdp(me.ip(), "RTP/SAVP", &format!("a=crypto:{crypto}\r\n"));
+    let inv = invite_request("UDP", me, call_id, &sdp);
     let r = final_response(&sock, srs, inv.as_bytes());
     (sock, r, me.to_string())
 }
@@ -49,9 +44,13 @@ fn srtp_call_is_recorded_and_keys_stay_secret() {
         .expect("our crypto line");
     assert!(!our.contains(KEY_B64), "our own key, not the client's");
     let port = srs::siprec::sdp::parse_offer(&ok.body).unwrap().media[0].port;
-    let ack = format!(
-        "ACK sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKa\r\nFrom: <sip:src@127.0.0.1>;tag=s1\r\nTo: {}\r\nCall-ID: srtp-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-        ok.header("To").unwrap()
+    let ack = in_dialog_request(
+        "ACK",
+        "UDP",
+        me.parse().unwrap(),
+        "srtp-1",
+        ok.header("To").unwrap(),
+        1,
     );
     sock.send_to(ack.as_bytes(), srs.sip).unwrap();
     // The client's side: an independent SRTP implementation protects.
@@ -90,9 +89,13 @@ fn srtp_call_is_recorded_and_keys_stay_secret() {
         }
         rtp.send_to(&protected, ("127.0.0.1", port)).unwrap();
     }
-    let bye = format!(
-        "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKb\r\nFrom: <sip:src@127.0.0.1>;tag=s1\r\nTo: {}\r\nCall-ID: srtp-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-        ok.header("To").unwrap()
+    let bye = in_dialog_request(
+        "BYE",
+        "UDP",
+        me.parse().unwrap(),
+        "srtp-1",
+        ok.header("To").unwrap(),
+        2,
     );
     sock.send_to(bye.as_bytes(), srs.sip).unwrap();
     let rec = &srs.wait_recordings(1, Duration::from_secs(10))[0];
@@ -174,9 +177,7 @@ fn mki_and_unencrypted_srtcp_are_recorded() {
     );
     let port = srs::siprec::sdp::parse_offer(&ok.body).unwrap().media[0].port;
     let to = ok.header("To").unwrap().to_string();
-    let ack = format!(
-        "ACK sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKa\r\nFrom: <sip:src@127.0.0.1>;tag=s1\r\nTo: {to}\r\nCall-ID: srtp-mki\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-    );
+    let ack = in_dialog_request("ACK", "UDP", me.parse().unwrap(), "srtp-mki", &to, 1);
     sock.send_to(ack.as_bytes(), srs.sip).unwrap();
     use base64::Engine;
     let km = base64::engine::general_purpose::STANDARD
@@ -212,9 +213,7 @@ fn mki_and_unencrypted_srtcp_are_recorded() {
         let with_mki = [&p[..at], &[0, 0, 0, 1][..], &p[at..]].concat();
         rtp.send_to(&with_mki, ("127.0.0.1", port)).unwrap();
     }
-    let bye = format!(
-        "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKb\r\nFrom: <sip:src@127.0.0.1>;tag=s1\r\nTo: {to}\r\nCall-ID: srtp-mki\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-    );
+    let bye = in_dialog_request("BYE", "UDP", me.parse().unwrap(), "srtp-mki", &to, 2);
     sock.send_to(bye.as_bytes(), srs.sip).unwrap();
     let rec = &srs.wait_recordings(1, Duration::from_secs(10))[0];
     let s = &rec["streams"][0];

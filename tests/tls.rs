@@ -109,10 +109,10 @@ impl Pki {
 }
 
 fn start_tls(pki: &Pki, mutual: bool) -> (Server, SocketAddr) {
-    let port = free_port();
-    let cfg = pki.config(port, mutual);
+    let cfg = pki.config(0, mutual);
     let srs = Server::start_with(&["--config", cfg.to_str().unwrap()]);
-    (srs, format!("127.0.0.1:{port}").parse().unwrap())
+    let tls = srs.tls.expect("the TLS address in the listening line");
+    (srs, tls)
 }
 
 /// A blocking SIP-over-TLS client.
@@ -208,17 +208,6 @@ impl Client {
     }
 }
 
-fn tone(i: u64, freq: f64) -> Vec<u8> {
-    (0..160)
-        .map(|k| {
-            let t = (i * 160 + k) as f64 / 8000.0;
-            srs::testkit::ulaw_encode(
-                (8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16,
-            )
-        })
-        .collect()
-}
-
 const METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <recording xmlns="urn:ietf:params:xml:ns:recording:1">
   <datamode>complete</datamode>
@@ -267,7 +256,7 @@ fn talk(ports: &[u16], packets: u64) {
                 i as u16,
                 (i * 160) as u32,
                 0x100 + k as u32,
-                &tone(i, f),
+                &pcmu_tone(f, i * 160),
             );
             rtp.send_to(&p, ("127.0.0.1", *port)).unwrap();
         }

@@ -71,6 +71,14 @@ pub enum RecorderError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The live Ogg Opus file could not be started (its header written).
+    #[error("Ogg Opus file {path}: {source}")]
+    Ogg {
+        path: PathBuf,
+        source: super::ogg_opus::OggOpusError,
+    },
+    #[error("SRTP: {0}")]
+    Srtp(#[from] super::srtp::SrtpError),
     #[error("codec: {0}")]
     Codec(String),
 }
@@ -84,7 +92,11 @@ impl RecorderError {
                 source: hound::Error::IoError(e),
                 ..
             }
-            | RecorderError::Io { source: e, .. } => e.raw_os_error(),
+            | RecorderError::Io { source: e, .. }
+            | RecorderError::Ogg {
+                source: super::ogg_opus::OggOpusError::Io(e),
+                ..
+            } => e.raw_os_error(),
             _ => None,
         }
     }
@@ -95,6 +107,8 @@ impl RecorderError {
         match self {
             RecorderError::Wav { source, .. } => source.to_string(),
             RecorderError::Io { source, .. } => source.to_string(),
+            RecorderError::Ogg { source, .. } => source.to_string(),
+            RecorderError::Srtp(e) => format!("SRTP: {e}"),
             RecorderError::Codec(s) => format!("codec: {s}"),
         }
     }
@@ -331,18 +345,21 @@ impl StreamRecorder {
                     OGG_PRE_SKIP,
                     &[("ENCODER", "srs pass-through")],
                 )
-                .map_err(|e| RecorderError::Codec(e.to_string()))?;
+                .map_err(|source| RecorderError::Ogg {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
                 w.write_silence(u64::from(OGG_PRE_SKIP))
-                    .map_err(|e| RecorderError::Codec(e.to_string()))?;
+                    .map_err(|source| RecorderError::Ogg {
+                        path: p.to_path_buf(),
+                        source,
+                    })?;
                 Some((w, p.to_path_buf()))
             }
             None => None,
         };
         let srtp = match &spec.srtp {
-            Some(attr) => Some(
-                super::srtp::SrtpReceiver::new(attr)
-                    .map_err(|e| RecorderError::Codec(e.to_string()))?,
-            ),
+            Some(attr) => Some(super::srtp::SrtpReceiver::new(attr)?),
             None => None,
         };
         Ok(StreamRecorder {
@@ -709,17 +726,19 @@ impl StreamRecorder {
         if pos > self.written {
             self.silence(pos - self.written)?;
         }
-        if let Some((ogg, _)) = self.ogg.as_deref_mut().filter(|_| is_opus) {
+        if let Some((ogg, path)) = self.ogg.as_deref_mut().filter(|_| is_opus) {
             // The Opus packet itself, at its place on a 48 kHz timeline.
             let at = ogg.granule().saturating_sub(u64::from(OGG_PRE_SKIP));
             let want = pos * 48_000 / u64::from(self.out_rate);
+            let ogg_err = |source| RecorderError::Ogg {
+                path: path.clone(),
+                source,
+            };
             if want > at {
-                ogg.write_silence(want - at)
-                    .map_err(|e| RecorderError::Codec(e.to_string()))?;
+                ogg.write_silence(want - at).map_err(ogg_err)?;
             }
             if want + n * 48_000 / u64::from(self.out_rate) > at {
-                ogg.write_packet(payload)
-                    .map_err(|e| RecorderError::Codec(e.to_string()))?;
+                ogg.write_packet(payload).map_err(ogg_err)?;
             }
         }
         let skip = (self.written - pos.min(self.written)) as usize;

@@ -1,4 +1,4 @@
-//! Session bookkeeping on real corpus flows.
+//! LiveRecording bookkeeping on real corpus flows.
 
 use super::*;
 use crate::sip::message::parse;
@@ -10,7 +10,7 @@ fn at(s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, s).unwrap()
 }
 
-fn start(raw: &str) -> Session {
+fn start(raw: &str) -> LiveRecording {
     let msg = parse(&corpus_request(raw, "s")).unwrap();
     let offer = read_offer(&msg).unwrap();
     let plan = MediaPlan::from_offer(&offer);
@@ -19,7 +19,7 @@ fn start(raw: &str) -> Session {
         started_at: stamp(at(0)),
         ..RecordingMeta::default()
     };
-    let mut s = Session::new(meta, &offer, &plan);
+    let mut s = LiveRecording::new(meta, &offer, &plan);
     for (n, p) in plan.streams.iter().enumerate() {
         if let (Some(codec), Some(file)) = (&p.codec, &p.file) {
             s.add_stream(StreamSlot {
@@ -38,7 +38,7 @@ fn start(raw: &str) -> Session {
     s
 }
 
-fn kinds(s: &Session) -> Vec<String> {
+fn kinds(s: &LiveRecording) -> Vec<String> {
     s.meta
         .events
         .iter()
@@ -145,7 +145,7 @@ fn avaya_metadata_update_reattributes_and_logs_joins() {
     let ks = kinds(&s);
     assert!(ks.contains(&"metadata-update".to_string()), "{ks:?}");
     assert!(ks.iter().any(|k| k == "participant-joined"), "{ks:?}");
-    let meta = s.finish(at(9), 9000, "complete", &BTreeMap::new());
+    let meta = s.finish(at(9), 9000, Status::Complete, &BTreeMap::new());
     let callee = meta
         .participants
         .iter()
@@ -195,7 +195,7 @@ fn transfer_then_bye_logs_join_leave_and_keeps_everyone() {
             "../../tests/fixtures/corpus/ietf-rfc8068-bye-with-partial-metadata.sip"
         )),
     );
-    let meta = s.finish(at(9), 9000, "complete", &BTreeMap::new());
+    let meta = s.finish(at(9), 9000, Status::Complete, &BTreeMap::new());
     let ks: Vec<_> = meta.events.iter().map(|e| e.kind.as_str()).collect();
     assert!(ks.contains(&"participant-joined"), "{ks:?}");
     assert!(ks.contains(&"participant-left"), "{ks:?}");
@@ -278,7 +278,7 @@ fn a_stream_cut_short_makes_the_recording_truncated_and_only_playable_files_are_
         (0, report(72_000, None, true)),
         (1, report(72_000, None, true)),
     ]);
-    let meta = start(SIPP).finish(at(9), 9000, "complete", &whole);
+    let meta = start(SIPP).finish(at(9), 9000, Status::Complete, &whole);
     assert_eq!(
         (meta.status.as_str(), meta.error.as_deref()),
         ("complete", None)
@@ -296,7 +296,7 @@ fn a_stream_cut_short_makes_the_recording_truncated_and_only_playable_files_are_
             report(0, Some("No space left on device (os error 28)"), false),
         ),
     ]);
-    let meta = s.finish(at(48), 48_000, "complete", &cut);
+    let meta = s.finish(at(48), 48_000, Status::Complete, &cut);
     assert_eq!(meta.status, "truncated");
     let error = meta.error.clone().unwrap();
     assert!(

@@ -13,13 +13,9 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::recording::{FileMeta, RecordingMeta};
+use crate::recording::{FileMeta, Format, RecordingMeta, Status};
 use crate::store::drop::{DropError, FileDrop, INCOMING_DIR};
-
-/// Name of the in-progress description inside an incoming directory.
-pub const INCOMING_FILE: &str = "incoming.json";
-/// Its temporary name while being rewritten.
-pub const INCOMING_TMP: &str = ".incoming.json.tmp";
+pub use crate::store::drop::{INCOMING_FILE, INCOMING_TMP};
 
 /// Writes `incoming.json` atomically (temp file + rename).
 pub fn write_incoming(dir: &Path, meta: &RecordingMeta) -> std::io::Result<()> {
@@ -155,7 +151,7 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>,
             ..RecordingMeta::default()
         });
     meta.recording_id = id;
-    meta.status = "recovered".into();
+    meta.status = Status::Recovered.into();
     // Every WAV on disk, repaired; the planned list is replaced by facts.
     let mut files: Vec<FileMeta> = Vec::new();
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -175,7 +171,11 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>,
             let planned = meta.files.iter().find(|f| f.name == name);
             files.push(FileMeta {
                 labels: planned.map(|f| f.labels.clone()).unwrap_or_default(),
-                format: if channels == 2 { "stereo-wav" } else { "wav" }.into(),
+                format: if channels == 2 {
+                    Format::StereoWav
+                } else {
+                    Format::Wav
+                },
                 bytes: std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0),
                 name,
                 duration_ms: ms,

@@ -312,7 +312,7 @@ mod tests {
                 label: "1".to_string(),
                 codec: "PCMU".to_string(),
                 participant_id: Some("p1".to_string()),
-                attribution: Some("metadata".to_string()),
+                attribution: Some(crate::recording::Attribution::Metadata),
                 packets_received: 3250,
                 packets_lost: 2,
                 ..Default::default()

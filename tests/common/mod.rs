@@ -1,5 +1,7 @@
-//! Helpers for end-to-end tests: run `srs serve` on free loopback ports,
-//! find real peers (SIPp, ffmpeg), decode and analyse WAV files.
+//! Helpers for end-to-end tests: run `srs serve` on loopback ports it binds
+//! itself (port 0, read back from its "srs listening" log line), find real
+//! peers (SIPp, ffmpeg), build SIP requests and RTP, decode and analyse WAV
+//! files (tone detection).
 #![allow(dead_code)]
 
 pub mod pg;
@@ -17,6 +19,8 @@ pub fn manifest_dir() -> PathBuf {
 }
 
 /// A UDP+TCP port pair free on 127.0.0.1 (the OS picks; both checked).
+/// Only for a port a test must know before the server starts (a peer's
+/// own port); the server's ports are bound by the server (port 0).
 pub fn free_port() -> u16 {
     loop {
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -68,9 +72,42 @@ pub struct Server {
     pub child: Child,
     pub sip: SocketAddr,
     pub http: SocketAddr,
+    /// SIP over TLS, when configured.
+    pub tls: Option<SocketAddr>,
     pub recordings: PathBuf,
     args: Vec<String>,
     _dir: tempfile::TempDir,
+}
+
+/// The addresses of an "srs listening" log line.
+struct Listening {
+    sip: SocketAddr,
+    http: SocketAddr,
+    tls: Option<SocketAddr>,
+}
+
+/// The value of `key=` in a log line (colours removed).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    line[at..].split_whitespace().next()
+}
+
+/// Removes the terminal colour codes of a log line.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Server {
@@ -78,6 +115,9 @@ impl Server {
         Self::start_with(&[])
     }
 
+    /// Starts `srs serve` with `extra` flags. SIP and HTTP are bound on
+    /// 127.0.0.1 port 0 unless `extra` says where; the bound addresses are
+    /// read from the server's "srs listening" line.
     pub fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         // The caller's --recordings, if any, replaces ours.
@@ -89,15 +129,13 @@ impl Server {
         let recordings = given
             .clone()
             .unwrap_or_else(|| dir.path().join("recordings"));
-        let sip_port = free_port();
-        let http_port = free_port();
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--sip".into(),
-            format!("127.0.0.1:{sip_port}"),
-            "--http".into(),
-            format!("127.0.0.1:{http_port}"),
-        ];
+        let mut args: Vec<String> = vec!["serve".into()];
+        for flag in ["--sip", "--http"] {
+            if !extra.contains(&flag) {
+                args.push(flag.into());
+                args.push("127.0.0.1:0".into());
+            }
+        }
         // The caller's --rtp-ports, if any, replaces ours (200 ports).
         if !extra.contains(&"--rtp-ports") {
             let rtp = port_block(200);
@@ -109,11 +147,19 @@ impl Server {
             args.push(recordings.to_string_lossy().into_owned());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Self::spawn(&args, dir.path());
+        let mut child = Self::spawn(&args, dir.path());
+        let bound = Self::wait_listening(&mut child, dir.path(), 0);
+        // A restart binds the same ports again, explicitly.
+        for (flag, addr) in [("--sip", bound.sip), ("--http", bound.http)] {
+            if let Some(i) = args.iter().position(|a| a == flag) {
+                args[i + 1] = addr.to_string();
+            }
+        }
         let s = Server {
             child,
-            sip: format!("127.0.0.1:{sip_port}").parse().unwrap(),
-            http: format!("127.0.0.1:{http_port}").parse().unwrap(),
+            sip: bound.sip,
+            http: bound.http,
+            tls: bound.tls,
             recordings,
             args,
             _dir: dir,
@@ -128,13 +174,43 @@ impl Server {
             .append(true)
             .open(dir.join("srs.log"))
             .unwrap();
+        let cwd = dir.join("cwd");
+        std::fs::create_dir_all(&cwd).unwrap();
         Command::new(env!("CARGO_BIN_EXE_srs"))
             .args(args)
+            .current_dir(cwd)
             .env("RUST_LOG", "info,srs=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("srs binary runs")
+    }
+
+    /// Waits for the "srs listening" line written past `from` (bytes into
+    /// the log) and reads the bound addresses from it.
+    fn wait_listening(child: &mut Child, dir: &Path, from: usize) -> Listening {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = std::fs::read_to_string(dir.join("srs.log")).unwrap_or_default();
+            let line = log
+                .get(from..)
+                .and_then(|l| l.lines().find(|l| l.contains("srs listening")));
+            if let Some(line) = line.map(plain) {
+                let addr = |key| field(&line, key).and_then(|v| v.parse().ok());
+                let tls = field(&line, "tls")
+                    .and_then(|v| v.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
+                return Listening {
+                    sip: addr("sip").expect("sip= in the listening line"),
+                    http: addr("http").expect("http= in the listening line"),
+                    tls,
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("srs exited ({status}) before listening:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "srs did not start:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn wait_healthy(&self) {
@@ -154,8 +230,17 @@ impl Server {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let from = self.log().len();
         self.child = Self::spawn(&self.args, self._dir.path());
+        let bound = Self::wait_listening(&mut self.child, self._dir.path(), from);
+        assert_eq!((bound.sip, bound.http), (self.sip, self.http));
         self.wait_healthy();
+    }
+
+    /// The server's working directory (empty unless it writes where it
+    /// should not).
+    pub fn workdir(&self) -> PathBuf {
+        self._dir.path().join("cwd")
     }
 
     pub fn log(&self) -> String {
@@ -342,6 +427,55 @@ pub fn siprec_body(sdp: &str, metadata: &str) -> String {
     )
 }
 
+/// An SDP offer from `ip` with one sendonly PCMU line labelled `1` on
+/// `proto` (`RTP/AVP`, `RTP/SAVP`), `extra` attribute lines added to it.
+pub fn one_stream_sdp(ip: std::net::IpAddr, proto: &str, extra: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+m=audio 40000 {proto} 0\r\na=rtpmap:0 PCMU/8000\r\n{extra}a=label:1\r\na=sendonly\r\n"
+    )
+}
+
+/// An INVITE from a recording client at `local` over `transport` (`UDP`,
+/// `TCP`): `body` is an SDP offer, or a SIPREC body from [`siprec_body`]
+/// (then `Require: siprec`).
+pub fn invite_request(transport: &str, local: SocketAddr, call_id: &str, body: &str) -> String {
+    let host = local.ip();
+    let (content_type, require) = if body.starts_with("--b") {
+        ("multipart/mixed;boundary=b", "Require: siprec\r\n")
+    } else {
+        ("application/sdp", "")
+    };
+    let contact_transport = match transport {
+        "UDP" => String::new(),
+        t => format!(";transport={}", t.to_ascii_lowercase()),
+    };
+    format!(
+        "INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{call_id}\r\n\
+From: <sip:src@{host}>;tag=src1\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:src@{local}{contact_transport}>;+sip.src\r\n{require}Content-Type: {content_type}\r\n\
+Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A request in the dialog of an [`invite_request`]: `to` is the To header
+/// of the server's answer (with its tag).
+pub fn in_dialog_request(
+    method: &str,
+    transport: &str,
+    local: SocketAddr,
+    call_id: &str,
+    to: &str,
+    cseq: u32,
+) -> String {
+    format!(
+        "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{method}{call_id}\r\n\
+From: <sip:src@{}>;tag=src1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+        local.ip()
+    )
+}
+
 /// Status code of a response (0 for a request).
 pub fn status(m: &srs::sip::message::Message) -> u16 {
     match m.start {
@@ -394,13 +528,10 @@ pub fn ok_to(req: &srs::sip::message::Message) -> String {
 
 /// `n` samples of a sine at `freq` Hz from sample `n0`, amplitude 8000.
 pub fn sine(freq: f64, rate: u32, n0: u64, n: usize) -> Vec<i16> {
-    (0..n)
-        .map(|i| {
-            let t = (n0 + i as u64) as f64 / f64::from(rate);
-            (8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
-        })
-        .collect()
+    srs::testkit::sine(freq, rate, n0, n, 8000.0)
 }
+
+pub use srs::testkit::pcmu_tone;
 
 /// An RTP packet (no CSRC, no extension).
 pub fn rtp_packet(seq: u16, ts: u32, ssrc: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
@@ -418,8 +549,7 @@ pub fn send_pcmu_tone(sock: &UdpSocket, to: SocketAddr, freq: f64, secs: f64, ss
     let start = Instant::now();
     let packets = (secs * 50.0) as u32;
     for i in 0..packets {
-        let pcm = sine(freq, 8000, u64::from(i) * 160, 160);
-        let payload: Vec<u8> = pcm.iter().map(|s| srs::testkit::ulaw_encode(*s)).collect();
+        let payload = pcmu_tone(freq, u64::from(i) * 160);
         let pkt = rtp_packet(i as u16, i * 160, ssrc, 0, &payload);
         let _ = sock.send_to(&pkt, to);
         let due = start + Duration::from_millis(u64::from(i + 1) * 20);

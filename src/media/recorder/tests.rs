@@ -11,15 +11,8 @@ fn ulaw(x: i16) -> u8 {
     crate::testkit::ulaw_encode(x)
 }
 
-/// 20 ms of a tone starting at sample `n0`.
-fn tone_packet(freq: f64, n0: u64) -> Vec<u8> {
-    (0..160)
-        .map(|i| {
-            let t = (n0 + i) as f64 / f64::from(RATE);
-            ulaw((8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16)
-        })
-        .collect()
-}
+/// 20 ms of a tone starting at sample `n0` (PCMU at [`RATE`]).
+use crate::testkit::pcmu_tone as tone_packet;
 
 fn goertzel(x: &[i16], f: f64) -> f64 {
     crate::testkit::goertzel(x, f64::from(RATE), f)

@@ -236,12 +236,7 @@ mod tests {
     }
 
     fn tone(rate: u32, f: f64, n: usize) -> Vec<i16> {
-        (0..n)
-            .map(|i| {
-                (10000.0 * (2.0 * std::f64::consts::PI * f * i as f64 / f64::from(rate)).sin())
-                    as i16
-            })
-            .collect()
+        crate::testkit::sine(f, rate, 0, n, 10000.0)
     }
 
     fn goertzel(s: &[i16], rate: f64, f: f64) -> f64 {

@@ -1,9 +1,11 @@
 //! Correlation, directory and rules on the Genesys corpus samples.
 
 use super::*;
+use crate::recording::Direction;
 use crate::sip::message::parse;
 use crate::siprec::read_offer;
 use crate::testkit::corpus_request;
+use std::collections::BTreeMap;
 
 fn corr(raw: &str) -> BTreeMap<String, String> {
     let msg = parse(&corpus_request(raw, "g")).unwrap();
@@ -67,7 +69,7 @@ fn acme_genesys_sample_yields_record_dn_and_calluuid() {
         Some("unknown"),
         "missing from the directory: filed anyway"
     );
-    assert_eq!(f.direction, "outbound");
+    assert_eq!(f.direction, Direction::Outbound);
     assert!(f.record);
 }
 
@@ -84,7 +86,7 @@ fn gvp_record_uri_to_and_headers() {
     assert_eq!(c["sipsappname"], "cl2-sips-ELR_1a");
     assert!(c["gvp_session_id"].starts_with("A8565000-5F6C-D09A-308B-72C19935A7E0"));
     assert_eq!(c["x_genesys_rm_application_dbid"], "108");
-    assert_eq!(direction(&c, &Directory::default()), "inbound");
+    assert_eq!(direction(&c, &Directory::default()), Direction::Inbound);
 }
 
 fn directory() -> Vec<DnEntry> {
@@ -110,7 +112,7 @@ fn record_source_and_dest_with_the_directory() {
     let dir = directory();
     let facts = Facts {
         correlation: &c,
-        direction: "inbound",
+        direction: Direction::Inbound,
         ..Facts::default()
     };
     let f = file(&[], &dir, &facts);
@@ -176,7 +178,7 @@ fn first_matching_rule_wins_and_can_disable_recording() {
     ];
     let facts = Facts {
         correlation: &c,
-        direction: "inbound",
+        direction: Direction::Inbound,
         source: Some("10.1.2.3".parse().unwrap()),
         user_agent: "Acme Packet SBC",
     };
@@ -220,4 +222,36 @@ fn other_vendors_ids() {
         "../../tests/fixtures/corpus/acme-sbc-carrier-invite-xacme-callid.sip"
     ));
     assert!(c.contains_key("acme_call_id"), "{c:?}");
+}
+
+#[test]
+fn patterns_and_sources_are_read_once_at_load_and_match_as_before() {
+    let cfg = crate::config::Config::from_toml(
+        r#"
+[[directory]]
+dn = "70??"
+kind = "extension"
+
+[[rules]]
+name = "typo"
+source = "10.0.0/8"
+dnis = "8008*"
+"#,
+        std::path::Path::new("test"),
+    )
+    .unwrap();
+    let rule = &cfg.rules[0];
+    assert_eq!(rule.dnis.as_ref().map(Glob::as_str), Some("8008*"));
+    assert!(rule.dnis.as_ref().is_some_and(|g| g.matches("80081234")));
+    // Text that is no network matches nothing, as it always did.
+    let src = rule.source.as_ref().unwrap();
+    assert_eq!(src.as_str(), "10.0.0/8");
+    assert!(!src.contains("10.0.0.1".parse().unwrap()));
+    assert!(Source::from(" 10.0.0.0/8").contains("10.9.9.9".parse().unwrap()));
+    let dir = Directory::new(&cfg.directory);
+    assert_eq!(
+        dir.lookup("7001").map(|e| e.kind.as_str()),
+        Some("extension")
+    );
+    assert!(dir.lookup("70011").is_none());
 }
