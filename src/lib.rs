@@ -17,16 +17,18 @@
 //! | [`plan`] | the media plan: which m-line is recorded, who sends on it, which file it goes to | no |
 //! | [`session`] | one session's bookkeeping: merged metadata, participants ever seen, events, re-offer decisions, the final `metadata.json` | no |
 //! | [`recording`] | the `metadata.json` schema | no |
-//! | [`store`] | the file drop (atomic publish), the SQLite index, CLI rendering | files |
+//! | [`store`] | the file drop (atomic publish), the SQLite index, the audit trail, CLI rendering | files |
 //! | [`genesys`] | correlation ids (Genesys record URIs, X-Genesys-*, vendor ids), the DN directory, recording rules (`record = source|dest`) | no |
 //! | [`net`] | IP networks (`sip.allow`, rule sources): parsed once, matched per source address | no |
 //! | [`config`] | embedded defaults, TOML config file, flag overrides | reads a file |
 //! | [`server`] | the thin tokio layer: sockets (SIP over UDP, TCP and TLS), timers, tasks, publishing | yes |
 //! | [`tls`] | the rustls configuration for SIP over TLS (certificate, key, mutual TLS) | reads files |
-//! | [`http`] | the HTTP API (`/healthz`) | yes |
+//! | [`http`] | the HTTP API: recordings, files, live sessions, the audit trail and tokens; HTTPS; access checks and audit of every request | yes |
+//! | [`auth`] | access control: roles and rights, scopes (also as SQL), API tokens stored as hashes | no |
 //! | [`logging`] | the log writer: control characters from remote values escaped (no forged log lines) | writes stderr |
 //! | [`testkit`] | normalising corpus messages for tests, fuzzing and load generation | no |
 
+pub mod auth;
 pub mod config;
 pub mod genesys;
 pub mod http;

@@ -6,7 +6,9 @@
 //!   rebuilt from [`FileDrop::scan`].
 //! - [`query`]: the search filters of `srs list` (and the HTTP API).
 //! - [`render`]: the text and JSON output of `srs list` and `srs show`.
+//! - [`audit`]: the audit trail (append-only, hash-chained) in the index.
 
+pub mod audit;
 pub mod drop;
 pub mod index;
 pub mod query;

@@ -116,6 +116,31 @@ fn parse_bound(field: &'static str, value: &str, until: bool) -> Result<Bound, Q
     }
 }
 
+/// A `since` (or, with `until`, an `until`) value as a condition on
+/// `column`, a column of RFC 3339 UTC times with milliseconds (the form
+/// [`utc_millis`] writes), its value pushed onto `params`. Same forms as
+/// [`Query::since`] and [`Query::until`]; `None` for an empty value.
+pub(crate) fn time_condition(
+    column: &str,
+    field: &'static str,
+    value: &str,
+    until: bool,
+    params: &mut Vec<Value>,
+) -> Result<Option<String>, QueryError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let (op, t) = match parse_bound(field, value, until)? {
+        Bound::AtOrAfter(t) => (">=", t),
+        Bound::AtOrBefore(t) => ("<=", t),
+        Bound::Before(t) => ("<", t),
+        Bound::None => return Ok(None),
+    };
+    params.push(Value::Text(t));
+    Ok(Some(format!("{column} {op} ?{}", params.len())))
+}
+
 /// A filter value: trimmed, `None` if absent or empty.
 fn value(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
