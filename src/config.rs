@@ -197,6 +197,24 @@ pub struct HttpConfig {
     /// Largest page of `GET /api/v1/recordings`, in bytes of JSON; a page
     /// that would be larger is cut short (`truncated`, `next_offset`).
     pub max_page_bytes: usize,
+
+    // Access control (docs/api.md, Access control; docs/security.md).
+    /// PEM certificate chain (leaf first) for HTTPS; with `key`, the API
+    /// speaks only HTTPS on `listen`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// Serve a non-loopback `listen` even when no API token exists (anyone
+    /// who reaches it can then read every recording). Without it, `srs
+    /// serve` refuses to start that way.
+    pub allow_unauthenticated: bool,
+}
+
+impl HttpConfig {
+    /// Whether the API speaks HTTPS.
+    pub fn https(&self) -> bool {
+        self.cert.is_some() && self.key.is_some()
+    }
 }
 
 /// SIP over TLS.
@@ -358,6 +376,9 @@ impl Default for HttpConfig {
             idle_timeout_ms: 30_000,
             index_connections: 4,
             max_page_bytes: 4 << 20,
+            cert: None,
+            key: None,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -453,6 +474,12 @@ impl Config {
                 message: "needs tls.cert and tls.key".into(),
             });
         }
+        if self.http.cert.is_some() != self.http.key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "http.cert",
+                message: "http.cert and http.key go together".into(),
+            });
+        }
         let h = &self.http;
         for (key, v) in [
             ("http.max_connections", h.max_connections as u64),
@@ -513,6 +540,9 @@ mod tests {
             "idle_timeout_ms",
             "index_connections",
             "max_page_bytes",
+            "allow_unauthenticated",
+            "# cert = \"/etc/srs/tls/api.crt\"",
+            "# key = \"/etc/srs/tls/api.key\"",
         ] {
             assert!(text.contains(key), "examples/srs.toml must document {key}");
         }

@@ -56,6 +56,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Http(#[from] crate::http::SetupError),
 }
 
 /// Addresses actually bound (ports may have been 0 in the config).
@@ -332,6 +334,8 @@ pub async fn run(
     let tls_bound = tls
         .as_ref()
         .map(|(l, _)| l.local_addr().unwrap_or(config.tls.listen));
+    // Access control and HTTPS of the API (docs/api.md), before listening.
+    let api_setup = http::ApiSetup::prepare(&config)?;
     let http_listener = http::bind(config.http.listen)
         .await
         .map_err(bind_error("HTTP", config.http.listen))?;
@@ -389,12 +393,7 @@ pub async fn run(
     // The API on a thread and runtime of its own (http::spawn): its load
     // never runs on this runtime's threads, where the SIP task and the
     // publishing tasks run, nor queues in its blocking pool.
-    let api = http::ApiState::new(
-        health.clone(),
-        config.index_path(),
-        config.storage.recordings.clone(),
-        &config.http,
-    );
+    let api = http::ApiState::new(health.clone(), api_setup)?;
     http::spawn(
         http_listener,
         api,

@@ -40,6 +40,10 @@ use crate::genesys::{glob, Directory, DnEntry};
 /// Most items in one scope (a scope is a short list, not a data set).
 pub const MAX_ITEMS: usize = 32;
 
+/// A key's patterns, and the SQL of one pattern given its `?N`: without
+/// wildcards, with them.
+type KeySql<'a> = (&'a [String], fn(&str) -> String, fn(&str) -> String);
+
 /// A scope item that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
@@ -151,7 +155,7 @@ impl Scope {
         let mut params: Vec<Value> = Vec::new();
         let mut conds: Vec<String> = Vec::new();
         // (patterns, the condition for one without wildcards, with them)
-        let keys: [(&[String], fn(&str) -> String, fn(&str) -> String); 3] = [
+        let keys: [KeySql<'_>; 3] = [
             (
                 &self.dn,
                 |p| format!("r.record_dn = {p}"),

@@ -34,6 +34,9 @@ pub enum TokenError {
     Sqlite(#[from] rusqlite::Error),
     #[error("index row of token {name}: {message}")]
     BadRow { name: String, message: String },
+    /// The index or the audit trail could not be written.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// One token as listed (never its secret nor its hash).

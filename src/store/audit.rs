@@ -306,24 +306,42 @@ pub fn append_in(conn: &Connection, entries: &[Entry]) -> Result<Vec<i64>, Audit
     Ok(out)
 }
 
+/// `seq` and hash of the last entry, if any.
+pub fn head(conn: &Connection) -> Result<Option<(i64, String)>, AuditError> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
 /// Which entries to read (`srs audit`, `GET /api/v1/audit`): every filter
 /// optional, all given must match.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// At or after: RFC 3339, or `YYYY-MM-DD` (from 00:00 UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     /// At or before: RFC 3339, or `YYYY-MM-DD` (that whole UTC day).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     /// Entries that list this recording id.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub recording: Option<String>,
     /// Entries of this actor (token name or `cli:<user>`), exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
     /// Entries of this action, exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     /// Entries after this `seq` (paging).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<i64>,
     /// At most this many entries (none: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
 }
 
@@ -589,8 +607,10 @@ mod tests {
             Vec::<i64>::new()
         );
         assert_eq!(q(&|q| q.since = Some(rows[2].at.clone())).last(), Some(&3));
-        let mut bad = AuditQuery::default();
-        bad.since = Some("yesterday".into());
+        let bad = AuditQuery {
+            since: Some("yesterday".into()),
+            ..Default::default()
+        };
         assert!(read(c, &bad, |_| true)
             .unwrap_err()
             .to_string()

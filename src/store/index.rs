@@ -503,8 +503,9 @@ impl Index {
     }
 
     /// The connection, for the modules that keep their own tables in the
-    /// index (tokens, audit trail).
-    pub(crate) fn conn(&self) -> &Connection {
+    /// index ([`crate::auth::tokens`], [`super::audit`]) and the tools
+    /// that call them.
+    pub fn conn(&self) -> &Connection {
         &self.conn
     }
 
