@@ -575,6 +575,22 @@ mod tests {
     }
 
     #[test]
+    fn https_needs_both_cert_and_key() {
+        let c = Config::from_toml("[http]\ncert = \"/x.crt\"\n", Path::new("x")).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("http.cert") && e.contains("http.key"), "{e}");
+        let c = Config::from_toml(
+            "[http]\ncert = \"/x.crt\"\nkey = \"/x.key\"\nallow_unauthenticated = true\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.http.https() && c.http.allow_unauthenticated);
+        assert!(!HttpConfig::default().https());
+        assert!(!HttpConfig::default().allow_unauthenticated);
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let e = Config::from_toml("[sip]\nlisten_adress = \"0.0.0.0:5060\"\n", Path::new("x"))
             .unwrap_err()

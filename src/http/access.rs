@@ -46,6 +46,9 @@ const QUEUE: usize = 4096;
 /// Most jobs written in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Longest pause after a write (see [`access_thread`]).
+const MAX_BREATHER: Duration = Duration::from_millis(20);
+
 /// The client's address, as the listener accepted it.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
@@ -435,7 +438,17 @@ fn access_thread(path: PathBuf, jobs: Receiver<Job>, tokens: Arc<RwLock<Arc<Toke
                 Err(_) => break,
             }
         }
+        let began = Instant::now();
+        let writes = !batch.is_empty();
         let changed = w.run(batch);
+        if writes {
+            // A breather as long as the write took (20 ms at most): the
+            // publisher, whose lock requests retry with growing sleeps,
+            // always finds the index free about half of the time, however
+            // hard the API is pressed. Requests meanwhile wait, and are
+            // written together in the next transaction.
+            std::thread::sleep(began.elapsed().min(MAX_BREATHER));
+        }
         if changed || Instant::now() >= next_reload {
             w.reload(&tokens);
             next_reload = Instant::now() + TOKEN_RELOAD;
