@@ -308,6 +308,16 @@ fn repair(args: RepairArgs) -> anyhow::Result<()> {
     let index = Index::open(&path).with_context(|| format!("opening index {}", path.display()))?;
     for m in &recovered {
         index.upsert(m)?;
+    }
+    if !recovered.is_empty() {
+        let ids = recovered.iter().map(|m| m.recording_id.clone()).collect();
+        audit::append(
+            index.conn(),
+            &[cli_entry("repair", ids, serde_json::json!({}), "ok")],
+        )
+        .context("writing the audit trail of the repair")?;
+    }
+    for m in &recovered {
         out(&format!(
             "recovered {} ({} files, {} ms) -> {}",
             m.recording_id,
@@ -487,6 +497,16 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
         });
     bar.finish_and_clear();
     let report = report?;
+    audit::append(
+        index.conn(),
+        &[cli_entry(
+            "reindex",
+            Vec::new(),
+            serde_json::json!({ "indexed": report.indexed, "removed": report.removed }),
+            "ok",
+        )],
+    )
+    .context("writing the audit trail of the reindex")?;
     if report.removed > 0 {
         note(&format!(
             "srs: removed {} index entries whose recording is no longer in the drop",

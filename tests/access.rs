@@ -533,10 +533,10 @@ fn every_role_and_scope_against_every_endpoint() {
             .map(|s| s["call_id"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(live(&admin), [leg.call_id.clone()]);
-    assert_eq!(live(&viewer), [leg.call_id.clone()]);
-    assert_eq!(live(&par1), [leg.call_id.clone()]);
-    assert_eq!(live(&team70), [leg.call_id.clone()]);
+    assert_eq!(live(&admin), std::slice::from_ref(&leg.call_id));
+    assert_eq!(live(&viewer), std::slice::from_ref(&leg.call_id));
+    assert_eq!(live(&par1), std::slice::from_ref(&leg.call_id));
+    assert_eq!(live(&team70), std::slice::from_ref(&leg.call_id));
     assert!(live(&lyon).is_empty());
     assert!(live(&par2_admin).is_empty());
     assert_eq!(get(h, "/api/v1/sessions", Some(&integration)).status, 403);
@@ -756,7 +756,7 @@ fn the_audit_trail_of_a_scripted_session_and_a_tampered_entry() {
 
     // The script.
     let r = get(h, "/api/v1/recordings?dn=7001", Some(&alice));
-    assert_eq!(ids_of(&r), [a.id.clone()]);
+    assert_eq!(ids_of(&r), std::slice::from_ref(&a.id));
     let r = get(
         h,
         "/api/v1/recordings?since=2000-01-01&limit=10",
@@ -1148,7 +1148,7 @@ fn https_serves_the_api_and_plain_http_is_refused_on_that_listener() {
 fn an_exposed_api_without_tokens_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let drop = dir.path().join("recordings");
-    let serve = |extra: &str| {
+    let serve = |extra: &str, while_up: &dyn Fn(SocketAddr)| {
         let http = free_port();
         let cfg = dir.path().join("expose.toml");
         std::fs::write(
@@ -1180,6 +1180,7 @@ fn an_exposed_api_without_tokens_is_refused_unless_allowed() {
                 return (Some(status.success()), err);
             }
             if http_get(addr, "/healthz").is_some() {
+                while_up(addr);
                 let _ = child.kill();
                 let _ = child.wait();
                 return (None, String::new());
@@ -1188,16 +1189,155 @@ fn an_exposed_api_without_tokens_is_refused_unless_allowed() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    let (exited, err) = serve("");
+    let nothing = |_: SocketAddr| {};
+    let (exited, err) = serve("", &nothing);
     assert_eq!(exited, Some(false), "refused to start");
     assert!(err.contains("no API token exists"), "{err}");
     assert!(err.contains("allow_unauthenticated"), "{err}");
     assert!(err.contains("srs token add"), "{err}");
     // The documented override.
-    let (exited, _) = serve("allow_unauthenticated = true\n");
+    // The documented override: open to anyone (audited as anonymous),
+    // but no token can be made through the API without a token.
+    let open = |addr: SocketAddr| {
+        assert_eq!(get(addr, "/api/v1/recordings", None).status, 200);
+        let r = call(
+            addr,
+            "POST",
+            "/api/v1/tokens",
+            None,
+            "",
+            r#"{"name":"me","role":"admin"}"#,
+        );
+        assert_eq!(r.status, 403);
+        assert!(r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("srs token add"));
+    };
+    let (exited, _) = serve("allow_unauthenticated = true\n", &open);
     assert_eq!(exited, None, "served with the override");
-    // With a token, it serves (and the API wants the token).
+    // With a token, it serves, and the API wants the token.
     token_add(&drop, "ops", "admin", &[]);
-    let (exited, _) = serve("");
+    let locked = |addr: SocketAddr| {
+        assert_eq!(get(addr, "/api/v1/recordings", None).status, 401);
+    };
+    let (exited, _) = serve("", &locked);
     assert_eq!(exited, None, "served once a token exists");
+    let out = run_srs(&[
+        "audit",
+        "--json",
+        "--actor",
+        "anonymous",
+        "--recordings",
+        drop.to_str().unwrap(),
+    ]);
+    let anonymous = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(anonymous, 2, "the open API's requests are audited too");
+}
+
+#[test]
+fn the_command_line_is_audited_and_shows_nothing_unaudited() {
+    let dir = tempfile::tempdir().unwrap();
+    let drop = dir.path().join("recordings");
+    let d = drop.to_str().unwrap();
+    // Without an index: nothing shown, nothing written, no index made (a
+    // running server would take a new file for a replaced index).
+    let out = run_srs(&["list", "--json", "--recordings", d]);
+    assert!(out.status.success());
+    assert!(!drop.join("index.sqlite").exists());
+
+    let ix = srs::store::Index::open(&drop.join("index.sqlite")).unwrap();
+    let meta = srs::recording::RecordingMeta {
+        recording_id: "cli-rec-1".into(),
+        call_id: "cli-call-1".into(),
+        status: "complete".into(),
+        started_at: "2026-11-23T10:00:00Z".into(),
+        ended_at: "2026-11-23T10:01:00Z".into(),
+        path: "2026/11/23/cli-rec-1".into(),
+        record_dn: Some("7001".into()),
+        ..Default::default()
+    };
+    ix.upsert(&meta).unwrap();
+    std::mem::drop(ix);
+
+    let out = run_srs(&["list", "--json", "--dn", "7001", "--recordings", d]);
+    assert!(out.status.success());
+    let out = run_srs(&["show", "cli-call-1", "--recordings", d]);
+    assert!(out.status.success());
+    let out = run_srs(&["show", "nosuch", "--recordings", d]);
+    assert!(!out.status.success());
+    let out = run_srs(&["reindex", "--recordings", d]);
+    assert!(out.status.success());
+    let out = run_srs(&["audit", "--json", "--recordings", d]);
+    assert!(out.status.success());
+    let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(String, String, serde_json::Value, serde_json::Value)> = entries
+        .iter()
+        .map(|e| {
+            assert!(e["actor"].as_str().unwrap().starts_with("cli:"), "{e}");
+            assert_eq!(
+                (e["role"].as_str(), e["client"].as_str()),
+                (Some("cli"), Some("local"))
+            );
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+                e["recording_ids"].clone(),
+                e["filters"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "search".into(),
+                "ok".into(),
+                serde_json::json!(["cli-rec-1"]),
+                serde_json::json!({"dn": "7001"})
+            ),
+            (
+                "view".into(),
+                "ok".into(),
+                serde_json::json!(["cli-rec-1"]),
+                serde_json::json!({"id": "cli-call-1"})
+            ),
+            (
+                "view".into(),
+                "not-found".into(),
+                serde_json::json!([]),
+                serde_json::json!({"id": "nosuch"})
+            ),
+            (
+                "reindex".into(),
+                "ok".into(),
+                serde_json::json!([]),
+                serde_json::json!({"indexed": 0, "removed": 1})
+            ),
+        ]
+    );
+    // The index row was removed by the reindex (no such directory in the
+    // drop); put it back, then hold the write lock from another process:
+    // the tools refuse to show anything they cannot record.
+    let ix = srs::store::Index::open(&drop.join("index.sqlite")).unwrap();
+    ix.upsert(&meta).unwrap();
+    std::mem::drop(ix);
+    let db = rusqlite::Connection::open(drop.join("index.sqlite")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for args in [vec!["list", "--json"], vec!["show", "cli-rec-1"]] {
+        let mut a = args.clone();
+        a.extend(["--recordings", d]);
+        let out = run_srs(&a);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?} showed something unaudited");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("audit trail"), "{err}");
+    }
+    db.execute_batch("ROLLBACK").unwrap();
+    let out = run_srs(&["audit", "--verify", "--recordings", d]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 4 entries"));
 }

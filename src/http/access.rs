@@ -1,7 +1,7 @@
 //! Access control and audit of the API's requests (docs/api.md, Access
 //! control and Audit trail).
 //!
-//! - [`authenticate`] (a middleware on every `/api/v1/*` route, before
+//! - [`authenticate`] (a middleware on every path but `/healthz`, before
 //!   admission) turns the `Authorization: Bearer` header into a
 //!   [`Caller`], or answers 401. Tokens are matched by the SHA-256 of the
 //!   secret in a set reloaded from the index every second, so `srs token
@@ -121,7 +121,7 @@ impl Caller {
     pub fn forbidden(&self, right: Right) -> Response {
         let why = match self.role {
             Some(role) if role.allows(right) => format!(
-                "forbidden: a token with a scope cannot do {}",
+                "forbidden: {} needs a token without a scope",
                 right.describe()
             ),
             Some(role) => format!(
