@@ -197,9 +197,13 @@ impl Access {
         let jobs = if audit {
             let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
             let shared = tokens.clone();
+            // Opened now, before the API listens: its descriptor is part
+            // of the server's resting count, and the first request does
+            // not wait for it (a failure is retried by the thread).
+            let index = Index::open_existing_rw(&path).ok().flatten();
             std::thread::Builder::new()
                 .name("srs-access".into())
-                .spawn(move || access_thread(path, rx, shared))?;
+                .spawn(move || access_thread(path, index, rx, shared))?;
             Some(tx)
         } else {
             None
@@ -416,11 +420,16 @@ pub async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Ne
 /// The access thread: audit entries and token changes in arrival order,
 /// consecutive audit entries in one transaction; the tokens reloaded
 /// every [`TOKEN_RELOAD`] and after each change.
-fn access_thread(path: PathBuf, jobs: Receiver<Job>, tokens: Arc<RwLock<Arc<TokenSet>>>) {
+fn access_thread(
+    path: PathBuf,
+    index: Option<Index>,
+    jobs: Receiver<Job>,
+    tokens: Arc<RwLock<Arc<TokenSet>>>,
+) {
     super::lower_priority();
     let mut w = Writer {
         path,
-        index: None,
+        index,
         failing_since: None,
     };
     let mut next_reload = Instant::now() + TOKEN_RELOAD;
