@@ -223,6 +223,24 @@ pub struct HttpConfig {
     /// Largest page of `GET /api/v1/recordings`, in bytes of JSON; a page
     /// that would be larger is cut short (`truncated`, `next_offset`).
     pub max_page_bytes: usize,
+
+    // Access control (docs/api.md, Access control; docs/security.md).
+    /// PEM certificate chain (leaf first) for HTTPS; with `key`, the API
+    /// speaks only HTTPS on `listen`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// Serve a non-loopback `listen` even when no API token exists (anyone
+    /// who reaches it can then read every recording). Without it, `srs
+    /// serve` refuses to start that way.
+    pub allow_unauthenticated: bool,
+}
+
+impl HttpConfig {
+    /// Whether the API speaks HTTPS.
+    pub fn https(&self) -> bool {
+        self.cert.is_some() && self.key.is_some()
+    }
 }
 
 /// SIP over TLS.
@@ -384,6 +402,9 @@ impl Default for HttpConfig {
             idle_timeout_ms: 30_000,
             index_connections: 4,
             max_page_bytes: 4 << 20,
+            cert: None,
+            key: None,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -468,6 +489,12 @@ impl Config {
                 message: "needs tls.cert and tls.key".into(),
             });
         }
+        if self.http.cert.is_some() != self.http.key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "http.cert",
+                message: "http.cert and http.key go together".into(),
+            });
+        }
         let h = &self.http;
         for (key, v) in [
             ("http.max_connections", h.max_connections as u64),
@@ -528,6 +555,9 @@ mod tests {
             "idle_timeout_ms",
             "index_connections",
             "max_page_bytes",
+            "allow_unauthenticated",
+            "# cert = \"/etc/srs/tls/api.crt\"",
+            "# key = \"/etc/srs/tls/api.key\"",
         ] {
             assert!(text.contains(key), "examples/srs.toml must document {key}");
         }
@@ -557,6 +587,22 @@ mod tests {
         // A queue of 0 is fine: refuse at once when every slot is busy.
         let c = Config::from_toml("[http]\nqueue_timeout_ms = 0\n", Path::new("x")).unwrap();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn https_needs_both_cert_and_key() {
+        let c = Config::from_toml("[http]\ncert = \"/x.crt\"\n", Path::new("x")).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("http.cert") && e.contains("http.key"), "{e}");
+        let c = Config::from_toml(
+            "[http]\ncert = \"/x.crt\"\nkey = \"/x.key\"\nallow_unauthenticated = true\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.http.https() && c.http.allow_unauthenticated);
+        assert!(!HttpConfig::default().https());
+        assert!(!HttpConfig::default().allow_unauthenticated);
     }
 
     #[test]

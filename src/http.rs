@@ -5,6 +5,18 @@
 //! - `GET /api/v1/recordings/{id}` (recording id or Call-ID): its metadata.json
 //! - `GET /api/v1/recordings/{id}/files/{name}`: an audio file, with HTTP Range
 //! - `GET /api/v1/sessions`: the sessions being recorded now
+//! - `GET /api/v1/audit`: the audit trail (admin)
+//! - `GET`/`POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}`: API
+//!   tokens (admin)
+//!
+//! Access control ([`access`]; docs/api.md): once a token exists, every
+//! request but `/healthz` needs `Authorization: Bearer <token>` (else
+//! 401); each endpoint needs a right of the token's role (else 403), and
+//! sees only the recordings of the token's scope (others are 404). Every
+//! request that reads or changes recordings is written to the audit trail
+//! before it is answered. With `[http] cert`/`key` the API speaks only
+//! HTTPS ([`https`]). `srs serve` refuses a non-loopback address without
+//! tokens ([`ApiSetup::prepare`]).
 //!
 //! Load on the API is bounded everywhere, so that no client, however many
 //! connections it opens, can exhaust the server's memory or descriptors or
@@ -35,21 +47,140 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query as QueryParams, Request, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query as QueryParams, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::{routing::get, Json, Router};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-use crate::config::HttpConfig;
+use crate::auth::{tokens, Right, Role, Scope, TokenSet};
+use crate::config::{Config, HttpConfig};
+use crate::filing::DnEntry;
 use crate::recording::RecordingMeta;
+use crate::store::audit::{self, AuditQuery};
 use crate::store::query::Query;
 use crate::store::{Index, IndexError};
+
+pub mod access;
+pub mod https;
+
+pub use access::{Caller, ClientAddr, TOKEN_RELOAD};
+use tokio_rustls::TlsAcceptor;
+
+/// Why the API cannot start as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("HTTPS (http.cert, http.key): {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("refusing to serve the HTTP API on {addr} without access control: no API token exists. Make one (`srs token add NAME --role admin`), or listen on a loopback address (http.listen), or set http.allow_unauthenticated = true (then anyone who reaches {addr} can search and download every recording)")]
+    Exposed { addr: SocketAddr },
+    #[error("refusing to serve the HTTP API on {addr}: the API tokens cannot be read from the index {path} ({reason}), so access control cannot be enforced")]
+    TokensUnreadable {
+        addr: SocketAddr,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot start the API's access thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What the API needs, checked before it listens: the HTTPS set-up, the
+/// tokens in force, and whether the address may be served at all.
+pub struct ApiSetup {
+    index_path: PathBuf,
+    drop_root: PathBuf,
+    http: HttpConfig,
+    directory: Arc<[DnEntry]>,
+    tls: Option<TlsAcceptor>,
+    tokens: TokenSet,
+    audit: bool,
+}
+
+impl std::fmt::Debug for ApiSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSetup")
+            .field("index_path", &self.index_path)
+            .field("https", &self.tls.is_some())
+            .field("tokens", &self.tokens.len())
+            .finish()
+    }
+}
+
+impl ApiSetup {
+    /// Reads the HTTPS certificate and the tokens, and refuses a
+    /// non-loopback address when no token exists (unless
+    /// `http.allow_unauthenticated`) or the tokens cannot be read.
+    pub fn prepare(config: &Config) -> Result<ApiSetup, SetupError> {
+        let http = &config.http;
+        let tls = https::acceptor(http)?;
+        let path = config.index_path();
+        let addr = http.listen;
+        let exposed = !addr.ip().is_loopback();
+        let read = match Index::open_existing(&path) {
+            Ok(Some(ix)) => TokenSet::load(ix.conn())
+                .map(|t| (t, audit::head(ix.conn()).ok().flatten()))
+                .map_err(|e| e.to_string()),
+            Ok(None) => Ok((TokenSet::default(), None)),
+            Err(e) => Err(e.to_string()),
+        };
+        let tokens = match read {
+            Ok((tokens, head)) => {
+                if let Some((seq, hash)) = head {
+                    // An anchor for the chain, kept by whatever keeps the log.
+                    tracing::info!(seq, hash, "audit trail head");
+                }
+                tokens
+            }
+            Err(reason) if exposed => {
+                return Err(SetupError::TokensUnreadable { addr, path, reason })
+            }
+            Err(reason) => {
+                tracing::error!(path = %path.display(), error = reason,
+                    "the API tokens cannot be read: every API request is refused (401) until they can");
+                TokenSet::locked()
+            }
+        };
+        if exposed && !tokens.required {
+            if !http.allow_unauthenticated {
+                return Err(SetupError::Exposed { addr });
+            }
+            tracing::warn!(%addr,
+                "the HTTP API is open to anyone who reaches it: no API token exists and http.allow_unauthenticated = true");
+        } else if exposed && tls.is_none() {
+            tracing::warn!(%addr,
+                "API tokens cross the network in clear: set http.cert and http.key (HTTPS)");
+        }
+        tracing::info!(
+            https = tls.is_some(),
+            tokens = tokens.len(),
+            access_control = tokens.required,
+            "HTTP API access"
+        );
+        Ok(ApiSetup {
+            index_path: path,
+            drop_root: config.storage.recordings.clone(),
+            http: http.clone(),
+            directory: config.directory.clone().into(),
+            tls,
+            tokens,
+            audit: true,
+        })
+    }
+
+    /// No audit trail and no access thread: for benchmarks that measure
+    /// what auditing costs, never for a server.
+    #[doc(hidden)]
+    pub fn without_audit(mut self) -> Self {
+        self.audit = false;
+        self
+    }
+}
 
 /// Live numbers the API reports.
 #[derive(Debug, Default)]
@@ -92,9 +223,13 @@ struct Limits {
 }
 
 /// What the API handlers share.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiState {
     pub health: Arc<Health>,
+    /// Tokens, scopes' directory, the audit trail.
+    access: Arc<access::Access>,
+    /// HTTPS, when configured.
+    tls: Option<TlsAcceptor>,
     /// The file drop root.
     pub drop_root: PathBuf,
     limits: Arc<Limits>,
@@ -106,15 +241,34 @@ pub struct ApiState {
     refused: Arc<Refusals>,
 }
 
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("drop_root", &self.drop_root)
+            .field("https", &self.tls.is_some())
+            .finish()
+    }
+}
+
 impl ApiState {
-    pub fn new(
-        health: Arc<Health>,
-        index_path: PathBuf,
-        drop_root: PathBuf,
-        config: &HttpConfig,
-    ) -> Self {
-        ApiState {
+    /// The API's state from its [`ApiSetup`]; starts the access thread.
+    pub fn new(health: Arc<Health>, setup: ApiSetup) -> Result<Self, SetupError> {
+        let ApiSetup {
+            index_path,
+            drop_root,
+            http: config,
+            directory,
+            tls,
+            tokens,
+            audit,
+        } = setup;
+        let access = access::Access::start(index_path.clone(), tokens, directory.clone(), audit)
+            .map_err(SetupError::Thread)?;
+        let config = &config;
+        Ok(ApiState {
             health,
+            access: Arc::new(access),
+            tls,
             drop_root,
             limits: Arc::new(Limits {
                 max_connections: config.max_connections.max(1),
@@ -123,10 +277,35 @@ impl ApiState {
                 idle: Duration::from_millis(config.idle_timeout_ms.max(1)),
                 max_page_bytes: config.max_page_bytes.max(1),
             }),
-            pool: Arc::new(IndexPool::new(index_path, config.index_connections)),
+            pool: Arc::new(IndexPool::new(
+                index_path,
+                config.index_connections,
+                directory,
+            )),
             requests: Arc::new(Semaphore::new(config.max_requests.max(1))),
             refused: Arc::new(Refusals::default()),
+        })
+    }
+
+    /// Records `entry`, then gives `resp`; or the 503 if the entry cannot
+    /// be written.
+    async fn answer(&self, entry: audit::Entry, resp: Response) -> Response {
+        match self.access.record(entry).await {
+            Ok(()) => resp,
+            Err(r) => r,
         }
+    }
+
+    /// A 403 for a missing right, recorded (`denied`).
+    async fn deny(
+        &self,
+        caller: &Caller,
+        right: Right,
+        action: &str,
+        filters: serde_json::Value,
+    ) -> Response {
+        let entry = caller.entry(action, Vec::new(), filters, "denied");
+        self.answer(entry, caller.forbidden(right)).await
     }
 }
 
@@ -158,6 +337,8 @@ struct IndexPool {
     path: PathBuf,
     slots: Arc<Semaphore>,
     idle: std::sync::Mutex<Vec<Index>>,
+    /// For the scopes' `site` (SQL functions on each connection).
+    directory: Arc<[DnEntry]>,
 }
 
 impl std::fmt::Debug for IndexPool {
@@ -169,11 +350,12 @@ impl std::fmt::Debug for IndexPool {
 }
 
 impl IndexPool {
-    fn new(path: PathBuf, n: usize) -> Self {
+    fn new(path: PathBuf, n: usize, directory: Arc<[DnEntry]>) -> Self {
         IndexPool {
             path,
             slots: Arc::new(Semaphore::new(n.max(1))),
             idle: std::sync::Mutex::new(Vec::new()),
+            directory,
         }
     }
 
@@ -211,7 +393,16 @@ impl IndexPool {
             match kept {
                 Some(index) if index.is_at(&self.path) => return Ok(Some(index)),
                 Some(_replaced) => continue,
-                None => return Index::open_existing(&self.path),
+                None => {
+                    let Some(index) = Index::open_existing(&self.path)? else {
+                        return Ok(None);
+                    };
+                    crate::auth::scope::register_sql_functions(
+                        index.conn(),
+                        self.directory.clone(),
+                    )?;
+                    return Ok(Some(index));
+                }
             }
         }
     }
@@ -432,13 +623,15 @@ async fn healthz(State(st): State<ApiState>) -> Json<serde_json::Value> {
 /// One page of a listing as JSON: `total`, `limit`, `offset`, the
 /// recordings, and `truncated` with `next_offset` when `max_bytes` cut the
 /// page short (never before its first recording). Written as the rows
-/// come, so a page never exists twice in memory.
+/// come, so a page never exists twice in memory. The ids of the
+/// recordings on the page are pushed onto `ids` (for the audit trail).
 fn page_json(
     total: u64,
     limit: usize,
     offset: usize,
     rows: &mut dyn Iterator<Item = Result<RecordingMeta, IndexError>>,
     max_bytes: usize,
+    ids: &mut Vec<String>,
 ) -> Result<Vec<u8>, IndexError> {
     let mut out = format!(r#"{{"total":{total},"limit":{limit},"offset":{offset},"recordings":["#)
         .into_bytes();
@@ -456,6 +649,7 @@ fn page_json(
             truncated = true;
             break;
         }
+        ids.push(meta.recording_id);
         n += 1;
     }
     out.push(b']');
@@ -468,10 +662,21 @@ fn page_json(
     Ok(out)
 }
 
+/// A request's parameters as the audit trail keeps them.
+fn filters_of(v: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
 async fn recordings(
     State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     q: Result<QueryParams<Query>, QueryRejection>,
 ) -> Response {
+    if !caller.allows(Right::Search) {
+        return st
+            .deny(&caller, Right::Search, "search", serde_json::json!({}))
+            .await;
+    }
     let q = match q {
         Ok(QueryParams(q)) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
@@ -479,51 +684,81 @@ async fn recordings(
     if let Err(e) = q.validate() {
         return error(StatusCode::BAD_REQUEST, e);
     }
+    let filters = filters_of(&q);
     let (limit, offset) = (q.effective_limit(), q.effective_offset());
     let max = st.limits.max_page_bytes;
+    let scope = caller.scope.clone();
     let page = st
         .pool
-        .run(move |index| match index {
-            Some(index) => {
-                index.search_with(&q, |total, rows| page_json(total, limit, offset, rows, max))
-            }
-            None => page_json(0, limit, offset, &mut std::iter::empty(), max),
+        .run(move |index| {
+            let mut ids = Vec::new();
+            let bytes = match index {
+                Some(index) => index.search_scoped(&q, &scope, |total, rows| {
+                    page_json(total, limit, offset, rows, max, &mut ids)
+                })?,
+                None => page_json(0, limit, offset, &mut std::iter::empty(), max, &mut ids)?,
+            };
+            Ok((bytes, ids))
         })
         .await;
     match page {
-        Ok(bytes) => json_bytes(bytes),
+        Ok((bytes, ids)) => {
+            st.answer(
+                caller.entry("search", ids, filters, "ok"),
+                json_bytes(bytes),
+            )
+            .await
+        }
         Err(e) => e.into_response(),
     }
 }
 
-async fn find(st: &ApiState, id: String) -> Result<RecordingMeta, Response> {
-    match st
-        .pool
+/// The recording by id or Call-ID within `scope`; `Ok(None)` if there is
+/// none (or it is outside the scope: the same answer).
+async fn find(
+    st: &ApiState,
+    id: String,
+    scope: Arc<Scope>,
+) -> Result<Option<RecordingMeta>, Response> {
+    st.pool
         .run(move |index| match index {
-            Some(index) => index.get(&id),
+            Some(index) => index.get_scoped(&id, &scope),
             None => Ok(None),
         })
         .await
-    {
-        Ok(Some(m)) => Ok(m),
-        Ok(None) => Err(error(StatusCode::NOT_FOUND, "no such recording")),
-        Err(e) => Err(e.into_response()),
-    }
+        .map_err(IntoResponse::into_response)
+}
+
+fn no_such_recording() -> Response {
+    error(StatusCode::NOT_FOUND, "no such recording")
 }
 
 async fn recording(
     State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let Path(id) = match id {
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    match find(&st, id).await {
-        Ok(m) => match serde_json::to_vec(&m) {
-            Ok(bytes) => json_bytes(bytes),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        },
+    let filters = serde_json::json!({ "id": id });
+    if !caller.allows(Right::View) {
+        return st.deny(&caller, Right::View, "view", filters).await;
+    }
+    match find(&st, id, caller.scope.clone()).await {
+        Ok(Some(m)) => {
+            let resp = match serde_json::to_vec(&m) {
+                Ok(bytes) => json_bytes(bytes),
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            };
+            let entry = caller.entry("view", vec![m.recording_id], filters, "ok");
+            st.answer(entry, resp).await
+        }
+        Ok(None) => {
+            let entry = caller.entry("view", Vec::new(), filters, "not-found");
+            st.answer(entry, no_such_recording()).await
+        }
         Err(r) => r,
     }
 }
@@ -623,6 +858,7 @@ fn open_recording_file(
 
 async fn file(
     State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     ids: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
@@ -631,13 +867,30 @@ async fn file(
         Ok(ids) => ids,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let meta = match find(&st, id).await {
-        Ok(m) => m,
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let mut filters = serde_json::json!({ "id": id, "file": name });
+    if let Some(r) = range {
+        filters["range"] = r.into();
+    }
+    if !caller.allows(Right::Download) {
+        return st.deny(&caller, Right::Download, "download", filters).await;
+    }
+    // Out of scope, not listed, or not a servable file: the same 404,
+    // recorded, whether the recording exists or not.
+    let not_found = |rid: Vec<String>, resp: Response| {
+        let entry = caller.entry("download", rid, filters.clone(), "not-found");
+        st.answer(entry, resp)
+    };
+    let meta = match find(&st, id, caller.scope.clone()).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return not_found(Vec::new(), no_such_recording()).await,
         Err(r) => return r,
     };
+    let rid = vec![meta.recording_id.clone()];
     // Only a file the recording lists, by its exact name: never a path.
     let Some(f) = meta.files.iter().find(|f| f.name == name) else {
-        return error(StatusCode::NOT_FOUND, "no such file in this recording");
+        let resp = error(StatusCode::NOT_FOUND, "no such file in this recording");
+        return not_found(rid, resp).await;
     };
     let (root, dir, fname) = (st.drop_root.clone(), meta.path.clone(), f.name.clone());
     let opened =
@@ -645,12 +898,14 @@ async fn file(
     let (file, len) = match opened {
         Ok(Ok((file, len))) => (tokio::fs::File::from_std(file), len),
         Ok(Err(FileRefused::Io(e))) if e.kind() == std::io::ErrorKind::NotFound => {
-            return error(StatusCode::NOT_FOUND, "file missing from the drop");
+            let resp = error(StatusCode::NOT_FOUND, "file missing from the drop");
+            return not_found(rid, resp).await;
         }
         Ok(Err(e)) => {
             tracing::warn!(recording_id = %meta.recording_id, file = %f.name, error = %e,
                 "refused to serve a recording's file");
-            return error(StatusCode::NOT_FOUND, "no such file in this recording");
+            let resp = error(StatusCode::NOT_FOUND, "no such file in this recording");
+            return not_found(rid, resp).await;
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
@@ -659,8 +914,8 @@ async fn file(
     } else {
         "audio/wav"
     };
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let mut resp = match parse_range(range, len) {
+    let range = match parse_range(range, len) {
+        Ok(r) => r,
         Err(()) => {
             let mut r = error(
                 StatusCode::RANGE_NOT_SATISFIABLE,
@@ -669,16 +924,28 @@ async fn file(
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
             }
-            return r;
+            let entry = caller.entry("download", rid, filters, "bad-range");
+            return st.answer(entry, r).await;
         }
-        Ok(None) => Response::builder()
+    };
+    // The entry is written before the first byte leaves: no unaudited
+    // download.
+    if let Err(r) = st
+        .access
+        .record(caller.entry("download", rid, filters, "ok"))
+        .await
+    {
+        return r;
+    }
+    let mut resp = match range {
+        None => Response::builder()
             .header(header::CONTENT_TYPE, ctype)
             .header(header::CONTENT_LENGTH, len)
             .header(header::ACCEPT_RANGES, "bytes")
             .body(Body::from_stream(
                 tokio_util::io::ReaderStream::with_capacity(file, CHUNK),
             )),
-        Ok(Some((a, b))) => {
+        Some((a, b)) => {
             let mut file = file;
             if let Err(e) = file.seek(std::io::SeekFrom::Start(a)).await {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e);
@@ -700,36 +967,289 @@ async fn file(
     resp
 }
 
-async fn sessions(State(st): State<ApiState>) -> Response {
+async fn sessions(State(st): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
+    if !caller.allows(Right::Live) {
+        return st
+            .deny(&caller, Right::Live, "live", serde_json::json!({}))
+            .await;
+    }
+    let dir = &st.access.directory;
     let list: Vec<ActiveSessionInfo> = st
         .health
         .active
         .lock()
-        .map(|a| a.values().cloned().collect())
+        .map(|a| {
+            a.values()
+                .filter(|s| {
+                    caller
+                        .scope
+                        .matches(s.record_dn.as_deref(), s.geo_location.as_deref(), dir)
+                })
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
-    Json(serde_json::json!({ "sessions": list })).into_response()
+    let ids = list.iter().map(|s| s.recording_id.clone()).collect();
+    let resp = Json(serde_json::json!({ "sessions": list })).into_response();
+    st.answer(caller.entry("live", ids, serde_json::json!({}), "ok"), resp)
+        .await
+}
+
+/// `GET /api/v1/audit`: entries oldest first, at most `limit` (1000 by
+/// default, at most 10,000) and at most `max_page_bytes` of JSON; when
+/// more remain, `next_after` is the `after` to ask next.
+async fn audit_entries(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    q: Result<QueryParams<AuditQuery>, QueryRejection>,
+) -> Response {
+    if !caller.allows_global(Right::ReadAudit) {
+        return st
+            .deny(&caller, Right::ReadAudit, "audit", serde_json::json!({}))
+            .await;
+    }
+    let mut q = match q {
+        Ok(QueryParams(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let limit = q.limit.unwrap_or(audit::DEFAULT_LIMIT);
+    if limit > audit::MAX_LIMIT {
+        return error(StatusCode::BAD_REQUEST, audit::AuditError::Limit(limit));
+    }
+    let filters = filters_of(&q);
+    // One more than asked, to know whether more remain.
+    q.limit = Some(limit + 1);
+    let max = st.limits.max_page_bytes;
+    let read = st
+        .pool
+        .run(move |index| {
+            let Some(index) = index else {
+                return Ok(Ok(br#"{"entries":[]}"#.to_vec()));
+            };
+            Ok(audit_page(index, &q, limit, max))
+        })
+        .await;
+    match read {
+        Ok(Ok(bytes)) => {
+            st.answer(
+                caller.entry("audit", Vec::new(), filters, "ok"),
+                json_bytes(bytes),
+            )
+            .await
+        }
+        Ok(Err(audit::AuditError::Query(e))) => error(StatusCode::BAD_REQUEST, e),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `{"entries": [...]}` of at most `limit` entries and `max` bytes, with
+/// `next_after` when more remain.
+fn audit_page(
+    index: &Index,
+    q: &AuditQuery,
+    limit: usize,
+    max: usize,
+) -> Result<Vec<u8>, audit::AuditError> {
+    let mut out = br#"{"entries":["#.to_vec();
+    let (mut n, mut last, mut more) = (0usize, None, false);
+    let mut failed = None;
+    audit::read(index.conn(), q, |row| {
+        if n == limit {
+            more = true;
+            return false;
+        }
+        let before = out.len();
+        if n > 0 {
+            out.push(b',');
+        }
+        if let Err(e) = serde_json::to_writer(&mut out, &row) {
+            failed = Some(e);
+            return false;
+        }
+        if out.len() > max && n > 0 {
+            out.truncate(before);
+            more = true;
+            return false;
+        }
+        last = Some(row.seq);
+        n += 1;
+        true
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    out.push(b']');
+    if let (true, Some(seq)) = (more, last) {
+        out.extend_from_slice(format!(r#","next_after":{seq}"#).as_bytes());
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+/// `GET /api/v1/tokens`: every token, never a secret.
+async fn tokens_list(State(st): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {
+    if !caller.allows_global(Right::ManageTokens) {
+        return st
+            .deny(
+                &caller,
+                Right::ManageTokens,
+                "token-list",
+                serde_json::json!({}),
+            )
+            .await;
+    }
+    let listed = st
+        .pool
+        .run(|index| match index {
+            Some(index) => Ok(tokens::list(index.conn())),
+            None => Ok(Ok(Vec::new())),
+        })
+        .await;
+    match listed {
+        Ok(Ok(list)) => {
+            #[derive(serde::Serialize)]
+            struct Listed {
+                tokens: Vec<tokens::TokenInfo>,
+            }
+            let resp = Json(Listed { tokens: list }).into_response();
+            st.answer(
+                caller.entry("token-list", Vec::new(), serde_json::json!({}), "ok"),
+                resp,
+            )
+            .await
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The body of `POST /api/v1/tokens`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+fn token_error(e: tokens::TokenError) -> Response {
+    use tokens::TokenError as E;
+    let status = match &e {
+        E::BadName(_) | E::Scope(_) => StatusCode::BAD_REQUEST,
+        E::Exists(_) => StatusCode::CONFLICT,
+        E::NoSuchToken(_) => StatusCode::NOT_FOUND,
+        E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e)
+}
+
+/// `POST /api/v1/tokens` `{"name", "role", "scopes"}`: `201` with the
+/// secret, shown this once.
+async fn tokens_add(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<NewToken>, JsonRejection>,
+) -> Response {
+    if !caller.allows_global(Right::ManageTokens) {
+        return st
+            .deny(
+                &caller,
+                Right::ManageTokens,
+                "token-add",
+                serde_json::json!({}),
+            )
+            .await;
+    }
+    let Json(t) = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), e.body_text()),
+    };
+    let role: Role = match t.role.parse() {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let scope = match Scope::parse(&t.scopes) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if let Err(e) = tokens::check_name(&t.name) {
+        return token_error(e);
+    }
+    let scopes = scope.items();
+    let filters = serde_json::json!({ "name": t.name, "role": role, "scopes": scopes });
+    let entry = caller.entry("token-add", Vec::new(), filters, "ok");
+    match st
+        .access
+        .add_token(t.name.clone(), role, scope, entry)
+        .await
+    {
+        Ok(secret) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({
+                "name": t.name, "role": role, "scopes": scopes, "secret": secret,
+            })),
+        )
+            .into_response(),
+        Err(access::TokenChange::Token(e)) => token_error(e),
+        Err(access::TokenChange::Unavailable(r)) => r,
+    }
+}
+
+/// `DELETE /api/v1/tokens/{name}`: revokes the active token of that name.
+async fn tokens_revoke(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Path(name) = match name {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let filters = serde_json::json!({ "name": name });
+    if !caller.allows_global(Right::ManageTokens) {
+        return st
+            .deny(&caller, Right::ManageTokens, "token-revoke", filters)
+            .await;
+    }
+    let entry = caller.entry("token-revoke", Vec::new(), filters, "ok");
+    match st.access.revoke_token(name.clone(), entry).await {
+        Ok(()) => Json(serde_json::json!({ "revoked": name })).into_response(),
+        Err(access::TokenChange::Token(e)) => token_error(e),
+        Err(access::TokenChange::Unavailable(r)) => r,
+    }
 }
 
 /// The router (also used by tests without a socket). `/healthz` is outside
 /// the admission limits: it reads two counters, and a probe must tell
-/// "up but busy" from "down".
+/// "up but busy" from "down". Authentication wraps everything else,
+/// unknown paths included (a stranger learns nothing without a token).
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/api/v1/recordings", get(recordings))
         .route("/api/v1/recordings/{id}", get(recording))
         .route("/api/v1/recordings/{id}/files/{name}", get(file))
         .route("/api/v1/sessions", get(sessions))
+        .route("/api/v1/audit", get(audit_entries))
+        .route("/api/v1/tokens", get(tokens_list).post(tokens_add))
+        .route("/api/v1/tokens/{name}", delete(tokens_revoke))
         .route_layer(middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .route("/healthz", get(healthz))
         .merge(api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::authenticate,
+        ))
         .layer(middleware::map_response(json_errors))
         .with_state(state)
 }
 
 /// Serves the API on `listener` until `shutdown` completes, within the
-/// connection limits.
+/// connection limits (HTTPS when the state has a certificate).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -741,10 +1261,14 @@ pub async fn serve(
         refusing: Arc::new(Semaphore::new(state.limits.max_connections)),
         idle: state.limits.idle,
         refused: state.refused.clone(),
+        tls: state.tls.clone(),
     };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<ClientAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Connections the kernel completes and queues for us (capped by
@@ -835,12 +1359,14 @@ fn lower_priority() {
 /// written without waiting and closed at once): a client is told at once
 /// rather than left hanging in the backlog, and the server's descriptors
 /// stay bounded.
-struct Listener {
+pub struct Listener {
     inner: tokio::net::TcpListener,
     slots: Arc<Semaphore>,
     refusing: Arc<Semaphore>,
     idle: Duration,
     refused: Arc<Refusals>,
+    /// HTTPS: each connection's handshake runs in its own task.
+    tls: Option<TlsAcceptor>,
 }
 
 const REFUSAL_BODY: &str = r#"{"error":"busy: too many connections, retry later"}"#;
@@ -882,10 +1408,10 @@ impl Listener {
 }
 
 impl axum::serve::Listener for Listener {
-    type Io = Conn;
+    type Io = https::ApiIo;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Conn, SocketAddr) {
+    async fn accept(&mut self) -> (https::ApiIo, SocketAddr) {
         loop {
             let (stream, addr) = match self.inner.accept().await {
                 Ok(accepted) => accepted,
@@ -899,7 +1425,8 @@ impl axum::serve::Listener for Listener {
             match self.slots.clone().try_acquire_owned() {
                 Ok(slot) => {
                     let _ = stream.set_nodelay(true);
-                    return (Conn::new(stream, slot, self.idle), addr);
+                    let conn = Conn::new(stream, slot, self.idle);
+                    return (https::ApiIo::new(conn, self.tls.as_ref()), addr);
                 }
                 Err(_) => self.refuse(stream),
             }
@@ -1041,8 +1568,18 @@ mod tests {
         let one = serde_json::to_vec(&metas[0]).unwrap().len();
         let page = |max| {
             let mut rows = metas.clone().into_iter().map(Ok);
-            let bytes = page_json(42, 10, 5, &mut rows, max).unwrap();
-            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+            let mut ids = Vec::new();
+            let bytes = page_json(42, 10, 5, &mut rows, max, &mut ids).unwrap();
+            let v = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+            // The ids for the audit trail are those of the page, no more.
+            let listed: Vec<&str> = v["recordings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["recording_id"].as_str().unwrap())
+                .collect();
+            assert_eq!(ids, listed);
+            v
         };
         let all = page(1 << 20);
         assert_eq!(all["recordings"].as_array().unwrap().len(), 10);

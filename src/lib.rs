@@ -19,12 +19,13 @@
 //! | [`recording`] | the `metadata.json` schema and its vocabulary (format, status, direction, attribution) | no |
 //! | [`media`] | the media threads ([`media::reactor`]: RTP/RTCP sockets, `recvmmsg`, epoll), RTP and SRTP, decoding, reorder buffer, the per-stream recorder writing WAV (and Ogg for Opus) | threads, sockets, files |
 //! | [`output`] | post-call files: channel mapping (stereo left/right), the stereo WAV, Ogg Opus, the encoder thread pool | files, threads |
-//! | [`store`] | the file drop (atomic publish), crash recovery, the publisher thread (batches), the SQLite index, the low-disk guard, CLI rendering | files |
+//! | [`store`] | the file drop (atomic publish), crash recovery, the publisher thread (batches), the SQLite index, the audit trail, the low-disk guard, CLI rendering | files |
 //! | [`net`] | IP networks (`sip.allow`, rule sources): parsed once, matched per source address | no |
 //! | [`config`] | embedded defaults, TOML config file, flag overrides, parsed and checked once at load | reads a file |
 //! | [`server`] | the IO layer: binds every socket ([`server::Server::bind`]), then runs the SIP task, connection tasks and session runner ([`server::Server::run`]) | yes |
 //! | [`tls`] | the rustls configuration for SIP over TLS (certificate, key, mutual TLS) | reads files |
-//! | [`http`] | the HTTP API on its own thread | yes |
+//! | [`http`] | the HTTP API: recordings, files, live sessions, the audit trail and tokens; HTTPS; access checks and audit of every request | yes |
+//! | [`auth`] | access control: roles and rights, scopes (also as SQL), API tokens stored as hashes | no |
 //! | [`logging`] | the log writer: control characters from remote values escaped (no forged log lines) | writes stderr |
 //! | [`testkit`] | normalising corpus messages, tones and G.711 for tests, fuzzing and load generation | no |
 //!
@@ -54,8 +55,12 @@
 //! | crash recovery (`.incoming` published at start, WAV headers repaired) | `src/store/recover.rs` |
 //! | the index, its faults and reindexing | `src/store/index.rs` |
 //! | the HTTP API and its limits | `src/http.rs` |
+//! | API tokens, roles, scopes; who may see which recording | `src/auth/`; checked in `src/http/access.rs` |
+//! | the audit trail (hash chain, `srs audit --verify`) | `src/store/audit.rs`; written by `src/http/access.rs` and `src/main.rs` |
+//! | HTTPS for the API | `src/http/https.rs` |
 //! | the CLI | `src/main.rs`, output in `src/store/render.rs` |
 
+pub mod auth;
 pub mod config;
 pub mod filing;
 pub mod http;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use srs::auth::{tokens, Role, Scope};
 use srs::config::{Config, PortRange};
+use srs::store::audit::{self, AuditQuery};
 use srs::store::{render, FileDrop, Index, Query};
 
 #[derive(Parser)]
@@ -30,6 +32,100 @@ enum Command {
     /// `recovered`) and index them. Do not run against the drop of a
     /// running server: `srs serve` does this itself at start.
     Repair(RepairArgs),
+    /// Manage the HTTP API's tokens (kept as hashes in the index; a
+    /// running server sees changes within a second).
+    Token(TokenArgs),
+    /// Read the audit trail, or verify its hash chain (--verify).
+    Audit(AuditArgs),
+}
+
+/// Where the index is: the same flags as `srs list`.
+#[derive(Args)]
+struct IndexArgs {
+    /// File drop directory.
+    #[arg(long, value_name = "DIR", default_value = "./recordings")]
+    recordings: PathBuf,
+    /// SQLite index [default: <recordings>/index.sqlite].
+    #[arg(long, value_name = "PATH")]
+    index: Option<PathBuf>,
+}
+
+impl IndexArgs {
+    fn path(&self) -> PathBuf {
+        index_path(&self.recordings, self.index.as_ref())
+    }
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[command(subcommand)]
+    command: TokenCommand,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print its secret, alone on stdout, this once
+    /// (creates the index if there is none yet).
+    Add {
+        /// A name for the token (letters, digits, '.', '_', '-', '@'),
+        /// unique among active tokens; the audit trail names it.
+        name: String,
+        /// viewer (search, metadata, live sessions), listener (also
+        /// audio), admin (everything), integration (posts call events,
+        /// reads nothing).
+        #[arg(long, value_name = "ROLE")]
+        role: Role,
+        /// Restrict the token to some recordings: dn=PATTERN (Record DN),
+        /// geo=PATTERN, site=PATTERN (the Record DN's directory site);
+        /// repeat: same key any, different keys all. Patterns: * and ?.
+        #[arg(long = "scope", value_name = "KEY=PATTERN")]
+        scopes: Vec<String>,
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+    /// List the tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        index: IndexArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke the active token of that name.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// Entries at or after T (RFC 3339, or YYYY-MM-DD from 00:00 UTC).
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Entries at or before T (RFC 3339, or YYYY-MM-DD for the whole UTC day).
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+    /// Entries that touched this recording id.
+    #[arg(long, value_name = "ID")]
+    recording: Option<String>,
+    /// Entries of this actor (a token name, or cli:<user>).
+    #[arg(long, value_name = "NAME")]
+    actor: Option<String>,
+    /// Entries of this action (search, view, download, live, audit,
+    /// token-add, token-revoke, ...).
+    #[arg(long, value_name = "ACTION")]
+    action: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Check the hash chain instead: exit 1, naming the first bad entry,
+    /// if any entry was altered, removed or inserted.
+    #[arg(long)]
+    verify: bool,
+    #[command(flatten)]
+    index: IndexArgs,
 }
 
 #[derive(Args)]
@@ -68,10 +164,44 @@ struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The index, read-write (without creating it): `list` and `show`
+    /// write their audit entry. `None`: there is no index (nothing to
+    /// read, nothing to audit).
     fn open_index(&self) -> anyhow::Result<Option<Index>> {
         let path = index_path(&self.recordings, self.index.as_ref());
-        Index::open_existing(&path).with_context(|| format!("opening index {}", path.display()))
+        Index::open_existing_rw(&path).with_context(|| {
+            format!(
+                "opening index {} (srs list and show write the audit trail: they need write access to it)",
+                path.display()
+            )
+        })
     }
+}
+
+/// An audit entry of the command line (`cli:<user>`, from `local`).
+fn cli_entry(
+    action: &str,
+    recording_ids: Vec<String>,
+    filters: serde_json::Value,
+    outcome: &str,
+) -> audit::Entry {
+    audit::Entry {
+        actor: srs::auth::cli_actor(),
+        role: "cli".into(),
+        client: "local".into(),
+        action: action.into(),
+        recording_ids,
+        filters,
+        outcome: outcome.into(),
+    }
+}
+
+/// Writes `entry` before anything is shown: a tool that cannot record
+/// what it reads shows nothing.
+fn record(index: &Index, entry: audit::Entry) -> anyhow::Result<()> {
+    audit::append(index.conn(), &[entry])
+        .context("writing the audit trail (srs list and show are audited; nothing was shown)")?;
+    Ok(())
 }
 
 /// `--index`, else `<recordings>/index.sqlite`.
@@ -173,6 +303,16 @@ fn repair(args: RepairArgs) -> anyhow::Result<()> {
     let index = Index::open(&path).with_context(|| format!("opening index {}", path.display()))?;
     for m in &recovered {
         index.upsert(m)?;
+    }
+    if !recovered.is_empty() {
+        let ids = recovered.iter().map(|m| m.recording_id.clone()).collect();
+        audit::append(
+            index.conn(),
+            &[cli_entry("repair", ids, serde_json::json!({}), "ok")],
+        )
+        .context("writing the audit trail of the repair")?;
+    }
+    for m in &recovered {
         out(&format!(
             "recovered {} ({} files, {} ms) -> {}",
             m.recording_id,
@@ -274,7 +414,13 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
     let query = args.query();
     query.validate()?;
     let (recs, total) = match args.store.open_index()? {
-        Some(index) => index.search(&query)?,
+        Some(index) => {
+            let (recs, total) = index.search(&query)?;
+            let ids = recs.iter().map(|r| r.recording_id.clone()).collect();
+            let filters = serde_json::to_value(&query).unwrap_or_default();
+            record(&index, cli_entry("search", ids, filters, "ok"))?;
+            (recs, total)
+        }
         None => (Vec::new(), 0),
     };
     if args.store.json {
@@ -346,6 +492,16 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
         });
     bar.finish_and_clear();
     let report = report?;
+    audit::append(
+        index.conn(),
+        &[cli_entry(
+            "reindex",
+            Vec::new(),
+            serde_json::json!({ "indexed": report.indexed, "removed": report.removed }),
+            "ok",
+        )],
+    )
+    .context("writing the audit trail of the reindex")?;
     if report.removed > 0 {
         note(&format!(
             "srs: removed {} index entries whose recording is no longer in the drop",
@@ -362,7 +518,16 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
 
 fn show(args: ShowArgs) -> anyhow::Result<()> {
     let rec = match args.store.open_index()? {
-        Some(index) => index.get(&args.id)?,
+        Some(index) => {
+            let rec = index.get(&args.id)?;
+            let filters = serde_json::json!({ "id": args.id });
+            let entry = match &rec {
+                Some(r) => cli_entry("view", vec![r.recording_id.clone()], filters, "ok"),
+                None => cli_entry("view", Vec::new(), filters, "not-found"),
+            };
+            record(&index, entry)?;
+            rec
+        }
         None => None,
     };
     let Some(rec) = rec else {
@@ -372,6 +537,202 @@ fn show(args: ShowArgs) -> anyhow::Result<()> {
         out(&render::show_json(&rec))?;
     } else {
         out(&render::show_text(&rec))?;
+    }
+    Ok(())
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    match args.command {
+        TokenCommand::Add {
+            name,
+            role,
+            scopes,
+            index,
+        } => {
+            let scope = Scope::parse(&scopes)?;
+            tokens::check_name(&name)?;
+            let path = index.path();
+            // Created if need be: the first admin token can be made before
+            // the server first runs.
+            let ix =
+                Index::open(&path).with_context(|| format!("opening index {}", path.display()))?;
+            let filters =
+                serde_json::json!({ "name": name, "role": role, "scopes": scope.items() });
+            let entry = cli_entry("token-add", Vec::new(), filters, "ok");
+            let secret = audit::with_write(ix.conn(), |c| {
+                let secret = tokens::add(c, &name, role, &scope, &entry.actor)?;
+                audit::append_in(c, &[entry])
+                    .map_err(|e| tokens::TokenError::Unavailable(e.to_string()))?;
+                Ok::<_, tokens::TokenError>(secret)
+            })?;
+            out(&secret)?;
+            note(&format!(
+                "srs: token {name:?} ({role}{}) made; its secret is shown this once",
+                if scope.is_unrestricted() {
+                    String::new()
+                } else {
+                    format!(", scope {}", scope.items().join(" "))
+                }
+            ));
+        }
+        TokenCommand::List { index, json } => {
+            let path = index.path();
+            let list = match Index::open_existing(&path)
+                .with_context(|| format!("opening index {}", path.display()))?
+            {
+                Some(ix) => tokens::list(ix.conn())?,
+                None => Vec::new(),
+            };
+            if json {
+                out(&serde_json::to_string_pretty(&list)?)?;
+            } else {
+                out(&render_tokens(&list))?;
+            }
+        }
+        TokenCommand::Revoke { name, index } => {
+            let path = index.path();
+            let Some(ix) = Index::open_existing_rw(&path)
+                .with_context(|| format!("opening index {}", path.display()))?
+            else {
+                bail!("no index at {}: no token to revoke", path.display());
+            };
+            let entry = cli_entry(
+                "token-revoke",
+                Vec::new(),
+                serde_json::json!({ "name": name }),
+                "ok",
+            );
+            audit::with_write(ix.conn(), |c| {
+                tokens::revoke(c, &name)?;
+                audit::append_in(c, &[entry])
+                    .map_err(|e| tokens::TokenError::Unavailable(e.to_string()))?;
+                Ok::<_, tokens::TokenError>(())
+            })?;
+            out(&format!("revoked {name}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn render_tokens(list: &[tokens::TokenInfo]) -> String {
+    if list.is_empty() {
+        return "no tokens: the HTTP API is open on its (loopback) address".into();
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t.set_header(["NAME", "ROLE", "SCOPE", "CREATED", "BY", "REVOKED"]);
+    for tk in list {
+        t.add_row([
+            tk.name.clone(),
+            tk.role.to_string(),
+            if tk.scopes.is_empty() {
+                "-".into()
+            } else {
+                tk.scopes.join(" ")
+            },
+            tk.created_at.clone(),
+            tk.created_by.clone(),
+            tk.revoked_at.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t.to_string()
+}
+
+fn audit_cmd(args: AuditArgs) -> anyhow::Result<()> {
+    let path = args.index.path();
+    let Some(ix) =
+        Index::open_existing(&path).with_context(|| format!("opening index {}", path.display()))?
+    else {
+        bail!("no index at {}", path.display());
+    };
+    if ix.version() < audit::AUDIT_VERSION {
+        bail!(
+            "the index {} has no audit trail yet (schema version {}): it is added when srs serve next starts",
+            path.display(),
+            ix.version()
+        );
+    }
+    if args.verify {
+        return match audit::verify(ix.conn())? {
+            Ok(v) => {
+                if args.json {
+                    out(&serde_json::to_string(
+                        &serde_json::json!({"intact": true, "verified": v}),
+                    )?)?;
+                } else {
+                    out(&format!(
+                        "audit trail intact: {} entries; head: seq {}, hash {}",
+                        v.entries,
+                        v.head_seq.map_or("-".into(), |s| s.to_string()),
+                        v.head_hash.as_deref().unwrap_or("-"),
+                    ))?;
+                }
+                Ok(())
+            }
+            Err(broken) => {
+                if args.json {
+                    out(&serde_json::to_string(
+                        &serde_json::json!({"intact": false, "broken": broken}),
+                    )?)?;
+                }
+                Err(anyhow::anyhow!(
+                    "{broken} ({} entries before it are intact)",
+                    broken.intact
+                ))
+            }
+        };
+    }
+    let q = AuditQuery {
+        since: args.since,
+        until: args.until,
+        recording: args.recording,
+        actor: args.actor,
+        action: args.action,
+        after: None,
+        limit: None,
+    };
+    let mut failed: Option<anyhow::Error> = None;
+    let mut n = 0usize;
+    audit::read(ix.conn(), &q, |row| {
+        let line = if args.json {
+            serde_json::to_string(&row).unwrap_or_default()
+        } else {
+            let ids = if row.recording_ids.is_empty() {
+                if row.recording_count > 0 {
+                    format!("({} recordings)", row.recording_count)
+                } else {
+                    "-".into()
+                }
+            } else {
+                row.recording_ids.join(",")
+            };
+            format!(
+                "{:>6}  {}  {}  {}  {}  {}  {}  {}  {}",
+                row.seq,
+                row.at,
+                row.actor,
+                row.role,
+                row.client,
+                row.action,
+                row.outcome,
+                ids,
+                row.filters
+            )
+        };
+        n += 1;
+        match out(&line) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if n == 0 && !args.json {
+        note("srs: no audit entries match");
     }
     Ok(())
 }
@@ -412,6 +773,8 @@ fn main() -> ExitCode {
             init_reindex_logging();
             reindex(a)
         }
+        Command::Token(a) => token(a),
+        Command::Audit(a) => audit_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -72,6 +72,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Http(#[from] crate::http::SetupError),
 }
 
 /// Addresses actually bound (ports may have been 0 in the config).
@@ -108,6 +110,8 @@ pub struct Server {
     tcp: TcpListener,
     tls: Option<(TcpListener, TlsAcceptor)>,
     http: TcpListener,
+    /// Access control and HTTPS of the API, checked before listening.
+    api: http::ApiSetup,
     index: IndexWriter,
     conns: Conns,
 }
@@ -163,6 +167,8 @@ impl Server {
         } else {
             None
         };
+        // Access control and HTTPS of the API (docs/api.md), before listening.
+        let api = http::ApiSetup::prepare(&config)?;
         let http = http::bind(config.http.listen)
             .await
             .map_err(bind_error("HTTP", config.http.listen))?;
@@ -180,6 +186,7 @@ impl Server {
             tcp,
             tls,
             http,
+            api,
             index,
             conns,
         })
@@ -200,6 +207,7 @@ impl Server {
             tcp,
             tls,
             http: http_listener,
+            api: api_setup,
             index,
             conns,
         } = self;
@@ -232,12 +240,7 @@ impl Server {
         // The API on a thread and runtime of its own (http::spawn): its
         // load never runs on this runtime's threads, where the SIP task and
         // the publishing tasks run, nor queues in its blocking pool.
-        let api = http::ApiState::new(
-            health.clone(),
-            config.index_path(),
-            config.storage.recordings.clone(),
-            &config.http,
-        );
+        let api = http::ApiState::new(health.clone(), api_setup)?;
         http::spawn(
             http_listener,
             api,

@@ -8,7 +8,7 @@
 //! ordered list of SQL steps, step `i` bringing the schema from version `i`
 //! to `i + 1`. Append steps; never edit a released one.
 //!
-//! Tables (version 2):
+//! Tables (version 3):
 //! - `recordings`: one row per recording, `meta_json` the full object, plus
 //!   the searched columns (`record_dn`, `call_uuid` from
 //!   `correlation["calluuid"]`, `ani`, `dnis`, `geo_location`, `status`,
@@ -19,6 +19,16 @@
 //! - `events`: the session events in order (`seq`), then the DTMF digits as
 //!   rows of kind `dtmf` (`label`: the stream, `detail`: the digit, `at`: the
 //!   time of the digit).
+//!
+//! - `tokens`: the API tokens, by the SHA-256 of their secret
+//!   ([`crate::auth::tokens`]);
+//! - `audit`, `audit_recordings`: the audit trail ([`super::audit`]),
+//!   append-only (triggers refuse UPDATE and DELETE) and hash-chained.
+//!
+//! The index is a cache of the drop except for those last three tables:
+//! `srs reindex` rebuilds the recordings in place and keeps them, but an
+//! index deleted or rebuilt into a new file loses the tokens and the
+//! audit trail (back the index up; `docs/operations.md`).
 //!
 //! Every derived row of a recording is replaced with it in one transaction.
 //! Recordings indexed before version 2 have NULL in the new columns and no
@@ -41,6 +51,7 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 
 use super::drop::{DropError, FileDrop};
 use super::query::{utc_millis, Query, QueryError};
+use crate::auth::Scope;
 use crate::recording::RecordingMeta;
 
 /// Schema migrations, in order. The schema version is the number of steps applied.
@@ -109,6 +120,50 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_recording_id ON events(recording_id);
     CREATE INDEX events_kind ON events(kind);",
+    // 3: API tokens (only the SHA-256 of each secret) and the audit trail
+    // (crate::store::audit): append-only, each entry chained to the one
+    // before by its hash; audit_recordings finds the entries of one
+    // recording without reading them all.
+    "CREATE TABLE tokens (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL,
+        hash       TEXT NOT NULL UNIQUE,
+        role       TEXT NOT NULL,
+        scopes     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    CREATE UNIQUE INDEX tokens_active_name ON tokens(name) WHERE revoked_at IS NULL;
+    CREATE TABLE audit (
+        seq             INTEGER PRIMARY KEY,
+        at              TEXT NOT NULL,
+        actor           TEXT NOT NULL,
+        role            TEXT NOT NULL,
+        client          TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        recording_ids   TEXT NOT NULL,
+        recording_count INTEGER NOT NULL,
+        filters         TEXT NOT NULL,
+        outcome         TEXT NOT NULL,
+        prev_hash       TEXT NOT NULL,
+        hash            TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit(at);
+    CREATE TABLE audit_recordings (
+        recording_id TEXT NOT NULL,
+        seq          INTEGER NOT NULL,
+        PRIMARY KEY (recording_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX audit_recordings_seq ON audit_recordings(seq);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_recordings_no_update BEFORE UPDATE ON audit_recordings
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_recordings_no_delete BEFORE DELETE ON audit_recordings
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
 ];
 
 /// The first schema version that [`Index::search`] can query.
@@ -421,6 +476,44 @@ impl Index {
         }))
     }
 
+    /// Opens an existing index read-write, without creating it, and
+    /// brings its schema up to date: for the command-line tools that write
+    /// the audit trail or tokens (`Ok(None)`: there is no index). Unlike
+    /// [`Index::open`], it never creates a file that a running server
+    /// would take for a replaced index.
+    pub fn open_existing_rw(path: &Path) -> Result<Option<Self>, IndexError> {
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&conn)?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        if user_version(&conn)? == 0 {
+            return Err(IndexError::NotInitialised(path.to_path_buf()));
+        }
+        migrate(&mut conn)?;
+        Ok(Some(Self {
+            conn,
+            version: known_version(),
+            file: FileId::of(path).ok(),
+        }))
+    }
+
+    /// The connection, for the modules that keep their own tables in the
+    /// index ([`crate::auth::tokens`], [`super::audit`]) and the tools
+    /// that call them.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The schema version of the file as opened.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
     /// Whether `path` still names the file this connection has open: false
     /// once it was deleted or replaced (e.g. renamed over), when writing on
     /// would go to a file nobody reads. One stat(2).
@@ -533,12 +626,34 @@ impl Index {
             &mut dyn Iterator<Item = Result<RecordingMeta, IndexError>>,
         ) -> Result<T, IndexError>,
     ) -> Result<T, IndexError> {
-        let filter = q.to_sql()?;
+        self.search_scoped(q, &Scope::default(), page)
+    }
+
+    /// [`Index::search_with`] within a token's scope: the scope is one
+    /// more condition of the same `WHERE` clause, so `total` and the pages
+    /// count only what the scope lets through. A restricted scope needs
+    /// the functions of [`crate::auth::scope::register_sql_functions`] on
+    /// this connection.
+    pub fn search_scoped<T>(
+        &self,
+        q: &Query,
+        scope: &Scope,
+        page: impl FnOnce(
+            u64,
+            &mut dyn Iterator<Item = Result<RecordingMeta, IndexError>>,
+        ) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        let mut filter = q.to_sql()?;
         if self.version < SEARCH_VERSION {
             return Err(IndexError::SchemaTooOld {
                 found: self.version,
                 known: known_version(),
             });
+        }
+        if !scope.is_unrestricted() {
+            let (sql, params) = scope.to_sql(filter.params.len() + 1);
+            filter.where_sql = format!("({})\n   AND {sql}", filter.where_sql);
+            filter.params.extend(params);
         }
         let limit = i64::try_from(q.effective_limit()).unwrap_or(i64::MAX);
         let offset = i64::try_from(q.effective_offset()).unwrap_or(i64::MAX);
@@ -597,11 +712,28 @@ impl Index {
 
     /// The recording with that recording id, else the newest with that Call-ID.
     pub fn get(&self, id_or_call_id: &str) -> Result<Option<RecordingMeta>, IndexError> {
+        self.get_scoped(id_or_call_id, &Scope::default())
+    }
+
+    /// [`Index::get`] within a token's scope: a recording outside it is
+    /// not found, whether its id or its Call-ID is asked (and a Call-ID
+    /// gives the newest recording of that call inside the scope).
+    pub fn get_scoped(
+        &self,
+        id_or_call_id: &str,
+        scope: &Scope,
+    ) -> Result<Option<RecordingMeta>, IndexError> {
+        let (cond, scope_params) = scope.to_sql(2);
+        let mut all = vec![rusqlite::types::Value::Text(id_or_call_id.to_string())];
+        all.extend(scope_params);
         let row: Option<(String, String)> = self
             .conn
             .query_row(
-                "SELECT recording_id, meta_json FROM recordings WHERE recording_id = ?1",
-                params![id_or_call_id],
+                &format!(
+                    "SELECT recording_id, meta_json FROM recordings r
+                     WHERE recording_id = ?1 AND {cond}"
+                ),
+                params_from_iter(all.iter()),
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -610,9 +742,12 @@ impl Index {
             None => self
                 .conn
                 .query_row(
-                    "SELECT recording_id, meta_json FROM recordings WHERE call_id = ?1
-                     ORDER BY started_at DESC, recording_id DESC LIMIT 1",
-                    params![id_or_call_id],
+                    &format!(
+                        "SELECT recording_id, meta_json FROM recordings r WHERE call_id = ?1
+                         AND {cond}
+                         ORDER BY started_at DESC, recording_id DESC LIMIT 1"
+                    ),
+                    params_from_iter(all.iter()),
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?,
@@ -1174,7 +1309,7 @@ mod tests {
         drop(ro);
 
         let ix = Index::open(&path).unwrap();
-        assert_eq!(user_version(&ix.conn).unwrap(), 2);
+        assert_eq!(user_version(&ix.conn).unwrap(), known_version());
         // The old row is there, without the new columns until reindexed.
         assert_eq!(
             ids(ix.search(&Query::default()).unwrap()),
@@ -1380,6 +1515,75 @@ mod tests {
         };
         assert_eq!(ids(ix.search(&q).unwrap()), (vec!["evil".into()], 1));
         assert_eq!(ix.count().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_scope_narrows_totals_pages_and_lookups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
+        let directory: std::sync::Arc<[crate::filing::DnEntry]> = vec![crate::filing::DnEntry {
+            dn: "70*".into(),
+            kind: "extension".into(),
+            geo_location: None,
+            site: Some("par-1".into()),
+        }]
+        .into();
+        crate::auth::scope::register_sql_functions(&ix.conn, directory).unwrap();
+        let mut all = Vec::new();
+        for (i, (dn, geo)) in [
+            ("7001", "paris"),
+            ("7002", "paris"),
+            ("7101", "lyon"),
+            ("7003", "lyon"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = rec(
+                &format!("r{i}"),
+                "same-call",
+                &format!("2026-11-23T10:0{i}:00Z"),
+                &[],
+            );
+            r.record_dn = Some(dn.into());
+            r.geo_location = Some(geo.into());
+            all.push(r);
+        }
+        ix.upsert_batch(&all).unwrap();
+        let scope = Scope::parse(&["dn=70*", "geo=paris"]).unwrap();
+        let page = Query {
+            limit: Some(1),
+            ..Default::default()
+        };
+        let (recs, total) = ix
+            .search_scoped(&page, &scope, |t, rows| {
+                Ok((rows.collect::<Result<Vec<_>, _>>()?, t))
+            })
+            .unwrap();
+        assert_eq!(total, 2, "the total counts only what the scope sees");
+        assert_eq!(recs[0].recording_id, "r1");
+        let q = Query {
+            dn: Some("7101".into()),
+            ..Default::default()
+        };
+        let (_, total) = ix.search_scoped(&q, &scope, |t, _| Ok(((), t))).unwrap();
+        assert_eq!(total, 0);
+        // By id: out of scope is not found; by Call-ID: the newest in scope.
+        assert!(ix.get_scoped("r2", &scope).unwrap().is_none());
+        assert!(ix.get_scoped("r0", &scope).unwrap().is_some());
+        assert_eq!(ix.get("same-call").unwrap().unwrap().recording_id, "r3");
+        assert_eq!(
+            ix.get_scoped("same-call", &scope)
+                .unwrap()
+                .unwrap()
+                .recording_id,
+            "r1"
+        );
+        let site = Scope::parse(&["site=PAR-1"]).unwrap();
+        let (_, total) = ix
+            .search_scoped(&Query::default(), &site, |t, _| Ok(((), t)))
+            .unwrap();
+        assert_eq!(total, 3);
     }
 
     #[test]

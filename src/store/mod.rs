@@ -10,9 +10,11 @@
 //!   recordings a crash left in `.incoming` published at the next start.
 //! - [`publisher`]: the publisher thread: group commit into the drop, then
 //!   the index, in batches.
+//! - [`audit`]: the audit trail (append-only, hash-chained) in the index.
 //! - [`disk_guard`]: the low-disk guard (free bytes in, refuse or accept
 //!   new sessions out).
 
+pub mod audit;
 pub mod disk_guard;
 pub mod drop;
 pub mod index;

@@ -19,35 +19,47 @@ pub const MAX_LIMIT: usize = 1000;
 
 /// Filters of a search, all optional, combined with AND. Results are newest
 /// first (`started_at`, then `recording_id`, descending).
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Query {
     /// Exact Record DN (`record_dn` of the metadata).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub record_dn: Option<String>,
     /// Exact match of any DN that took part ([`crate::recording::RecordingMeta::dns`]):
     /// the Record DN, correlation `recorddn`/`dn`/`otherdn`/`ani`/`dnis`/`agentid`,
     /// and the user part of every participant's aor, later joiners included.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dn: Option<String>,
     /// Case-insensitive substring of a participant's aor or name, or of the
     /// aor of a participant event (`participant-joined`, `participant-left`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub participant: Option<String>,
     /// Exact, case-insensitive `correlation["calluuid"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub call_uuid: Option<String>,
     /// Exact `correlation["ani"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ani: Option<String>,
     /// Exact `correlation["dnis"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dnis: Option<String>,
     /// Exact, case-insensitive `geo_location`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub geo: Option<String>,
     /// Started at or after: RFC 3339, or `YYYY-MM-DD` (from 00:00 UTC that day).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     /// Started at or before: RFC 3339, or `YYYY-MM-DD` (inclusive of that whole UTC day).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     /// Exact `status` (`complete`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Page size: [`DEFAULT_LIMIT`] if absent, at most [`MAX_LIMIT`].
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// Matching recordings to skip (paging), 0 if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<usize>,
 }
 
@@ -114,6 +126,31 @@ fn parse_bound(field: &'static str, value: &str, until: bool) -> Result<Bound, Q
     } else {
         day_start(d).map(Bound::AtOrAfter).ok_or_else(bad)
     }
+}
+
+/// A `since` (or, with `until`, an `until`) value as a condition on
+/// `column`, a column of RFC 3339 UTC times with milliseconds (the form
+/// [`utc_millis`] writes), its value pushed onto `params`. Same forms as
+/// [`Query::since`] and [`Query::until`]; `None` for an empty value.
+pub(crate) fn time_condition(
+    column: &str,
+    field: &'static str,
+    value: &str,
+    until: bool,
+    params: &mut Vec<Value>,
+) -> Result<Option<String>, QueryError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let (op, t) = match parse_bound(field, value, until)? {
+        Bound::AtOrAfter(t) => (">=", t),
+        Bound::AtOrBefore(t) => ("<=", t),
+        Bound::Before(t) => ("<", t),
+        Bound::None => return Ok(None),
+    };
+    params.push(Value::Text(t));
+    Ok(Some(format!("{column} {op} ?{}", params.len())))
 }
 
 /// A filter value: trimmed, `None` if absent or empty.
