@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use srs::recording::{EventMeta, ParticipantMeta, RecordingMeta};
+use srs::recording::RecordingMeta;
 
 fn usage() -> ! {
     eprintln!(
@@ -76,58 +76,6 @@ fn parse_args() -> Args {
         }
     }
     a
-}
-
-/// A recording of some bulk, like a transferred contact-centre call.
-fn bulky(i: usize) -> RecordingMeta {
-    let id = format!("bulk-{i:06}");
-    let mut m = RecordingMeta {
-        recording_id: id.clone(),
-        call_id: format!("{id}@192.0.2.10"),
-        status: "complete".into(),
-        started_at: format!(
-            "2026-03-01T{:02}:{:02}:{:02}Z",
-            (i / 3600) % 24,
-            (i / 60) % 60,
-            i % 60
-        ),
-        ended_at: format!(
-            "2026-03-01T{:02}:{:02}:{:02}Z",
-            (i / 3600) % 24,
-            (i / 60) % 60,
-            i % 60
-        ),
-        duration_ms: 59_000,
-        source: "192.0.2.10:5060".into(),
-        transport: "udp".into(),
-        record_dn: Some(format!("{}", 7000 + i % 100)),
-        geo_location: Some(if i % 2 == 0 { "paris" } else { "lyon" }.into()),
-        path: format!("2026/03/01/{id}"),
-        ..Default::default()
-    };
-    for k in ["calluuid", "connid", "ani", "dnis", "agentid"] {
-        m.correlation
-            .insert(k.into(), format!("{k}-{i:08}-0123456789abcdef"));
-    }
-    m.participants = (0..4)
-        .map(|p| ParticipantMeta {
-            id: format!("participant-{p}-{i}"),
-            aor: Some(format!("sip:+1555123{p:04}@carrier.example.com")),
-            name: Some(format!("Participant number {p}")),
-            labels: vec![p.to_string()],
-            file: Some(format!("p{p}.wav")),
-        })
-        .collect();
-    m.events = (0..20)
-        .map(|e| EventMeta {
-            at: m.started_at.clone(),
-            kind: "participant-joined".into(),
-            participant_id: Some(format!("participant-{}-{i}", e % 4)),
-            aor: Some(format!("sip:{}@pbx.example.com", 7000 + e)),
-            ..Default::default()
-        })
-        .collect();
-    m
 }
 
 /// Requests and answers of a run.
@@ -313,7 +261,9 @@ fn start_api(
 
 fn compare(a: &Args) {
     let tmp = tempfile_dir();
-    let metas: Vec<RecordingMeta> = (0..a.recordings).map(bulky).collect();
+    let metas: Vec<RecordingMeta> = (0..a.recordings)
+        .map(srs::testkit::bulky_recording)
+        .collect();
     let mut secret = None;
     for (mode, with_token) in [("off", false), ("on", true)] {
         let dir = tmp.join(mode);

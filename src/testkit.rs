@@ -199,3 +199,59 @@ pub fn ulaw_encode(x: i16) -> u8 {
     let mant = (v >> (exp + 3)) & 0x0f;
     !(sign as u8 | ((exp as u8) << 4) | mant as u8)
 }
+
+/// A recording of some bulk, like a transferred contact-centre call (four
+/// participants, correlation ids, twenty events: about 4 KB of JSON), for
+/// index and API load tests: id `bulk-NNNNNN`, Record DN 7000-7099, geo
+/// `paris` or `lyon`.
+pub fn bulky_recording(i: usize) -> crate::recording::RecordingMeta {
+    use crate::recording::{EventMeta, ParticipantMeta, RecordingMeta};
+    let id = format!("bulk-{i:06}");
+    let mut m = RecordingMeta {
+        recording_id: id.clone(),
+        call_id: format!("{id}@192.0.2.10"),
+        status: "complete".into(),
+        started_at: format!(
+            "2026-03-01T{:02}:{:02}:{:02}Z",
+            (i / 3600) % 24,
+            (i / 60) % 60,
+            i % 60
+        ),
+        ended_at: format!(
+            "2026-03-01T{:02}:{:02}:{:02}Z",
+            (i / 3600) % 24,
+            (i / 60) % 60,
+            i % 60
+        ),
+        duration_ms: 59_000,
+        source: "192.0.2.10:5060".into(),
+        transport: "udp".into(),
+        record_dn: Some(format!("{}", 7000 + i % 100)),
+        geo_location: Some(if i % 2 == 0 { "paris" } else { "lyon" }.into()),
+        path: format!("2026/03/01/{id}"),
+        ..Default::default()
+    };
+    for k in ["calluuid", "connid", "ani", "dnis", "agentid"] {
+        m.correlation
+            .insert(k.into(), format!("{k}-{i:08}-0123456789abcdef"));
+    }
+    m.participants = (0..4)
+        .map(|p| ParticipantMeta {
+            id: format!("participant-{p}-{i}"),
+            aor: Some(format!("sip:+1555123{p:04}@carrier.example.com")),
+            name: Some(format!("Participant number {p}")),
+            labels: vec![p.to_string()],
+            file: Some(format!("p{p}.wav")),
+        })
+        .collect();
+    m.events = (0..20)
+        .map(|e| EventMeta {
+            at: m.started_at.clone(),
+            kind: "participant-joined".into(),
+            participant_id: Some(format!("participant-{}-{i}", e % 4)),
+            aor: Some(format!("sip:{}@pbx.example.com", 7000 + e)),
+            ..Default::default()
+        })
+        .collect();
+    m
+}

@@ -119,7 +119,7 @@ fn a_closed_pipe_ends_the_cli_quietly() {
     for args in [
         &["list", "--json", "--limit", "300"][..],
         &["list", "--limit", "300"][..],
-        &["show", "bulk-00001", "--json"][..],
+        &["show", "bulk-000001", "--json"][..],
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_srs"))
             .args(args)

@@ -66,7 +66,7 @@ enum Outcome {
 async fn one(addr: std::net::SocketAddr, i: usize) -> Outcome {
     let (path, min_len, sample) = if i % 3 == 1 {
         (
-            format!("/api/v1/recordings/bulk-{:05}", i % RECORDINGS),
+            format!("/api/v1/recordings/bulk-{:06}", i % RECORDINGS),
             2_000,
             false,
         )

@@ -559,54 +559,11 @@ pub fn send_pcmu_tone(sock: &UdpSocket, to: SocketAddr, freq: f64, secs: f64, ss
     }
 }
 
-/// A recording of some bulk (four participants, correlation ids, twenty
-/// events, like a transferred contact-centre call): about 4 KB of JSON.
-pub fn bulky_recording(i: usize) -> srs::recording::RecordingMeta {
-    use srs::recording::{EventMeta, ParticipantMeta, RecordingMeta};
-    let id = format!("bulk-{i:05}");
-    let mut m = RecordingMeta {
-        recording_id: id.clone(),
-        call_id: format!("{id}@192.0.2.10"),
-        status: "complete".into(),
-        started_at: format!("2026-03-01T{:02}:{:02}:00Z", (i / 60) % 24, i % 60),
-        ended_at: format!("2026-03-01T{:02}:{:02}:59Z", (i / 60) % 24, i % 60),
-        duration_ms: 59_000,
-        source: "192.0.2.10:5060".into(),
-        transport: "udp".into(),
-        record_dn: Some(format!("{}", 1000 + i % 50)),
-        path: format!("2026/03/01/{id}"),
-        ..Default::default()
-    };
-    for k in ["calluuid", "connid", "ani", "dnis", "agentid"] {
-        m.correlation
-            .insert(k.into(), format!("{k}-{i:08}-0123456789abcdef"));
-    }
-    m.participants = (0..4)
-        .map(|p| ParticipantMeta {
-            id: format!("participant-{p}-{i}"),
-            aor: Some(format!("sip:+1555123{p:04}@carrier.example.com")),
-            name: Some(format!("Participant number {p}")),
-            labels: vec![p.to_string()],
-            file: Some(format!("p{p}.wav")),
-        })
-        .collect();
-    m.events = (0..20)
-        .map(|e| EventMeta {
-            at: m.started_at.clone(),
-            kind: "participant-joined".into(),
-            participant_id: Some(format!("participant-{}-{i}", e % 4)),
-            aor: Some(format!("sip:{}@pbx.example.com", 7000 + e)),
-            ..Default::default()
-        })
-        .collect();
-    m
-}
-
 /// Writes `n` bulky recordings straight into the index at `index`
 /// (rows only: no audio in the drop).
 pub fn index_bulky(index: &Path, n: usize) {
     let ix = srs::store::Index::open(index).unwrap();
-    let all: Vec<_> = (0..n).map(bulky_recording).collect();
+    let all: Vec<_> = (0..n).map(srs::testkit::bulky_recording).collect();
     ix.upsert_batch(&all).unwrap();
 }
 
