@@ -4,6 +4,7 @@
 //! files (tone detection).
 #![allow(dead_code)]
 
+pub mod http;
 pub mod pg;
 pub mod s3;
 
