@@ -53,7 +53,8 @@ pub(super) fn is_public(st: &ApiState, method: &Method, path: &str) -> bool {
         Method::GET | Method::HEAD => {
             path == "/"
                 || path == "/live"
-                || path.starts_with("/assets/")
+                || path == "/assets/app.js"
+                || path == "/assets/app.css"
                 || path
                     .strip_prefix("/recordings/")
                     .is_some_and(|id| !id.is_empty() && !id.contains('/'))
