@@ -227,6 +227,7 @@
       else a.removeAttribute('aria-current');
     }
     const main = $('#main');
+    delete main.dataset.state;
     if (p === '/') return searchView(main);
     if (p === '/live') return liveView(main);
     const m = p.match(/^\/recordings\/([^/]+)$/);
@@ -624,7 +625,7 @@
         .map(([k, v]) => el('div', {}, el('dt', { text: k }), el('dd', { text: v }))));
 
     const kv = (pairs) => el('dl', { class: 'kv' }, pairs.filter(([, v]) => v !== undefined && v !== null && v !== '')
-      .map(([k, v]) => [el('dt', { text: k }), el('dd', {}, el('span', { class: 'mono', text: String(v) }))]));
+      .flatMap(([k, v]) => [el('dt', { text: k }), el('dd', {}, el('span', { class: 'mono', text: String(v) }))]));
     const ids = kv([['Recording id', id], ['Call-ID', rec.call_id],
       ...Object.entries(rec.correlation || {}), ['Rule', rec.rule], ['Source', `${rec.source} (${rec.transport})`],
       ['Path in the drop', rec.path], ['Metadata file', rec.metadata_file], ['Metadata problem', rec.metadata_error],
@@ -711,8 +712,9 @@
       const lo = peaks.min[i];
       const hi = peaks.max[i];
       loudest = Math.max(loudest, Math.abs(lo), Math.abs(hi));
-      const x0 = (i * span) / n;
-      const w = Math.max(1, span / n);
+      // Whole pixels: no anti-aliased seams between buckets.
+      const x0 = Math.floor((i * span) / n);
+      const w = Math.max(1, Math.floor(((i + 1) * span) / n) - x0);
       const y0 = mid - (hi / 32768) * mid;
       const y1 = mid - (lo / 32768) * mid;
       ctx.fillRect(x0, y0, w, Math.max(1, y1 - y0));

@@ -23,6 +23,8 @@ pub struct TwoParty {
     tag: String,
     cseq: u32,
     segment: u32,
+    /// Packets of each stream in the last [`TwoParty::talk`].
+    last_packets: u32,
     /// When the 200 OK to the INVITE arrived (the recording's start, near
     /// enough).
     pub answered: Instant,
@@ -47,7 +49,7 @@ fn sdp(ports: [u16; 2], direction: &str, version: u32) -> String {
     );
     for (i, p) in ports.iter().enumerate() {
         s.push_str(&format!(
-            "m=audio {p} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:{}\r\na={direction}\r\n",
+            "m=audio {p} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=label:{}\r\na={direction}\r\n",
             i + 1
         ));
     }
@@ -99,6 +101,7 @@ impl TwoParty {
             tag: tag.to_string(),
             cseq: 1,
             segment: 0,
+            last_packets: 0,
             answered,
         };
         call.ack();
@@ -117,6 +120,7 @@ impl TwoParty {
     /// Both parties talk for `secs` (each its own tone), in real time.
     pub fn talk(&mut self, secs: f64) {
         self.segment += 1;
+        self.last_packets = (secs * 50.0) as u32;
         let seg = self.segment;
         std::thread::scope(|s| {
             for i in 0..2 {
@@ -127,6 +131,35 @@ impl TwoParty {
                 s.spawn(move || send_pcmu_tone(sock, to, TONES[i], secs, ssrc));
             }
         });
+    }
+
+    /// The agent (stream `1`) sends DTMF `digit` (0-9) as an RFC 4733
+    /// telephone-event of 200 ms, in real time.
+    /// Sent right after [`TwoParty::talk`], from the same source (its
+    /// SSRC, sequence and timestamps go on), as a phone does.
+    pub fn dtmf(&mut self, digit: u8) {
+        let ssrc = 0x5eb0_0000 + self.segment;
+        let first = self.last_packets;
+        let start = Instant::now();
+        for i in 0..13u16 {
+            let end = i >= 10;
+            let dur = 160 * (i.min(9) + 1);
+            let payload = [
+                digit,
+                if end { 0x8a } else { 0x0a },
+                (dur >> 8) as u8,
+                dur as u8,
+            ];
+            let mut p = super::rtp_packet(first as u16 + i, first * 160, ssrc, 101, &payload);
+            if i == 0 {
+                p[1] |= 0x80;
+            }
+            let _ = self.media[0].send_to(&p, self.rtp[0]);
+            let due = start + Duration::from_millis(20 * u64::from(i.min(9) + 1));
+            if let Some(d) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
+            }
+        }
     }
 
     /// A re-INVITE setting both streams to `direction` (`inactive`: a
