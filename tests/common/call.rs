@@ -123,12 +123,11 @@ impl TwoParty {
         self.last_packets = (secs * 50.0) as u32;
         let seg = self.segment;
         std::thread::scope(|s| {
-            for i in 0..2 {
-                let (sock, to) = (&self.media[i], self.rtp[i]);
+            for (i, ((sock, to), tone)) in self.media.iter().zip(self.rtp).zip(TONES).enumerate() {
                 // A new SSRC per stretch of talk: its sequence numbers
                 // start again (a new source after a hold, as phones do).
                 let ssrc = 0x5eb0_0000 + (i as u32) * 0x100 + seg;
-                s.spawn(move || send_pcmu_tone(sock, to, TONES[i], secs, ssrc));
+                s.spawn(move || send_pcmu_tone(sock, to, tone, secs, ssrc));
             }
         });
     }
