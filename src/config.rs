@@ -234,6 +234,15 @@ pub struct HttpConfig {
     /// who reaches it can then read every recording). Without it, `srs
     /// serve` refuses to start that way.
     pub allow_unauthenticated: bool,
+
+    // The web page (docs/web.md).
+    /// Serve the web page (`/`, `/recordings/{id}`, `/live`) and its
+    /// sign-in (`/api/v1/login`, `/api/v1/logout`).
+    pub web: bool,
+    /// A signed-in page's session ends after this long without a request.
+    pub session_idle_timeout_s: u64,
+    /// A signed-in page's session ends this long after sign-in, however used.
+    pub session_max_age_s: u64,
 }
 
 impl HttpConfig {
@@ -405,6 +414,9 @@ impl Default for HttpConfig {
             cert: None,
             key: None,
             allow_unauthenticated: false,
+            web: true,
+            session_idle_timeout_s: 3_600,
+            session_max_age_s: 43_200,
         }
     }
 }
@@ -503,6 +515,8 @@ impl Config {
             ("http.idle_timeout_ms", h.idle_timeout_ms),
             ("http.index_connections", h.index_connections as u64),
             ("http.max_page_bytes", h.max_page_bytes as u64),
+            ("http.session_idle_timeout_s", h.session_idle_timeout_s),
+            ("http.session_max_age_s", h.session_max_age_s),
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid {
@@ -556,6 +570,9 @@ mod tests {
             "index_connections",
             "max_page_bytes",
             "allow_unauthenticated",
+            "web = true",
+            "session_idle_timeout_s = 3600",
+            "session_max_age_s = 43200",
             "# cert = \"/etc/srs/tls/api.crt\"",
             "# key = \"/etc/srs/tls/api.key\"",
         ] {
@@ -579,6 +596,8 @@ mod tests {
             "idle_timeout_ms",
             "index_connections",
             "max_page_bytes",
+            "session_idle_timeout_s",
+            "session_max_age_s",
         ] {
             let c = Config::from_toml(&format!("[http]\n{key} = 0\n"), Path::new("x")).unwrap();
             let e = c.validate().unwrap_err().to_string();

@@ -8,6 +8,9 @@
 //! - `GET /api/v1/audit`: the audit trail (admin)
 //! - `GET`/`POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}`: API
 //!   tokens (admin)
+//! - the web page ([`web`], docs/web.md): `/`, `/recordings/{id}`,
+//!   `/live`, `/assets/*`; `POST /api/v1/login`, `POST /api/v1/logout`,
+//!   `GET /api/v1/me`; `GET /api/v1/recordings/{id}/files/{name}/peaks`
 //!
 //! Access control ([`access`]; docs/api.md): once a token exists, every
 //! request but `/healthz` needs `Authorization: Bearer <token>` (else
@@ -69,6 +72,10 @@ use crate::store::{Index, IndexError};
 
 pub mod access;
 pub mod https;
+// The web page (docs/web.md).
+pub mod peaks;
+pub mod signin;
+pub mod web;
 
 pub use access::{Caller, ClientAddr, TOKEN_RELOAD};
 use tokio_rustls::TlsAcceptor;
@@ -239,6 +246,11 @@ pub struct ApiState {
     requests: Arc<Semaphore>,
     /// Refusals, for rate-limited warnings.
     refused: Arc<Refusals>,
+    // The web page (docs/web.md).
+    /// Whether the page and its sign-in are served (`http.web`).
+    web: bool,
+    /// Signed-in browsers.
+    sessions: Arc<signin::Sessions>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -265,6 +277,11 @@ impl ApiState {
         let access = access::Access::start(index_path.clone(), tokens, directory.clone(), audit)
             .map_err(SetupError::Thread)?;
         let config = &config;
+        let sessions = signin::Sessions::new(
+            Duration::from_secs(config.session_idle_timeout_s.max(1)),
+            Duration::from_secs(config.session_max_age_s.max(1)),
+            tls.is_some(),
+        );
         Ok(ApiState {
             health,
             access: Arc::new(access),
@@ -284,6 +301,8 @@ impl ApiState {
             )),
             requests: Arc::new(Semaphore::new(config.max_requests.max(1))),
             refused: Arc::new(Refusals::default()),
+            web: config.web,
+            sessions: Arc::new(sessions),
         })
     }
 
@@ -1235,9 +1254,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/audit", get(audit_entries))
         .route("/api/v1/tokens", get(tokens_list).post(tokens_add))
         .route("/api/v1/tokens/{name}", delete(tokens_revoke))
+        // The web page's API (docs/web.md): sign-in, who am I, peaks.
+        .merge(web::api_routes(state.web))
         .route_layer(middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .route("/healthz", get(healthz))
+        // The web page's shell and assets (embedded, no data in them).
+        .merge(web::page_routes(state.web))
         .merge(api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(

@@ -24,7 +24,7 @@
 //! | [`config`] | embedded defaults, TOML config file, flag overrides, parsed and checked once at load | reads a file |
 //! | [`server`] | the IO layer: binds every socket ([`server::Server::bind`]), then runs the SIP task, connection tasks and session runner ([`server::Server::run`]) | yes |
 //! | [`tls`] | the rustls configuration for SIP over TLS (certificate, key, mutual TLS) | reads files |
-//! | [`http`] | the HTTP API: recordings, files, live sessions, the audit trail and tokens; HTTPS; access checks and audit of every request | yes |
+//! | [`http`] | the HTTP API: recordings, files, live sessions, the audit trail and tokens; HTTPS; access checks and audit of every request; the web page ([`http::web`]: embedded assets, sign-in sessions, waveform peaks) | yes |
 //! | [`auth`] | access control: roles and rights, scopes (also as SQL), API tokens stored as hashes | no |
 //! | [`logging`] | the log writer: control characters from remote values escaped (no forged log lines) | writes stderr |
 //! | [`testkit`] | normalising corpus messages, tones and G.711 for tests, fuzzing and load generation | no |
@@ -58,6 +58,9 @@
 //! | API tokens, roles, scopes; who may see which recording | `src/auth/`; checked in `src/http/access.rs` |
 //! | the audit trail (hash chain, `srs audit --verify`) | `src/store/audit.rs`; written by `src/http/access.rs` and `src/main.rs` |
 //! | HTTPS for the API | `src/http/https.rs` |
+//! | the web page: embedded assets, sign-in and `/api/v1/me`, peaks endpoint | `src/http/web.rs`, assets in `web/` |
+//! | web sign-in sessions (cookie, CSRF, expiry) | `src/http/signin.rs`; checked in `src/http/access.rs` (`authenticate`) |
+//! | waveform peaks of a WAV (one streaming pass) | `src/http/peaks.rs` |
 //! | the CLI | `src/main.rs`, output in `src/store/render.rs` |
 
 pub mod auth;

@@ -46,28 +46,6 @@ fn run_srs(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// `srs token add NAME --role ROLE [--scope S]... --recordings DIR`: the
-/// secret (stdout, alone).
-fn token_add(recordings: &Path, name: &str, role: &str, scopes: &[&str]) -> String {
-    let mut args = vec!["token", "add", name, "--role", role];
-    for s in scopes {
-        args.extend(["--scope", s]);
-    }
-    let dir = recordings.to_str().unwrap();
-    args.extend(["--recordings", dir]);
-    let out = run_srs(&args);
-    assert!(
-        out.status.success(),
-        "srs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let secret = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(secret.lines().count(), 1, "the secret alone: {secret:?}");
-    let secret = secret.trim().to_string();
-    assert!(secret.starts_with("srs_") && secret.len() == 47, "{secret}");
-    secret
-}
-
 fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Resp {
     call(addr, "GET", path, token, "", "")
 }

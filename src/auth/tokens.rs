@@ -212,6 +212,12 @@ impl TokenSet {
         self.active.get(&hash_secret(secret)).cloned()
     }
 
+    /// The active token whose secret hashes to `hash` ([`hash_secret`]):
+    /// a web sign-in session keeps the hash, never the secret.
+    pub fn lookup_hash(&self, hash: &str) -> Option<Arc<TokenInfo>> {
+        self.active.get(hash).cloned()
+    }
+
     /// Active tokens.
     pub fn len(&self) -> usize {
         self.active.len()

@@ -216,6 +216,11 @@ impl Access {
         })
     }
 
+    /// Counts a refused sign-in like a refused request (one WARN per 10 s).
+    pub(super) fn note_unauthenticated(&self, client: &str, why: &str) {
+        self.unauthenticated.note(client, why);
+    }
+
     /// The tokens in force.
     pub fn tokens(&self) -> Arc<TokenSet> {
         self.tokens
@@ -372,6 +377,10 @@ pub async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Ne
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
+    // The web page's shell and assets, and its sign-in (docs/web.md).
+    if super::web::is_public(&st, req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
     let client: Arc<str> = req
         .extensions()
         .get::<ConnectInfo<ClientAddr>>()
@@ -386,7 +395,23 @@ pub async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Ne
                 let (scheme, secret) = v.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| secret.trim())
             });
-        let Some(secret) = given.filter(|s| !s.is_empty()) else {
+        let given = given.filter(|s| !s.is_empty());
+        // A signed-in page (docs/web.md): its session cookie.
+        if given.is_none() {
+            let (method, path) = (req.method().clone(), req.uri().path().to_string());
+            let auth =
+                super::web::from_cookie(&st, &method, &path, req.headers(), &tokens, &client).await;
+            match auth {
+                super::web::CookieAuth::Caller(caller, signed) => {
+                    req.extensions_mut().insert(caller);
+                    req.extensions_mut().insert(signed);
+                    return next.run(req).await;
+                }
+                super::web::CookieAuth::Refused(resp) => return resp,
+                super::web::CookieAuth::Absent => {}
+            }
+        }
+        let Some(secret) = given else {
             st.access.unauthenticated.note(&client, "no bearer token");
             return unauthorized(
                 "authentication required: send Authorization: Bearer <token>",

@@ -4,6 +4,7 @@
 //! files (tone detection).
 #![allow(dead_code)]
 
+pub mod call;
 pub mod http;
 pub mod pg;
 pub mod s3;
@@ -663,3 +664,28 @@ pub const CORPUS_INITIAL: &[&str] = &[
     "sonus-sbc-offer-body.sip",
     "ietf-rfc8068-basic-av-invite-complete.sip",
 ];
+
+/// `srs token add NAME --role ROLE [--scope S]... --recordings DIR`: the
+/// secret (stdout, alone).
+pub fn token_add(recordings: &Path, name: &str, role: &str, scopes: &[&str]) -> String {
+    let mut args = vec!["token", "add", name, "--role", role];
+    for s in scopes {
+        args.extend(["--scope", s]);
+    }
+    let dir = recordings.to_str().unwrap();
+    args.extend(["--recordings", dir]);
+    let out = Command::new(env!("CARGO_BIN_EXE_srs"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "srs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(secret.lines().count(), 1, "the secret alone: {secret:?}");
+    let secret = secret.trim().to_string();
+    assert!(secret.starts_with("srs_") && secret.len() == 47, "{secret}");
+    secret
+}
