@@ -14,8 +14,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::recording::{FileMeta, Format, RecordingMeta, Status};
+use crate::store::crypt::{self, Encryptor};
 use crate::store::drop::{DropError, FileDrop, INCOMING_DIR};
 pub use crate::store::drop::{INCOMING_FILE, INCOMING_TMP};
+use crate::store::integrity;
 
 /// Writes `incoming.json` atomically (temp file + rename).
 pub fn write_incoming(dir: &Path, meta: &RecordingMeta) -> std::io::Result<()> {
@@ -137,6 +139,23 @@ pub fn truncate_wav(path: &Path, frames: u64) -> Option<(u64, u32, u16)> {
 /// first write whose directory could not be removed then), is removed
 /// instead: `Ok(None)`.
 pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>, DropError> {
+    recover_dir_sealed(drop, dir, None)
+}
+
+/// [`recover_dir`], sealed like a recording published live
+/// ([`integrity::seal`]): its files hashed and, with `encryptor`,
+/// its audio encrypted. What a crash left of an encryption is settled
+/// first: a partial `.age.tmp` is removed; an `x.wav.age` beside its
+/// `x.wav` is removed too (the plain file is the whole truth and is
+/// encrypted again); an `x.wav.age` alone (its plain file was removed
+/// after it was complete) is listed as it is, its duration unknown (0)
+/// unless `incoming.json` planned it. A recording that cannot be sealed
+/// stays in `.incoming`.
+pub fn recover_dir_sealed(
+    drop: &FileDrop,
+    dir: &Path,
+    encryptor: Option<&Encryptor>,
+) -> Result<Option<RecordingMeta>, DropError> {
     let id = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -159,11 +178,42 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>,
         .unwrap_or_default();
     names.sort();
     let mut longest = 0;
+    for p in &names {
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let plain = name.strip_suffix(crypt::AGE_SUFFIX);
+        let stale = crypt::is_partial(name) || plain.is_some_and(|n| dir.join(n).exists());
+        if stale {
+            let _ = std::fs::remove_file(p);
+            continue;
+        }
+        if let Some(wav) = plain.filter(|n| n.ends_with(".wav")) {
+            let planned = meta.files.iter().find(|f| f.name == wav);
+            let stereo = wav == "stereo.wav";
+            files.push(FileMeta {
+                name: wav.to_string(),
+                labels: planned.map(|f| f.labels.clone()).unwrap_or_default(),
+                format: if stereo {
+                    Format::StereoWav
+                } else {
+                    Format::Wav
+                },
+                channels: if stereo { 2 } else { 1 },
+                duration_ms: planned.map_or(0, |f| f.duration_ms),
+                sample_rate: planned.map_or(0, |f| f.sample_rate),
+                bytes: planned.map_or(0, |f| f.bytes),
+                stored_as: Some(name.to_string()),
+                encryption: Some(crypt::AGE.into()),
+                ..FileMeta::default()
+            });
+        }
+    }
     for p in names {
         let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
             continue;
         };
-        if !name.ends_with(".wav") {
+        if !name.ends_with(".wav") || !p.exists() {
             continue;
         }
         if let Some((ms, rate, channels)) = repair_wav(&p) {
@@ -181,6 +231,7 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>,
                 duration_ms: ms,
                 sample_rate: rate,
                 channels,
+                ..FileMeta::default()
             });
         }
     }
@@ -204,6 +255,12 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>,
             .with_timezone(&chrono::Utc)
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     }
+    // Hashed (and encrypted) like a recording published live.
+    integrity::seal(dir, &mut meta, encryptor).map_err(|e| DropError::Io {
+        op: "sealing",
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     let _ = std::fs::remove_file(dir.join(INCOMING_FILE));
     let _ = std::fs::remove_file(dir.join(INCOMING_TMP));
     drop.publish(&mut meta)?;
@@ -214,6 +271,11 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>,
 /// sessions: nothing there belongs to a live session). Returns the
 /// published recordings; failures are logged and left in place.
 pub fn recover_all(drop: &FileDrop) -> Vec<RecordingMeta> {
+    recover_all_sealed(drop, None)
+}
+
+/// [`recover_all`] with [`recover_dir_sealed`].
+pub fn recover_all_sealed(drop: &FileDrop, encryptor: Option<&Encryptor>) -> Vec<RecordingMeta> {
     let incoming = drop.root().join(INCOMING_DIR);
     let Ok(rd) = std::fs::read_dir(&incoming) else {
         return Vec::new();
@@ -224,7 +286,7 @@ pub fn recover_all(drop: &FileDrop) -> Vec<RecordingMeta> {
         if !p.is_dir() {
             continue;
         }
-        match recover_dir(drop, &p) {
+        match recover_dir_sealed(drop, &p, encryptor) {
             Ok(None) => {}
             Ok(Some(m)) => {
                 tracing::warn!(recording_id = %m.recording_id, files = m.files.len(),
