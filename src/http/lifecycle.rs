@@ -77,9 +77,10 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(LifecycleError::Replicas(format!("worker failed: {e}"))))
 }
 
-fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, Response> {
+/// The `{id}` of the path, or the `400` to answer (boxed: a response is large).
+fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, Box<Response>> {
     id.map(|Path(id)| id)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e.body_text())))
 }
 
 /// `PUT /api/v1/recordings/{id}/hold`: `200` with the recording's JSON
@@ -92,7 +93,7 @@ pub(super) async fn hold(
 ) -> Response {
     let id = match path_id(id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -136,7 +137,7 @@ pub(super) async fn release(
 ) -> Response {
     let id = match path_id(id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let filters = serde_json::json!({ "id": id });
     if !caller.allows(Right::Hold) {
@@ -167,7 +168,7 @@ pub(super) async fn delete_recording(
 ) -> Response {
     let id = match path_id(id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let filters = serde_json::json!({ "id": id });
     if !caller.allows(Right::Delete) {
@@ -206,7 +207,7 @@ pub(super) async fn verify(
 ) -> Response {
     let id = match path_id(id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let filters = serde_json::json!({ "id": id });
     if !caller.allows(Right::View) {
