@@ -609,6 +609,12 @@ mod tests {
             "index_connections",
             "max_page_bytes",
             "allow_unauthenticated",
+            "[[retention]]",
+            "retention_interval",
+            "[encryption]",
+            "recipients",
+            "identities",
+            "srs key generate",
             "# cert = \"/etc/srs/tls/api.crt\"",
             "# key = \"/etc/srs/tls/api.key\"",
         ] {

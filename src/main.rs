@@ -607,18 +607,13 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
     let drop = FileDrop::new(&args.recordings);
     // Recordings removed from the drop by hand: dropped from the index and
     // audited as found missing (issue 15).
-    if args.recordings.is_dir() {
-        let missing = lifecycle(&args.recordings, &path)
+    let missing = if args.recordings.is_dir() {
+        lifecycle(&args.recordings, &path)
             .reconcile(&srs::lifecycle::Who::cli())
-            .context("checking the index against the drop")?;
-        if !missing.is_empty() {
-            note(&format!(
-                "srs: {} recordings were no longer in the drop: dropped from the index (audited as found-missing): {}",
-                missing.len(),
-                missing.join(" ")
-            ));
-        }
-    }
+            .context("checking the index against the drop")?
+    } else {
+        Vec::new()
+    };
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new_spinner();
         bar.set_message(format!("scanning {}", args.recordings.display()));
@@ -648,7 +643,8 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
             )
         });
     bar.finish_and_clear();
-    let report = report?;
+    let mut report = report?;
+    report.removed += missing.len();
     audit::append(
         index.conn(),
         &[cli_entry(
@@ -661,8 +657,13 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
     .context("writing the audit trail of the reindex")?;
     if report.removed > 0 {
         note(&format!(
-            "srs: removed {} index entries whose recording is no longer in the drop",
-            report.removed
+            "srs: removed {} index entries whose recording is no longer in the drop{}",
+            report.removed,
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" (audited as found-missing: {})", missing.join(" "))
+            }
         ));
     }
     out(&format!(
