@@ -329,6 +329,95 @@ mod tests {
         assert_eq!(r.len(), 12000);
     }
 
+    fn wav(path: &Path, samples: usize) {
+        let spec = crate::media::pcm16_spec(8000, 1);
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..samples {
+            w.write_sample((i % 100) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
+    #[test]
+    fn a_recovered_recording_is_sealed_and_a_crash_mid_encryption_is_settled() {
+        let root = tempfile::tempdir().unwrap();
+        let drop = FileDrop::new(root.path());
+        let dir = drop.create_incoming("rec-enc").unwrap();
+        let meta = RecordingMeta {
+            recording_id: "rec-enc".into(),
+            call_id: "c-enc".into(),
+            started_at: "2026-11-23T10:00:00.000Z".into(),
+            files: vec![FileMeta {
+                name: "c.wav".into(),
+                labels: vec!["3".into()],
+                duration_ms: 500,
+                ..FileMeta::default()
+            }],
+            ..RecordingMeta::default()
+        };
+        write_incoming(&dir, &meta).unwrap();
+        let (key, public) = crypt::generate();
+        let enc = Encryptor::from_recipients(&[public]).unwrap().unwrap();
+        // a.wav: never encrypted. b.wav: encrypted, the crash came before
+        // its plain file was removed. c.wav: encrypted and removed. d: a
+        // partial encryption.
+        wav(&dir.join("a.wav"), 8000);
+        wav(&dir.join("b.wav"), 4000);
+        enc.encrypt_file(&dir, "b.wav").unwrap();
+        wav(&dir.join("b.wav"), 4000);
+        wav(&dir.join("c.wav"), 4000);
+        enc.encrypt_file(&dir, "c.wav").unwrap();
+        std::fs::write(dir.join("d.wav.age.tmp"), b"age-encryption.org/v1 partial").unwrap();
+        std::fs::write(dir.join("metadata.xml"), b"<recording/>").unwrap();
+        let got = recover_all_sealed(&drop, Some(&enc));
+        assert_eq!(got.len(), 1);
+        let m = &got[0];
+        let names: Vec<(&str, &str)> = m
+            .files
+            .iter()
+            .map(|f| (f.name.as_str(), f.stored_name()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("c.wav", "c.wav.age"),
+                ("a.wav", "a.wav.age"),
+                ("b.wav", "b.wav.age")
+            ]
+        );
+        assert_eq!(m.files[0].labels, ["3"], "planned facts kept");
+        assert_eq!(m.files[1].duration_ms, 1000);
+        let published = root.path().join(&m.path);
+        let mut on_disk: Vec<String> = std::fs::read_dir(&published)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        on_disk.sort();
+        assert_eq!(
+            on_disk,
+            [
+                "a.wav.age",
+                "b.wav.age",
+                "c.wav.age",
+                "metadata.json",
+                "metadata.xml"
+            ]
+        );
+        assert!(m.manifest_sha256.is_some());
+        assert_eq!(
+            crate::store::integrity::verify(root.path(), m).status,
+            "intact"
+        );
+        // b decrypts to its whole plain file.
+        let kf = root.path().join("key.txt");
+        std::fs::write(&kf, key).unwrap();
+        let dec = crypt::Decryptor::from_files(&[kf]).unwrap().unwrap();
+        let out = root.path().join("b.wav");
+        dec.decrypt_file(&published.join("b.wav.age"), &out)
+            .unwrap();
+        assert_eq!(hound::WavReader::open(&out).unwrap().len(), 4000);
+    }
+
     #[test]
     fn recover_publishes_with_status_recovered() {
         let root = tempfile::tempdir().unwrap();
@@ -372,6 +461,9 @@ mod tests {
         assert_eq!(m.files[0].duration_ms, 2000);
         assert_eq!(m.duration_ms, 2000);
         assert_eq!(m.ended_at, "2026-11-23T10:00:02.000Z");
+        // Hashed at recovery (issue 15).
+        assert_eq!(m.files[0].sha256.as_ref().map(String::len), Some(64));
+        assert!(m.manifest_sha256.is_some());
         assert!(root.path().join(&m.path).join("metadata.json").exists());
         assert!(std::fs::read_dir(root.path().join(INCOMING_DIR))
             .unwrap()
