@@ -4,6 +4,12 @@
 //! and off measured in the same run.
 //!
 //!     cargo run --release --example seal_cost -- [--minutes 10] [--runs 5]
+//!     cargo run --release --example seal_cost -- --seconds 1 --runs 200
+//!
+//! The second form measures what sealing costs per call whatever its
+//! length (file creations, renames, key wrapping: what the 1,000 sessions
+//! per second of `benches/session_rate.sh` pay, their calls being
+//! near-empty).
 //!
 //! Each run seals a fresh copy of one two-party call (two mono 8 kHz
 //! 16-bit WAVs of `--minutes` minutes, as `srs serve` writes them) with
@@ -38,8 +44,8 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// A mono 8 kHz WAV of `minutes` minutes of a tone.
-fn write_wav(path: &Path, minutes: u64, freq: f64) {
+/// A mono 8 kHz WAV of `seconds` seconds of a tone.
+fn write_wav(path: &Path, seconds: u64, freq: f64) {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 8000,
@@ -47,7 +53,7 @@ fn write_wav(path: &Path, minutes: u64, freq: f64) {
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
-    let n = minutes * 60 * 8000;
+    let n = seconds * 8000;
     let tone = srs::testkit::sine(freq, 8000, 0, 8000, 8000.0);
     for i in 0..n {
         w.write_sample(tone[(i % 8000) as usize]).unwrap();
@@ -61,13 +67,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let minutes = arg("--minutes", 10).max(1);
+    let seconds = match arg("--seconds", 0) {
+        0 => arg("--minutes", 10).max(1) * 60,
+        s => s,
+    };
+    let minutes = seconds as f64 / 60.0;
     let runs = arg("--runs", 5).max(1);
     let tmp = tempfile::tempdir().unwrap();
     let master = tmp.path().join("master");
     std::fs::create_dir_all(&master).unwrap();
-    write_wav(&master.join("caller-1.wav"), minutes, 1000.0);
-    write_wav(&master.join("agent-2.wav"), minutes, 400.0);
+    write_wav(&master.join("caller-1.wav"), seconds, 1000.0);
+    write_wav(&master.join("agent-2.wav"), seconds, 400.0);
     std::fs::write(master.join("metadata.xml"), vec![b'x'; 4096]).unwrap();
     let (_, key1) = generate();
     let (_, key2) = generate();
@@ -83,11 +93,11 @@ fn main() {
         .map(|n| std::fs::metadata(master.join(n)).unwrap().len())
         .sum();
     println!(
-        "one call of {minutes} min: 2 mono 8 kHz WAVs, {:.1} MB; median of {runs} runs",
+        "one call of {seconds} s: 2 mono 8 kHz WAVs, {:.2} MB; median of {runs} runs",
         bytes as f64 / 1e6
     );
-    println!("| case | CPU ms per minute of call | MB/s of CPU |");
-    println!("|---|---:|---:|");
+    println!("| case | CPU ms per call | CPU ms per minute of call | MB/s of CPU |");
+    println!("|---|---:|---:|---:|");
     // Interleaved, so that a neighbour's load falls on every case alike.
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     for run in 0..runs {
@@ -119,8 +129,9 @@ fn main() {
     for ((name, _), cpu) in cases.iter().zip(results) {
         let m = median(cpu);
         println!(
-            "| {name} | {:.2} | {:.0} |",
-            m * 1e3 / minutes as f64,
+            "| {name} | {:.3} | {:.2} | {:.0} |",
+            m * 1e3,
+            m * 1e3 / minutes,
             bytes as f64 / 1e6 / m
         );
     }

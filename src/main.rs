@@ -424,19 +424,29 @@ struct RepairArgs {
     /// SQLite index [default: <recordings>/index.sqlite].
     #[arg(long, value_name = "PATH")]
     index: Option<PathBuf>,
+    /// The server's configuration, for its [encryption] recipients:
+    /// without it, recovered audio is published unencrypted.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 fn repair(args: RepairArgs) -> anyhow::Result<()> {
     use srs::store::{recover, FileDrop};
     let drop = FileDrop::new(&args.recordings);
+    let encryptor = match &args.config {
+        Some(c) => srs::store::crypt::Encryptor::from_recipients(
+            &Config::load(c)?.encryption.recipients,
+        )?,
+        None => None,
+    };
     let recovered = if args.dirs.is_empty() {
-        recover::recover_all(&drop)
+        recover::recover_all_sealed(&drop, encryptor.as_ref())
     } else {
         let mut out = Vec::new();
         for d in &args.dirs {
             // A phantom (no audio, no Call-ID) is removed, not published.
             out.extend(
-                recover::recover_dir(&drop, d)
+                recover::recover_dir_sealed(&drop, d, encryptor.as_ref())
                     .with_context(|| format!("repairing {}", d.display()))?,
             );
         }
