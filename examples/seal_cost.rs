@@ -81,7 +81,7 @@ fn main() {
     std::fs::write(master.join("metadata.xml"), vec![b'x'; 4096]).unwrap();
     let (_, key1) = generate();
     let (_, key2) = generate();
-    let one = Encryptor::from_recipients(&[key1.clone()]).unwrap();
+    let one = Encryptor::from_recipients(std::slice::from_ref(&key1)).unwrap();
     let two = Encryptor::from_recipients(&[key1, key2]).unwrap();
     let cases: [(&str, Option<&Encryptor>); 3] = [
         ("hashes only (encryption off)", None),

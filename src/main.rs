@@ -434,9 +434,9 @@ fn repair(args: RepairArgs) -> anyhow::Result<()> {
     use srs::store::{recover, FileDrop};
     let drop = FileDrop::new(&args.recordings);
     let encryptor = match &args.config {
-        Some(c) => srs::store::crypt::Encryptor::from_recipients(
-            &Config::load(c)?.encryption.recipients,
-        )?,
+        Some(c) => {
+            srs::store::crypt::Encryptor::from_recipients(&Config::load(c)?.encryption.recipients)?
+        }
         None => None,
     };
     let recovered = if args.dirs.is_empty() {
