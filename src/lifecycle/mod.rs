@@ -434,7 +434,7 @@ impl Lifecycle {
             }
         }
         let filters = serde_json::json!({ "ids": ids });
-        self.erase(&ix, victims, who, &filters, &mut report, |_| None)?;
+        self.erase(&ix, victims, who, &filters, &mut report, true, |_| None)?;
         Ok(report)
     }
 
@@ -463,7 +463,7 @@ impl Lifecycle {
             ..Default::default()
         };
         let filters = serde_json::json!({ "dn": dn });
-        self.erase(&ix, victims, who, &filters, &mut report, |_| None)?;
+        self.erase(&ix, victims, who, &filters, &mut report, true, |_| None)?;
         Ok(report)
     }
 
@@ -527,7 +527,10 @@ impl Lifecycle {
         let victims = due.into_iter().map(|(m, _, _)| m).collect();
         let filters = serde_json::json!({ "retention": true, "run_by": trigger.actor });
         let who = Who::retention();
-        self.erase(&ix, victims, &who, &filters, &mut report, |id| {
+        // A held recording due under a rule is kept without an audit entry
+        // (the report and the log say so): it would add one at every run
+        // for as long as the hold lasts, and nobody asked for its deletion.
+        self.erase(&ix, victims, &who, &filters, &mut report, false, |id| {
             rules_of.get(id).cloned()
         })?;
         Ok(report)
@@ -549,6 +552,7 @@ impl Lifecycle {
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
         };
+        let total = rows.len();
         let gone: Vec<(String, String)> = rows
             .into_iter()
             .filter(|(_, path)| {
@@ -560,6 +564,14 @@ impl Lifecycle {
                         .exists()
             })
             .collect();
+        // Every recording gone at once is far likelier an unmounted or
+        // swapped drop than a clean-up by hand: the index is left alone
+        // (`srs reindex` removes them, counted, if that was meant).
+        if total > 1 && gone.len() == total {
+            tracing::error!(recordings = total, root = %self.root().display(),
+                "none of the indexed recordings is in the drop (unmounted?): the index is left as it is");
+            return Ok(Vec::new());
+        }
         for batch in gone.chunks(BATCH) {
             audit::with_write(ix.conn(), |c| {
                 let mut entries = Vec::new();
@@ -581,8 +593,10 @@ impl Lifecycle {
         Ok(gone.into_iter().map(|(id, _)| id).collect())
     }
 
-    /// Deletes `victims` (module doc), keeping the held ones. `rule_of`
-    /// names the retention rule and days of a recording, if any.
+    /// Deletes `victims` (module doc), keeping the held ones (each
+    /// refusal audited when `audit_refusals`). `rule_of` names the
+    /// retention rule and days of a recording, if any.
+    #[allow(clippy::too_many_arguments)]
     fn erase(
         &self,
         ix: &Index,
@@ -590,6 +604,7 @@ impl Lifecycle {
         who: &Who,
         filters: &serde_json::Value,
         report: &mut Report,
+        audit_refusals: bool,
         rule_of: impl Fn(&str) -> Option<(String, u32)>,
     ) -> Result<(), LifecycleError> {
         let mut free = Vec::new();
@@ -619,8 +634,12 @@ impl Lifecycle {
             audit::append(ix.conn(), &[who.entry("delete-dry-run", ids, f, "ok")])?;
             return Ok(());
         }
-        if !refusals.is_empty() {
+        if audit_refusals && !refusals.is_empty() {
             audit::append(ix.conn(), &refusals)?;
+        }
+        for k in &report.held {
+            tracing::info!(recording_id = %k.recording_id, hold = %describe(&k.hold), actor = %who.actor,
+                "not deleted: under legal hold");
         }
         let trash = self.root().join(TRASH_DIR);
         for batch in free.chunks(BATCH) {

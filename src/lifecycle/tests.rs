@@ -212,3 +212,15 @@ days = 1
     let last = actions(&life).pop().unwrap();
     assert_eq!((last.0.as_str(), last.1.as_str()), ("retention", "delete"));
 }
+
+#[test]
+fn a_drop_that_lost_every_recording_at_once_leaves_the_index_alone() {
+    // An unmounted or swapped drop, not a clean-up by hand.
+    let (_tmp, life) = drop_with(&[("r1", "7001"), ("r2", "7002")]);
+    for id in ["r1", "r2"] {
+        let p = index(&life).get(id).unwrap().unwrap().path;
+        std::fs::remove_dir_all(life.root().join(p)).unwrap();
+    }
+    assert!(life.reconcile(&Who::retention()).unwrap().is_empty());
+    assert_eq!(ids(&index(&life)), ["r1", "r2"]);
+}
