@@ -10,6 +10,9 @@
 # measures that scan (55% of the server's CPU at 800 sessions/s here).
 # LOG_OUT=FILE keeps the server's log (e.g. with RUST_LOG=info,srs=debug for
 # the publisher's batch timings).
+# ENCRYPT=1 turns encryption at rest on (issue 15: a fresh age key, the
+# recorder holding only its public key), so that the rate with and without
+# can be compared (run both, one after the other, on a quiet machine).
 # Prints SIPp's successful/failed calls and achieved rate, the server's CPU
 # per session, and how many recordings were published.
 set -euo pipefail
@@ -20,6 +23,10 @@ rec=$(mktemp -d ${DROP_PARENT:+-p "$DROP_PARENT"})
 # One SIPp source sends everything: lift the per-source limit (default 500
 # new sessions/s per address, then 503) so the server itself is measured.
 printf '[sip]\nrate_limit = 100000\n' >"$rec/srs.toml"
+if [ "${ENCRYPT:-0}" = 1 ]; then
+  key=$(./target/release/srs key generate --out "$rec/age-identity.txt" 2>/dev/null)
+  printf '[encryption]\nrecipients = ["%s"]\n' "$key" >>"$rec/srs.toml"
+fi
 ./target/release/srs serve --config "$rec/srs.toml" --sip 127.0.0.1:25060 --http 127.0.0.1:25080 \
   --recordings "$rec" --rtp-ports 20000-31999 >"$rec/srs.log" 2>&1 &
 srs=$!

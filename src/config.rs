@@ -35,6 +35,47 @@ pub struct Config {
     pub directory: Vec<crate::filing::DnEntry>,
     /// Recording rules (`[[rules]]`), first match wins.
     pub rules: Vec<crate::filing::Rule>,
+
+    // The life of a recording (issue 15; docs/operations.md, Retention,
+    // legal hold and erasure; docs/security.md, Encryption at rest).
+    /// Retention rules (`[[retention]]`), first match wins; no match:
+    /// kept forever.
+    pub retention: Vec<crate::lifecycle::RetentionRule>,
+    /// When `srs serve` applies the retention rules (`[lifecycle]`).
+    pub lifecycle: LifecycleConfig,
+    /// Encryption at rest (`[encryption]`), off unless recipients are set.
+    pub encryption: EncryptionConfig,
+}
+
+/// `[lifecycle]`: the retention job of `srs serve`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Seconds between two runs of the retention rules (also run once at
+    /// start); 0: never on a schedule (only `srs retention run`).
+    pub retention_interval: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            retention_interval: 3600,
+        }
+    }
+}
+
+/// `[encryption]`: published audio encrypted to public keys (age, X25519).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionConfig {
+    /// age X25519 public keys (`age1...`) every published audio file is
+    /// encrypted to; empty: no encryption. Several: each can decrypt
+    /// (key rotation).
+    pub recipients: Vec<String>,
+    /// age identity files (private keys) the reading side decrypts with:
+    /// the API of this server, `srs export`. Old ones stay listed after a
+    /// rotation to read older recordings.
+    pub identities: Vec<PathBuf>,
 }
 
 /// An output format of a recording (the same names as `files[].format`).
@@ -525,6 +566,18 @@ impl Config {
                 });
             }
         }
+        crate::lifecycle::retention::validate(&self.retention).map_err(|e| {
+            ConfigError::Invalid {
+                key: "retention",
+                message: e.to_string(),
+            }
+        })?;
+        crate::store::crypt::Encryptor::from_recipients(&self.encryption.recipients).map_err(
+            |e| ConfigError::Invalid {
+                key: "encryption.recipients",
+                message: e.to_string(),
+            },
+        )?;
         if self.media.rtp_ports.hi - self.media.rtp_ports.lo < 1 {
             return Err(ConfigError::Invalid {
                 key: "media.rtp_ports",
@@ -573,6 +626,12 @@ mod tests {
             "web = true",
             "session_idle_timeout_s = 3600",
             "session_max_age_s = 43200",
+            "[[retention]]",
+            "retention_interval",
+            "[encryption]",
+            "recipients",
+            "identities",
+            "srs key generate",
             "# cert = \"/etc/srs/tls/api.crt\"",
             "# key = \"/etc/srs/tls/api.key\"",
         ] {

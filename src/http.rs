@@ -4,6 +4,10 @@
 //! - `GET /api/v1/recordings?record_dn=&dn=&participant=&call_uuid=&ani=&dnis=&geo=&since=&until=&status=&limit=&offset=`
 //! - `GET /api/v1/recordings/{id}` (recording id or Call-ID): its metadata.json
 //! - `GET /api/v1/recordings/{id}/files/{name}`: an audio file, with HTTP Range
+//!   (decrypted when encrypted at rest, with `[encryption] identities`)
+//! - `DELETE /api/v1/recordings/{id}`, `PUT`/`DELETE
+//!   /api/v1/recordings/{id}/hold`, `GET /api/v1/recordings/{id}/verify`:
+//!   deletion, legal hold, integrity ([`lifecycle`], admin)
 //! - `GET /api/v1/sessions`: the sessions being recorded now
 //! - `GET /api/v1/audit`: the audit trail (admin)
 //! - `GET`/`POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}`: API
@@ -73,6 +77,7 @@ use crate::store::{Index, IndexError};
 pub mod access;
 pub mod https;
 // The web page (docs/web.md).
+pub mod lifecycle;
 pub mod peaks;
 pub mod signin;
 pub mod web;
@@ -95,6 +100,8 @@ pub enum SetupError {
     },
     #[error("cannot start the API's access thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    Crypt(#[from] crate::store::crypt::CryptError),
 }
 
 /// What the API needs, checked before it listens: the HTTPS set-up, the
@@ -107,6 +114,10 @@ pub struct ApiSetup {
     tls: Option<TlsAcceptor>,
     tokens: TokenSet,
     audit: bool,
+    /// Holds and deletions (issue 15).
+    life: crate::lifecycle::Lifecycle,
+    /// `[encryption] identities`: decrypts downloads of encrypted files.
+    decryptor: Option<Arc<crate::store::crypt::Decryptor>>,
 }
 
 impl std::fmt::Debug for ApiSetup {
@@ -169,7 +180,15 @@ impl ApiSetup {
             access_control = tokens.required,
             "HTTP API access"
         );
+        let decryptor = crate::store::crypt::Decryptor::from_files(&config.encryption.identities)?
+            .map(Arc::new);
         Ok(ApiSetup {
+            life: crate::lifecycle::Lifecycle::new(
+                config.storage.recordings.clone(),
+                path.clone(),
+                config.directory.clone().into(),
+            ),
+            decryptor,
             index_path: path,
             drop_root: config.storage.recordings.clone(),
             http: http.clone(),
@@ -251,6 +270,10 @@ pub struct ApiState {
     web: bool,
     /// Signed-in browsers.
     sessions: Arc<signin::Sessions>,
+    /// Holds and deletions (issue 15).
+    life: Arc<crate::lifecycle::Lifecycle>,
+    /// Decrypts downloads of files encrypted at rest.
+    decryptor: Option<Arc<crate::store::crypt::Decryptor>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -273,6 +296,8 @@ impl ApiState {
             tls,
             tokens,
             audit,
+            life,
+            decryptor,
         } = setup;
         let access = access::Access::start(index_path.clone(), tokens, directory.clone(), audit)
             .map_err(SetupError::Thread)?;
@@ -303,6 +328,8 @@ impl ApiState {
             refused: Arc::new(Refusals::default()),
             web: config.web,
             sessions: Arc::new(sessions),
+            life: Arc::new(life),
+            decryptor,
         })
     }
 
@@ -911,10 +938,31 @@ async fn file(
         let resp = error(StatusCode::NOT_FOUND, "no such file in this recording");
         return not_found(rid, resp).await;
     };
-    let (root, dir, fname) = (st.drop_root.clone(), meta.path.clone(), f.name.clone());
+    let (root, dir, fname) = (
+        st.drop_root.clone(),
+        meta.path.clone(),
+        f.stored_name().to_string(),
+    );
     let opened =
         tokio::task::spawn_blocking(move || open_recording_file(&root, &dir, &fname)).await;
+    let ctype = if f.name.ends_with(".opus") {
+        "audio/ogg"
+    } else {
+        "audio/wav"
+    };
     let (file, len) = match opened {
+        // Encrypted at rest: served decrypted (issue 15).
+        Ok(Ok((file, _))) if f.encryption.is_some() => {
+            let path = st.drop_root.join(&meta.path).join(f.stored_name());
+            let got = lifecycle::Download {
+                caller: &caller,
+                rid,
+                filters,
+                range,
+                ctype,
+            };
+            return lifecycle::serve_encrypted(&st, got, file, path).await;
+        }
         Ok(Ok((file, len))) => (tokio::fs::File::from_std(file), len),
         Ok(Err(FileRefused::Io(e))) if e.kind() == std::io::ErrorKind::NotFound => {
             let resp = error(StatusCode::NOT_FOUND, "file missing from the drop");
@@ -927,11 +975,6 @@ async fn file(
             return not_found(rid, resp).await;
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
-    let ctype = if f.name.ends_with(".opus") {
-        "audio/ogg"
-    } else {
-        "audio/wav"
     };
     let range = match parse_range(range, len) {
         Ok(r) => r,
@@ -1248,7 +1291,15 @@ async fn tokens_revoke(
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/api/v1/recordings", get(recordings))
-        .route("/api/v1/recordings/{id}", get(recording))
+        .route(
+            "/api/v1/recordings/{id}",
+            get(recording).delete(lifecycle::delete_recording),
+        )
+        .route(
+            "/api/v1/recordings/{id}/hold",
+            axum::routing::put(lifecycle::hold).delete(lifecycle::release),
+        )
+        .route("/api/v1/recordings/{id}/verify", get(lifecycle::verify))
         .route("/api/v1/recordings/{id}/files/{name}", get(file))
         .route("/api/v1/sessions", get(sessions))
         .route("/api/v1/audit", get(audit_entries))

@@ -19,7 +19,8 @@
 //! | [`recording`] | the `metadata.json` schema and its vocabulary (format, status, direction, attribution) | no |
 //! | [`media`] | the media threads ([`media::reactor`]: RTP/RTCP sockets, `recvmmsg`, epoll), RTP and SRTP, decoding, reorder buffer, the per-stream recorder writing WAV (and Ogg for Opus) | threads, sockets, files |
 //! | [`output`] | post-call files: channel mapping (stereo left/right), the stereo WAV, Ogg Opus, the encoder thread pool | files, threads |
-//! | [`store`] | the file drop (atomic publish), crash recovery, the publisher thread (batches), the SQLite index, the audit trail, the low-disk guard, CLI rendering | files |
+//! | [`store`] | the file drop (atomic publish), crash recovery, the publisher thread (batches), the SQLite index, the audit trail, the low-disk guard, CLI rendering, file hashes and the manifest ([`store::integrity`]), encryption at rest ([`store::crypt`]) | files |
+//! | [`lifecycle`] | legal holds, deletion and erasure, retention rules and their thread, the index in step with the drop | files, a thread |
 //! | [`net`] | IP networks (`sip.allow`, rule sources): parsed once, matched per source address | no |
 //! | [`config`] | embedded defaults, TOML config file, flag overrides, parsed and checked once at load | reads a file |
 //! | [`server`] | the IO layer: binds every socket ([`server::Server::bind`]), then runs the SIP task, connection tasks and session runner ([`server::Server::run`]) | yes |
@@ -62,11 +63,15 @@
 //! | web sign-in sessions (cookie, CSRF, expiry) | `src/http/signin.rs`; checked in `src/http/access.rs` (`authenticate`) |
 //! | waveform peaks of a WAV (one streaming pass) | `src/http/peaks.rs` |
 //! | the CLI | `src/main.rs`, output in `src/store/render.rs` |
+//! | retention rules, legal hold, deletion and erasure, index in step with the drop (`found-missing`) | `src/lifecycle/` (`mod.rs`, `retention.rs`, `schedule.rs`: the `srs-retention` thread) |
+//! | file hashes, the manifest, `srs verify` | `src/store/integrity.rs`; sealed at publication in `src/server/sessions.rs` (`publish`) and at recovery |
+//! | encryption at rest (age) and decryption for the API and `srs export` | `src/store/crypt.rs`; served in `src/http/lifecycle.rs` |
 
 pub mod auth;
 pub mod config;
 pub mod filing;
 pub mod http;
+pub mod lifecycle;
 pub mod logging;
 pub mod media;
 pub mod net;

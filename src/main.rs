@@ -37,6 +37,145 @@ enum Command {
     Token(TokenArgs),
     /// Read the audit trail, or verify its hash chain (--verify).
     Audit(AuditArgs),
+
+    // The life of a recording (issue 15; docs/operations.md, Retention,
+    // legal hold and erasure). Every one of these is audited (cli:<user>).
+    /// Put a legal hold on a recording: it is never deleted, by retention
+    /// or by hand, until released.
+    Hold(HoldArgs),
+    /// Release the legal hold of a recording.
+    Release(ReleaseArgs),
+    /// Delete recordings (files, index rows, together; audited), by id, or
+    /// every recording where a number took part (--dn, for an erasure
+    /// request). Held recordings are kept (exit 1, naming the hold).
+    Delete(DeleteArgs),
+    /// Check recordings against their SHA-256 hashes and manifest (all of
+    /// them by default): exit 1 naming each missing or altered file.
+    Verify(VerifyArgs),
+    /// Apply the [[retention]] rules now (srs serve also does, on a schedule).
+    Retention(RetentionArgs),
+    /// Copy a recording's files into a directory, decrypted if they are
+    /// encrypted at rest (--identity or [encryption] identities).
+    Export(ExportArgs),
+    /// Keys for encryption at rest.
+    Key(KeyArgs),
+}
+
+#[derive(Args)]
+struct HoldArgs {
+    /// Recording id or SIP Call-ID.
+    id: String,
+    /// Why (a case or matter reference), kept with the hold.
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+    #[command(flatten)]
+    index: IndexArgs,
+    /// Print the recording's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ReleaseArgs {
+    /// Recording id or SIP Call-ID.
+    id: String,
+    #[command(flatten)]
+    index: IndexArgs,
+}
+
+#[derive(Args)]
+struct DeleteArgs {
+    /// Recording ids (or SIP Call-IDs).
+    #[arg(required_unless_present = "dn", conflicts_with = "dn")]
+    ids: Vec<String>,
+    /// Every recording where this number took part at any moment (the
+    /// index's DN set, as `srs list --dn`): an erasure request.
+    #[arg(long, value_name = "N")]
+    dn: Option<String>,
+    /// List what would be deleted; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    index: IndexArgs,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Recording ids (or SIP Call-IDs); none: every recording.
+    ids: Vec<String>,
+    /// Print a JSON array of reports.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    index: IndexArgs,
+}
+
+#[derive(Args)]
+struct RetentionArgs {
+    #[command(subcommand)]
+    command: RetentionCommand,
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Delete every recording due under the rules (held ones kept), after
+    /// dropping from the index the recordings gone from the drop.
+    Run {
+        /// The configuration with the [[retention]] rules (and, unless
+        /// given here, the drop and index paths).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// File drop directory [default: the config's, else ./recordings].
+        #[arg(long, value_name = "DIR")]
+        recordings: Option<PathBuf>,
+        /// SQLite index [default: the config's, else <recordings>/index.sqlite].
+        #[arg(long, value_name = "PATH")]
+        index: Option<PathBuf>,
+        /// List what would be deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Recording id or SIP Call-ID.
+    id: String,
+    /// Directory to write into (created; files there of the same names
+    /// are replaced).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// age identity file to decrypt with (repeat for several keys).
+    #[arg(long, value_name = "FILE")]
+    identity: Vec<PathBuf>,
+    /// A configuration whose [encryption] identities are used too.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    index: IndexArgs,
+}
+
+#[derive(Args)]
+struct KeyArgs {
+    #[command(subcommand)]
+    command: KeyCommand,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make an age X25519 key pair: the identity (private key) into FILE
+    /// (mode 0600, never overwritten), the public key on stdout, for
+    /// [encryption] recipients.
+    Generate {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// Where the index is: the same flags as `srs list`.
@@ -250,6 +389,9 @@ struct ListArgs {
     /// Skip the first N matching recordings (paging).
     #[arg(long, value_name = "N")]
     offset: Option<usize>,
+    /// Only recordings under legal hold.
+    #[arg(long)]
+    held: bool,
 }
 
 impl ListArgs {
@@ -265,6 +407,7 @@ impl ListArgs {
             since: self.since.clone(),
             until: self.until.clone(),
             status: self.status.clone(),
+            held: self.held.then_some(true),
             limit: self.limit,
             offset: self.offset,
         }
@@ -281,19 +424,29 @@ struct RepairArgs {
     /// SQLite index [default: <recordings>/index.sqlite].
     #[arg(long, value_name = "PATH")]
     index: Option<PathBuf>,
+    /// The server's configuration, for its [encryption] recipients:
+    /// without it, recovered audio is published unencrypted.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 fn repair(args: RepairArgs) -> anyhow::Result<()> {
     use srs::store::{recover, FileDrop};
     let drop = FileDrop::new(&args.recordings);
+    let encryptor = match &args.config {
+        Some(c) => {
+            srs::store::crypt::Encryptor::from_recipients(&Config::load(c)?.encryption.recipients)?
+        }
+        None => None,
+    };
     let recovered = if args.dirs.is_empty() {
-        recover::recover_all(&drop)
+        recover::recover_all_sealed(&drop, encryptor.as_ref())
     } else {
         let mut out = Vec::new();
         for d in &args.dirs {
             // A phantom (no audio, no Call-ID) is removed, not published.
             out.extend(
-                recover::recover_dir(&drop, d)
+                recover::recover_dir_sealed(&drop, d, encryptor.as_ref())
                     .with_context(|| format!("repairing {}", d.display()))?,
             );
         }
@@ -462,6 +615,15 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
     let path = index_path(&args.recordings, args.index.as_ref());
     let index = Index::open(&path).with_context(|| format!("opening index {}", path.display()))?;
     let drop = FileDrop::new(&args.recordings);
+    // Recordings removed from the drop by hand: dropped from the index and
+    // audited as found missing (issue 15).
+    let missing = if args.recordings.is_dir() {
+        lifecycle(&args.recordings, &path)
+            .reconcile(&srs::lifecycle::Who::cli())
+            .context("checking the index against the drop")?
+    } else {
+        Vec::new()
+    };
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new_spinner();
         bar.set_message(format!("scanning {}", args.recordings.display()));
@@ -491,7 +653,8 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
             )
         });
     bar.finish_and_clear();
-    let report = report?;
+    let mut report = report?;
+    report.removed += missing.len();
     audit::append(
         index.conn(),
         &[cli_entry(
@@ -504,8 +667,13 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
     .context("writing the audit trail of the reindex")?;
     if report.removed > 0 {
         note(&format!(
-            "srs: removed {} index entries whose recording is no longer in the drop",
-            report.removed
+            "srs: removed {} index entries whose recording is no longer in the drop{}",
+            report.removed,
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" (audited as found-missing: {})", missing.join(" "))
+            }
         ));
     }
     out(&format!(
@@ -737,6 +905,330 @@ fn audit_cmd(args: AuditArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+// --- The life of a recording (issue 15). ---
+
+/// Lifecycle changes on the drop `recordings` and the index at `index`.
+fn lifecycle(recordings: &std::path::Path, index: &std::path::Path) -> srs::lifecycle::Lifecycle {
+    srs::lifecycle::Lifecycle::new(recordings, index.to_path_buf(), Vec::new().into())
+}
+
+fn hold_cmd(args: HoldArgs) -> anyhow::Result<()> {
+    let life = lifecycle(&args.index.recordings, &args.index.path());
+    let meta = life.hold(
+        &args.id,
+        &Scope::default(),
+        args.reason,
+        &srs::lifecycle::Who::cli(),
+    )?;
+    if args.json {
+        out(&render::show_json(&meta))?;
+    } else if let Some(h) = &meta.hold {
+        out(&format!(
+            "held {} ({})",
+            meta.recording_id,
+            srs::lifecycle::describe(h)
+        ))?;
+    }
+    Ok(())
+}
+
+fn release_cmd(args: ReleaseArgs) -> anyhow::Result<()> {
+    let life = lifecycle(&args.index.recordings, &args.index.path());
+    let (meta, was) = life.release(&args.id, &Scope::default(), &srs::lifecycle::Who::cli())?;
+    if was {
+        out(&format!("released {}", meta.recording_id))?;
+    } else {
+        out(&format!("{} was not held", meta.recording_id))?;
+    }
+    Ok(())
+}
+
+/// Prints a deletion's or retention run's report; an error when some of
+/// what was asked could not be deleted (held, not found).
+fn print_report(r: &srs::lifecycle::Report, json: bool, asked: bool) -> anyhow::Result<()> {
+    if json {
+        out(&serde_json::to_string_pretty(r)?)?;
+    } else {
+        let verb = if r.dry_run { "would delete" } else { "deleted" };
+        for d in &r.deleted {
+            out(&format!(
+                "{verb} {} ({}{}) {}",
+                d.recording_id,
+                d.started_at,
+                d.rule
+                    .as_deref()
+                    .map(|x| format!(", rule {x}"))
+                    .unwrap_or_default(),
+                d.path
+            ))?;
+        }
+        for k in &r.held {
+            out(&format!(
+                "kept {}: {}",
+                k.recording_id,
+                srs::lifecycle::describe(&k.hold)
+            ))?;
+        }
+        for id in &r.found_missing {
+            out(&format!(
+                "found missing {id}: no longer in the drop, dropped from the index"
+            ))?;
+        }
+        note(&format!(
+            "srs: {} {verb}, {} held (kept){}{}",
+            r.deleted.len(),
+            r.held.len(),
+            if r.not_found.is_empty() {
+                String::new()
+            } else {
+                format!(", not found: {}", r.not_found.join(" "))
+            },
+            if r.found_missing.is_empty() {
+                String::new()
+            } else {
+                format!(", {} found missing", r.found_missing.len())
+            }
+        ));
+    }
+    if asked && (!r.held.is_empty() || !r.not_found.is_empty()) {
+        let held: Vec<String> = r
+            .held
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} is under legal hold ({})",
+                    k.recording_id,
+                    srs::lifecycle::describe(&k.hold)
+                )
+            })
+            .collect();
+        let missing: Vec<String> = r
+            .not_found
+            .iter()
+            .map(|id| format!("no recording {id:?}"))
+            .collect();
+        bail!(
+            "not deleted: {}",
+            held.into_iter()
+                .chain(missing)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(())
+}
+
+fn delete_cmd(args: DeleteArgs) -> anyhow::Result<()> {
+    let life = lifecycle(&args.index.recordings, &args.index.path());
+    let who = srs::lifecycle::Who::cli();
+    let report = match &args.dn {
+        Some(dn) => life.delete_by_dn(dn, &who, args.dry_run)?,
+        None => life.delete(&args.ids, &Scope::default(), &who, args.dry_run)?,
+    };
+    print_report(&report, args.json, true)
+}
+
+fn verify_cmd(args: VerifyArgs) -> anyhow::Result<()> {
+    use srs::store::integrity;
+    let path = args.index.path();
+    let root = &args.index.recordings;
+    let index = Index::open_existing_rw(&path)
+        .with_context(|| format!("opening index {}", path.display()))?;
+    let mut recs = Vec::new();
+    let mut unknown = Vec::new();
+    match &index {
+        Some(ix) if args.ids.is_empty() => recs = ix.list(None)?,
+        Some(ix) => {
+            for id in &args.ids {
+                match ix.get(id)? {
+                    Some(m) => recs.push(m),
+                    None => unknown.push(id.clone()),
+                }
+            }
+        }
+        // No index: the drop's own metadata.json files.
+        None => {
+            recs = FileDrop::new(root).scan()?;
+            if !args.ids.is_empty() {
+                recs.retain(|m| {
+                    args.ids.contains(&m.recording_id) || args.ids.contains(&m.call_id)
+                });
+            }
+        }
+    }
+    let reports: Vec<integrity::Report> = recs.iter().map(|m| integrity::verify(root, m)).collect();
+    let damaged: Vec<&integrity::Report> = reports.iter().filter(|r| r.damaged()).collect();
+    if let Some(ix) = &index {
+        let ids = recs.iter().map(|m| m.recording_id.clone()).collect();
+        let filters = serde_json::json!({ "ids": args.ids, "damaged": damaged.len() });
+        let outcome = if damaged.is_empty() { "ok" } else { "damaged" };
+        record(ix, cli_entry("verify", ids, filters, outcome))?;
+    }
+    if args.json {
+        out(&serde_json::to_string_pretty(&reports)?)?;
+    } else {
+        for r in &reports {
+            match r.status {
+                "damaged" => out(&format!(
+                    "{} DAMAGED: {}",
+                    r.recording_id,
+                    r.problems.join("; ")
+                ))?,
+                "unverifiable" => out(&format!(
+                    "{} unverifiable: published without hashes",
+                    r.recording_id
+                ))?,
+                s => out(&format!("{} {s}", r.recording_id))?,
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        bail!("no recording {}", unknown.join(", "));
+    }
+    if !damaged.is_empty() {
+        bail!(
+            "{} of {} recordings damaged: {}",
+            damaged.len(),
+            reports.len(),
+            damaged
+                .iter()
+                .map(|r| format!("{} ({})", r.recording_id, r.problems.join("; ")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if reports.is_empty() {
+        note("srs: no recordings to verify");
+    }
+    Ok(())
+}
+
+fn retention_cmd(args: RetentionArgs) -> anyhow::Result<()> {
+    let RetentionCommand::Run {
+        config,
+        recordings,
+        index,
+        dry_run,
+        json,
+    } = args.command;
+    let cfg = Config::load(&config)?;
+    cfg.validate()?;
+    let recordings = recordings.unwrap_or_else(|| cfg.storage.recordings.clone());
+    let index = index
+        .or_else(|| cfg.storage.index.clone())
+        .unwrap_or_else(|| srs::store::index_path(&recordings, None));
+    let life = srs::lifecycle::Lifecycle::new(&recordings, index, cfg.directory.clone().into());
+    if cfg.retention.is_empty() {
+        note(&format!(
+            "srs: {} has no [[retention]] rule: every recording is kept",
+            config.display()
+        ));
+    }
+    let report = life.retention_run(
+        &cfg.retention,
+        chrono::Utc::now(),
+        &srs::lifecycle::Who::cli(),
+        dry_run,
+        &srs::lifecycle::NoAttached,
+    )?;
+    print_report(&report, json, false)
+}
+
+fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
+    use srs::store::crypt::Decryptor;
+    let path = args.index.path();
+    let Some(ix) = Index::open_existing_rw(&path)
+        .with_context(|| format!("opening index {} (srs export is audited)", path.display()))?
+    else {
+        bail!("no index at {}", path.display());
+    };
+    let filters = serde_json::json!({ "id": args.id, "out": args.out });
+    let Some(meta) = ix.get(&args.id)? else {
+        record(&ix, cli_entry("export", Vec::new(), filters, "not-found"))?;
+        bail!("no recording with id or Call-ID {:?}", args.id);
+    };
+    let mut identities = args.identity.clone();
+    if let Some(c) = &args.config {
+        identities.extend(Config::load(c)?.encryption.identities);
+    }
+    let decryptor = Decryptor::from_files(&identities)?;
+    let encrypted = meta.files.iter().any(|f| f.encryption.is_some());
+    if encrypted && decryptor.is_none() {
+        record(
+            &ix,
+            cli_entry(
+                "export",
+                vec![meta.recording_id.clone()],
+                filters,
+                "encrypted",
+            ),
+        )?;
+        bail!(
+            "recording {} is encrypted and no identity was given (--identity FILE, or --config with [encryption] identities)",
+            meta.recording_id
+        );
+    }
+    record(
+        &ix,
+        cli_entry("export", vec![meta.recording_id.clone()], filters, "ok"),
+    )?;
+    let dir = args.index.recordings.join(&meta.path);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for f in &meta.files {
+        let src = dir.join(f.stored_name());
+        let dst = args.out.join(&f.name);
+        match (&decryptor, f.encryption.is_some()) {
+            (Some(d), true) => {
+                d.decrypt_file(&src, &dst)?;
+            }
+            _ => {
+                std::fs::copy(&src, &dst)
+                    .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+            }
+        }
+        out(&dst.display().to_string())?;
+    }
+    for f in &meta.metadata_files {
+        let (src, dst) = (dir.join(&f.name), args.out.join(&f.name));
+        std::fs::copy(&src, &dst)
+            .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+        out(&dst.display().to_string())?;
+    }
+    let dst = args.out.join(srs::store::drop::METADATA_FILE);
+    std::fs::write(&dst, format!("{}\n", render::show_json(&meta)))
+        .with_context(|| format!("writing {}", dst.display()))?;
+    out(&dst.display().to_string())?;
+    Ok(())
+}
+
+fn key_cmd(args: KeyArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let KeyCommand::Generate { out: file } = args.command;
+    let (text, public) = srs::store::crypt::generate();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .with_context(|| {
+            format!(
+                "creating {} (an existing key is never overwritten)",
+                file.display()
+            )
+        })?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", file.display()))?;
+    out(&public)?;
+    note(&format!(
+        "srs: identity (private key) written to {}; put the public key above in [encryption] recipients of the recorder, and the file in [encryption] identities of the reading side only",
+        file.display()
+    ));
+    Ok(())
+}
+
 /// Standard output was closed by its reader (`srs list --json | head`).
 #[derive(Debug, thiserror::Error)]
 #[error("standard output closed")]
@@ -775,6 +1267,13 @@ fn main() -> ExitCode {
         }
         Command::Token(a) => token(a),
         Command::Audit(a) => audit_cmd(a),
+        Command::Hold(a) => hold_cmd(a),
+        Command::Release(a) => release_cmd(a),
+        Command::Delete(a) => delete_cmd(a),
+        Command::Verify(a) => verify_cmd(a),
+        Command::Retention(a) => retention_cmd(a),
+        Command::Export(a) => export_cmd(a),
+        Command::Key(a) => key_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

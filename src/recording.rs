@@ -206,6 +206,51 @@ pub struct RecordingMeta {
     /// device (os error 28)`. Absent when every stream recorded to the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+
+    // --- The life of a recording (issue 15; docs/security.md, Integrity
+    // and encryption at rest; docs/operations.md, Retention). ---
+    /// The recording client's `User-Agent` (or `Server`) header, as
+    /// received: what a `[[retention]]` rule's `vendor` matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The raw metadata XML documents kept beside the audio
+    /// (`metadata.xml`, `metadata-update-N.xml`), with their SHA-256:
+    /// covered by the manifest like the audio files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata_files: Vec<StoredFile>,
+    /// SHA-256 (hex) of the recording's manifest: the lines
+    /// `<sha256>  <stored name>\n` of every file of `files` and
+    /// `metadata_files`, sorted by stored name (`store::integrity`).
+    /// Absent for recordings published before integrity existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
+    /// The legal hold on the recording, if any: it is never deleted, by
+    /// retention or by hand, until released. Kept in the index and in the
+    /// drop (`hold.json` beside `metadata.json`), never in metadata.json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+}
+
+/// A legal hold (`srs hold`, `PUT /api/v1/recordings/{id}/hold`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// Why, as given (a case or matter reference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// RFC 3339 UTC, when it was put.
+    pub at: String,
+    /// Who put it: a token name or `cli:<user>`.
+    pub by: String,
+}
+
+/// A file of a recording other than its audio (the metadata XML).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFile {
+    /// File name inside the recording directory.
+    pub name: String,
+    /// SHA-256 (hex) of the file as stored.
+    pub sha256: String,
+    pub bytes: u64,
 }
 
 /// One party of the recorded call, as described by the RFC 7865 metadata.
@@ -303,6 +348,27 @@ pub struct FileMeta {
     pub sample_rate: u32,
     pub channels: u16,
     pub bytes: u64,
+
+    // --- Integrity and encryption at rest (issue 15). ---
+    /// SHA-256 (hex) of the file as stored on disk: of `stored_as` when
+    /// the file is encrypted, so that checking it needs no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The file's name on disk when it is not `name`: `<name>.age` for a
+    /// file encrypted at rest. `name` stays what the API serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_as: Option<String>,
+    /// `age` when the file is encrypted at rest (`bytes`,
+    /// `duration_ms`... describe the audio inside).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+}
+
+impl FileMeta {
+    /// The file's name on disk.
+    pub fn stored_name(&self) -> &str {
+        self.stored_as.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// One thing that happened during a recording session.

@@ -521,6 +521,7 @@ impl LiveRecording {
                     sample_rate: rate,
                     channels: 1,
                     bytes: r.bytes,
+                    ..FileMeta::default()
                 });
             }
         }

@@ -1203,6 +1203,14 @@ fn the_command_line_is_audited_and_shows_nothing_unaudited() {
                 serde_json::json!([]),
                 serde_json::json!({"id": "nosuch"})
             ),
+            // The reindex drops the recording gone from the drop, audited
+            // as found missing (issue 15).
+            (
+                "found-missing".into(),
+                "ok".into(),
+                serde_json::json!(["cli-rec-1"]),
+                serde_json::json!({"path": "2026/11/23/cli-rec-1"})
+            ),
             (
                 "reindex".into(),
                 "ok".into(),
@@ -1231,5 +1239,5 @@ fn the_command_line_is_audited_and_shows_nothing_unaudited() {
     db.execute_batch("ROLLBACK").unwrap();
     let out = run_srs(&["audit", "--verify", "--recordings", d]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 4 entries"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 5 entries"));
 }

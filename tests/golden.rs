@@ -26,6 +26,9 @@ const VOLATILE: &[&str] = &[
     "indexed_at",
     "duration_ms",
     "bytes",
+    // Hashes of the audio (issue 15), which differs with packet timing.
+    "sha256",
+    "manifest_sha256",
 ];
 
 /// The text as served, byte for byte (key order, spacing), with the values

@@ -349,8 +349,27 @@ fn reindex_is_idempotent_and_follows_the_drop() {
         stdout(&out),
         format!("reindexed 3 recordings into {index}\n")
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("removed 1"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("removed 1"), "{err}");
+    assert!(err.contains("found-missing: r2"), "{err}");
     assert_eq!(list_ids(root, &["--index", &index]), ["r3", "r1", "r4"]);
+    // Audited as found missing, by the one who ran the reindex (issue 15).
+    let trail = stdout(&srs(&[
+        "audit",
+        "--recordings",
+        root,
+        "--index",
+        &index,
+        "--action",
+        "found-missing",
+        "--json",
+    ]));
+    let entry: serde_json::Value = serde_json::from_str(trail.trim()).unwrap();
+    assert_eq!(entry["recording_ids"], serde_json::json!(["r2"]));
+    assert!(
+        entry["actor"].as_str().unwrap().starts_with("cli:"),
+        "{entry}"
+    );
 }
 
 #[test]

@@ -68,6 +68,7 @@ pub fn make_outputs(cfg: &OutputConfig, dir: &Path, meta: &mut RecordingMeta) {
                     bytes: std::fs::metadata(dir.join("stereo.wav"))
                         .map(|m| m.len())
                         .unwrap_or(0),
+                    ..FileMeta::default()
                 }),
                 Err(e) => {
                     made_all = false;
@@ -95,6 +96,7 @@ pub fn make_outputs(cfg: &OutputConfig, dir: &Path, meta: &mut RecordingMeta) {
                     sample_rate: 48_000,
                     channels: 1,
                     bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                    ..FileMeta::default()
                 }),
                 Err(e) => {
                     made_all = false;

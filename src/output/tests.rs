@@ -10,6 +10,7 @@ fn wav(name: &str, label: &str) -> FileMeta {
         sample_rate: 8000,
         channels: 1,
         bytes: 16_044,
+        ..Default::default()
     }
 }
 

@@ -74,6 +74,8 @@ pub enum ServerError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Http(#[from] crate::http::SetupError),
+    #[error(transparent)]
+    Crypt(#[from] crate::store::crypt::CryptError),
 }
 
 /// Addresses actually bound (ports may have been 0 in the config).
@@ -100,6 +102,8 @@ struct Shared {
     /// Metadata updates and `incoming.json`, in order.
     writer: SessionWriter,
     next_stream: std::sync::atomic::AtomicU64,
+    /// Encryption at rest of published audio (`[encryption] recipients`).
+    encryptor: Option<Arc<crate::store::crypt::Encryptor>>,
 }
 
 /// A server whose sockets are bound, not serving yet.
@@ -114,6 +118,7 @@ pub struct Server {
     api: http::ApiSetup,
     index: IndexWriter,
     conns: Conns,
+    encryptor: Option<Arc<crate::store::crypt::Encryptor>>,
 }
 
 /// SIP datagrams read per wake-up at most.
@@ -143,7 +148,14 @@ impl Server {
         // The index writer never fails the start: an unusable index is
         // logged and retried by the publisher thread, which owns it.
         let mut index = IndexWriter::open(config.index_path());
-        index.index(crate::store::recover::recover_all(&FileDrop::new(root)));
+        // Recovered recordings are sealed (hashed, encrypted) like the others.
+        let encryptor =
+            crate::store::crypt::Encryptor::from_recipients(&config.encryption.recipients)?
+                .map(Arc::new);
+        index.index(crate::store::recover::recover_all_sealed(
+            &FileDrop::new(root),
+            encryptor.as_deref(),
+        ));
         let nofile = os::raise_nofile_limit();
         let conns: Conns = Arc::new(Mutex::new(ConnTable::new(connection_limits(
             &config, nofile,
@@ -189,6 +201,7 @@ impl Server {
             api,
             index,
             conns,
+            encryptor,
         })
     }
 
@@ -210,6 +223,7 @@ impl Server {
             api: api_setup,
             index,
             conns,
+            encryptor,
         } = self;
         let health = Arc::new(Health::default());
         let drop = FileDrop::new(config.storage.recordings.clone());
@@ -231,7 +245,19 @@ impl Server {
             writer: SessionWriter::start().map_err(thread_error("session writer thread"))?,
             next_stream: std::sync::atomic::AtomicU64::new(1),
             config: config.clone(),
+            encryptor,
         });
+        // The retention rules, on a thread of their own (issue 15).
+        let _retention = crate::lifecycle::schedule::start(
+            crate::lifecycle::Lifecycle::new(
+                config.storage.recordings.clone(),
+                config.index_path(),
+                config.directory.clone().into(),
+            ),
+            config.retention.clone(),
+            Duration::from_secs(config.lifecycle.retention_interval),
+        )
+        .map_err(thread_error("retention thread"))?;
         tracing::info!(sip = %bound.sip, tls = ?bound.tls, mutual_tls = config.tls.client_ca.is_some(),
             http = %bound.http, rtp_ports = %config.media.rtp_ports,
             recordings = %config.storage.recordings.display(), "srs listening (SIP over UDP and TCP, and TLS when configured)");

@@ -788,28 +788,38 @@ async fn publish(
     }
     let duration_ms = end.saturating_duration_since(start).as_millis() as u64;
     let mut meta = recording.finish(ended_at, duration_ms, status, &reports);
-    // Stereo and Opus files: made now, off the packet path, by the
-    // encoder threads (bounded, and at a lower CPU priority than the media
-    // threads, so encoding lags under load instead of costing packets).
-    let meta = if output::needs_encoding(&formats) {
-        let mut out_cfg = shared.config.output.clone();
-        out_cfg.formats = formats;
-        let made = shared
-            .encoders
-            .run(move || {
+    // Stereo and Opus files, then the seal (encryption at rest, each
+    // file's SHA-256 and the manifest: store::integrity): made now, off the
+    // packet path and the SIP task, by the encoder threads (bounded, and at
+    // a lower CPU priority than the media threads, so this lags under load
+    // instead of costing packets).
+    let encode = output::needs_encoding(&formats);
+    let mut out_cfg = shared.config.output.clone();
+    out_cfg.formats = formats;
+    let encryptor = shared.encryptor.clone();
+    let made = shared
+        .encoders
+        .run(move || {
+            if encode {
                 output::make_outputs(&out_cfg, &dir, &mut meta);
-                meta
-            })
-            .await;
-        match made {
-            Some(meta) => meta,
-            None => {
-                tracing::error!("an encoder thread failed; the recording stays in .incoming");
-                return;
             }
+            let sealed = crate::store::integrity::seal(&dir, &mut meta, encryptor.as_deref());
+            (meta, sealed)
+        })
+        .await;
+    let meta = match made {
+        Some((meta, Ok(()))) => meta,
+        Some((meta, Err(e))) => {
+            // Never published in clear by mistake, never lost: it stays in
+            // .incoming, where the next start recovers (and seals) it.
+            tracing::error!(recording_id = %meta.recording_id, error = %e,
+                "sealing failed (encryption or hashes); the recording stays in .incoming until the next start");
+            return;
         }
-    } else {
-        meta // the mono WAVs are the output: nothing to make
+        None => {
+            tracing::error!("an encoder thread failed; the recording stays in .incoming");
+            return;
+        }
     };
     // Into the drop, then the index: by the publisher thread, in batches.
     if shared.publisher.publish(meta).await.is_err() {

@@ -66,6 +66,8 @@ pub fn open(
         direction: Some(decision.direction.as_str().to_string()),
         rule: decision.rule.clone(),
         correlation,
+        // For the retention rules' `vendor` (issue 15).
+        user_agent: Some(user_agent.to_string()).filter(|u| !u.is_empty()),
         ..RecordingMeta::default()
     };
     Opening {

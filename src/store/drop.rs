@@ -281,6 +281,8 @@ impl FileDrop {
                         };
                         if let Some(mut meta) = read_meta(&rec_dir.join(METADATA_FILE)) {
                             meta.path = format!("{year}/{month}/{day}/{name}");
+                            // A legal hold lives beside metadata.json (issue 15).
+                            meta.hold = crate::lifecycle::read_hold(&rec_dir);
                             out.push(meta);
                         }
                     }

@@ -24,6 +24,8 @@
 //!   ([`crate::auth::tokens`]);
 //! - `audit`, `audit_recordings`: the audit trail ([`super::audit`]),
 //!   append-only (triggers refuse UPDATE and DELETE) and hash-chained.
+//! - `holds` (version 4): legal holds ([`crate::lifecycle`]), also kept in
+//!   the drop (`hold.json`), so `srs reindex` rebuilds them.
 //!
 //! The index is a cache of the drop except for those last three tables:
 //! `srs reindex` rebuilds the recordings in place and keeps them, but an
@@ -164,6 +166,15 @@ pub const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
     CREATE TRIGGER audit_recordings_no_delete BEFORE DELETE ON audit_recordings
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
+    // 4 (issue 15, the life of a recording): legal holds (crate::lifecycle),
+    // one row per held recording; `meta_json` carries the hold too (the
+    // recording's JSON shows it). Searched by `held=true`.
+    "CREATE TABLE holds (
+        recording_id TEXT PRIMARY KEY NOT NULL REFERENCES recordings(recording_id) ON DELETE CASCADE,
+        reason       TEXT,
+        at           TEXT NOT NULL,
+        by           TEXT NOT NULL
+    );",
 ];
 
 /// The first schema version that [`Index::search`] can query.
@@ -305,7 +316,7 @@ fn sort_key(t: &str) -> String {
 
 /// Writes one recording and all its derived rows, replacing any previous
 /// version. The caller holds the transaction.
-fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), IndexError> {
+pub(crate) fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), IndexError> {
     let json = serde_json::to_string(meta)?;
     let duration = i64::try_from(meta.duration_ms).unwrap_or(i64::MAX);
     let id = &meta.recording_id;
@@ -347,8 +358,15 @@ fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), IndexError> {
         "DELETE FROM recording_dns WHERE recording_id = ?1",
         "DELETE FROM correlation WHERE recording_id = ?1",
         "DELETE FROM events WHERE recording_id = ?1",
+        "DELETE FROM holds WHERE recording_id = ?1",
     ] {
         tx.prepare_cached(delete)?.execute(params![id])?;
+    }
+    if let Some(h) = &meta.hold {
+        tx.prepare_cached(
+            "INSERT INTO holds (recording_id, reason, at, by) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![id, h.reason, h.at, h.by])?;
     }
     let mut ins = tx.prepare_cached(
         "INSERT INTO participants (recording_id, participant_id, aor, name, labels)
@@ -406,6 +424,25 @@ fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), IndexError> {
         seq += 1;
     }
     Ok(())
+}
+
+/// Deletes one recording and all its derived rows (the audit trail keeps
+/// its entries). The caller holds the transaction. Returns the number of
+/// recordings deleted (0 or 1).
+pub(crate) fn delete_in(tx: &Connection, id: &str) -> Result<usize, IndexError> {
+    for table in [
+        "participants",
+        "recording_dns",
+        "correlation",
+        "events",
+        "holds",
+    ] {
+        tx.prepare_cached(&format!("DELETE FROM {table} WHERE recording_id = ?1"))?
+            .execute(params![id])?;
+    }
+    Ok(tx
+        .prepare_cached("DELETE FROM recordings WHERE recording_id = ?1")?
+        .execute(params![id])?)
 }
 
 fn parse_row(recording_id: String, json: String) -> Result<RecordingMeta, IndexError> {
@@ -584,16 +621,7 @@ impl Index {
         for batch in stale.chunks(REINDEX_BATCH) {
             let tx = self.conn.unchecked_transaction()?;
             for id in batch {
-                for table in ["participants", "recording_dns", "correlation", "events"] {
-                    tx.execute(
-                        &format!("DELETE FROM {table} WHERE recording_id = ?1"),
-                        params![id],
-                    )?;
-                }
-                removed += tx.execute(
-                    "DELETE FROM recordings WHERE recording_id = ?1",
-                    params![id],
-                )?;
+                removed += delete_in(&tx, id)?;
             }
             tx.commit()?;
         }

@@ -13,11 +13,16 @@
 //! - [`audit`]: the audit trail (append-only, hash-chained) in the index.
 //! - [`disk_guard`]: the low-disk guard (free bytes in, refuse or accept
 //!   new sessions out).
+//! - [`integrity`]: the SHA-256 of every published file and the manifest
+//!   hash of each recording, and their verification.
+//! - [`crypt`]: encryption at rest (age, X25519 recipients).
 
 pub mod audit;
+pub mod crypt;
 pub mod disk_guard;
 pub mod drop;
 pub mod index;
+pub mod integrity;
 pub mod publisher;
 pub mod query;
 pub mod recover;

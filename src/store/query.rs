@@ -55,12 +55,42 @@ pub struct Query {
     /// Exact `status` (`complete`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// `true`: only recordings under legal hold; `false`: only those
+    /// without (`crate::lifecycle`). Absent or empty: both.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_bool"
+    )]
+    pub held: Option<bool>,
     /// Page size: [`DEFAULT_LIMIT`] if absent, at most [`MAX_LIMIT`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// Matching recordings to skip (paging), 0 if absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<usize>,
+}
+
+/// `held=true|false|1|0` (an empty value is absent, like every filter).
+fn optional_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Bool(bool),
+        Text(String),
+    }
+    match <Option<Given> as serde::Deserialize>::deserialize(d)? {
+        None => Ok(None),
+        Some(Given::Bool(b)) => Ok(Some(b)),
+        Some(Given::Text(t)) => match t.trim() {
+            "" => Ok(None),
+            "true" | "1" => Ok(Some(true)),
+            "false" | "0" => Ok(Some(false)),
+            other => Err(serde::de::Error::custom(format!(
+                "invalid held: expected true or false, got {other:?}"
+            ))),
+        },
+    }
 }
 
 /// Why a [`Query`] is not valid. The message names the field.
@@ -241,6 +271,15 @@ impl Query {
         }
         if let Some(v) = value(&self.status) {
             conds.push(format!("r.status = {}", bind(v)));
+        }
+        match self.held {
+            Some(true) => {
+                conds.push("r.recording_id IN (SELECT h.recording_id FROM holds h)".into())
+            }
+            Some(false) => {
+                conds.push("r.recording_id NOT IN (SELECT h.recording_id FROM holds h)".into())
+            }
+            None => {}
         }
         let (since, until) = self.bounds()?;
         for b in [since, until] {

@@ -14,8 +14,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::recording::{FileMeta, Format, RecordingMeta, Status};
+use crate::store::crypt::{self, Encryptor};
 use crate::store::drop::{DropError, FileDrop, INCOMING_DIR};
 pub use crate::store::drop::{INCOMING_FILE, INCOMING_TMP};
+use crate::store::integrity;
 
 /// Writes `incoming.json` atomically (temp file + rename).
 pub fn write_incoming(dir: &Path, meta: &RecordingMeta) -> std::io::Result<()> {
@@ -137,6 +139,23 @@ pub fn truncate_wav(path: &Path, frames: u64) -> Option<(u64, u32, u16)> {
 /// first write whose directory could not be removed then), is removed
 /// instead: `Ok(None)`.
 pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>, DropError> {
+    recover_dir_sealed(drop, dir, None)
+}
+
+/// [`recover_dir`], sealed like a recording published live
+/// ([`integrity::seal`]): its files hashed and, with `encryptor`,
+/// its audio encrypted. What a crash left of an encryption is settled
+/// first: a partial `.age.tmp` is removed; an `x.wav.age` beside its
+/// `x.wav` is removed too (the plain file is the whole truth and is
+/// encrypted again); an `x.wav.age` alone (its plain file was removed
+/// after it was complete) is listed as it is, its duration unknown (0)
+/// unless `incoming.json` planned it. A recording that cannot be sealed
+/// stays in `.incoming`.
+pub fn recover_dir_sealed(
+    drop: &FileDrop,
+    dir: &Path,
+    encryptor: Option<&Encryptor>,
+) -> Result<Option<RecordingMeta>, DropError> {
     let id = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -159,11 +178,42 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>,
         .unwrap_or_default();
     names.sort();
     let mut longest = 0;
+    for p in &names {
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let plain = name.strip_suffix(crypt::AGE_SUFFIX);
+        let stale = crypt::is_partial(name) || plain.is_some_and(|n| dir.join(n).exists());
+        if stale {
+            let _ = std::fs::remove_file(p);
+            continue;
+        }
+        if let Some(wav) = plain.filter(|n| n.ends_with(".wav")) {
+            let planned = meta.files.iter().find(|f| f.name == wav);
+            let stereo = wav == "stereo.wav";
+            files.push(FileMeta {
+                name: wav.to_string(),
+                labels: planned.map(|f| f.labels.clone()).unwrap_or_default(),
+                format: if stereo {
+                    Format::StereoWav
+                } else {
+                    Format::Wav
+                },
+                channels: if stereo { 2 } else { 1 },
+                duration_ms: planned.map_or(0, |f| f.duration_ms),
+                sample_rate: planned.map_or(0, |f| f.sample_rate),
+                bytes: planned.map_or(0, |f| f.bytes),
+                stored_as: Some(name.to_string()),
+                encryption: Some(crypt::AGE.into()),
+                ..FileMeta::default()
+            });
+        }
+    }
     for p in names {
         let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
             continue;
         };
-        if !name.ends_with(".wav") {
+        if !name.ends_with(".wav") || !p.exists() {
             continue;
         }
         if let Some((ms, rate, channels)) = repair_wav(&p) {
@@ -181,6 +231,7 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>,
                 duration_ms: ms,
                 sample_rate: rate,
                 channels,
+                ..FileMeta::default()
             });
         }
     }
@@ -204,6 +255,12 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>,
             .with_timezone(&chrono::Utc)
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     }
+    // Hashed (and encrypted) like a recording published live.
+    integrity::seal(dir, &mut meta, encryptor).map_err(|e| DropError::Io {
+        op: "sealing",
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     let _ = std::fs::remove_file(dir.join(INCOMING_FILE));
     let _ = std::fs::remove_file(dir.join(INCOMING_TMP));
     drop.publish(&mut meta)?;
@@ -214,6 +271,11 @@ pub fn recover_dir(drop: &FileDrop, dir: &Path) -> Result<Option<RecordingMeta>,
 /// sessions: nothing there belongs to a live session). Returns the
 /// published recordings; failures are logged and left in place.
 pub fn recover_all(drop: &FileDrop) -> Vec<RecordingMeta> {
+    recover_all_sealed(drop, None)
+}
+
+/// [`recover_all`] with [`recover_dir_sealed`].
+pub fn recover_all_sealed(drop: &FileDrop, encryptor: Option<&Encryptor>) -> Vec<RecordingMeta> {
     let incoming = drop.root().join(INCOMING_DIR);
     let Ok(rd) = std::fs::read_dir(&incoming) else {
         return Vec::new();
@@ -224,7 +286,7 @@ pub fn recover_all(drop: &FileDrop) -> Vec<RecordingMeta> {
         if !p.is_dir() {
             continue;
         }
-        match recover_dir(drop, &p) {
+        match recover_dir_sealed(drop, &p, encryptor) {
             Ok(None) => {}
             Ok(Some(m)) => {
                 tracing::warn!(recording_id = %m.recording_id, files = m.files.len(),
@@ -265,6 +327,95 @@ mod tests {
         assert_eq!((ms, rate, ch), (1500, 8000, 1));
         let r = hound::WavReader::open(&path).unwrap();
         assert_eq!(r.len(), 12000);
+    }
+
+    fn wav(path: &Path, samples: usize) {
+        let spec = crate::media::pcm16_spec(8000, 1);
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..samples {
+            w.write_sample((i % 100) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
+    #[test]
+    fn a_recovered_recording_is_sealed_and_a_crash_mid_encryption_is_settled() {
+        let root = tempfile::tempdir().unwrap();
+        let drop = FileDrop::new(root.path());
+        let dir = drop.create_incoming("rec-enc").unwrap();
+        let meta = RecordingMeta {
+            recording_id: "rec-enc".into(),
+            call_id: "c-enc".into(),
+            started_at: "2026-11-23T10:00:00.000Z".into(),
+            files: vec![FileMeta {
+                name: "c.wav".into(),
+                labels: vec!["3".into()],
+                duration_ms: 500,
+                ..FileMeta::default()
+            }],
+            ..RecordingMeta::default()
+        };
+        write_incoming(&dir, &meta).unwrap();
+        let (key, public) = crypt::generate();
+        let enc = Encryptor::from_recipients(&[public]).unwrap().unwrap();
+        // a.wav: never encrypted. b.wav: encrypted, the crash came before
+        // its plain file was removed. c.wav: encrypted and removed. d: a
+        // partial encryption.
+        wav(&dir.join("a.wav"), 8000);
+        wav(&dir.join("b.wav"), 4000);
+        enc.encrypt_file(&dir, "b.wav").unwrap();
+        wav(&dir.join("b.wav"), 4000);
+        wav(&dir.join("c.wav"), 4000);
+        enc.encrypt_file(&dir, "c.wav").unwrap();
+        std::fs::write(dir.join("d.wav.age.tmp"), b"age-encryption.org/v1 partial").unwrap();
+        std::fs::write(dir.join("metadata.xml"), b"<recording/>").unwrap();
+        let got = recover_all_sealed(&drop, Some(&enc));
+        assert_eq!(got.len(), 1);
+        let m = &got[0];
+        let names: Vec<(&str, &str)> = m
+            .files
+            .iter()
+            .map(|f| (f.name.as_str(), f.stored_name()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("c.wav", "c.wav.age"),
+                ("a.wav", "a.wav.age"),
+                ("b.wav", "b.wav.age")
+            ]
+        );
+        assert_eq!(m.files[0].labels, ["3"], "planned facts kept");
+        assert_eq!(m.files[1].duration_ms, 1000);
+        let published = root.path().join(&m.path);
+        let mut on_disk: Vec<String> = std::fs::read_dir(&published)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        on_disk.sort();
+        assert_eq!(
+            on_disk,
+            [
+                "a.wav.age",
+                "b.wav.age",
+                "c.wav.age",
+                "metadata.json",
+                "metadata.xml"
+            ]
+        );
+        assert!(m.manifest_sha256.is_some());
+        assert_eq!(
+            crate::store::integrity::verify(root.path(), m).status,
+            "intact"
+        );
+        // b decrypts to its whole plain file.
+        let kf = root.path().join("key.txt");
+        std::fs::write(&kf, key).unwrap();
+        let dec = crypt::Decryptor::from_files(&[kf]).unwrap().unwrap();
+        let out = root.path().join("b.wav");
+        dec.decrypt_file(&published.join("b.wav.age"), &out)
+            .unwrap();
+        assert_eq!(hound::WavReader::open(&out).unwrap().len(), 4000);
     }
 
     #[test]
@@ -310,6 +461,9 @@ mod tests {
         assert_eq!(m.files[0].duration_ms, 2000);
         assert_eq!(m.duration_ms, 2000);
         assert_eq!(m.ended_at, "2026-11-23T10:00:02.000Z");
+        // Hashed at recovery (issue 15).
+        assert_eq!(m.files[0].sha256.as_ref().map(String::len), Some(64));
+        assert!(m.manifest_sha256.is_some());
         assert!(root.path().join(&m.path).join("metadata.json").exists());
         assert!(std::fs::read_dir(root.path().join(INCOMING_DIR))
             .unwrap()

@@ -162,6 +162,21 @@ pub fn show_text(rec: &RecordingMeta) -> String {
     let _ = writeln!(s, "geo:        {}", opt(&rec.geo_location));
     let _ = writeln!(s, "direction:  {}", opt(&rec.direction));
     let _ = writeln!(s, "rule:       {}", opt(&rec.rule));
+    if let Some(h) = &rec.hold {
+        let _ = writeln!(
+            s,
+            "hold:       since {} by {}{}",
+            or_dash(&h.at),
+            clean(&h.by),
+            h.reason
+                .as_deref()
+                .map(|r| format!(", reason: {}", clean(r)))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(m) = &rec.manifest_sha256 {
+        let _ = writeln!(s, "manifest:   sha256 {}", clean(m));
+    }
 
     let _ = writeln!(s, "correlation ({}):", rec.correlation.len());
     for (k, v) in &rec.correlation {
@@ -329,6 +344,14 @@ mod tests {
             metadata_error: Some("no <group>".to_string()),
             limits_reached: Vec::new(),
             error: None,
+            user_agent: Some("GVP MCP".to_string()),
+            metadata_files: Vec::new(),
+            manifest_sha256: None,
+            hold: Some(crate::recording::Hold {
+                reason: Some("case 42".to_string()),
+                at: "2026-11-24T09:00:00.000Z".to_string(),
+                by: "cli:ops".to_string(),
+            }),
         }
     }
 
@@ -401,6 +424,7 @@ mod tests {
             "geo:        EMEA-Paris",
             "direction:  inbound",
             "rule:       agents",
+            "hold:       since 2026-11-24T09:00:00.000Z by cli:ops, reason: case 42",
             "correlation (2):",
             "  calluuid: 0A1B2C3D",
             "events (1):",
