@@ -393,10 +393,14 @@ fn the_web_page_in_chromium() {
         sign_in(&c, &base, &admin, "supervisor").await;
         c.goto(&format!("{base}/recordings/{b_id}")).await.unwrap();
         until(&c, "document.querySelector('main[data-state=done]')", "B for the admin").await;
+        c.find(Locator::Css("#hold-reason")).await.unwrap().send_keys("case 4711").await.unwrap();
         c.find(Locator::Css("#hold")).await.unwrap().click().await.unwrap();
-        // Holds are issue 15's: either not offered by this server yet
-        // (the button turns off and says so) or placed (the badge).
-        until(&c, "document.querySelector('#hold')?.disabled || document.querySelector('#held-badge')", "the hold's answer").await;
+        // The hold is placed: the badge says so, with its reason, and the
+        // button now releases it.
+        until(&c, "document.querySelector('#held-badge')?.innerText.includes('case 4711')", "the hold's badge").await;
+        until(&c, "document.querySelector('#hold')?.innerText === 'Release legal hold'", "the release button").await;
+        c.find(Locator::Css("#hold")).await.unwrap().click().await.unwrap();
+        until(&c, "!document.querySelector('#held-badge') && document.querySelector('#hold')?.innerText === 'Place legal hold'", "the hold released").await;
         c.find(Locator::Css("#delete")).await.unwrap().click().await.unwrap();
         until(&c, "!document.querySelector('#delete-confirm').closest('[hidden]') && document.activeElement.id === 'delete-cancel'", "the delete confirmation, focused on Cancel").await;
         c.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();

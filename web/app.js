@@ -73,6 +73,9 @@
   }
 
   // ---------- the API ----------
+  // A legal hold (issue 15) is the recording's `hold` object.
+  const isHeld = (rec) => !!(rec && rec.hold);
+
   async function api(path, opts = {}) {
     const method = opts.method || 'GET';
     const headers = { Accept: 'application/json' };
@@ -388,7 +391,7 @@
       el('td', { text: rec.geo_location || '' }),
       el('td', { text: rec.direction || '' }),
       el('td', {}, el('span', { class: rec.status === 'complete' ? 'badge' : 'badge warn', text: rec.status }),
-        rec.held ? el('span', { class: 'badge held', text: 'held' }) : null));
+        isHeld(rec) ? el('span', { class: 'badge held', text: 'held' }) : null));
   }
 
   // ---------- recording ----------
@@ -654,7 +657,7 @@
     main.replaceChildren(
       el('p', {}, back),
       el('h1', {}, 'Recording ', el('code', { text: id }), ' ',
-        rec.held ? el('span', { class: 'badge held', id: 'held-badge', text: 'on legal hold' }) : null),
+        isHeld(rec) ? el('span', { class: 'badge held', id: 'held-badge', text: rec.hold && rec.hold.reason ? `on legal hold: ${rec.hold.reason}` : 'on legal hold' }) : null),
       summary,
       adminActions(rec),
       el('section', { 'aria-labelledby': 'h-listen' }, el('h2', { id: 'h-listen', text: 'Listen' }), listen, status),
@@ -732,10 +735,10 @@
     const id = encodeURIComponent(rec.recording_id);
     if (rights.hold) {
       const reason = el('input', { id: 'hold-reason', type: 'text', autocomplete: 'off', placeholder: 'reason (optional)' });
-      const hold = el('button', { type: 'button', class: 'secondary', id: 'hold' }, rec.held ? 'Release legal hold' : 'Place legal hold');
+      const hold = el('button', { type: 'button', class: 'secondary', id: 'hold' }, isHeld(rec) ? 'Release legal hold' : 'Place legal hold');
       hold.addEventListener('click', async () => {
-        const body = !rec.held && reason.value.trim() ? { reason: reason.value.trim() } : undefined;
-        const r = await api(`/api/v1/recordings/${id}/hold`, { method: rec.held ? 'DELETE' : 'PUT', body });
+        const body = !isHeld(rec) && reason.value.trim() ? { reason: reason.value.trim() } : undefined;
+        const r = await api(`/api/v1/recordings/${id}/hold`, { method: isHeld(rec) ? 'DELETE' : 'PUT', body });
         if (unsupported(r)) {
           hold.disabled = true;
           reason.disabled = true;
@@ -746,7 +749,7 @@
           msg.textContent = `Refused: ${r.error}`;
         }
       });
-      box.append(rec.held ? null : el('span', {}, el('label', { for: 'hold-reason', class: 'sr-only', text: 'Reason for the hold' }), reason), hold);
+      box.append(isHeld(rec) ? null : el('span', {}, el('label', { for: 'hold-reason', class: 'sr-only', text: 'Reason for the hold' }), reason), hold);
     }
     if (rights.delete) {
       const del = el('button', { type: 'button', class: 'danger', id: 'delete' }, 'Delete recording');

@@ -26,6 +26,7 @@ use super::signin::{self, changes_state, csrf_matches};
 use super::{error, find, no_such_recording, open_recording_file, ApiState, Caller, ClientAddr};
 use crate::auth::{hash_secret, Right, Scope, TokenSet};
 use crate::recording::Format;
+use crate::store::crypt::CryptError;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
@@ -405,10 +406,31 @@ async fn peaks(
         );
         return answer(rid, "unsupported", resp).await;
     }
-    let (root, dir, fname) = (st.drop_root.clone(), meta.path.clone(), f.name.clone());
+    // Encrypted at rest (issue 15): the peaks are read through the
+    // decryption, which needs an identity like a download does.
+    let decryptor = match (&f.encryption, &st.decryptor) {
+        (None, _) => None,
+        (Some(_), Some(d)) => Some(d.clone()),
+        (Some(_), None) => {
+            let resp = error(StatusCode::CONFLICT, CryptError::NoIdentity);
+            return answer(rid, "encrypted", resp).await;
+        }
+    };
+    let (root, dir, fname) = (
+        st.drop_root.clone(),
+        meta.path.clone(),
+        f.stored_name().to_string(),
+    );
     let computed = tokio::task::spawn_blocking(move || {
         let (file, len) = open_recording_file(&root, &dir, &fname)?;
-        Ok::<_, Refused>(peaks::compute(file, Some(len), points)?)
+        match decryptor {
+            None => Ok::<_, Refused>(peaks::compute(file, Some(len), points)?),
+            Some(d) => {
+                let path = root.join(&dir).join(&fname);
+                let (plain, len) = d.open(file, &path).map_err(Refused::Decrypt)?;
+                Ok(peaks::compute(plain, Some(len), points)?)
+            }
+        }
     })
     .await;
     let p = match computed {
@@ -427,6 +449,11 @@ async fn peaks(
         }
         Ok(Err(Refused::Peaks(PeaksError::Io(e)))) => {
             return error(StatusCode::INTERNAL_SERVER_ERROR, e)
+        }
+        Ok(Err(Refused::Decrypt(e))) => {
+            tracing::warn!(error = %e, "cannot decrypt a recording's file for peaks");
+            let resp = error(StatusCode::CONFLICT, e);
+            return answer(rid, "undecryptable", resp).await;
         }
         Ok(Err(Refused::Peaks(e))) => {
             let resp = error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e);
@@ -456,6 +483,8 @@ enum Refused {
     Open(#[from] super::FileRefused),
     #[error("{0}")]
     Peaks(#[from] PeaksError),
+    #[error("{0}")]
+    Decrypt(CryptError),
 }
 
 #[cfg(test)]
