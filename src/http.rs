@@ -8,6 +8,10 @@
 //! - `GET /api/v1/audit`: the audit trail (admin)
 //! - `GET`/`POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}`: API
 //!   tokens (admin)
+//! - issue 14 ([`integration`]): `POST /api/v1/call-events`
+//!   (integration), `GET /api/v1/webhooks/deliveries` and
+//!   `POST /api/v1/webhooks/deliveries/{id}/retry` (admin), `GET /metrics`
+//!   (viewer and above)
 //!
 //! Access control ([`access`]; docs/api.md): once a token exists, every
 //! request but `/healthz` needs `Authorization: Bearer <token>` (else
@@ -64,11 +68,11 @@ use crate::config::{Config, HttpConfig};
 use crate::filing::DnEntry;
 use crate::recording::RecordingMeta;
 use crate::store::audit::{self, AuditQuery};
-use crate::store::query::Query;
 use crate::store::{Index, IndexError};
 
 pub mod access;
 pub mod https;
+pub mod integration;
 
 pub use access::{Caller, ClientAddr, TOKEN_RELOAD};
 use tokio_rustls::TlsAcceptor;
@@ -100,6 +104,8 @@ pub struct ApiSetup {
     tls: Option<TlsAcceptor>,
     tokens: TokenSet,
     audit: bool,
+    /// Issue 14: the events thread (call events, webhook retries).
+    events: Option<crate::events::worker::Events>,
 }
 
 impl std::fmt::Debug for ApiSetup {
@@ -170,7 +176,15 @@ impl ApiSetup {
             tls,
             tokens,
             audit: true,
+            events: None,
         })
+    }
+
+    /// Issue 14: the events thread that takes `POST /api/v1/call-events`
+    /// (without it the endpoint answers 503).
+    pub fn with_events(mut self, events: crate::events::worker::Events) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// No audit trail and no access thread: for benchmarks that measure
@@ -189,6 +203,8 @@ pub struct Health {
     pub recordings_published: AtomicUsize,
     /// The sessions being recorded now, by session id.
     pub active: std::sync::Mutex<std::collections::BTreeMap<u64, ActiveSessionInfo>>,
+    /// Issue 14: the metrics of the server (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// One active session, as `GET /api/v1/sessions` shows it.
@@ -239,6 +255,8 @@ pub struct ApiState {
     requests: Arc<Semaphore>,
     /// Refusals, for rate-limited warnings.
     refused: Arc<Refusals>,
+    /// Issue 14: the events thread.
+    events: Option<crate::events::worker::Events>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -261,6 +279,7 @@ impl ApiState {
             tls,
             tokens,
             audit,
+            events,
         } = setup;
         let access = access::Access::start(index_path.clone(), tokens, directory.clone(), audit)
             .map_err(SetupError::Thread)?;
@@ -284,6 +303,7 @@ impl ApiState {
             )),
             requests: Arc::new(Semaphore::new(config.max_requests.max(1))),
             refused: Arc::new(Refusals::default()),
+            events,
         })
     }
 
@@ -670,16 +690,16 @@ fn filters_of(v: &impl serde::Serialize) -> serde_json::Value {
 async fn recordings(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    q: Result<QueryParams<Query>, QueryRejection>,
+    uri: axum::http::Uri,
 ) -> Response {
     if !caller.allows(Right::Search) {
         return st
             .deny(&caller, Right::Search, "search", serde_json::json!({}))
             .await;
     }
-    let q = match q {
-        Ok(QueryParams(q)) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    let q = match integration::search_query(&uri) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     if let Err(e) = q.validate() {
         return error(StatusCode::BAD_REQUEST, e);
@@ -1235,6 +1255,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/audit", get(audit_entries))
         .route("/api/v1/tokens", get(tokens_list).post(tokens_add))
         .route("/api/v1/tokens/{name}", delete(tokens_revoke))
+        // Issue 14 (src/http/integration.rs).
+        .route(
+            "/api/v1/call-events",
+            axum::routing::post(integration::call_events),
+        )
+        .route("/api/v1/webhooks/deliveries", get(integration::deliveries))
+        .route(
+            "/api/v1/webhooks/deliveries/{id}/retry",
+            axum::routing::post(integration::retry_delivery),
+        )
+        .route("/metrics", get(integration::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .route("/healthz", get(healthz))
@@ -1344,7 +1375,7 @@ pub fn spawn(
 }
 
 /// Nice 10 for the calling thread (Linux: per thread).
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     // SAFETY: plain syscalls on the calling thread; a failure only leaves
     // it at normal priority.
     unsafe {

@@ -27,6 +27,9 @@
 //! | [`http`] | the HTTP API: recordings, files, live sessions, the audit trail and tokens; HTTPS; access checks and audit of every request | yes |
 //! | [`auth`] | access control: roles and rights, scopes (also as SQL), API tokens stored as hashes | no |
 //! | [`logging`] | the log writer: control characters from remote values escaped (no forged log lines) | writes stderr |
+//! | [`events`] | call events from the contact centre: checked ([`events::parse_events`]), tied to recordings ([`events::associate`], pure), stored ([`events::store`]); the events thread ([`events::worker`]) | the events thread writes the index and `call-events.json` |
+//! | [`webhooks`] | webhook config, signature, backoff, the outbox in the index, the delivery thread | HTTP client |
+//! | [`metrics`] | the Prometheus registry (`GET /metrics`), media totals folded on scrape | no |
 //! | [`testkit`] | normalising corpus messages, tones and G.711 for tests, fuzzing and load generation | no |
 //!
 //! ## Where each behaviour lives
@@ -59,13 +62,18 @@
 //! | the audit trail (hash chain, `srs audit --verify`) | `src/store/audit.rs`; written by `src/http/access.rs` and `src/main.rs` |
 //! | HTTPS for the API | `src/http/https.rs` |
 //! | the CLI | `src/main.rs`, output in `src/store/render.rs` |
+//! | call events: validation, association (matching order, window), attached data | `src/events/mod.rs`; SQL in `src/events/store.rs`, hooked into `upsert_in` of `src/store/index.rs` |
+//! | `call-events.json` in the drop, webhook outbox and deliveries | `src/events/worker.rs`, `src/webhooks/` |
+//! | metrics (`GET /metrics`), media counters folded on scrape | `src/metrics.rs`; `Reactor::counters` in `src/media/reactor.rs`; refusals counted in `src/sip/core.rs` (`REFUSAL_REASONS`) |
 
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod filing;
 pub mod http;
 pub mod logging;
 pub mod media;
+pub mod metrics;
 pub mod net;
 pub mod output;
 pub mod plan;
@@ -76,5 +84,6 @@ pub mod sip;
 pub mod siprec;
 pub mod store;
 pub mod tls;
+pub mod webhooks;
 
 pub mod testkit;
