@@ -76,7 +76,8 @@ fn generate(calls: usize) -> Vec<String> {
     let base = chrono::Utc::now() - chrono::Duration::minutes(10);
     let mut out = Vec::with_capacity(calls * 6);
     for i in 0..calls {
-        let t = |s: i64| (base + chrono::Duration::milliseconds(i as i64 * 37 + s * 1000)).to_rfc3339();
+        let t =
+            |s: i64| (base + chrono::Duration::milliseconds(i as i64 * 37 + s * 1000)).to_rfc3339();
         let uuid = format!("FEED{i:012}");
         let a = format!("{:016x}", 0x6f00_0000_0000_0000u64 + i as u64);
         let b = format!("{:016x}", 0x7f00_0000_0000_0000u64 + i as u64);
@@ -118,7 +119,10 @@ fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> std::io::Result<(u
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
@@ -190,9 +194,12 @@ fn main() {
                     match post(addr, token.as_deref(), body) {
                         Ok((202, b)) => {
                             let v: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
-                            accepted.fetch_add(v["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
-                            duplicates
-                                .fetch_add(v["duplicates"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                            accepted
+                                .fetch_add(v["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                            duplicates.fetch_add(
+                                v["duplicates"].as_u64().unwrap_or(0),
+                                Ordering::Relaxed,
+                            );
                         }
                         // Busy: the server said when to come back.
                         Ok((503, _)) if tries < 20 => {

@@ -319,4 +319,31 @@ mod tests {
             "{text}"
         );
     }
+
+    #[tokio::test]
+    async fn the_grafana_dashboard_uses_only_names_that_exist() {
+        let m = Metrics::default();
+        m.session("answered", "");
+        m.sip_response(b"SIP/2.0 200 OK");
+        m.published("complete", 0.1);
+        m.delivery("recording.published", "delivered");
+        let text = m.render().await;
+        let dashboard = include_str!("../docs/grafana-dashboard.json");
+        let mut names = 0;
+        for (i, _) in dashboard.match_indices("srs_") {
+            let name: String = dashboard[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name == "srs_" {
+                continue;
+            }
+            names += 1;
+            assert!(
+                text.contains(&format!("{name} ")) || text.contains(&format!("{name}{{")),
+                "{name} of the dashboard is not a metric"
+            );
+        }
+        assert!(names >= 15, "{names}");
+    }
 }

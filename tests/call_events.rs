@@ -82,7 +82,11 @@ fn token_add(recordings: &Path, name: &str, role: &str) -> String {
         .arg(recordings)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -159,7 +163,10 @@ impl Leg {
             self.to,
             self.call_id
         );
-        assert_eq!(status(&final_response(&self.sock, self.srs, bye.as_bytes())), 200);
+        assert_eq!(
+            status(&final_response(&self.sock, self.srs, bye.as_bytes())),
+            200
+        );
         self.call_id
     }
 }
@@ -178,7 +185,13 @@ fn call_ids(srs: &Server, args: &[&str]) -> Vec<String> {
 }
 
 fn api_ids(srs: &Server, query: &str) -> Vec<String> {
-    let r = call(srs.http, "GET", &format!("/api/v1/recordings?{query}"), None, "");
+    let r = call(
+        srs.http,
+        "GET",
+        &format!("/api/v1/recordings?{query}"),
+        None,
+        "",
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["recordings"]
         .as_array()
@@ -227,7 +240,11 @@ fn events_before_during_and_after_a_recording_reach_its_json_file_and_searches()
     let r = post_events(&srs, None, &before);
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.json()["accepted"], 3);
-    let leg = start_call(&srs, "calluuid=UUID-T1;connid=00A1;dn=7001;recorddn=7001", "ev-1");
+    let leg = start_call(
+        &srs,
+        "calluuid=UUID-T1;connid=00A1;dn=7001;recorddn=7001",
+        "ev-1",
+    );
     // During: attached data, then a transfer gives the call a new ConnID.
     let during = r#"[{"event":"EventAttachedDataChanged","conn_id":"00a1","user_data":{"CaseNumber":"C-42"}},
                      {"event":"EventPartyChanged","conn_id":"00b2","previous_conn_id":"00a1","this_dn":"7002","other_dn":"88001234"}]"#;
@@ -265,7 +282,14 @@ fn events_before_during_and_after_a_recording_reach_its_json_file_and_searches()
     assert_eq!(attached["CaseNumber"], "C-43", "the latest value wins");
     assert_eq!(attached["Disposition"], "sale");
     // The API gives the same.
-    let api = call(srs.http, "GET", &format!("/api/v1/recordings/{id}"), None, "").json();
+    let api = call(
+        srs.http,
+        "GET",
+        &format!("/api/v1/recordings/{id}"),
+        None,
+        "",
+    )
+    .json();
     assert_eq!(api["call_events"], shown["call_events"]);
     assert_eq!(api["attached_data"], shown["attached_data"]);
     // call-events.json beside metadata.json, replaced after publication.
@@ -273,33 +297,64 @@ fn events_before_during_and_after_a_recording_reach_its_json_file_and_searches()
         .recordings
         .join(rec["path"].as_str().unwrap())
         .join("call-events.json");
-    let drop_json = wait_for("call-events.json with six events", Duration::from_secs(10), || {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).ok()?).ok()?;
-        (v["call_events"].as_array()?.len() == 6).then_some(v)
-    });
+    let drop_json = wait_for(
+        "call-events.json with six events",
+        Duration::from_secs(10),
+        || {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).ok()?).ok()?;
+            (v["call_events"].as_array()?.len() == 6).then_some(v)
+        },
+    );
     assert_eq!(drop_json["recording_id"], id.as_str());
     assert_eq!(drop_json["attached_data"], shown["attached_data"]);
     let metadata: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(file.with_file_name("metadata.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(file.with_file_name("metadata.json")).unwrap())
+            .unwrap();
     assert_eq!(metadata["recording_id"], id.as_str());
     // Searches: attached data (exact, latest value, all pairs) and DNs of
     // the events, in the CLI and the API.
-    assert_eq!(call_ids(&srs, &["--attached", "CaseNumber=C-43"]), [call_id.clone()]);
-    assert!(call_ids(&srs, &["--attached", "CaseNumber=C-42"]).is_empty());
-    assert!(call_ids(&srs, &["--attached", "CaseNumber=c-43"]).is_empty(), "exact");
     assert_eq!(
-        call_ids(&srs, &["--attached", "Disposition=sale", "--attached", "CustomerID=CUST-1"]),
-        [call_id.clone()]
+        call_ids(&srs, &["--attached", "CaseNumber=C-43"]),
+        [call_id.as_str()]
     );
-    assert!(call_ids(&srs, &["--attached", "Disposition=sale", "--attached", "CustomerID=X"]).is_empty());
+    assert!(call_ids(&srs, &["--attached", "CaseNumber=C-42"]).is_empty());
+    assert!(
+        call_ids(&srs, &["--attached", "CaseNumber=c-43"]).is_empty(),
+        "exact"
+    );
+    assert_eq!(
+        call_ids(
+            &srs,
+            &[
+                "--attached",
+                "Disposition=sale",
+                "--attached",
+                "CustomerID=CUST-1"
+            ]
+        ),
+        [call_id.as_str()]
+    );
+    assert!(call_ids(
+        &srs,
+        &[
+            "--attached",
+            "Disposition=sale",
+            "--attached",
+            "CustomerID=X"
+        ]
+    )
+    .is_empty());
     for dn in ["7002", "88001234", "agent-alice"] {
-        assert_eq!(call_ids(&srs, &["--dn", dn]), [call_id.clone()], "{dn}");
+        assert_eq!(call_ids(&srs, &["--dn", dn]), [call_id.as_str()], "{dn}");
     }
-    assert!(call_ids(&srs, &["--dn", "7999"]).is_empty(), "another call's DN");
-    assert_eq!(api_ids(&srs, "attached.CaseNumber=C-43"), [call_id.clone()]);
+    assert!(
+        call_ids(&srs, &["--dn", "7999"]).is_empty(),
+        "another call's DN"
+    );
+    assert_eq!(api_ids(&srs, "attached.CaseNumber=C-43"), [call_id.as_str()]);
     assert_eq!(
         api_ids(&srs, "attached.Disposition=sale&dn=agent-alice"),
-        [call_id.clone()]
+        [call_id.as_str()]
     );
     assert!(api_ids(&srs, "attached.Disposition=none").is_empty());
 
@@ -310,12 +365,18 @@ fn events_before_during_and_after_a_recording_reach_its_json_file_and_searches()
     let r = post_events(&srs, None, bad);
     assert_eq!(r.status, 400, "{}", r.text());
     let e = r.json();
-    assert_eq!((e["field"].as_str(), e["index"].as_u64()), (Some("user_data.n"), Some(1)));
+    assert_eq!(
+        (e["field"].as_str(), e["index"].as_u64()),
+        (Some("user_data.n"), Some(1))
+    );
     assert!(e["error"].as_str().unwrap().contains("user_data.n"), "{e}");
     for (body, field) in [
         (r#"{"conn_id":"00b2"}"#, "event"),
         (r#"{"event":"EventReleased"}"#, "call_uuid"),
-        (r#"{"event":"EventReleased","conn_id":"00b2","time":"tuesday"}"#, "time"),
+        (
+            r#"{"event":"EventReleased","conn_id":"00b2","time":"tuesday"}"#,
+            "time",
+        ),
         ("not json", "body"),
     ] {
         let r = post_events(&srs, None, body);
@@ -330,8 +391,16 @@ fn events_before_during_and_after_a_recording_reach_its_json_file_and_searches()
     assert_eq!(r.json()["duplicates"], 1, "posted twice, stored once");
     std::thread::sleep(Duration::from_millis(500));
     let v = show(&srs, &id);
-    assert!(v["attached_data"].get("Poisoned").is_none(), "{}", v["attached_data"]);
-    assert_eq!(v["call_events"].as_array().unwrap().len(), 6, "2030 is outside the window");
+    assert!(
+        v["attached_data"].get("Poisoned").is_none(),
+        "{}",
+        v["attached_data"]
+    );
+    assert_eq!(
+        v["call_events"].as_array().unwrap().len(),
+        6,
+        "2030 is outside the window"
+    );
 }
 
 #[test]
@@ -355,28 +424,60 @@ fn integration_tokens_post_events_and_nothing_else() {
         "/api/v1/webhooks/deliveries",
         "/api/v1/audit",
     ] {
-        assert_eq!(call(srs.http, "GET", path, Some(&integ), "").status, 403, "{path}");
+        assert_eq!(
+            call(srs.http, "GET", path, Some(&integ), "").status,
+            403,
+            "{path}"
+        );
     }
     let m = call(srs.http, "GET", "/metrics", Some(&viewer), "");
     assert_eq!(m.status, 200);
-    assert!(m.text().contains("srs_call_events_received_total 2"), "{}", m.text());
+    assert!(
+        m.text().contains("srs_call_events_received_total 2"),
+        "{}",
+        m.text()
+    );
     assert_eq!(
-        call(srs.http, "GET", "/api/v1/webhooks/deliveries", Some(&viewer), "").status,
+        call(
+            srs.http,
+            "GET",
+            "/api/v1/webhooks/deliveries",
+            Some(&viewer),
+            ""
+        )
+        .status,
         403
     );
     assert_eq!(
-        call(srs.http, "GET", "/api/v1/webhooks/deliveries", Some(&admin), "").status,
+        call(
+            srs.http,
+            "GET",
+            "/api/v1/webhooks/deliveries",
+            Some(&admin),
+            ""
+        )
+        .status,
         200
     );
     // The posts are in the audit trail, by token.
-    let audit = call(srs.http, "GET", "/api/v1/audit?action=call-events", Some(&admin), "").json();
+    let audit = call(
+        srs.http,
+        "GET",
+        "/api/v1/audit?action=call-events",
+        Some(&admin),
+        "",
+    )
+    .json();
     let actors: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["actor"].as_str().unwrap())
         .collect();
-    assert!(actors.contains(&"cti") && actors.contains(&"admin"), "{audit}");
+    assert!(
+        actors.contains(&"cti") && actors.contains(&"admin"),
+        "{audit}"
+    );
 }
 
 // ---------------------------------------------------------------- webhooks
@@ -427,10 +528,14 @@ fn receiver(secret: &'static str) -> (SocketAddr, Arc<Mutex<Receiver>>) {
                 let header = |name: &str| {
                     head.lines().find_map(|l| {
                         let (k, v) = l.split_once(':')?;
-                        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                        k.trim()
+                            .eq_ignore_ascii_case(name)
+                            .then(|| v.trim().to_string())
                     })
                 };
-                let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let len: usize = header("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 while buf.len() < head_end + 4 + len {
                     match s.read(&mut chunk) {
                         Ok(0) | Err(_) => return,
@@ -512,16 +617,24 @@ fn webhooks_are_signed_retried_and_delivered_once_even_across_a_restart() {
     let call_id = leg.bye();
     let rec = wait_indexed(&srs, &call_id, Duration::from_secs(15));
     let id = rec["recording_id"].as_str().unwrap().to_string();
-    let assoc = r#"{"event":"EventAttachedDataChanged","call_uuid":"UUID-W1","user_data":{"Case":"W-1"}}"#;
+    let assoc =
+        r#"{"event":"EventAttachedDataChanged","call_uuid":"UUID-W1","user_data":{"Case":"W-1"}}"#;
     assert_eq!(post_events(&srs, None, assoc).status, 202);
-    for event in ["recording.started", "recording.published", "call-events.associated"] {
+    for event in [
+        "recording.started",
+        "recording.published",
+        "call-events.associated",
+    ] {
         wait_for(event, Duration::from_secs(20), || {
             (!accepted(&state, event).is_empty()).then_some(())
         });
     }
     std::thread::sleep(Duration::from_secs(2));
     let hits = state.lock().unwrap().hits.clone();
-    assert!(hits.iter().all(|h| h.signed), "every request signed: {hits:#?}");
+    assert!(
+        hits.iter().all(|h| h.signed),
+        "every request signed: {hits:#?}"
+    );
     let mut by_id: HashMap<String, Vec<&Hit>> = HashMap::new();
     for h in &hits {
         by_id.entry(h.delivery.clone()).or_default().push(h);
@@ -529,8 +642,15 @@ fn webhooks_are_signed_retried_and_delivered_once_even_across_a_restart() {
     assert_eq!(by_id.len(), 3, "one delivery per event: {hits:#?}");
     for (d, tries) in &by_id {
         let codes: Vec<u16> = tries.iter().map(|h| h.answered).collect();
-        assert_eq!(codes, [500, 500, 200], "{d}: two failures, then accepted once, never again");
-        assert!(tries.windows(2).all(|w| w[0].body == w[1].body), "the same body on every retry");
+        assert_eq!(
+            codes,
+            [500, 500, 200],
+            "{d}: two failures, then accepted once, never again"
+        );
+        assert!(
+            tries.windows(2).all(|w| w[0].body == w[1].body),
+            "the same body on every retry"
+        );
         let b = &tries[0].body;
         assert_eq!(b["delivery"], d.as_str());
         assert_eq!(b["event"], tries[0].event.as_str());
@@ -551,10 +671,23 @@ fn webhooks_are_signed_retried_and_delivered_once_even_across_a_restart() {
             .find(|d| d["status"] == "dead")
     });
     assert!(dead["url"].as_str().unwrap().ends_with("/gone"), "{dead}");
-    let api = call(srs.http, "GET", "/api/v1/webhooks/deliveries?failed=true", None, "").json();
-    assert!(api["deliveries"].as_array().unwrap().iter().any(|d| d["id"] == dead["id"]));
+    let api = call(
+        srs.http,
+        "GET",
+        "/api/v1/webhooks/deliveries?failed=true",
+        None,
+        "",
+    )
+    .json();
+    assert!(api["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["id"] == dead["id"]));
     let dead_id = dead["id"].as_str().unwrap();
-    assert!(srs.cli(&["webhooks", "--retry", dead_id]).contains("queued again"));
+    assert!(srs
+        .cli(&["webhooks", "--retry", dead_id])
+        .contains("queued again"));
 
     // Deliveries survive a restart: the receiver is down while a call is
     // published, the server restarts, then the receiver comes back.
@@ -572,16 +705,23 @@ fn webhooks_are_signed_retried_and_delivered_once_even_across_a_restart() {
             .unwrap()
             .hits
             .iter()
-            .find(|h| h.event == "recording.published" && h.body["recording"]["call_id"] == call_id.as_str())
+            .find(|h| {
+                h.event == "recording.published"
+                    && h.body["recording"]["call_id"] == call_id.as_str()
+            })
             .map(|h| h.delivery.clone())
     });
     srs.restart();
     state.lock().unwrap().down = false;
-    let got = wait_for("the delivery after the restart", Duration::from_secs(20), || {
-        accepted(&state, "recording.published")
-            .into_iter()
-            .find(|h| h.delivery == pending)
-    });
+    let got = wait_for(
+        "the delivery after the restart",
+        Duration::from_secs(20),
+        || {
+            accepted(&state, "recording.published")
+                .into_iter()
+                .find(|h| h.delivery == pending)
+        },
+    );
     assert_eq!(got.body["recording"]["call_id"], call_id.as_str());
     std::thread::sleep(Duration::from_secs(1));
     let n = accepted(&state, "recording.published")
@@ -611,7 +751,11 @@ fn metrics_match_what_the_test_did() {
     let srs = Server::start();
     let mut call_ids = Vec::new();
     for i in 0..3 {
-        let leg = start_call(&srs, &format!("calluuid=UUID-M{i};dn=7001"), &format!("m-{i}"));
+        let leg = start_call(
+            &srs,
+            &format!("calluuid=UUID-M{i};dn=7001"),
+            &format!("m-{i}"),
+        );
         leg.talk(0.5); // 25 packets
         call_ids.push(leg.bye());
     }
@@ -630,17 +774,32 @@ fn metrics_match_what_the_test_did() {
     }
     assert_eq!(received, 75.0, "25 packets per call on loopback");
     let text = call(srs.http, "GET", "/metrics", None, "").text();
-    assert_eq!(metric(&text, "srs_sessions_total{outcome=\"answered\",reason=\"\"}"), 3.0);
     assert_eq!(
-        metric(&text, "srs_sessions_total{outcome=\"refused\",reason=\"bad-extension\"}"),
+        metric(
+            &text,
+            "srs_sessions_total{outcome=\"answered\",reason=\"\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "srs_sessions_total{outcome=\"refused\",reason=\"bad-extension\"}"
+        ),
         1.0
     );
     assert_eq!(metric(&text, "srs_sip_responses_total{code=\"420\"}"), 1.0);
-    assert!(metric(&text, "srs_sip_responses_total{code=\"200\"}") >= 6.0, "3 INVITEs, 3 BYEs");
+    assert!(
+        metric(&text, "srs_sip_responses_total{code=\"200\"}") >= 6.0,
+        "3 INVITEs, 3 BYEs"
+    );
     assert_eq!(metric(&text, "srs_rtp_packets_received_total"), received);
     assert_eq!(metric(&text, "srs_rtp_packets_lost_total"), 0.0);
     assert_eq!(metric(&text, "srs_rtp_packets_foreign_total"), 0.0);
-    assert_eq!(metric(&text, "srs_recordings_published_total{status=\"complete\"}"), 3.0);
+    assert_eq!(
+        metric(&text, "srs_recordings_published_total{status=\"complete\"}"),
+        3.0
+    );
     assert_eq!(metric(&text, "srs_publish_duration_seconds_count"), 3.0);
     assert_eq!(metric(&text, "srs_sessions_active"), 0.0);
     assert_eq!(metric(&text, "srs_publish_backlog"), 0.0);
@@ -700,24 +859,40 @@ fn a_hanging_webhook_receiver_delays_no_publication() {
             })
         })
         .collect();
-    let calls: Vec<(String, Instant)> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let calls: Vec<(String, Instant)> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
     let last_bye = calls.iter().map(|c| c.1).max().unwrap();
     assert_eq!(calls.len(), THREADS * PER_THREAD);
     // Every recording is in the drop within seconds of its BYE, while the
     // receiver holds every delivery slot.
-    let published = wait_for("200 recordings in the drop", Duration::from_secs(30), || {
-        let n = srs::store::FileDrop::new(&srs.recordings).scan().ok()?.len();
-        (n == THREADS * PER_THREAD).then(Instant::now)
-    });
+    let published = wait_for(
+        "200 recordings in the drop",
+        Duration::from_secs(30),
+        || {
+            let n = srs::store::FileDrop::new(&srs.recordings)
+                .scan()
+                .ok()?
+                .len();
+            (n == THREADS * PER_THREAD).then(Instant::now)
+        },
+    );
     let lag = published.saturating_duration_since(last_bye);
-    assert!(lag < Duration::from_secs(5), "published {lag:?} after the last BYE");
+    assert!(
+        lag < Duration::from_secs(5),
+        "published {lag:?} after the last BYE"
+    );
     eprintln!(
         "200 calls in {:?}, all published {:?} after the last BYE",
         last_bye - t0,
         lag
     );
     let text = call(srs.http, "GET", "/metrics", None, "").text();
-    assert_eq!(metric(&text, "srs_recordings_published_total{status=\"complete\"}"), 200.0);
+    assert_eq!(
+        metric(&text, "srs_recordings_published_total{status=\"complete\"}"),
+        200.0
+    );
     // The histogram's bucket of at most 3 s holds every publication.
     let (le, within) = text
         .lines()
@@ -728,11 +903,18 @@ fn a_hanging_webhook_receiver_delays_no_publication() {
         })
         .filter(|(le, _)| *le <= 3.0)
         .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
-    assert_eq!(within, 200.0, "every publication within {le} s of its session's end");
+    assert_eq!(
+        within, 200.0,
+        "every publication within {le} s of its session's end"
+    );
     // Every notification is waiting in the outbox (started + published).
-    wait_for("the webhook backlog of 400", Duration::from_secs(10), || {
-        let t = call(srs.http, "GET", "/metrics", None, "").text();
-        (metric(&t, "srs_webhook_backlog") == 400.0).then_some(())
-    });
+    wait_for(
+        "the webhook backlog of 400",
+        Duration::from_secs(10),
+        || {
+            let t = call(srs.http, "GET", "/metrics", None, "").text();
+            (metric(&t, "srs_webhook_backlog") == 400.0).then_some(())
+        },
+    );
     assert!(*opened.lock().unwrap() <= 4, "max_in_flight holds");
 }
