@@ -351,7 +351,10 @@ fn events_before_during_and_after_a_recording_reach_its_json_file_and_searches()
         call_ids(&srs, &["--dn", "7999"]).is_empty(),
         "another call's DN"
     );
-    assert_eq!(api_ids(&srs, "attached.CaseNumber=C-43"), [call_id.as_str()]);
+    assert_eq!(
+        api_ids(&srs, "attached.CaseNumber=C-43"),
+        [call_id.as_str()]
+    );
     assert_eq!(
         api_ids(&srs, "attached.Disposition=sale&dn=agent-alice"),
         [call_id.as_str()]
@@ -867,17 +870,19 @@ fn a_hanging_webhook_receiver_delays_no_publication() {
     assert_eq!(calls.len(), THREADS * PER_THREAD);
     // Every recording is in the drop within seconds of its BYE, while the
     // receiver holds every delivery slot.
+    let mut seen = 0;
     let published = wait_for(
         "200 recordings in the drop",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || {
-            let n = srs::store::FileDrop::new(&srs.recordings)
+            seen = srs::store::FileDrop::new(&srs.recordings)
                 .scan()
                 .ok()?
                 .len();
-            (n == THREADS * PER_THREAD).then(Instant::now)
+            (seen == THREADS * PER_THREAD).then(Instant::now)
         },
     );
+    assert_eq!(seen, 200);
     let lag = published.saturating_duration_since(last_bye);
     assert!(
         lag < Duration::from_secs(5),
@@ -908,13 +913,23 @@ fn a_hanging_webhook_receiver_delays_no_publication() {
         "every publication within {le} s of its session's end"
     );
     // Every notification is waiting in the outbox (started + published).
-    wait_for(
-        "the webhook backlog of 400",
-        Duration::from_secs(10),
-        || {
-            let t = call(srs.http, "GET", "/metrics", None, "").text();
-            (metric(&t, "srs_webhook_backlog") == 400.0).then_some(())
-        },
-    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = call(srs.http, "GET", "/metrics", None, "").text();
+        let backlog = metric(&t, "srs_webhook_backlog");
+        if backlog == 400.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook backlog {backlog}, not 400:\n{t}\n{}",
+            srs.cli(&["webhooks", "--json", "--limit", "1000"])
+                .lines()
+                .filter(|l| !l.contains("\"status\":\"pending\""))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert!(*opened.lock().unwrap() <= 4, "max_in_flight holds");
 }

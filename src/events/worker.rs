@@ -144,9 +144,14 @@ impl Events {
             let _ = back.send(Job::Outcome { id, outcome });
         })?;
         let notes = Arc::new(AtomicUsize::new(0));
+        // Opened now, before the API listens: its descriptor is part of
+        // the server's resting count (a failure is retried by the thread).
+        // Never created here: the publisher's writer creates the index, and
+        // a file made by this thread would hide a deleted index from it.
+        let index = Index::open_existing_rw(&index_path).ok().flatten();
         let worker = Worker {
             path: index_path,
-            index: None,
+            index,
             failing_since: None,
             drop_root,
             hooks: hooks.into_iter().map(Arc::new).collect(),
@@ -280,7 +285,11 @@ impl Worker {
             self.index = None;
         }
         if self.index.is_none() {
-            self.index = Some(Index::open(&self.path).map_err(|e| e.to_string())?);
+            match Index::open_existing_rw(&self.path) {
+                Ok(Some(ix)) => self.index = Some(ix),
+                Ok(None) => return Err(format!("no index at {} yet", self.path.display())),
+                Err(e) => return Err(e.to_string()),
+            }
         }
         self.index.as_ref().ok_or_else(|| "no index".into())
     }
@@ -324,6 +333,12 @@ impl Worker {
             }
         }
         let n_notes = notes.len();
+        if posts.is_empty() && retries.is_empty() && outcomes.is_empty() && hooks.is_empty() {
+            // Notifications with no receiver configured: nothing to write
+            // (publication tied its events already).
+            self.notes.fetch_sub(n_notes, Ordering::AcqRel);
+            return;
+        }
         let now = Utc::now();
         let mut outcome_log = Vec::new();
         let opened = self.index().map(|_| ());

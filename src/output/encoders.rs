@@ -65,17 +65,19 @@ impl EncoderPool {
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let queued = self.queued.clone();
-        queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let job: EncodeJob = Box::new(move || {
-            // Counted down however the job ends (a panic unwinds through).
-            struct Done(Arc<std::sync::atomic::AtomicUsize>);
-            impl Drop for Done {
-                fn drop(&mut self) {
-                    self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                }
+        // Counted down however the job ends: run, panicked (unwinds
+        // through), or dropped unrun (no encoder thread left).
+        struct Done(Arc<std::sync::atomic::AtomicUsize>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
-            let _done = Done(queued);
+        }
+        self.queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let counted = Done(self.queued.clone());
+        let job: EncodeJob = Box::new(move || {
+            let _counted = counted;
             let _ = tx.send(job());
         });
         if self.tx.send(job).is_err() {

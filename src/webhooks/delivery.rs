@@ -71,20 +71,15 @@ impl Deliverer {
     ) -> std::io::Result<Deliverer> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Attempt>();
         let done = Arc::new(done);
+        // Built here, before the server listens: its descriptors (epoll,
+        // waker) are part of the resting count.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         std::thread::Builder::new()
             .name("srs-webhooks".into())
             .spawn(move || {
                 crate::http::lower_priority();
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start the webhooks' runtime");
-                        return;
-                    }
-                };
                 rt.block_on(async move {
                     let client = client();
                     while let Some(a) = rx.recv().await {
