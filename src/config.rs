@@ -35,6 +35,8 @@ pub struct Config {
     pub directory: Vec<crate::filing::DnEntry>,
     /// Recording rules (`[[rules]]`), first match wins.
     pub rules: Vec<crate::filing::Rule>,
+    /// Issue 14: webhook receivers (`[[webhooks]]`; docs/api.md, Webhooks).
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 
     // The life of a recording (issue 15; docs/operations.md, Retention,
     // legal hold and erasure; docs/security.md, Encryption at rest).
@@ -578,6 +580,10 @@ impl Config {
                 message: e.to_string(),
             },
         )?;
+        for w in &self.webhooks {
+            w.check()
+                .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        }
         if self.media.rtp_ports.hi - self.media.rtp_ports.lo < 1 {
             return Err(ConfigError::Invalid {
                 key: "media.rtp_ports",
@@ -634,6 +640,14 @@ mod tests {
             "srs key generate",
             "# cert = \"/etc/srs/tls/api.crt\"",
             "# key = \"/etc/srs/tls/api.key\"",
+            "# [[webhooks]]",
+            "# url =",
+            "# secret =",
+            "# events =",
+            "# retry_for = 86400",
+            "# timeout_ms = 10000",
+            "# retry_initial_ms = 1000",
+            "# max_in_flight = 4",
         ] {
             assert!(text.contains(key), "examples/srs.toml must document {key}");
         }
@@ -735,6 +749,29 @@ enabled = false
         .unwrap_err()
         .to_string();
         assert!(e.contains("both"), "{e}");
+    }
+
+    #[test]
+    fn webhooks_are_read_and_checked_by_key() {
+        let c = Config::from_toml(
+            "[[webhooks]]\nurl = \"https://qm.example/srs\"\nsecret = \"k\"\nevents = [\"recording.published\"]\nretry_for = 60\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.webhooks[0].events, ["recording.published"]);
+        assert_eq!(c.webhooks[0].retry_for, 60);
+        let c = Config::from_toml(
+            "[[webhooks]]\nurl = \"qm.example\"\nsecret = \"k\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("webhooks.url"), "{e}");
+        let e = Config::from_toml("[[webhooks]]\nurl = \"http://x\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("secret"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! - the web page ([`web`], docs/web.md): `/`, `/recordings/{id}`,
 //!   `/live`, `/assets/*`; `POST /api/v1/login`, `POST /api/v1/logout`,
 //!   `GET /api/v1/me`; `GET /api/v1/recordings/{id}/files/{name}/peaks`
+//! - issue 14 ([`integration`]): `POST /api/v1/call-events`
+//!   (integration), `GET /api/v1/webhooks/deliveries` and
+//!   `POST /api/v1/webhooks/deliveries/{id}/retry` (admin), `GET /metrics`
+//!   (viewer and above)
 //!
 //! Access control ([`access`]; docs/api.md): once a token exists, every
 //! request but `/healthz` needs `Authorization: Bearer <token>` (else
@@ -71,12 +75,12 @@ use crate::config::{Config, HttpConfig};
 use crate::filing::DnEntry;
 use crate::recording::RecordingMeta;
 use crate::store::audit::{self, AuditQuery};
-use crate::store::query::Query;
 use crate::store::{Index, IndexError};
 
 pub mod access;
 pub mod https;
 // The web page (docs/web.md).
+pub mod integration;
 pub mod lifecycle;
 pub mod peaks;
 pub mod signin;
@@ -118,6 +122,8 @@ pub struct ApiSetup {
     life: crate::lifecycle::Lifecycle,
     /// `[encryption] identities`: decrypts downloads of encrypted files.
     decryptor: Option<Arc<crate::store::crypt::Decryptor>>,
+    /// Issue 14: the events thread (call events, webhook retries).
+    events: Option<crate::events::worker::Events>,
 }
 
 impl std::fmt::Debug for ApiSetup {
@@ -187,7 +193,8 @@ impl ApiSetup {
                 config.storage.recordings.clone(),
                 path.clone(),
                 config.directory.clone().into(),
-            ),
+            )
+            .with_webhooks(&config.webhooks),
             decryptor,
             index_path: path,
             drop_root: config.storage.recordings.clone(),
@@ -196,7 +203,15 @@ impl ApiSetup {
             tls,
             tokens,
             audit: true,
+            events: None,
         })
+    }
+
+    /// Issue 14: the events thread that takes `POST /api/v1/call-events`
+    /// (without it the endpoint answers 503).
+    pub fn with_events(mut self, events: crate::events::worker::Events) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// No audit trail and no access thread: for benchmarks that measure
@@ -215,6 +230,8 @@ pub struct Health {
     pub recordings_published: AtomicUsize,
     /// The sessions being recorded now, by session id.
     pub active: std::sync::Mutex<std::collections::BTreeMap<u64, ActiveSessionInfo>>,
+    /// Issue 14: the metrics of the server (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// One active session, as `GET /api/v1/sessions` shows it.
@@ -274,6 +291,8 @@ pub struct ApiState {
     life: Arc<crate::lifecycle::Lifecycle>,
     /// Decrypts downloads of files encrypted at rest.
     decryptor: Option<Arc<crate::store::crypt::Decryptor>>,
+    /// Issue 14: the events thread.
+    events: Option<crate::events::worker::Events>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -298,6 +317,7 @@ impl ApiState {
             audit,
             life,
             decryptor,
+            events,
         } = setup;
         let access = access::Access::start(index_path.clone(), tokens, directory.clone(), audit)
             .map_err(SetupError::Thread)?;
@@ -330,6 +350,7 @@ impl ApiState {
             sessions: Arc::new(sessions),
             life: Arc::new(life),
             decryptor,
+            events,
         })
     }
 
@@ -716,16 +737,16 @@ fn filters_of(v: &impl serde::Serialize) -> serde_json::Value {
 async fn recordings(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    q: Result<QueryParams<Query>, QueryRejection>,
+    uri: axum::http::Uri,
 ) -> Response {
     if !caller.allows(Right::Search) {
         return st
             .deny(&caller, Right::Search, "search", serde_json::json!({}))
             .await;
     }
-    let q = match q {
-        Ok(QueryParams(q)) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    let q = match integration::search_query(&uri) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     if let Err(e) = q.validate() {
         return error(StatusCode::BAD_REQUEST, e);
@@ -1307,6 +1328,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tokens/{name}", delete(tokens_revoke))
         // The web page's API (docs/web.md): sign-in, who am I, peaks.
         .merge(web::api_routes(state.web))
+        // Issue 14 (src/http/integration.rs).
+        .route(
+            "/api/v1/call-events",
+            axum::routing::post(integration::call_events),
+        )
+        .route("/api/v1/webhooks/deliveries", get(integration::deliveries))
+        .route(
+            "/api/v1/webhooks/deliveries/{id}/retry",
+            axum::routing::post(integration::retry_delivery),
+        )
+        .route("/metrics", get(integration::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .route("/healthz", get(healthz))
@@ -1418,7 +1450,7 @@ pub fn spawn(
 }
 
 /// Nice 10 for the calling thread (Linux: per thread).
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     // SAFETY: plain syscalls on the calling thread; a failure only leaves
     // it at normal priority.
     unsafe {

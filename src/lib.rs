@@ -28,6 +28,9 @@
 //! | [`http`] | the HTTP API: recordings, files, live sessions, the audit trail and tokens; HTTPS; access checks and audit of every request; the web page ([`http::web`]: embedded assets, sign-in sessions, waveform peaks) | yes |
 //! | [`auth`] | access control: roles and rights, scopes (also as SQL), API tokens stored as hashes | no |
 //! | [`logging`] | the log writer: control characters from remote values escaped (no forged log lines) | writes stderr |
+//! | [`events`] | call events from the contact centre: checked ([`events::parse_events`]), tied to recordings ([`events::associate`], pure), stored ([`events::store`]); the events thread ([`events::worker`]) | the events thread writes the index and `call-events.json` |
+//! | [`webhooks`] | webhook config, signature, backoff, the outbox in the index, the delivery thread | HTTP client |
+//! | [`metrics`] | the Prometheus registry (`GET /metrics`), media totals folded on scrape | no |
 //! | [`testkit`] | normalising corpus messages, tones and G.711 for tests, fuzzing and load generation | no |
 //!
 //! ## Where each behaviour lives
@@ -66,14 +69,19 @@
 //! | retention rules, legal hold, deletion and erasure, index in step with the drop (`found-missing`) | `src/lifecycle/` (`mod.rs`, `retention.rs`, `schedule.rs`: the `srs-retention` thread) |
 //! | file hashes, the manifest, `srs verify` | `src/store/integrity.rs`; sealed at publication in `src/server/sessions.rs` (`publish`) and at recovery |
 //! | encryption at rest (age) and decryption for the API and `srs export` | `src/store/crypt.rs`; served in `src/http/lifecycle.rs` |
+//! | call events: validation, association (matching order, window), attached data | `src/events/mod.rs`; SQL in `src/events/store.rs`, hooked into `upsert_in` of `src/store/index.rs` |
+//! | `call-events.json` in the drop, webhook outbox and deliveries | `src/events/worker.rs`, `src/webhooks/` |
+//! | metrics (`GET /metrics`), media counters folded on scrape | `src/metrics.rs`; `Reactor::counters` in `src/media/reactor.rs`; refusals counted in `src/sip/core.rs` (`REFUSAL_REASONS`) |
 
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod filing;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
 pub mod media;
+pub mod metrics;
 pub mod net;
 pub mod output;
 pub mod plan;
@@ -84,5 +92,6 @@ pub mod sip;
 pub mod siprec;
 pub mod store;
 pub mod tls;
+pub mod webhooks;
 
 pub mod testkit;

@@ -59,6 +59,28 @@ enum Command {
     Export(ExportArgs),
     /// Keys for encryption at rest.
     Key(KeyArgs),
+    /// List webhook deliveries (newest first), or send one again (--retry).
+    Webhooks(WebhooksArgs),
+}
+
+#[derive(Args)]
+struct WebhooksArgs {
+    /// Only dead deliveries (retry_for ran out) and pending ones that
+    /// failed at least once.
+    #[arg(long)]
+    failed: bool,
+    /// Send this delivery again from now (same id and body, a fresh
+    /// retry_for); a running server picks it up within a second.
+    #[arg(long, value_name = "ID")]
+    retry: Option<String>,
+    /// At most N deliveries [default: 100].
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    limit: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    index: IndexArgs,
 }
 
 #[derive(Args)]
@@ -392,11 +414,24 @@ struct ListArgs {
     /// Only recordings under legal hold.
     #[arg(long)]
     held: bool,
+    /// Only recordings whose call events attached KEY=VALUE (exact; the
+    /// latest value of the key; repeat: all must match).
+    #[arg(long = "attached", value_name = "KEY=VALUE", value_parser = parse_attached)]
+    attached: Vec<(String, String)>,
+}
+
+/// `KEY=VALUE` of `--attached`.
+fn parse_attached(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
 }
 
 impl ListArgs {
     fn query(&self) -> Query {
         Query {
+            attached: self.attached.clone(),
             record_dn: self.record_dn.clone(),
             dn: self.dn.clone(),
             participant: self.participant.clone(),
@@ -1117,7 +1152,8 @@ fn retention_cmd(args: RetentionArgs) -> anyhow::Result<()> {
     let index = index
         .or_else(|| cfg.storage.index.clone())
         .unwrap_or_else(|| srs::store::index_path(&recordings, None));
-    let life = srs::lifecycle::Lifecycle::new(&recordings, index, cfg.directory.clone().into());
+    let life = srs::lifecycle::Lifecycle::new(&recordings, index, cfg.directory.clone().into())
+        .with_webhooks(&cfg.webhooks);
     if cfg.retention.is_empty() {
         note(&format!(
             "srs: {} has no [[retention]] rule: every recording is kept",
@@ -1229,6 +1265,81 @@ fn key_cmd(args: KeyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `srs webhooks`: the outbox, or one delivery sent again.
+fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
+    use srs::webhooks::outbox;
+    let path = args.index.path();
+    if let Some(id) = &args.retry {
+        let Some(ix) = Index::open_existing_rw(&path)
+            .with_context(|| format!("opening index {}", path.display()))?
+        else {
+            bail!("no index at {}", path.display());
+        };
+        let entry = cli_entry(
+            "webhook-retry",
+            Vec::new(),
+            serde_json::json!({ "id": id }),
+            "ok",
+        );
+        let retried = audit::with_write(ix.conn(), |c| {
+            let r = outbox::retry(c, id, chrono::Utc::now())
+                .map_err(|e| tokens::TokenError::Unavailable(e.to_string()))?;
+            if r {
+                audit::append_in(c, &[entry])
+                    .map_err(|e| tokens::TokenError::Unavailable(e.to_string()))?;
+            }
+            Ok::<_, tokens::TokenError>(r)
+        })?;
+        if !retried {
+            bail!("no delivery {id:?} waiting or dead (delivered ones are not sent again)");
+        }
+        out(&format!("delivery {id} queued again"))?;
+        return Ok(());
+    }
+    let Some(ix) =
+        Index::open_existing(&path).with_context(|| format!("opening index {}", path.display()))?
+    else {
+        return Ok(());
+    };
+    let list = outbox::list(ix.conn(), args.failed, args.limit.min(10_000))
+        .context("reading the webhook outbox (run srs serve once to upgrade the index)")?;
+    if args.json {
+        for d in &list {
+            out(&serde_json::to_string(d)?)?;
+        }
+        return Ok(());
+    }
+    if list.is_empty() {
+        note("srs: no webhook deliveries match");
+        return Ok(());
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t.set_header([
+        "DELIVERY",
+        "EVENT",
+        "RECORDING",
+        "STATUS",
+        "ATTEMPTS",
+        "CREATED",
+        "URL",
+        "LAST ERROR",
+    ]);
+    for d in &list {
+        t.add_row([
+            d.id.clone(),
+            d.event.clone(),
+            d.recording_id.clone().unwrap_or_else(|| "-".into()),
+            d.status.clone(),
+            d.attempts.to_string(),
+            d.created_at.clone(),
+            d.url.clone(),
+            render::clean(d.last_error.as_deref().unwrap_or("-")),
+        ]);
+    }
+    out(&t.to_string())
+}
+
 /// Standard output was closed by its reader (`srs list --json | head`).
 #[derive(Debug, thiserror::Error)]
 #[error("standard output closed")]
@@ -1267,6 +1378,7 @@ fn main() -> ExitCode {
         }
         Command::Token(a) => token(a),
         Command::Audit(a) => audit_cmd(a),
+        Command::Webhooks(a) => webhooks(a),
         Command::Hold(a) => hold_cmd(a),
         Command::Release(a) => release_cmd(a),
         Command::Delete(a) => delete_cmd(a),

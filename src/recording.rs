@@ -207,6 +207,16 @@ pub struct RecordingMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 
+    // Issue 14: call events from the contact centre (docs/genesys.md).
+    /// Call events tied to this recording (CallUUID, else ConnID), in time
+    /// order. Only in the index's JSON (`srs show --json`, the API,
+    /// webhooks) and `call-events.json` in the drop, never in
+    /// `metadata.json` (written once, at publication).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub call_events: Vec<crate::events::StoredEvent>,
+    /// The events' `user_data` merged: the latest value of each key.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attached_data: std::collections::BTreeMap<String, String>,
     // --- The life of a recording (issue 15; docs/security.md, Integrity
     // and encryption at rest; docs/operations.md, Retention). ---
     /// The recording client's `User-Agent` (or `Server`) header, as

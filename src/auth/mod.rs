@@ -55,6 +55,12 @@ pub enum Right {
     ManageTokens,
     /// Post call events and other machine data.
     PostEvents,
+    /// Read the metrics (`GET /metrics`; issue 14).
+    Metrics,
+    /// List the webhook deliveries (issue 14).
+    ReadWebhooks,
+    /// Send a webhook delivery again (issue 14).
+    RetryWebhooks,
 }
 
 impl Right {
@@ -70,6 +76,9 @@ impl Right {
             Right::ReadAudit => "reading the audit trail",
             Right::ManageTokens => "managing tokens",
             Right::PostEvents => "posting call events",
+            Right::Metrics => "reading the metrics",
+            Right::ReadWebhooks => "reading the webhook deliveries",
+            Right::RetryWebhooks => "retrying webhook deliveries",
         }
     }
 }
@@ -91,8 +100,8 @@ impl Role {
         use Right::*;
         match self {
             Role::Admin => true,
-            Role::Viewer => matches!(right, Search | View | Live),
-            Role::Listener => matches!(right, Search | View | Live | Download),
+            Role::Viewer => matches!(right, Search | View | Live | Metrics),
+            Role::Listener => matches!(right, Search | View | Live | Download | Metrics),
             Role::Integration => matches!(right, PostEvents),
         }
     }
@@ -225,6 +234,18 @@ mod tests {
         assert!(Role::Integration.allows(PostEvents));
         assert!(Role::Admin.allows(PostEvents));
         assert!(!Role::Listener.allows(PostEvents));
+        // Issue 14: metrics for every reader, never for integration;
+        // webhook deliveries for admins.
+        for role in [Role::Viewer, Role::Listener, Role::Admin] {
+            assert!(role.allows(Metrics));
+        }
+        assert!(!Role::Integration.allows(Metrics));
+        for r in [ReadWebhooks, RetryWebhooks] {
+            assert!(Role::Admin.allows(r));
+            for role in [Role::Viewer, Role::Listener, Role::Integration] {
+                assert!(!role.allows(r));
+            }
+        }
     }
 
     #[test]

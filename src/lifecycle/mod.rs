@@ -194,6 +194,10 @@ pub struct Lifecycle {
     /// For scopes with `site` (the SQL functions of `auth::scope`).
     directory: Arc<[DnEntry]>,
     replicas: Option<Arc<dyn Replicas>>,
+    /// Webhook receivers told of each deletion (`recording.deleted`): their
+    /// deliveries are queued in the index's outbox in the deletion's own
+    /// transaction, and sent by the server's webhooks thread.
+    webhooks: Arc<[crate::webhooks::WebhookConfig]>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -212,7 +216,14 @@ impl Lifecycle {
             index_path,
             directory,
             replicas: None,
+            webhooks: Arc::from(Vec::new()),
         }
+    }
+
+    /// The webhook receivers told of deletions (`[[webhooks]]`).
+    pub fn with_webhooks(mut self, hooks: &[crate::webhooks::WebhookConfig]) -> Self {
+        self.webhooks = Arc::from(hooks.to_vec());
+        self
     }
 
     /// HOOK(issue 16): the object storage whose copies go with a deletion.
@@ -690,6 +701,18 @@ impl Lifecycle {
                         f["files"] = "already missing".into();
                     }
                     entries.push(who.entry("delete", vec![m.recording_id.clone()], f, "ok"));
+                    if !self.webhooks.is_empty() {
+                        let json = serde_json::to_value(m).unwrap_or_default();
+                        crate::webhooks::outbox::enqueue(
+                            c,
+                            &self.webhooks,
+                            crate::events::worker::Notice::Deleted.event(),
+                            Some(&m.recording_id),
+                            &json,
+                            chrono::Utc::now(),
+                        )
+                        .map_err(IndexError::from)?;
+                    }
                 }
                 audit::append_in(c, &entries)?;
                 Ok::<_, LifecycleError>(())

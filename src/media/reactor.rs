@@ -58,6 +58,27 @@ enum Cmd {
         id: u64,
         reply: tokio::sync::oneshot::Sender<Option<Instant>>,
     },
+    /// The shard's packet totals (issue 14: metrics, folded on scrape).
+    Counters {
+        reply: tokio::sync::oneshot::Sender<RtpCounters>,
+    },
+}
+
+/// Packet totals of the media threads since start: the ended streams'
+/// final counts plus the live streams' counts so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RtpCounters {
+    pub received: u64,
+    pub lost: u64,
+    pub foreign: u64,
+}
+
+impl std::ops::AddAssign for RtpCounters {
+    fn add_assign(&mut self, o: RtpCounters) {
+        self.received += o.received;
+        self.lost += o.lost;
+        self.foreign += o.foreign;
+    }
 }
 
 /// Why a stream's report did not come back from [`Reactor::stop`].
@@ -268,6 +289,26 @@ impl Reactor {
         rx
     }
 
+    /// The packet totals of every shard, asked at scrape time: each shard
+    /// answers between two ticks from its plain counters (nothing is
+    /// counted on the packet path for it).
+    pub async fn counters(&self) -> RtpCounters {
+        let mut waits = Vec::with_capacity(self.shards.len());
+        for shard in &self.shards {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            if shard.send(Cmd::Counters { reply }).is_ok() {
+                waits.push(rx);
+            }
+        }
+        let mut total = RtpCounters::default();
+        for w in waits {
+            if let Ok(c) = w.await {
+                total += c;
+            }
+        }
+        total
+    }
+
     /// Stops a stream at `end` (what is queued is still recorded) and
     /// returns its counters once its files are closed (a stream whose
     /// writes failed reports up to the failure, with its `error`).
@@ -393,6 +434,8 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
     let mut batch = BatchReceiver::new();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     let mut last_timers = Instant::now();
+    // The final counts of the streams this shard has ended (metrics).
+    let mut ended = RtpCounters::default();
     loop {
         // Commands from the SIP side.
         loop {
@@ -456,6 +499,11 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
                             // the audio on disk, with the error.
                             let mut st = s.rec.close(end, s.failed);
                             st.packets_foreign = s.foreign;
+                            ended += RtpCounters {
+                                received: st.packets_received,
+                                lost: st.packets_lost,
+                                foreign: st.packets_foreign,
+                            };
                             Ok(st)
                         }
                         None => Err(StopError::UnknownStream(id)),
@@ -469,6 +517,18 @@ fn shard(ep: i32, rx: mpsc::Receiver<Cmd>) {
                         s.rec.media_end()
                     });
                     let _ = reply.send(end);
+                }
+                Ok(Cmd::Counters { reply }) => {
+                    let mut c = ended;
+                    for s in streams.values() {
+                        let (received, lost) = s.rec.live_counts();
+                        c += RtpCounters {
+                            received,
+                            lost,
+                            foreign: s.foreign,
+                        };
+                    }
+                    let _ = reply.send(c);
                 }
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {

@@ -473,6 +473,12 @@ impl StreamRecorder {
         ticks * i64::from(self.out_rate) / i64::from(self.clock_rate.max(1))
     }
 
+    /// Packets received and lost so far (the metrics read them between
+    /// ticks; the final counts come with [`StreamRecorder::close`]).
+    pub fn live_counts(&self) -> (u64, u64) {
+        (self.stats.packets_received, self.reorder.stats.lost)
+    }
+
     /// One datagram as received, writable: SRTP (and rtcp-mux SRTCP) is
     /// authenticated and decrypted in place first; packets that fail are
     /// counted and dropped. The verdict says whether it was the stream's

@@ -11,6 +11,8 @@ type EncodeJob = Box<dyn FnOnce() + Send>;
 /// (nice 0) always run first and encoding finishes later instead.
 pub struct EncoderPool {
     tx: std::sync::mpsc::Sender<EncodeJob>,
+    /// Jobs queued or running (the `srs_encoder_backlog` metric).
+    queued: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl EncoderPool {
@@ -45,7 +47,15 @@ impl EncoderPool {
                     }
                 })?;
         }
-        Ok(EncoderPool { tx })
+        Ok(EncoderPool {
+            tx,
+            queued: Arc::default(),
+        })
+    }
+
+    /// Jobs queued or running now.
+    pub fn backlog(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `job` on an encoder thread and returns what it returns; None
@@ -55,7 +65,19 @@ impl EncoderPool {
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // Counted down however the job ends: run, panicked (unwinds
+        // through), or dropped unrun (no encoder thread left).
+        struct Done(Arc<std::sync::atomic::AtomicUsize>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let counted = Done(self.queued.clone());
         let job: EncodeJob = Box::new(move || {
+            let _counted = counted;
             let _ = tx.send(job());
         });
         if self.tx.send(job).is_err() {

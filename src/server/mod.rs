@@ -104,6 +104,8 @@ struct Shared {
     next_stream: std::sync::atomic::AtomicU64,
     /// Encryption at rest of published audio (`[encryption] recipients`).
     encryptor: Option<Arc<crate::store::crypt::Encryptor>>,
+    /// Issue 14: the events thread (webhook notifications).
+    events: crate::events::worker::Events,
 }
 
 /// A server whose sockets are bound, not serving yet.
@@ -228,11 +230,30 @@ impl Server {
         let health = Arc::new(Health::default());
         let drop = FileDrop::new(config.storage.recordings.clone());
         let published = health.clone();
+        // Issue 14: call events, call-events.json and webhooks on their own
+        // threads; the publisher only sends them a note.
+        let events = crate::events::worker::Events::start(
+            config.index_path(),
+            config.storage.recordings.clone(),
+            config.webhooks.clone(),
+            health.metrics.clone(),
+        )
+        .map_err(thread_error("events thread"))?;
+        let notes = events.clone();
+        let reactor =
+            Reactor::start(config.media.threads()).map_err(thread_error("media reactor"))?;
+        health.metrics.set_reactor(reactor.clone());
         let shared = Arc::new(Shared {
-            publisher: Publisher::start(drop.clone(), index, move || {
-                published
-                    .recordings_published
-                    .fetch_add(1, Ordering::Relaxed);
+            publisher: Publisher::start(drop.clone(), index, move |meta, ok| {
+                use crate::events::worker::Notice;
+                if ok {
+                    published
+                        .recordings_published
+                        .fetch_add(1, Ordering::Relaxed);
+                    notes.notify(Notice::Published, meta.clone());
+                } else {
+                    notes.notify(Notice::Failed, meta.clone());
+                }
             })
             .map_err(thread_error("publisher thread"))?,
             drop,
@@ -240,12 +261,12 @@ impl Server {
             health: health.clone(),
             encoders: EncoderPool::start(config.output.encoders)
                 .map_err(thread_error("encoder threads"))?,
-            reactor: Reactor::start(config.media.threads())
-                .map_err(thread_error("media reactor"))?,
+            reactor,
             writer: SessionWriter::start().map_err(thread_error("session writer thread"))?,
             next_stream: std::sync::atomic::AtomicU64::new(1),
             config: config.clone(),
             encryptor,
+            events: events.clone(),
         });
         // The retention rules, on a thread of their own (issue 15).
         let _retention = crate::lifecycle::schedule::start(
@@ -253,7 +274,8 @@ impl Server {
                 config.storage.recordings.clone(),
                 config.index_path(),
                 config.directory.clone().into(),
-            ),
+            )
+            .with_webhooks(&config.webhooks),
             config.retention.clone(),
             Duration::from_secs(config.lifecycle.retention_interval),
         )
@@ -266,7 +288,7 @@ impl Server {
         // The API on a thread and runtime of its own (http::spawn): its
         // load never runs on this runtime's threads, where the SIP task and
         // the publishing tasks run, nor queues in its blocking pool.
-        let api = http::ApiState::new(health.clone(), api_setup)?;
+        let api = http::ApiState::new(health.clone(), api_setup.with_events(events))?;
         http::spawn(
             http_listener,
             api,
@@ -320,6 +342,7 @@ impl Server {
             conn_table: conns,
             conn_log: LogEvery::new(Duration::from_secs(10)),
             conn_closed: [0; 2],
+            refusals_seen: [0; crate::sip::core::REFUSAL_REASONS.len()],
             shared,
         };
         lp.run(conn_rx, started_rx, &mut shutdown).await;
@@ -405,6 +428,8 @@ struct CoreLoop {
     /// most once per 10 s.
     conn_log: LogEvery,
     conn_closed: [u64; 2],
+    /// The core's refusal counts already in the metrics.
+    refusals_seen: [u64; crate::sip::core::REFUSAL_REASONS.len()],
 }
 
 impl CoreLoop {
@@ -513,6 +538,17 @@ impl CoreLoop {
             .health
             .active_sessions
             .store(self.sessions.len(), Ordering::Relaxed);
+        // Issue 14: metrics the SIP task knows (no IO, a few stores).
+        let m = &self.shared.health.metrics;
+        m.sessions_active.set(self.sessions.len() as i64);
+        m.publish_backlog.set(self.sessions.publishing() as i64);
+        let now = self.core.refusals();
+        for (i, reason) in crate::sip::core::REFUSAL_REASONS.iter().enumerate() {
+            if now[i] > self.refusals_seen[i] {
+                m.refused(reason, now[i] - self.refusals_seen[i]);
+            }
+        }
+        self.refusals_seen = now;
     }
 
     fn on_event(&mut self, ev: Event) {
@@ -571,14 +607,22 @@ impl CoreLoop {
             None => {}
         }
         self.core.set_overloaded(behind);
+        self.shared
+            .health
+            .metrics
+            .overload_active
+            .set(i64::from(behind));
     }
 
     /// Reads the drop's free space: below `storage.min_free_mb` new
     /// sessions get 503 and the running recordings are ended and published.
     fn check_disk(&mut self) {
+        let m = &self.shared.health.metrics;
+        m.encoder_backlog.set(self.shared.encoders.backlog() as i64);
         let Some(free) = os::free_bytes(&self.shared.config.storage.recordings) else {
             return;
         };
+        m.disk_free.set(i64::try_from(free).unwrap_or(i64::MAX));
         match self.disk.observe(free) {
             Some(SpaceEpisode::Low { free }) => {
                 let ids = self.core.sessions();
@@ -626,6 +670,7 @@ impl CoreLoop {
     }
 
     async fn transmit(&mut self, peer: Peer, payload: Bytes) {
+        self.shared.health.metrics.sip_response(&payload);
         match (peer.transport, peer.conn) {
             (Transport::Tcp | Transport::Tls, Some(conn)) => match self.conns.get(&conn) {
                 Some(tx) => {

@@ -251,11 +251,20 @@ impl Sessions {
                 self.starting.remove(&session);
                 match result {
                     Ok((answers, active)) => {
+                        let metrics = &self.shared.health.metrics;
                         if !core.accept(now, session, active.media_ip, answers) {
                             tracing::info!(session, %call_id,
                                 "ended while starting (cancelled): what was made is released");
+                            metrics.session("cancelled", "");
                             self.abandon(*active);
                             return;
+                        }
+                        metrics.session("answered", "");
+                        if active.recorded {
+                            self.shared.events.notify(
+                                crate::events::worker::Notice::Started,
+                                active.recording.meta.clone(),
+                            );
                         }
                         let m = &active.recording.meta;
                         tracing::info!(session, recording_id = %m.recording_id,
@@ -289,6 +298,21 @@ impl Sessions {
                         } = error.refusal();
                         tracing::warn!(session, %call_id, code, reason, "cannot start recording");
                         core.reject_retry_after(now, session, code, reason, retry_after);
+                        self.shared.health.metrics.session("failed", "");
+                        // Issue 14: recording.failed, with what was filed.
+                        let mut meta = left
+                            .as_ref()
+                            .map(|l| l.recording.meta.clone())
+                            .unwrap_or_else(|| crate::recording::RecordingMeta {
+                                call_id: call_id.clone(),
+                                source: peer.addr.to_string(),
+                                ..Default::default()
+                            });
+                        meta.status = Status::Failed.into();
+                        meta.error = Some(format!("{code} {reason}: {error}"));
+                        self.shared
+                            .events
+                            .notify(crate::events::worker::Notice::Failed, meta);
                         if let Some(left) = left {
                             self.abandon(*left);
                         }
@@ -690,6 +714,8 @@ async fn publish(
     ended_at: DateTime<Utc>,
     status: Status,
 ) {
+    // From here to the drop: `srs_publish_duration_seconds`.
+    let ended = Instant::now();
     let RunningSession {
         recording,
         ctx,
@@ -822,8 +848,16 @@ async fn publish(
         }
     };
     // Into the drop, then the index: by the publisher thread, in batches.
-    if shared.publisher.publish(meta).await.is_err() {
-        tracing::error!("the publisher thread is gone; the recording stays in .incoming");
+    let status = meta.status.clone();
+    match shared.publisher.publish(meta).await {
+        Ok(true) => shared
+            .health
+            .metrics
+            .published(&status, ended.elapsed().as_secs_f64()),
+        Ok(false) => {}
+        Err(_) => {
+            tracing::error!("the publisher thread is gone; the recording stays in .incoming")
+        }
     }
 }
 

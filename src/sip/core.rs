@@ -233,6 +233,18 @@ enum Refusal {
 }
 
 impl Refusal {
+    /// The reason's name in [`REFUSAL_REASONS`].
+    fn label(&self) -> &'static str {
+        match self {
+            Refusal::BadExtension(_) => "bad-extension",
+            Refusal::ShuttingDown => "shutting-down",
+            Refusal::LowSpace => "low-space",
+            Refusal::Overloaded => "overloaded",
+            Refusal::RateLimit => "rate-limit",
+            Refusal::SessionLimit => "session-limit",
+        }
+    }
+
     /// SIP status code and reason phrase of the refusal.
     fn status(&self) -> (u16, &'static str) {
         match self {
@@ -487,6 +499,31 @@ pub struct SipCore {
     low_space: bool,
     /// The server is behind on its input: new sessions get 503.
     overloaded: bool,
+    /// New sessions refused before anything was allocated, by reason
+    /// ([`REFUSAL_REASONS`]; read by the metrics, issue 14).
+    refused: [u64; REFUSAL_REASONS.len()],
+}
+
+/// Why new sessions are refused, as `srs_sessions_total{outcome="refused",
+/// reason}` names them (indexes of [`SipCore::refusals`]).
+pub const REFUSAL_REASONS: [&str; 10] = [
+    "forbidden",
+    "bad-extension",
+    "shutting-down",
+    "low-space",
+    "overloaded",
+    "rate-limit",
+    "session-limit",
+    "too-many-streams",
+    "bad-offer",
+    "session-interval",
+];
+
+fn refusal_index(reason: &str) -> usize {
+    REFUSAL_REASONS
+        .iter()
+        .position(|r| *r == reason)
+        .unwrap_or(REFUSAL_REASONS.len() - 1)
 }
 
 /// Status code of a response we built.
@@ -529,6 +566,7 @@ impl SipCore {
             draining: false,
             low_space: false,
             overloaded: false,
+            refused: [0; REFUSAL_REASONS.len()],
         }
     }
 
@@ -692,6 +730,9 @@ impl SipCore {
         };
         if !self.allowed(peer.addr.ip()) {
             if msg.method().is_some_and(|m| *m != Method::Ack) {
+                if msg.method() == Some(&Method::Invite) {
+                    self.count_refusal("forbidden");
+                }
                 tracing::warn!(%peer.addr, "request from a source not in sip.allow: 403");
                 let r = ResponseBuilder::new(&msg, 403, "Forbidden", None).build();
                 self.send(peer, r);
@@ -927,6 +968,16 @@ impl SipCore {
         self.send_and_cache(now, peer, msg, r);
     }
 
+    fn count_refusal(&mut self, reason: &str) {
+        self.refused[refusal_index(reason)] += 1;
+    }
+
+    /// New sessions refused so far, by reason (the order of
+    /// [`REFUSAL_REASONS`]).
+    pub fn refusals(&self) -> [u64; REFUSAL_REASONS.len()] {
+        self.refused
+    }
+
     /// Why a new INVITE is refused before anything is allocated, if it is.
     fn refusal(&mut self, now: Instant, peer: Peer, msg: &Message) -> Option<Refusal> {
         let unsupported: Vec<String> = msg
@@ -966,6 +1017,7 @@ impl SipCore {
             return;
         }
         if let Some(refusal) = self.refusal(now, peer, &msg) {
+            self.count_refusal(refusal.label());
             let (code, reason) = refusal.status();
             let (header, value) = refusal.header();
             let r = ResponseBuilder::new(&msg, code, reason, Some(&self.fresh_tag()))
@@ -977,12 +1029,14 @@ impl SipCore {
         let timer = match self.session_timer(now, &msg) {
             Ok(timer) => timer,
             Err(e) => {
+                self.count_refusal("session-interval");
                 self.reject_timer(now, peer, &msg, e);
                 return;
             }
         };
         let offer = match read_offer(&msg) {
             Ok(o) if o.sdp.media.len() > self.config.max_streams => {
+                self.count_refusal("too-many-streams");
                 let r =
                     ResponseBuilder::new(&msg, 488, "Too Many Streams", Some(&self.fresh_tag()))
                         .header(
@@ -995,6 +1049,7 @@ impl SipCore {
             }
             Ok(o) => o,
             Err(e) => {
+                self.count_refusal("bad-offer");
                 let (code, reason) = e.status();
                 tracing::info!(call_id = msg.call_id(), code, error = %e, "recording session rejected");
                 let tag = self.fresh_tag();

@@ -8,7 +8,8 @@
 //! ordered list of SQL steps, step `i` bringing the schema from version `i`
 //! to `i + 1`. Append steps; never edit a released one.
 //!
-//! Tables (version 3):
+//! Tables (version 4; the call-event tables of step 4 are described in
+//! [`crate::events::store`]):
 //! - `recordings`: one row per recording, `meta_json` the full object, plus
 //!   the searched columns (`record_dn`, `call_uuid` from
 //!   `correlation["calluuid"]`, `ani`, `dnis`, `geo_location`, `status`,
@@ -175,6 +176,9 @@ pub const MIGRATIONS: &[&str] = &[
         at           TEXT NOT NULL,
         by           TEXT NOT NULL
     );",
+    // 5 (issue 14): call events, their links to recordings, the searched
+    // attached data and event DNs, and the webhook outbox.
+    crate::events::store::MIGRATION,
 ];
 
 /// The first schema version that [`Index::search`] can query.
@@ -423,6 +427,9 @@ pub(crate) fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), Ind
         ])?;
         seq += 1;
     }
+    // Issue 14: the recording's call events, in the same transaction
+    // (whichever comes first, events or the recording, they meet here).
+    crate::events::store::relink(tx, id, Some(meta), true)?;
     Ok(())
 }
 
@@ -440,6 +447,9 @@ pub(crate) fn delete_in(tx: &Connection, id: &str) -> Result<usize, IndexError> 
         tx.prepare_cached(&format!("DELETE FROM {table} WHERE recording_id = ?1"))?
             .execute(params![id])?;
     }
+    // Its ties to call events (the events themselves stay: another
+    // recording of the same call may hold them too).
+    crate::events::store::forget(tx, id)?;
     Ok(tx
         .prepare_cached("DELETE FROM recordings WHERE recording_id = ?1")?
         .execute(params![id])?)
@@ -790,6 +800,22 @@ impl Index {
             .query_row("SELECT COUNT(*) FROM recordings", [], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+}
+
+/// The query plan of [`Index::search`]'s page query for `q` (`EXPLAIN
+/// QUERY PLAN`, one line per step): for the tests and docs/performance.md
+/// that show which indexes a search uses.
+pub fn explain_search(index: &Index, q: &Query) -> Result<String, IndexError> {
+    let filter = q.to_sql()?;
+    let mut stmt = index.conn.prepare(&format!(
+        "EXPLAIN QUERY PLAN SELECT r.recording_id, r.meta_json FROM recordings r
+         WHERE {} ORDER BY r.started_at DESC, r.recording_id DESC LIMIT 100",
+        filter.where_sql
+    ))?;
+    let rows = stmt.query_map(params_from_iter(filter.params.iter()), |r| {
+        r.get::<_, String>(3)
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?.join("\n"))
 }
 
 /// Published recordings kept for the index while it is unusable; beyond,

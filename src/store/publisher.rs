@@ -28,8 +28,8 @@ pub const INDEX_RETRY: Duration = Duration::from_secs(5);
 /// A finished recording for the publisher thread.
 struct PublishJob {
     meta: RecordingMeta,
-    /// Told once the recording is published (or failed to be).
-    done: tokio::sync::oneshot::Sender<()>,
+    /// Told once the recording is published (true) or failed to be.
+    done: tokio::sync::oneshot::Sender<bool>,
 }
 
 /// Why a recording was not handed over.
@@ -45,11 +45,13 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts the thread; it owns the index writer. `on_published` is
-    /// called once per recording published into the drop.
+    /// called once per recording: with `true` once it is in the drop and
+    /// handed to the index (after the index write, so that readers of the
+    /// index find it), with `false` when it could not be published.
     pub fn start(
         drop: FileDrop,
         index: IndexWriter,
-        on_published: impl Fn() + Send + 'static,
+        on_published: impl Fn(&RecordingMeta, bool) + Send + 'static,
     ) -> std::io::Result<Publisher> {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -59,8 +61,9 @@ impl Publisher {
     }
 
     /// Publishes `meta` (its files are in `.incoming`) and returns once it
-    /// is in the drop and handed to the index.
-    pub async fn publish(&self, meta: RecordingMeta) -> Result<(), PublisherGone> {
+    /// is in the drop and handed to the index: `Ok(true)`, or `Ok(false)`
+    /// if it could not be published (it stays in `.incoming`).
+    pub async fn publish(&self, meta: RecordingMeta) -> Result<bool, PublisherGone> {
         let (done, published) = tokio::sync::oneshot::channel();
         self.tx
             .send(PublishJob { meta, done })
@@ -81,7 +84,12 @@ fn gather<T>(rx: &Receiver<T>, first: T, max: usize) -> Vec<T> {
     batch
 }
 
-fn run(drop: FileDrop, mut index: IndexWriter, on_published: impl Fn(), rx: Receiver<PublishJob>) {
+fn run(
+    drop: FileDrop,
+    mut index: IndexWriter,
+    on_published: impl Fn(&RecordingMeta, bool),
+    rx: Receiver<PublishJob>,
+) {
     loop {
         let first = if index.pending() > 0 {
             match rx.recv_timeout(INDEX_RETRY) {
@@ -105,22 +113,29 @@ fn run(drop: FileDrop, mut index: IndexWriter, on_published: impl Fn(), rx: Rece
             .collect();
         let results = drop.publish_batch(&mut metas);
         let mut published = Vec::with_capacity(metas.len());
-        for (r, meta) in results.into_iter().zip(metas) {
+        let mut ok = Vec::with_capacity(metas.len());
+        for (r, mut meta) in results.into_iter().zip(metas) {
             let id = &meta.recording_id;
             match r {
                 Ok(path) => {
                     tracing::info!(recording_id = %id, path = %path.display(), "recording published");
-                    on_published();
                     published.push(meta);
+                    ok.push(true);
                 }
                 Err(e) => {
                     tracing::error!(recording_id = %id, error = %e, "publishing failed; the recording stays in .incoming");
+                    meta.error = Some(format!("publishing failed: {e}"));
+                    on_published(&meta, false);
+                    ok.push(false);
                 }
             }
         }
-        index.index(published);
-        for j in jobs {
-            let _ = j.done.send(());
+        index.index(published.clone());
+        for meta in &published {
+            on_published(meta, true);
+        }
+        for (j, ok) in jobs.into_iter().zip(ok) {
+            let _ = j.done.send(ok);
         }
     }
     if index.pending() > 0 {
@@ -169,8 +184,10 @@ mod tests {
         let publisher = Publisher::start(
             drop.clone(),
             IndexWriter::open(index_path.clone()),
-            move || {
-                c.fetch_add(1, Ordering::Relaxed);
+            move |_, ok| {
+                if ok {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
             },
         )
         .unwrap();
@@ -181,7 +198,7 @@ mod tests {
             tokio::spawn(async move { p.publish(m).await })
         });
         for w in waits {
-            w.await.unwrap().unwrap();
+            assert!(w.await.unwrap().unwrap());
         }
         assert_eq!(count.load(Ordering::Relaxed), 20);
         let published = drop.scan().unwrap();
@@ -196,7 +213,7 @@ mod tests {
             ..incoming(&drop, "gone")
         };
         std::fs::remove_dir_all(dir.path().join("rec/.incoming/gone")).unwrap();
-        publisher.publish(missing).await.unwrap();
+        assert!(!publisher.publish(missing).await.unwrap());
         assert_eq!(count.load(Ordering::Relaxed), 20);
     }
 }

@@ -69,6 +69,11 @@ pub struct Query {
     /// Matching recordings to skip (paging), 0 if absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<usize>,
+    /// Issue 14: exact `attached_data` pairs, all required (`attached.KEY=VALUE`
+    /// in the API, `--attached KEY=VALUE` in the CLI; not a query-string
+    /// field of its own, the API reads them before the rest).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    pub attached: Vec<(String, String)>,
 }
 
 /// `held=true|false|1|0` (an empty value is absent, like every filter).
@@ -99,6 +104,9 @@ pub enum QueryError {
     /// `since` or `until` is neither RFC 3339 nor `YYYY-MM-DD`.
     #[error("invalid {field}: expected an RFC 3339 time or YYYY-MM-DD, got {value:?}")]
     BadTime { field: &'static str, value: String },
+    /// An `attached.KEY=VALUE` filter without a key.
+    #[error("invalid attached: expected attached.KEY=VALUE with a key")]
+    BadAttached,
     /// `limit` is larger than [`MAX_LIMIT`].
     #[error("invalid limit: at most {max}, got {got}")]
     LimitTooLarge { got: usize, max: usize },
@@ -192,6 +200,9 @@ impl Query {
     /// Checks `since`, `until` and `limit`; the error names the field.
     pub fn validate(&self) -> Result<(), QueryError> {
         self.bounds().map(|_| ())?;
+        if self.attached.iter().any(|(k, _)| k.trim().is_empty()) {
+            return Err(QueryError::BadAttached);
+        }
         if let Some(l) = self.limit {
             if l > MAX_LIMIT {
                 return Err(QueryError::LimitTooLarge {
@@ -239,10 +250,19 @@ impl Query {
             conds.push(format!("r.record_dn = {}", bind(v)));
         }
         if let Some(v) = value(&self.dn) {
-            // IN rather than EXISTS: the planner starts from recording_dns_dn.
+            // IN rather than EXISTS: the planner starts from recording_dns_dn
+            // (and, for the DNs of call events, recording_event_dns_dn).
+            let p = bind(v);
             conds.push(format!(
-                "r.recording_id IN (SELECT d.recording_id FROM recording_dns d WHERE d.dn = {})",
-                bind(v)
+                "r.recording_id IN (SELECT d.recording_id FROM recording_dns d WHERE d.dn = {p}
+                                    UNION SELECT x.recording_id FROM recording_event_dns x WHERE x.dn = {p})"
+            ));
+        }
+        for (k, v) in &self.attached {
+            // Issue 14: one indexed lookup on (key, value) per pair.
+            let (k, v) = (bind(k.trim()), bind(v));
+            conds.push(format!(
+                "r.recording_id IN (SELECT a.recording_id FROM recording_attached a WHERE a.key = {k} AND a.value = {v})"
             ));
         }
         if let Some(v) = value(&self.participant) {

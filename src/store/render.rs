@@ -14,7 +14,8 @@ use comfy_table::{presets, ContentArrangement, Table};
 use crate::recording::RecordingMeta;
 
 /// Escapes control characters (ANSI escapes, newlines, ...) of untrusted text.
-fn clean(s: &str) -> String {
+/// `s` with control characters shown escaped (a terminal never runs them).
+pub fn clean(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_string();
     }
@@ -255,6 +256,33 @@ pub fn show_text(rec: &RecordingMeta) -> String {
             or_dash(&d.label)
         );
     }
+    // Issue 14: the call events tied to it, and their merged attached data.
+    if !rec.call_events.is_empty() {
+        let _ = writeln!(s, "call events ({}):", rec.call_events.len());
+        for e in &rec.call_events {
+            let ev = &e.event;
+            let mut line = format!("  - {} {}", utc_time(&ev.time), or_dash(&ev.event));
+            for (name, v) in [
+                ("calluuid", &ev.call_uuid),
+                ("connid", &ev.conn_id),
+                ("previous", &ev.previous_conn_id),
+                ("dn", &ev.this_dn),
+                ("other", &ev.other_dn),
+                ("agent", &ev.agent_id),
+            ] {
+                if let Some(v) = v {
+                    let _ = write!(line, ", {name} {}", or_dash(v));
+                }
+            }
+            let _ = writeln!(s, "{line}");
+        }
+    }
+    if !rec.attached_data.is_empty() {
+        let _ = writeln!(s, "attached data ({}):", rec.attached_data.len());
+        for (k, v) in &rec.attached_data {
+            let _ = writeln!(s, "  {}: {}", clean(k), or_dash(v));
+        }
+    }
     s.trim_end().to_string()
 }
 
@@ -352,6 +380,21 @@ mod tests {
                 at: "2026-11-24T09:00:00.000Z".to_string(),
                 by: "cli:ops".to_string(),
             }),
+            call_events: vec![crate::events::StoredEvent {
+                event_id: 3,
+                received_at: "2026-11-23T10:02:04.000Z".to_string(),
+                event: crate::events::CallEvent {
+                    event: "EventEstablished".to_string(),
+                    time: "2026-11-23T10:02:04.000Z".to_string(),
+                    conn_id: Some("006f02a5".to_string()),
+                    this_dn: Some("7001\x1b[2J".to_string()),
+                    agent_id: Some("alice".to_string()),
+                    ..Default::default()
+                },
+            }],
+            attached_data: [("CaseNumber".to_string(), "C-42\x1b[2J".to_string())]
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -431,6 +474,10 @@ mod tests {
             "  - 2026-11-23 10:02:33 participant-joined, participant p3, aor sip:7002@pbx",
             "dtmf (1):",
             "  - 5 at 2026-11-23 10:02:04 (+1200 ms, 100 ms) on label 1",
+            "call events (1):",
+            "  - 2026-11-23 10:02:04 EventEstablished, connid 006f02a5, dn 7001\\u{1b}[2J, agent alice",
+            "attached data (1):",
+            "  CaseNumber: C-42\\u{1b}[2J",
         ] {
             assert!(t.contains(v), "{v:?} missing in:\n{t}");
         }
