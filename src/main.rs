@@ -1165,7 +1165,6 @@ fn retention_cmd(args: RetentionArgs) -> anyhow::Result<()> {
         chrono::Utc::now(),
         &srs::lifecycle::Who::cli(),
         dry_run,
-        &srs::lifecycle::NoAttached,
     )?;
     print_report(&report, json, false)
 }

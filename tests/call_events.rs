@@ -936,3 +936,44 @@ fn a_hanging_webhook_receiver_delays_no_publication() {
     }
     assert!(*opened.lock().unwrap() <= 4, "max_in_flight holds");
 }
+
+// ------------------------------------------------- retention by attached data
+
+/// Issue 15's `attached.KEY` retention rules match the values call events
+/// attached: a recording whose call was marked `Case = GDPR-*` goes, the
+/// same kind of call without that value stays.
+#[test]
+fn retention_rules_match_attached_data() {
+    let srs = Server::start();
+    let marked = start_call(&srs, "calluuid=UUID-R1;connid=0d01;dn=7001", "ret-1").bye();
+    let other = start_call(&srs, "calluuid=UUID-R2;connid=0d02;dn=7001", "ret-2").bye();
+    wait_indexed(&srs, &marked, Duration::from_secs(15));
+    wait_indexed(&srs, &other, Duration::from_secs(15));
+    let ev = r#"[{"event":"EventAttachedDataChanged","call_uuid":"UUID-R1","user_data":{"Case":"GDPR-7"}},
+                {"event":"EventAttachedDataChanged","call_uuid":"UUID-R2","user_data":{"Case":"SALES-3"}}]"#;
+    assert_eq!(post_events(&srs, None, ev).status, 202);
+    wait_for("the attached data", Duration::from_secs(15), || {
+        (call_ids(&srs, &["--attached", "Case=GDPR-7"]) == [marked.clone()]).then_some(())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("retention.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\nrecordings = {:?}\n\n[[retention]]\nname = \"gdpr-cases\"\ndays = 0\nattached = {{ Case = \"GDPR-*\" }}\n",
+            srs.recordings.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = srs.cli(&[
+        "retention",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.contains(&marked) || out.contains("gdpr-cases"), "{out}");
+    let left = call_ids(&srs, &[]);
+    assert!(!left.contains(&marked), "the GDPR case is gone: {left:?}");
+    assert!(left.contains(&other), "the other call stays: {left:?}");
+}

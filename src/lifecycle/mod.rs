@@ -490,9 +490,9 @@ impl Lifecycle {
         now: chrono::DateTime<chrono::Utc>,
         trigger: &Who,
         dry_run: bool,
-        attached: &dyn Attached,
     ) -> Result<Report, LifecycleError> {
         let (_lock, ix) = self.begin()?;
+        let attached = retention::IndexAttached(ix.conn());
         let mut report = Report {
             dry_run,
             ..Default::default()
@@ -523,7 +523,7 @@ impl Lifecycle {
                         continue;
                     }
                 };
-                let Some(rule) = retention::rule_for(rules, &meta, attached) else {
+                let Some(rule) = retention::rule_for(rules, &meta, &attached) else {
                     continue;
                 };
                 if retention::due_at(&meta.started_at, rule.days).is_some_and(|t| t <= now) {

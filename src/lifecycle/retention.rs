@@ -17,8 +17,9 @@
 //!   recordings made before the User-Agent was kept match no vendor);
 //! - `status`: the status (`complete`, `recovered`, `truncated`...);
 //! - `attached.KEY`: a value attached to the call by call events (issue
-//!   14). HOOK: until call events exist, [`Attached`] finds no value and a
-//!   rule with `attached` matches nothing (the safe way: kept).
+//!   14): the latest value of the key ([`IndexAttached`], the index's
+//!   `recording_attached`). A recording with no such value is not matched
+//!   by the rule (the safe way: kept, or left to a later rule).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -57,16 +58,35 @@ pub struct RetentionRule {
 
 /// Values attached to a call by call events (issue 14): `(recording_id,
 /// key) -> value`.
-///
-/// HOOK(issue 14): call events are implemented in parallel; once they
-/// keep their values in the index, implement this over that table and
-/// pass it to [`super::Lifecycle::retention_run`]. [`NoAttached`] finds
-/// nothing meanwhile.
 pub trait Attached {
     fn value(&self, recording_id: &str, key: &str) -> Option<String>;
 }
 
-/// No call events yet: nothing is attached to any call.
+/// The values call events attached, as the index keeps them (the latest
+/// value of each key, `events::store`).
+pub struct IndexAttached<'a>(pub &'a rusqlite::Connection);
+
+impl Attached for IndexAttached<'_> {
+    fn value(&self, recording_id: &str, key: &str) -> Option<String> {
+        let r = self
+            .0
+            .prepare_cached(
+                "SELECT value FROM recording_attached WHERE recording_id = ?1 AND key = ?2",
+            )
+            .and_then(|mut s| s.query_row(rusqlite::params![recording_id, key], |r| r.get(0)));
+        match r {
+            Ok(v) => Some(v),
+            Err(rusqlite::Error::QueryReturnedNoRows) => None,
+            Err(e) => {
+                tracing::warn!(%recording_id, key, error = %e,
+                    "retention: cannot read attached data; the rule does not match");
+                None
+            }
+        }
+    }
+}
+
+/// Nothing attached to any call (rules' unit tests).
 pub struct NoAttached;
 
 impl Attached for NoAttached {
@@ -226,7 +246,7 @@ mod tests {
                 "name = \"a\"\ndays = 1\nrecord_dn = \"7001\"\nstatus = \"recovered\"",
                 false,
             ),
-            // HOOK(issue 14): no call events yet, nothing attached.
+            // Nothing attached: a rule on attached data does not match.
             ("name = \"a\"\ndays = 1\nattached = { case = \"*\" }", false),
         ] {
             let r = rule(&format!("[[retention]]\n{text}\n"));

@@ -5,7 +5,7 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use super::{Lifecycle, NoAttached, RetentionRule, Who};
+use super::{Lifecycle, RetentionRule, Who};
 
 /// The running job; dropping it stops the thread after its current run.
 pub struct RetentionJob {
@@ -39,13 +39,7 @@ pub fn start(
 fn run(life: &Lifecycle, rules: &[RetentionRule], every: Duration, stop: &Receiver<()>) {
     loop {
         let t = std::time::Instant::now();
-        match life.retention_run(
-            rules,
-            chrono::Utc::now(),
-            &Who::retention(),
-            false,
-            &NoAttached,
-        ) {
+        match life.retention_run(rules, chrono::Utc::now(), &Who::retention(), false) {
             Ok(r) => tracing::info!(
                 deleted = r.deleted.len(),
                 held = r.held.len(),

@@ -193,9 +193,7 @@ days = 1
         .try_into()
         .unwrap();
     let now = chrono::Utc::now();
-    let dry = life
-        .retention_run(&rules, now, &Who::cli(), true, &NoAttached)
-        .unwrap();
+    let dry = life.retention_run(&rules, now, &Who::cli(), true).unwrap();
     assert_eq!(
         dry.deleted
             .iter()
@@ -204,9 +202,7 @@ days = 1
         ["a"]
     );
     assert_eq!(ids(&index(&life)), ["a", "b", "c"]);
-    let done = life
-        .retention_run(&rules, now, &Who::cli(), false, &NoAttached)
-        .unwrap();
+    let done = life.retention_run(&rules, now, &Who::cli(), false).unwrap();
     assert_eq!(done.deleted[0].rule.as_deref(), Some("short"));
     assert_eq!(ids(&index(&life)), ["b", "c"]);
     let last = actions(&life).pop().unwrap();
