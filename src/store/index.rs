@@ -291,21 +291,30 @@ fn user_version(conn: &Connection) -> Result<u32, IndexError> {
 /// Applies the missing migration steps, each in its own transaction together
 /// with the bump of `user_version`. Returns how many steps ran.
 fn migrate(conn: &mut Connection) -> Result<usize, IndexError> {
-    let found = user_version(conn)?;
     let known = known_version();
-    if found > known {
-        return Err(IndexError::SchemaTooNew { found, known });
+    if user_version(conn)? == known {
+        return Ok(0);
     }
+    // Several processes may open a new or old index at once (the server's
+    // publisher and events threads, `srs list`): each step runs in a write
+    // transaction that reads the version again inside it, so a step
+    // another process applied meanwhile is never run twice.
     let mut ran = 0;
-    for (i, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction()?;
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found = user_version(&tx)?;
+        if found > known {
+            return Err(IndexError::SchemaTooNew { found, known });
+        }
+        let Some(step) = MIGRATIONS.get(found as usize) else {
+            return Ok(ran);
+        };
         tx.execute_batch(step)?;
-        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
-        tracing::info!(version = i + 1, "index schema migrated");
+        tracing::info!(version = found + 1, "index schema migrated");
         ran += 1;
     }
-    Ok(ran)
 }
 
 /// `started_at` as stored for sorting: RFC 3339 UTC with milliseconds, so
@@ -984,6 +993,31 @@ impl IndexWriter {
 mod tests {
     use super::*;
     use crate::recording::{DtmfMeta, EventMeta, ParticipantMeta};
+
+    /// Processes opening a new index at once (the server's threads and
+    /// `srs list`) each migrate it; a step is never run twice (it failed
+    /// with "duplicate column name" when the version was read outside the
+    /// step's transaction).
+    #[test]
+    fn concurrent_openers_migrate_once() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("index.sqlite");
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Index::open(&path).map(|_| ()))
+                })
+                .collect();
+            for h in handles {
+                h.join()
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+            let conn = Connection::open(&path).unwrap();
+            assert_eq!(user_version(&conn).unwrap(), known_version());
+        }
+    }
 
     fn rec(id: &str, call_id: &str, started_at: &str, aors: &[&str]) -> RecordingMeta {
         RecordingMeta {
