@@ -767,7 +767,22 @@ impl SipCore {
             Method::Bye => self.on_bye(now, peer, msg),
             Method::Cancel => self.on_cancel(now, peer, msg),
             Method::Options => {
-                let r = ResponseBuilder::new(&msg, 200, "OK", Some(&self.fresh_tag()))
+                // A dispatcher (Kamailio's `dispatcher`, OpenSIPS's
+                // `load_balancer`) probes recorders with OPTIONS and keeps
+                // choosing those that answer 2xx: while draining, the probe
+                // gets the same 503 and Retry-After a new INVITE would, so
+                // new sessions go to another recorder before this one stops.
+                let (code, reason) = if self.draining {
+                    Refusal::ShuttingDown.status()
+                } else {
+                    (200, "OK")
+                };
+                let mut b = ResponseBuilder::new(&msg, code, reason, Some(&self.fresh_tag()));
+                if self.draining {
+                    let (name, value) = Refusal::ShuttingDown.header();
+                    b = b.header(name, &value);
+                }
+                let r = b
                     .header("Allow", ALLOW)
                     .header("Accept", ACCEPT)
                     .header("Supported", SUPPORTED)

@@ -211,6 +211,31 @@ fn options_unknown_dialog_and_methods() {
     assert!(drain(&mut core).is_empty(), "ACK never gets a response");
 }
 
+/// A dispatcher's OPTIONS probe learns that a draining recorder is going
+/// away (503 with Retry-After, like a new INVITE), so it stops choosing it;
+/// before the drain the same probe gets 200.
+#[test]
+fn options_while_draining_get_503() {
+    let mut core = SipCore::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let probe = |n: u32| {
+        crlf(&format!("OPTIONS sip:srs@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-p{n}\nFrom: <sip:dispatcher@127.0.0.1>;tag={n}\nTo: <sip:srs@127.0.0.1>\nCall-ID: probe-{n}\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n"))
+    };
+    core.handle_input(t0, udp_peer(), &probe(1));
+    let ok = &drain(&mut core)[0];
+    assert_eq!(code(ok), 200);
+    assert_eq!(ok.header("Retry-After"), None);
+    core.drain();
+    core.handle_input(t0, udp_peer(), &probe(2));
+    let r = &drain(&mut core)[0];
+    assert_eq!(code(r), 503, "a draining recorder refuses the probe");
+    assert_eq!(r.header("Retry-After"), Some("30"));
+    assert!(r.tokens("Allow").contains(&"invite".to_string()));
+    // And a new INVITE gets the same answer.
+    core.handle_input(t0, udp_peer(), &crlf(SIPP_INVITE));
+    assert_eq!(code(&drain(&mut core)[0]), 503);
+}
+
 #[test]
 fn rejections_carry_reasons() {
     let mut core = SipCore::new(CoreConfig {
