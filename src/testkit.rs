@@ -255,3 +255,5 @@ pub fn bulky_recording(i: usize) -> crate::recording::RecordingMeta {
         .collect();
     m
 }
+
+pub mod pg;

@@ -32,8 +32,9 @@
 use std::sync::Arc;
 
 use rusqlite::functions::FunctionFlags;
-use rusqlite::types::{Value, ValueRef};
-use rusqlite::Connection;
+use rusqlite::types::ValueRef;
+
+use crate::store::db::{Db, DbError, Dialect, Value};
 
 use crate::filing::{glob, Directory, DnEntry};
 
@@ -151,7 +152,11 @@ impl Scope {
     /// The scope as one condition over `recordings r`, its parameters
     /// numbered from `?{first}`: `1` when unrestricted. A pattern without
     /// wildcards is an equality, which the columns' indexes serve.
-    pub(crate) fn to_sql(&self, first: usize) -> (String, Vec<Value>) {
+    pub(crate) fn to_sql(&self, first: usize, dialect: Dialect) -> (String, Vec<Value>) {
+        // PostgreSQL: srs_site is a function of the connection's own
+        // temporary schema (register_sql_functions), and geo_location is
+        // compared through lower() (there is no NOCASE).
+        let pg = dialect == Dialect::Postgres;
         let mut params: Vec<Value> = Vec::new();
         let mut conds: Vec<String> = Vec::new();
         // (patterns, the condition for one without wildcards, with them)
@@ -161,17 +166,33 @@ impl Scope {
                 |p| format!("r.record_dn = {p}"),
                 |p| format!("srs_glob({p}, r.record_dn)"),
             ),
-            (
-                &self.geo,
-                // geo_location is COLLATE NOCASE (ASCII), like srs_iglob.
-                |p| format!("r.geo_location = {p}"),
-                |p| format!("srs_iglob({p}, r.geo_location)"),
-            ),
-            (
-                &self.site,
-                |p| format!("srs_iglob({p}, srs_site(r.record_dn))"),
-                |p| format!("srs_iglob({p}, srs_site(r.record_dn))"),
-            ),
+            if pg {
+                (
+                    &self.geo,
+                    |p| format!("lower(r.geo_location) = lower({p})"),
+                    |p| format!("srs_iglob({p}, r.geo_location)"),
+                )
+            } else {
+                (
+                    &self.geo,
+                    // geo_location is COLLATE NOCASE (ASCII), like srs_iglob.
+                    |p| format!("r.geo_location = {p}"),
+                    |p| format!("srs_iglob({p}, r.geo_location)"),
+                )
+            },
+            if pg {
+                (
+                    &self.site,
+                    |p| format!("srs_iglob({p}, pg_temp.srs_site(r.record_dn))"),
+                    |p| format!("srs_iglob({p}, pg_temp.srs_site(r.record_dn))"),
+                )
+            } else {
+                (
+                    &self.site,
+                    |p| format!("srs_iglob({p}, srs_site(r.record_dn))"),
+                    |p| format!("srs_iglob({p}, srs_site(r.record_dn))"),
+                )
+            },
         ];
         for (patterns, exact, wild) in keys {
             if patterns.is_empty() {
@@ -192,20 +213,60 @@ impl Scope {
             conds.push(format!("({})", alts.join(" OR ")));
         }
         if conds.is_empty() {
-            ("1".to_string(), params)
+            ("TRUE".to_string(), params)
         } else {
             (conds.join(" AND "), params)
         }
     }
 }
 
-/// Installs on `conn` what scoped queries call: `srs_glob(pattern, text)`,
+/// SQL text literal (quotes doubled; PostgreSQL's standard strings keep
+/// backslashes as they are).
+fn pg_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Installs on `db` what scoped queries call: `srs_glob(pattern, text)`,
 /// `srs_iglob(pattern, text)` (ASCII case folded), both false on NULL, and
 /// `srs_site(dn)`: the site of `dn`'s directory entry, or NULL.
-pub fn register_sql_functions(
-    conn: &Connection,
-    directory: Arc<[DnEntry]>,
-) -> rusqlite::Result<()> {
+///
+/// On PostgreSQL the globs are functions of the schema
+/// ([`crate::store::pg_schema`]); `srs_site` is written from the directory
+/// into a function of this connection's temporary schema (exact entries
+/// first, then patterns in order, as [`Directory::lookup`]).
+pub fn register_sql_functions(db: &Db, directory: Arc<[DnEntry]>) -> Result<(), DbError> {
+    let Some(conn) = db.as_sqlite() else {
+        let mut cases = String::new();
+        for e in directory.iter().filter(|e| !e.dn.is_pattern()) {
+            cases.push_str(&format!(
+                " WHEN dn = {} THEN {}",
+                pg_literal(e.dn.as_str()),
+                e.site.as_deref().map_or("NULL".into(), pg_literal)
+            ));
+        }
+        for e in directory.iter().filter(|e| e.dn.is_pattern()) {
+            cases.push_str(&format!(
+                " WHEN srs_glob({}, dn) THEN {}",
+                pg_literal(e.dn.as_str()),
+                e.site.as_deref().map_or("NULL".into(), pg_literal)
+            ));
+        }
+        let body = if cases.is_empty() {
+            "SELECT NULL::TEXT".to_string()
+        } else {
+            format!("SELECT CASE{cases} END")
+        };
+        // A dollar-quote tag that the body cannot contain.
+        let mut tag = String::from("srs_site");
+        while body.contains(&format!("${tag}$")) {
+            tag.push('x');
+        }
+        db.execute_batch(&format!(
+            "CREATE OR REPLACE FUNCTION pg_temp.srs_site(dn TEXT) RETURNS TEXT
+             LANGUAGE sql STABLE AS ${tag}${body}${tag}$"
+        ))?;
+        return Ok(());
+    };
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     fn text<'a>(v: ValueRef<'a>) -> Option<&'a str> {
         match v {
@@ -315,15 +376,18 @@ mod tests {
         assert!(!s(&["site=*"]).matches(None, None, &d));
     }
 
+    /// The scope's SQL finds exactly what [`Scope::matches`] lets
+    /// through, on SQLite and on PostgreSQL.
     #[test]
     fn sql_matches_rust() {
-        let conn = Connection::open_in_memory().unwrap();
-        register_sql_functions(&conn, dir().into()).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE recordings (recording_id TEXT, record_dn TEXT,
-                                      geo_location TEXT COLLATE NOCASE)",
-        )
-        .unwrap();
+        crate::testkit::pg::each_backend("scope::sql_matches_rust", |at| {
+            let ix = crate::store::Index::open_at(at).unwrap();
+            sql_matches_rust_on(ix.conn());
+        });
+    }
+
+    fn sql_matches_rust_on(conn: &Db) {
+        register_sql_functions(conn, dir().into()).unwrap();
         let rows: &[(&str, Option<&str>, Option<&str>)] = &[
             ("a", Some("7001"), Some("Paris")),
             ("b", Some("7002"), Some("paris")),
@@ -332,11 +396,13 @@ mod tests {
             ("e", None, Some("paris")),
             ("f", Some("5000"), Some("EMEA-Paris")),
             ("g", Some("x' OR '1'='1"), None),
+            ("h", Some("70_1"), Some("par%s")),
         ];
         for (id, dn, geo) in rows {
             conn.execute(
-                "INSERT INTO recordings VALUES (?1, ?2, ?3)",
-                rusqlite::params![id, dn, geo],
+                "INSERT INTO recordings (recording_id, call_id, meta_json, record_dn, geo_location)
+                 VALUES (?1, ?1, '{}', ?2, ?3)",
+                crate::params![id, dn, geo],
             )
             .unwrap();
         }
@@ -345,9 +411,11 @@ mod tests {
             &["dn=70*"],
             &["dn=7001"],
             &["dn=7001", "dn=71*"],
+            &["dn=70?1"],
             &["geo=paris"],
             &["geo=PAR*"],
             &["geo=*paris"],
+            &["geo=par%s"],
             &["site=par-1"],
             &["site=PAR-*"],
             &["site=*"],
@@ -355,12 +423,13 @@ mod tests {
             &["dn=70*", "site=par-2"],
             &["dn=x' OR '1'='1"],
             &["geo=%"],
+            &["dn=70_1"],
         ];
         let d = dir();
         for items in scopes {
             let scope = Scope::parse(items).unwrap();
             // Parameters after two taken by a query.
-            let (sql, params) = scope.to_sql(3);
+            let (sql, params) = scope.to_sql(3, conn.dialect());
             let mut all = vec![Value::Integer(0), Value::Integer(0)];
             all.extend(params);
             let mut stmt = conn
@@ -369,7 +438,7 @@ mod tests {
                 ))
                 .unwrap();
             let got: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(all.iter()), |r| r.get(0))
+                .query_map(&all, |r| r.get(0))
                 .unwrap()
                 .map(Result::unwrap)
                 .collect();
@@ -378,7 +447,7 @@ mod tests {
                 .filter(|(_, dn, geo)| scope.matches(*dn, *geo, &d))
                 .map(|(id, _, _)| id.to_string())
                 .collect();
-            assert_eq!(got, want, "{items:?}: {sql}");
+            assert_eq!(got, want, "{:?} {items:?}: {sql}", conn.dialect());
         }
     }
 }

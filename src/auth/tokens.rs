@@ -10,7 +10,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::params;
+use crate::store::db::{Db, OptionalExt};
 
 use super::{hash_secret, new_secret, RandomError, Role, Scope, ScopeError};
 
@@ -31,7 +32,7 @@ pub enum TokenError {
     #[error("{0}")]
     Random(#[from] RandomError),
     #[error("index: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::store::db::DbError),
     #[error("index row of token {name}: {message}")]
     BadRow { name: String, message: String },
     /// The index or the audit trail could not be written.
@@ -76,7 +77,7 @@ fn now() -> String {
 /// Adds a token and returns its secret, within the caller's write
 /// transaction (so that its audit entry commits with it).
 pub fn add(
-    conn: &Connection,
+    conn: &Db,
     name: &str,
     role: Role,
     scope: &Scope,
@@ -105,7 +106,7 @@ pub fn add(
 
 /// Revokes the active token named `name`, within the caller's write
 /// transaction.
-pub fn revoke(conn: &Connection, name: &str) -> Result<(), TokenError> {
+pub fn revoke(conn: &Db, name: &str) -> Result<(), TokenError> {
     let n = conn.execute(
         "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
         params![name, now()],
@@ -117,25 +118,25 @@ pub fn revoke(conn: &Connection, name: &str) -> Result<(), TokenError> {
 }
 
 /// Every token, active and revoked, in the order they were made.
-pub fn list(conn: &Connection) -> Result<Vec<TokenInfo>, TokenError> {
+pub fn list(conn: &Db) -> Result<Vec<TokenInfo>, TokenError> {
     Ok(rows(conn)?.into_iter().map(|(_, t)| t).collect())
 }
 
 /// (hash, token) of every token.
-fn rows(conn: &Connection) -> Result<Vec<(String, TokenInfo)>, TokenError> {
+fn rows(conn: &Db) -> Result<Vec<(String, TokenInfo)>, TokenError> {
     let mut stmt = conn.prepare_cached(
         "SELECT name, hash, role, scopes, created_at, created_by, revoked_at
          FROM tokens ORDER BY id",
     )?;
     let raw = stmt.query_map([], |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, Option<String>>(6)?,
+            r.get::<String>(0)?,
+            r.get::<String>(1)?,
+            r.get::<String>(2)?,
+            r.get::<String>(3)?,
+            r.get::<String>(4)?,
+            r.get::<String>(5)?,
+            r.get::<Option<String>>(6)?,
         ))
     })?;
     let mut out = Vec::new();
@@ -177,7 +178,7 @@ pub struct TokenSet {
 impl TokenSet {
     /// Reads the tokens. A row that cannot be read is left out (and
     /// logged): it cannot be matched, which fails closed.
-    pub fn load(conn: &Connection) -> Result<TokenSet, TokenError> {
+    pub fn load(conn: &Db) -> Result<TokenSet, TokenError> {
         let any: i64 = conn.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))?;
         let mut active = HashMap::new();
         match rows(conn) {

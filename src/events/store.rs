@@ -23,7 +23,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::params;
+use crate::store::db::{Db, Dialect, OptionalExt};
 
 use super::{
     associate, conn_key, merge_attached, utc_millis, CallEvent, Candidate, RecordingKeys,
@@ -99,32 +100,32 @@ const MAX_RECORDINGS_PER_EVENT: usize = 100;
 /// same JSON: a connector posting again after a lost answer) is stored
 /// already.
 pub fn insert(
-    conn: &Connection,
+    conn: &Db,
     e: &CallEvent,
     received_at: &str,
-) -> rusqlite::Result<Option<i64>> {
+) -> crate::store::db::DbResult<Option<i64>> {
     let json = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
     let digest = crate::auth::sha256_hex(json.as_bytes());
-    let n = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO call_events
-                 (received_at, at, event, call_uuid, conn_key, prev_key, digest, json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
+    conn.prepare_cached(
+        "INSERT INTO call_events
+             (received_at, at, event, call_uuid, conn_key, prev_key, digest, json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT DO NOTHING RETURNING id",
+    )?
+    .query_row(params![
             received_at,
             e.time,
             e.event,
             e.call_uuid,
             e.conn_id.as_deref().map(conn_key),
             e.previous_conn_id.as_deref().map(conn_key),
-            digest,
-            json
-        ])?;
-    Ok((n > 0).then(|| conn.last_insert_rowid()))
+        digest,
+        json
+    ], |r| r.get(0))
+    .optional()
 }
 
-fn candidate(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
+fn candidate(r: &crate::store::db::Row) -> crate::store::db::DbResult<Candidate> {
     let at: String = r.get(1)?;
     Ok(Candidate {
         id: r.get(0)?,
@@ -143,20 +144,26 @@ const CANDIDATE_COLUMNS: &str = "id, at, call_uuid, conn_key, prev_key";
 /// ConnIDs between `from` and `to` (followed [`MAX_HOPS`] deep at most),
 /// each once, at most [`MAX_CANDIDATES`].
 fn reachable(
-    conn: &Connection,
+    conn: &Db,
     call_uuids: &[String],
     seeds: Vec<String>,
     from: &str,
     to: &str,
-) -> rusqlite::Result<Vec<Candidate>> {
+) -> crate::store::db::DbResult<Vec<Candidate>> {
     let mut seen: HashSet<i64> = HashSet::new();
     let mut out = Vec::new();
     let mut keys: HashSet<String> = seeds.iter().cloned().collect();
     let mut frontier = seeds;
     {
-        let mut by_uuid = conn.prepare_cached(&format!(
-            "SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE call_uuid = ?1"
-        ))?;
+        // call_uuid is NOCASE on SQLite, indexed on lower() on PostgreSQL.
+        let mut by_uuid = conn.prepare_cached(&match conn.dialect() {
+            Dialect::Sqlite => {
+                format!("SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE call_uuid = ?1")
+            }
+            Dialect::Postgres => format!(
+                "SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE lower(call_uuid) = lower(?1)"
+            ),
+        })?;
         for u in call_uuids {
             for c in by_uuid.query_map([u], candidate)? {
                 let c = c?;
@@ -201,7 +208,7 @@ fn reachable(
 }
 
 /// The events that may belong to a recording with `keys`.
-pub fn candidates(conn: &Connection, keys: &RecordingKeys) -> rusqlite::Result<Vec<Candidate>> {
+pub fn candidates(conn: &Db, keys: &RecordingKeys) -> crate::store::db::DbResult<Vec<Candidate>> {
     let (from, to) = keys.window();
     let from = from.map_or_else(|| "0".to_string(), utc_millis);
     let to = to.map_or_else(|| "9".to_string(), utc_millis);
@@ -213,7 +220,7 @@ pub fn candidates(conn: &Connection, keys: &RecordingKeys) -> rusqlite::Result<V
 /// The indexed recordings an event may belong to: those of its CallUUID,
 /// and those whose ConnID is reachable from its own (with the CallUUIDs
 /// met on the way).
-pub fn recordings_for(conn: &Connection, e: &CallEvent) -> rusqlite::Result<BTreeSet<String>> {
+pub fn recordings_for(conn: &Db, e: &CallEvent) -> crate::store::db::DbResult<BTreeSet<String>> {
     let at = e.at().unwrap_or_else(Utc::now);
     let span = CONN_ID_WINDOW_BEFORE + CONN_ID_WINDOW_AFTER;
     let (from, to) = (utc_millis(at - span), utc_millis(at + span));
@@ -235,8 +242,12 @@ pub fn recordings_for(conn: &Connection, e: &CallEvent) -> rusqlite::Result<BTre
         }
     }
     let mut out = BTreeSet::new();
-    let mut by_uuid =
-        conn.prepare_cached("SELECT recording_id FROM recordings WHERE call_uuid = ?1 LIMIT ?2")?;
+    let mut by_uuid = conn.prepare_cached(match conn.dialect() {
+        Dialect::Sqlite => "SELECT recording_id FROM recordings WHERE call_uuid = ?1 LIMIT ?2",
+        Dialect::Postgres => {
+            "SELECT recording_id FROM recordings WHERE lower(call_uuid) = lower(?1) LIMIT ?2"
+        }
+    })?;
     for u in &uuid_set {
         for id in by_uuid.query_map(params![u, MAX_RECORDINGS_PER_EVENT as i64], |r| r.get(0))? {
             out.insert(id?);
@@ -272,7 +283,7 @@ pub struct Relinked {
 }
 
 /// A recording's events in time order (then arrival order).
-pub fn events_of(conn: &Connection, recording_id: &str) -> rusqlite::Result<Vec<StoredEvent>> {
+pub fn events_of(conn: &Db, recording_id: &str) -> crate::store::db::DbResult<Vec<StoredEvent>> {
     let mut stmt = conn.prepare_cached(
         "SELECT e.id, e.received_at, e.json FROM call_event_links l
          JOIN call_events e ON e.id = l.event_id
@@ -280,9 +291,9 @@ pub fn events_of(conn: &Connection, recording_id: &str) -> rusqlite::Result<Vec<
     )?;
     let rows = stmt.query_map([recording_id], |r| {
         Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
+            r.get::<i64>(0)?,
+            r.get::<String>(1)?,
+            r.get::<String>(2)?,
         ))
     })?;
     let mut out = Vec::new();
@@ -310,11 +321,11 @@ pub fn events_of(conn: &Connection, recording_id: &str) -> rusqlite::Result<Vec<
 /// did not change (it was just replaced without its events). The caller
 /// holds the transaction.
 pub fn relink(
-    conn: &Connection,
+    conn: &Db,
     recording_id: &str,
     meta: Option<&RecordingMeta>,
     rewrite: bool,
-) -> rusqlite::Result<Relinked> {
+) -> crate::store::db::DbResult<Relinked> {
     let mut meta = match meta {
         Some(m) => m.clone(),
         None => {
@@ -340,7 +351,7 @@ pub fn relink(
             "SELECT event_id FROM call_event_links WHERE recording_id = ?1 ORDER BY event_id",
         )?;
         let rows = stmt.query_map([recording_id], |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>()?
+        rows.collect::<crate::store::db::DbResult<_>>()?
     };
     let changed = ids != old;
     let mut out = Relinked {
@@ -388,7 +399,9 @@ pub fn relink(
     conn.prepare_cached("UPDATE recordings SET meta_json = ?2 WHERE recording_id = ?1")?
         .execute(params![recording_id, json])?;
     if changed && !meta.path.is_empty() {
-        conn.prepare_cached("INSERT OR IGNORE INTO call_events_sync (recording_id) VALUES (?1)")?
+        conn.prepare_cached(
+            "INSERT INTO call_events_sync (recording_id) VALUES (?1) ON CONFLICT DO NOTHING",
+        )?
             .execute([recording_id])?;
     }
     out.meta = Some(meta);
@@ -398,7 +411,7 @@ pub fn relink(
 /// Removes what ties a recording to its events (its row is being removed
 /// from the index: reindex of a recording gone from the drop, deletion).
 /// The events stay: another recording of the call may take them.
-pub fn forget(conn: &Connection, recording_id: &str) -> rusqlite::Result<()> {
+pub fn forget(conn: &Db, recording_id: &str) -> crate::store::db::DbResult<()> {
     for table in [
         "call_event_links",
         "recording_attached",
@@ -414,9 +427,9 @@ pub fn forget(conn: &Connection, recording_id: &str) -> rusqlite::Result<()> {
 /// Recordings whose `call-events.json` waits to be written: id, drop path,
 /// and the recording's JSON.
 pub fn pending_sync(
-    conn: &Connection,
+    conn: &Db,
     limit: usize,
-) -> rusqlite::Result<Vec<(String, String, String)>> {
+) -> crate::store::db::DbResult<Vec<(String, String, String)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.recording_id, coalesce(r.path, ''), coalesce(r.meta_json, '')
          FROM call_events_sync s LEFT JOIN recordings r ON r.recording_id = s.recording_id
@@ -427,7 +440,7 @@ pub fn pending_sync(
 }
 
 /// The to-do of a recording done.
-pub fn synced(conn: &Connection, recording_id: &str) -> rusqlite::Result<()> {
+pub fn synced(conn: &Db, recording_id: &str) -> crate::store::db::DbResult<()> {
     conn.prepare_cached("DELETE FROM call_events_sync WHERE recording_id = ?1")?
         .execute([recording_id])?;
     Ok(())
@@ -577,7 +590,7 @@ mod tests {
                      UNION ALL SELECT id FROM call_events WHERE prev_key = ?1 AND at >= ?2 AND at <= ?3",
                 )
                 .unwrap();
-            stmt.query_map(params!["a", "0", "9"], |r| r.get::<_, String>(3))
+            stmt.query_map(params!["a", "0", "9"], |r| r.get::<String>(3))
                 .unwrap()
                 .map(Result::unwrap)
                 .collect()

@@ -584,7 +584,7 @@ impl Writer {
 
     fn token_change<T>(
         &mut self,
-        f: impl FnOnce(&rusqlite::Connection) -> Result<T, tokens::TokenError>,
+        f: impl FnOnce(&crate::store::db::Db) -> Result<T, tokens::TokenError>,
     ) -> Result<T, tokens::TokenError> {
         let ix = match self.index() {
             Ok(ix) => ix,

@@ -36,7 +36,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rusqlite::{params, OptionalExtension};
+use crate::params;
+use crate::store::db::OptionalExt;
 
 use crate::auth::Scope;
 use crate::filing::DnEntry;
@@ -71,7 +72,7 @@ pub enum LifecycleError {
     #[error("{0}")]
     Audit(#[from] AuditError),
     #[error("index: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::store::db::DbError),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -509,13 +510,29 @@ impl Lifecycle {
             crate::store::query::utc_millis(now - chrono::Duration::days(i64::from(min_days)));
         let mut due: Vec<(RecordingMeta, String, u32)> = Vec::new();
         {
+            // In pages (keyset on started_at, recording_id): a large index
+            // is never read into memory whole.
             let mut stmt = ix.conn().prepare(
-                "SELECT recording_id, meta_json FROM recordings WHERE started_at <= ?1
-                 ORDER BY started_at, recording_id",
+                "SELECT recording_id, meta_json, started_at FROM recordings
+                 WHERE started_at <= ?1 AND (started_at > ?2 OR (started_at = ?2 AND recording_id > ?3))
+                 ORDER BY started_at, recording_id LIMIT 1000",
             )?;
-            let mut rows = stmt.query(params![cutoff])?;
-            while let Some(row) = rows.next()? {
+            let (mut last_at, mut last_id) = (String::new(), String::new());
+            let mut rows = stmt.query(params![cutoff, last_at, last_id])?;
+            loop {
+                let row = match rows.next() {
+                    Some(row) => row,
+                    None => {
+                        rows = stmt.query(params![cutoff, last_at, last_id])?;
+                        match rows.next() {
+                            Some(row) => row,
+                            None => break,
+                        }
+                    }
+                };
                 let (id, json): (String, String) = (row.get(0)?, row.get(1)?);
+                last_at = row.get::<Option<String>>(2)?.unwrap_or_default();
+                last_id = id.clone();
                 let meta: RecordingMeta = match serde_json::from_str(&json) {
                     Ok(m) => m,
                     Err(e) => {

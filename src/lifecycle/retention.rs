@@ -64,7 +64,7 @@ pub trait Attached {
 
 /// The values call events attached, as the index keeps them (the latest
 /// value of each key, `events::store`).
-pub struct IndexAttached<'a>(pub &'a rusqlite::Connection);
+pub struct IndexAttached<'a>(pub &'a crate::store::db::Db);
 
 impl Attached for IndexAttached<'_> {
     fn value(&self, recording_id: &str, key: &str) -> Option<String> {
@@ -73,10 +73,10 @@ impl Attached for IndexAttached<'_> {
             .prepare_cached(
                 "SELECT value FROM recording_attached WHERE recording_id = ?1 AND key = ?2",
             )
-            .and_then(|mut s| s.query_row(rusqlite::params![recording_id, key], |r| r.get(0)));
+            .and_then(|mut s| s.query_row(crate::params![recording_id, key], |r| r.get(0)));
         match r {
             Ok(v) => Some(v),
-            Err(rusqlite::Error::QueryReturnedNoRows) => None,
+            Err(crate::store::db::DbError::NoRows) => None,
             Err(e) => {
                 tracing::warn!(%recording_id, key, error = %e,
                     "retention: cannot read attached data; the rule does not match");

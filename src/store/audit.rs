@@ -35,8 +35,8 @@
 //! `audit_recordings` indexes the recorded ids (for `--recording`); it is
 //! checked against the rows by [`verify`].
 
-use rusqlite::types::{Value, ValueRef};
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use crate::params;
+use crate::store::db::{Db, DbError, OptionalExt, Value};
 
 use super::query::{time_condition, utc_millis, QueryError};
 use crate::auth::sha256_hex;
@@ -54,11 +54,14 @@ pub const MAX_LIMIT: usize = 10_000;
 /// The first schema version with an audit trail.
 pub const AUDIT_VERSION: u32 = 3;
 
+/// Entries read at once by [`verify`].
+const VERIFY_PAGE: usize = 10_000;
+
 /// Why the audit trail could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit trail: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::store::db::DbError),
     #[error("audit trail: {0}")]
     Json(#[from] serde_json::Error),
     #[error("{0}")]
@@ -188,63 +191,65 @@ const COLUMNS: &str = "seq, at, actor, role, client, action, recording_ids, reco
 
 /// Any stored value as text (a value whose type was changed still reads,
 /// and then fails its hash).
-fn text(v: ValueRef<'_>) -> String {
+fn text(v: &Value) -> String {
     match v {
-        ValueRef::Null => String::new(),
-        ValueRef::Integer(i) => i.to_string(),
-        ValueRef::Real(f) => f.to_string(),
-        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+        Value::Null => String::new(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(f) => f.to_string(),
+        Value::Text(t) => t.clone(),
+        Value::Blob(t) => String::from_utf8_lossy(t).into_owned(),
     }
 }
 
-fn int(v: ValueRef<'_>) -> i64 {
+fn int(v: &Value) -> i64 {
     match v {
-        ValueRef::Integer(i) => i,
+        Value::Integer(i) => *i,
         other => text(other).parse().unwrap_or(-1),
     }
 }
 
-fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
-    Ok(Raw {
-        seq: int(r.get_ref(0)?),
-        at: text(r.get_ref(1)?),
-        actor: text(r.get_ref(2)?),
-        role: text(r.get_ref(3)?),
-        client: text(r.get_ref(4)?),
-        action: text(r.get_ref(5)?),
-        recording_ids: text(r.get_ref(6)?),
-        recording_count: int(r.get_ref(7)?),
-        filters: text(r.get_ref(8)?),
-        outcome: text(r.get_ref(9)?),
-        prev_hash: text(r.get_ref(10)?),
-        hash: text(r.get_ref(11)?),
-    })
+fn raw(r: &crate::store::db::Row) -> Raw {
+    Raw {
+        seq: int(r.value(0)),
+        at: text(r.value(1)),
+        actor: text(r.value(2)),
+        role: text(r.value(3)),
+        client: text(r.value(4)),
+        action: text(r.value(5)),
+        recording_ids: text(r.value(6)),
+        recording_count: int(r.value(7)),
+        filters: text(r.value(8)),
+        outcome: text(r.value(9)),
+        prev_hash: text(r.value(10)),
+        hash: text(r.value(11)),
+    }
 }
 
-/// Runs `f` in a write transaction taken at once (`BEGIN IMMEDIATE`):
-/// with a deferred one, two writers that both read first would both need
-/// to upgrade their lock, and SQLite fails one of them at once instead of
-/// letting it wait. Committed if `f` succeeds, rolled back otherwise.
-pub fn with_write<T, E: From<rusqlite::Error>>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, E>,
+/// Runs `f` in a write transaction taken at once ([`Db::write_transaction`]:
+/// `BEGIN IMMEDIATE` on SQLite; on PostgreSQL one advisory lock that every
+/// recorder sharing the index takes): with a deferred one, two writers
+/// that both read first would both need to upgrade their lock, and SQLite
+/// fails one of them at once instead of letting it wait; on PostgreSQL,
+/// two recorders would both read the same chain head and fork the chain.
+/// Committed if `f` succeeds, rolled back otherwise.
+pub fn with_write<T, E: From<DbError>>(
+    conn: &Db,
+    f: impl FnOnce(&Db) -> Result<T, E>,
 ) -> Result<T, E> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let out = f(conn).and_then(|v| conn.execute_batch("COMMIT").map(|()| v).map_err(E::from));
-    if out.is_err() && !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    out
+    let tx = conn.write_transaction()?;
+    let v = f(&tx)?;
+    tx.commit()?;
+    Ok(v)
 }
 
 /// Appends `entries` in one write transaction; returns their `seq`.
-pub fn append(conn: &Connection, entries: &[Entry]) -> Result<Vec<i64>, AuditError> {
+pub fn append(conn: &Db, entries: &[Entry]) -> Result<Vec<i64>, AuditError> {
     with_write(conn, |c| append_in(c, entries))
 }
 
 /// Appends `entries` within the caller's write transaction (begun with
 /// [`with_write`]).
-pub fn append_in(conn: &Connection, entries: &[Entry]) -> Result<Vec<i64>, AuditError> {
+pub fn append_in(conn: &Db, entries: &[Entry]) -> Result<Vec<i64>, AuditError> {
     let last: Option<(i64, String)> = conn
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -255,7 +260,7 @@ pub fn append_in(conn: &Connection, entries: &[Entry]) -> Result<Vec<i64>, Audit
         "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     ))?;
     let mut ins_id = conn.prepare_cached(
-        "INSERT OR IGNORE INTO audit_recordings (recording_id, seq) VALUES (?1, ?2)",
+        "INSERT INTO audit_recordings (recording_id, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     )?;
     for e in entries {
         seq += 1;
@@ -307,7 +312,7 @@ pub fn append_in(conn: &Connection, entries: &[Entry]) -> Result<Vec<i64>, Audit
 }
 
 /// `seq` and hash of the last entry, if any.
-pub fn head(conn: &Connection) -> Result<Option<(i64, String)>, AuditError> {
+pub fn head(conn: &Db) -> Result<Option<(i64, String)>, AuditError> {
     Ok(conn
         .query_row(
             "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
@@ -352,7 +357,7 @@ fn given(v: &Option<String>) -> Option<&str> {
 /// Reads the entries `q` selects, oldest first, handing each to `each`
 /// (which returns false to stop).
 pub fn read(
-    conn: &Connection,
+    conn: &Db,
     q: &AuditQuery,
     mut each: impl FnMut(Row) -> bool,
 ) -> Result<(), AuditError> {
@@ -383,11 +388,11 @@ pub fn read(
     }
     let limit = match q.limit {
         Some(l) => i64::try_from(l).unwrap_or(i64::MAX),
-        None => -1,
+        None => i64::MAX,
     };
     params.push(Value::Integer(limit));
     let where_sql = if conds.is_empty() {
-        "1".to_string()
+        "TRUE".to_string()
     } else {
         conds.join(" AND ")
     };
@@ -395,9 +400,8 @@ pub fn read(
         "SELECT {COLUMNS} FROM audit a WHERE {where_sql} ORDER BY a.seq LIMIT ?{}",
         params.len()
     ))?;
-    let mut rows = stmt.query(params_from_iter(params.iter()))?;
-    while let Some(r) = rows.next()? {
-        if !each(raw(r)?.into_row()) {
+    for r in stmt.query(&params)? {
+        if !each(raw(&r).into_row()) {
             break;
         }
     }
@@ -427,11 +431,27 @@ pub struct Broken {
 /// Checks the whole chain, oldest first: `seq` without gaps from 1, each
 /// `prev_hash` the hash of the entry before, each hash that of the entry's
 /// content, and `audit_recordings` exactly the ids each entry lists.
-pub fn verify(conn: &Connection) -> Result<Result<Verified, Broken>, AuditError> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
+pub fn verify(conn: &Db) -> Result<Result<Verified, Broken>, AuditError> {
+    // Read in pages of VERIFY_PAGE entries (by seq): a long trail is never
+    // held in memory whole.
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT {VERIFY_PAGE}"
+    ))?;
     let mut ids_of =
         conn.prepare("SELECT recording_id FROM audit_recordings WHERE seq = ?1 ORDER BY 1")?;
-    let mut rows = stmt.query([])?;
+    let mut after = i64::MIN;
+    let mut page = stmt.query([after])?;
+    let mut next_row = move || -> Result<Option<Raw>, AuditError> {
+        if let Some(r) = page.next() {
+            after = int(r.value(0));
+            return Ok(Some(raw(&r)));
+        }
+        page = stmt.query([after])?;
+        Ok(page.next().map(|r| {
+            after = int(r.value(0));
+            raw(&r)
+        }))
+    };
     let mut prev = GENESIS.to_string();
     let mut n: u64 = 0;
     let mut head: Option<i64> = None;
@@ -442,8 +462,7 @@ pub fn verify(conn: &Connection) -> Result<Result<Verified, Broken>, AuditError>
             intact: n,
         }))
     };
-    while let Some(r) = rows.next()? {
-        let row = raw(r)?;
+    while let Some(row) = next_row()? {
         let expected_seq = head.map_or(1, |h| h + 1);
         if row.seq != expected_seq {
             let reason = if expected_seq == 1 {
@@ -526,7 +545,7 @@ mod tests {
         }
     }
 
-    fn all(c: &Connection, q: &AuditQuery) -> Vec<Row> {
+    fn all(c: &Db, q: &AuditQuery) -> Vec<Row> {
         let mut out = Vec::new();
         read(c, q, |r| {
             out.push(r);
@@ -647,7 +666,7 @@ mod tests {
 
         // Whoever can write the file can drop the triggers: the chain
         // still tells.
-        let snapshot = |c: &Connection| {
+        let snapshot = |c: &Db| {
             c.execute_batch(
                 "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;
                  DROP TRIGGER audit_recordings_no_update; DROP TRIGGER audit_recordings_no_delete;",
@@ -703,7 +722,7 @@ mod tests {
             .query_row(
                 &format!("SELECT {COLUMNS} FROM audit WHERE seq = 2"),
                 [],
-                raw,
+                |r| Ok(raw(r)),
             )
             .unwrap();
         r.actor = "someone-else".into();

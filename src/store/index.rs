@@ -1,12 +1,18 @@
-//! The SQLite index of published recordings.
+//! The index of published recordings: a SQLite file (the default) or a
+//! PostgreSQL database shared by several recorders ([`super::backend`],
+//! `docs/scale-out.md`), through one connection API ([`super::db`]).
 //!
 //! The index is a cache of the `metadata.json` files of the drop: each row
 //! keeps the full object in `meta_json`, plus a few columns to search and
 //! sort on. It can always be rebuilt from [`super::FileDrop::scan`].
 //!
-//! The schema is versioned by `PRAGMA user_version`: [`MIGRATIONS`] is an
-//! ordered list of SQL steps, step `i` bringing the schema from version `i`
-//! to `i + 1`. Append steps; never edit a released one.
+//! The schema is versioned by `PRAGMA user_version` (SQLite) or the one row
+//! of `srs_schema` (PostgreSQL): [`MIGRATIONS`] is an ordered list of SQL
+//! steps, step `i` bringing the schema from version `i` to `i + 1`, and
+//! [`PG_MIGRATIONS`] the same steps in PostgreSQL's dialect, side by side
+//! (same tables, columns and indexes; text columns in the "C" collation so
+//! that they sort and compare byte-wise as SQLite's do). Append steps to
+//! both; never edit a released one.
 //!
 //! Tables (version 4; the call-event tables of step 4 are described in
 //! [`crate::events::store`]):
@@ -50,7 +56,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
+
+use super::backend::IndexAt;
+use super::db::{Db, DbError, Dialect, OptionalExt, Value};
+use crate::params;
 
 use super::drop::{DropError, FileDrop};
 use super::query::{utc_millis, Query, QueryError};
@@ -207,6 +217,12 @@ pub enum IndexError {
     /// Any SQLite error.
     #[error("index: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Any error of the connection (SQLite or PostgreSQL).
+    #[error("index: {0}")]
+    Db(#[from] DbError),
+    /// The PostgreSQL index is not usable as configured.
+    #[error("{0}")]
+    Target(#[from] super::backend::TargetError),
     /// The index was created by a newer version of this program.
     #[error("index schema version {found} is newer than this program knows ({known})")]
     SchemaTooNew { found: u32, known: u32 },
@@ -237,7 +253,7 @@ pub enum IndexError {
 /// A connection to the index.
 #[derive(Debug)]
 pub struct Index {
-    conn: Connection,
+    conn: Db,
     /// Schema version of the file as opened.
     version: u32,
     /// The file opened, to notice it deleted or replaced ([`Index::is_at`]).
@@ -329,7 +345,7 @@ fn sort_key(t: &str) -> String {
 
 /// Writes one recording and all its derived rows, replacing any previous
 /// version. The caller holds the transaction.
-pub(crate) fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), IndexError> {
+pub(crate) fn upsert_in(tx: &Db, meta: &RecordingMeta) -> Result<(), IndexError> {
     let json = serde_json::to_string(meta)?;
     let duration = i64::try_from(meta.duration_ms).unwrap_or(i64::MAX);
     let id = &meta.recording_id;
@@ -394,13 +410,15 @@ pub(crate) fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), Ind
             serde_json::to_string(&p.labels)?,
         ])?;
     }
-    let mut ins = tx
-        .prepare_cached("INSERT OR IGNORE INTO recording_dns (recording_id, dn) VALUES (?1, ?2)")?;
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO recording_dns (recording_id, dn) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?;
     for dn in meta.dns() {
         ins.execute(params![id, dn])?;
     }
     let mut ins = tx.prepare_cached(
-        "INSERT OR REPLACE INTO correlation (recording_id, key, value) VALUES (?1, ?2, ?3)",
+        "INSERT INTO correlation (recording_id, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (recording_id, key) DO UPDATE SET value = excluded.value",
     )?;
     for (k, v) in &meta.correlation {
         ins.execute(params![id, k, v])?;
@@ -445,7 +463,7 @@ pub(crate) fn upsert_in(tx: &Connection, meta: &RecordingMeta) -> Result<(), Ind
 /// Deletes one recording and all its derived rows (the audit trail keeps
 /// its entries). The caller holds the transaction. Returns the number of
 /// recordings deleted (0 or 1).
-pub(crate) fn delete_in(tx: &Connection, id: &str) -> Result<usize, IndexError> {
+pub(crate) fn delete_in(tx: &Db, id: &str) -> Result<usize, IndexError> {
     for table in [
         "participants",
         "recording_dns",
@@ -503,10 +521,66 @@ impl Index {
             }
         }
         Ok(Self {
-            conn,
+            conn: Db::sqlite(conn),
             version: known_version(),
             file: FileId::of(path).ok(),
         })
+    }
+
+    /// Opens or creates the index at `at` (SQLite: [`Index::open`];
+    /// PostgreSQL: connects and brings the schema up to date).
+    pub fn open_at(at: &IndexAt) -> Result<Self, IndexError> {
+        match at {
+            IndexAt::Sqlite(p) => Self::open(p),
+            IndexAt::Postgres(t) => {
+                let db = t.connect()?;
+                super::pg_schema::migrate(&db)?;
+                Ok(Self {
+                    conn: db,
+                    version: known_version(),
+                    file: None,
+                })
+            }
+        }
+    }
+
+    /// [`Index::open_existing`] at `at`. On PostgreSQL, `Ok(None)` when
+    /// the database has no schema yet (no recorder created it).
+    pub fn open_existing_at(at: &IndexAt) -> Result<Option<Self>, IndexError> {
+        match at {
+            IndexAt::Sqlite(p) => Self::open_existing(p),
+            IndexAt::Postgres(t) => {
+                let db = t.connect()?;
+                let Some(version) = super::pg_schema::version(&db)? else {
+                    return Ok(None);
+                };
+                Ok(Some(Self {
+                    conn: db,
+                    version,
+                    file: None,
+                }))
+            }
+        }
+    }
+
+    /// [`Index::open_existing_rw`] at `at` (PostgreSQL: the schema is
+    /// brought up to date when it exists).
+    pub fn open_existing_rw_at(at: &IndexAt) -> Result<Option<Self>, IndexError> {
+        match at {
+            IndexAt::Sqlite(p) => Self::open_existing_rw(p),
+            IndexAt::Postgres(t) => {
+                let db = t.connect()?;
+                if super::pg_schema::version(&db)?.is_none() {
+                    return Ok(None);
+                }
+                super::pg_schema::migrate(&db)?;
+                Ok(Some(Self {
+                    conn: db,
+                    version: known_version(),
+                    file: None,
+                }))
+            }
+        }
     }
 
     /// Opens an existing index read-only (for the CLI). `Ok(None)` if the
@@ -526,7 +600,7 @@ impl Index {
             return Err(IndexError::NotInitialised(path.to_path_buf()));
         }
         Ok(Some(Self {
-            conn,
+            conn: Db::sqlite(conn),
             version,
             file: FileId::of(path).ok(),
         }))
@@ -552,7 +626,7 @@ impl Index {
         }
         migrate(&mut conn)?;
         Ok(Some(Self {
-            conn,
+            conn: Db::sqlite(conn),
             version: known_version(),
             file: FileId::of(path).ok(),
         }))
@@ -561,8 +635,13 @@ impl Index {
     /// The connection, for the modules that keep their own tables in the
     /// index ([`crate::auth::tokens`], [`super::audit`]) and the tools
     /// that call them.
-    pub fn conn(&self) -> &Connection {
+    pub fn conn(&self) -> &Db {
         &self.conn
+    }
+
+    /// Which SQL the index speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.conn.dialect()
     }
 
     /// The schema version of the file as opened.
@@ -577,6 +656,15 @@ impl Index {
         match (self.file, FileId::of(path)) {
             (Some(open), Ok(now)) => open == now,
             _ => false,
+        }
+    }
+
+    /// [`Index::is_at`] for any index: on PostgreSQL, whether the
+    /// connection is still open (the server did not close it).
+    pub fn is_current(&self, at: &IndexAt) -> bool {
+        match at {
+            IndexAt::Sqlite(p) => self.is_at(p),
+            IndexAt::Postgres(_) => !self.conn.is_closed(),
         }
     }
 
@@ -618,7 +706,7 @@ impl Index {
     ) -> Result<ReindexReport, IndexError> {
         let before: std::collections::HashSet<String> = {
             let mut stmt = self.conn.prepare("SELECT recording_id FROM recordings")?;
-            let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let ids = stmt.query_map([], |r| r.get::<String>(0))?;
             ids.collect::<Result<_, _>>()?
         };
         let recs = drop.scan()?;
@@ -690,7 +778,7 @@ impl Index {
             &mut dyn Iterator<Item = Result<RecordingMeta, IndexError>>,
         ) -> Result<T, IndexError>,
     ) -> Result<T, IndexError> {
-        let mut filter = q.to_sql()?;
+        let mut filter = q.to_sql(self.dialect())?;
         if self.version < SEARCH_VERSION {
             return Err(IndexError::SchemaTooOld {
                 found: self.version,
@@ -698,7 +786,7 @@ impl Index {
             });
         }
         if !scope.is_unrestricted() {
-            let (sql, params) = scope.to_sql(filter.params.len() + 1);
+            let (sql, params) = scope.to_sql(filter.params.len() + 1, self.dialect());
             filter.where_sql = format!("({})\n   AND {sql}", filter.where_sql);
             filter.params.extend(params);
         }
@@ -711,7 +799,7 @@ impl Index {
                 "SELECT COUNT(*) FROM recordings r WHERE {}",
                 filter.where_sql
             ),
-            params_from_iter(filter.params.iter()),
+            &filter.params,
             |r| r.get(0),
         )?;
         let out = {
@@ -725,11 +813,9 @@ impl Index {
                 n + 2
             ))?;
             let mut page_params = filter.params.clone();
-            page_params.push(rusqlite::types::Value::Integer(limit));
-            page_params.push(rusqlite::types::Value::Integer(offset));
-            let rows = stmt.query_map(params_from_iter(page_params.iter()), |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
+            page_params.push(Value::Integer(limit));
+            page_params.push(Value::Integer(offset));
+            let rows = stmt.query_map(&page_params, |r| Ok((r.get(0)?, r.get(1)?)))?;
             let mut rows = rows.map(|row| {
                 let (id, json) = row?;
                 parse_row(id, json)
@@ -743,7 +829,7 @@ impl Index {
     /// Recordings, newest first (`started_at` then `recording_id`, descending),
     /// at most `limit` of them if given.
     pub fn list(&self, limit: Option<usize>) -> Result<Vec<RecordingMeta>, IndexError> {
-        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let mut stmt = self.conn.prepare(
             "SELECT recording_id, meta_json FROM recordings
              ORDER BY started_at DESC, recording_id DESC LIMIT ?1",
@@ -770,8 +856,8 @@ impl Index {
         id_or_call_id: &str,
         scope: &Scope,
     ) -> Result<Option<RecordingMeta>, IndexError> {
-        let (cond, scope_params) = scope.to_sql(2);
-        let mut all = vec![rusqlite::types::Value::Text(id_or_call_id.to_string())];
+        let (cond, scope_params) = scope.to_sql(2, self.dialect());
+        let mut all = vec![Value::Text(id_or_call_id.to_string())];
         all.extend(scope_params);
         let row: Option<(String, String)> = self
             .conn
@@ -780,7 +866,7 @@ impl Index {
                     "SELECT recording_id, meta_json FROM recordings r
                      WHERE recording_id = ?1 AND {cond}"
                 ),
-                params_from_iter(all.iter()),
+                &all,
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -794,7 +880,7 @@ impl Index {
                          AND {cond}
                          ORDER BY started_at DESC, recording_id DESC LIMIT 1"
                     ),
-                    params_from_iter(all.iter()),
+                    &all,
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?,
@@ -815,15 +901,18 @@ impl Index {
 /// QUERY PLAN`, one line per step): for the tests and docs/performance.md
 /// that show which indexes a search uses.
 pub fn explain_search(index: &Index, q: &Query) -> Result<String, IndexError> {
-    let filter = q.to_sql()?;
-    let mut stmt = index.conn.prepare(&format!(
-        "EXPLAIN QUERY PLAN SELECT r.recording_id, r.meta_json FROM recordings r
+    let filter = q.to_sql(index.dialect())?;
+    let page = format!(
+        "SELECT r.recording_id, r.meta_json FROM recordings r
          WHERE {} ORDER BY r.started_at DESC, r.recording_id DESC LIMIT 100",
         filter.where_sql
-    ))?;
-    let rows = stmt.query_map(params_from_iter(filter.params.iter()), |r| {
-        r.get::<_, String>(3)
-    })?;
+    );
+    let (sql, column) = match index.dialect() {
+        Dialect::Sqlite => (format!("EXPLAIN QUERY PLAN {page}"), 3),
+        Dialect::Postgres => (format!("EXPLAIN {page}"), 0),
+    };
+    let mut stmt = index.conn.prepare(&sql)?;
+    let rows = stmt.query_map(&filter.params, |r| r.get::<String>(column))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?.join("\n"))
 }
 
@@ -843,9 +932,13 @@ const FAULT_LOG_EVERY: Duration = Duration::from_secs(60);
 /// open (one stat): a file deleted or replaced (`srs reindex` into a new
 /// file, a restore) is reopened at its path, created if need be, and said in
 /// the log, instead of writing on into a file nobody reads.
+///
+/// On PostgreSQL the same holds: a server that is down, restarting or
+/// refusing connections is a fault like any other; the backlog waits, and
+/// a fresh connection is made for the next batch.
 #[derive(Debug)]
 pub struct IndexWriter {
-    path: PathBuf,
+    path: IndexAt,
     index: Option<Index>,
     backlog: Vec<RecordingMeta>,
     /// Since when the index has been failing, and when that was last logged.
@@ -856,9 +949,9 @@ pub struct IndexWriter {
 
 impl IndexWriter {
     /// Opens the index at `path` (an error is logged; the writer retries).
-    pub fn open(path: PathBuf) -> Self {
+    pub fn open(path: impl Into<IndexAt>) -> Self {
         let mut w = IndexWriter {
-            path,
+            path: path.into(),
             index: None,
             backlog: Vec::new(),
             failing: None,
@@ -883,22 +976,24 @@ impl IndexWriter {
     /// Opens the index unless the open connection is to the file at the path.
     fn connect(&mut self) -> Result<(), IndexError> {
         if let Some(ix) = &self.index {
-            if !ix.is_at(&self.path) {
-                let gone = !self.path.exists();
+            if !ix.is_current(&self.path) {
                 self.index = None;
-                let ix = Index::open(&self.path)?;
-                if gone {
-                    tracing::warn!(path = %self.path.display(),
-                        "the index file was deleted: created a new one at its path; run `srs reindex` to bring back the recordings published before");
-                } else {
-                    tracing::warn!(path = %self.path.display(),
-                        "the index file was replaced: reopened it at its path");
+                if let Some(path) = self.path.sqlite_path() {
+                    let gone = !path.exists();
+                    let ix = Index::open(path)?;
+                    if gone {
+                        tracing::warn!(path = %path.display(),
+                            "the index file was deleted: created a new one at its path; run `srs reindex` to bring back the recordings published before");
+                    } else {
+                        tracing::warn!(path = %path.display(),
+                            "the index file was replaced: reopened it at its path");
+                    }
+                    self.index = Some(ix);
                 }
-                self.index = Some(ix);
             }
         }
         if self.index.is_none() {
-            self.index = Some(Index::open(&self.path)?);
+            self.index = Some(Index::open_at(&self.path)?);
         }
         Ok(())
     }
@@ -937,7 +1032,7 @@ impl IndexWriter {
         match result {
             Ok(()) => {
                 if let Some((since, _)) = self.failing.take() {
-                    tracing::warn!(path = %self.path.display(), indexed_late = total,
+                    tracing::warn!(index = %self.path, indexed_late = total,
                         given_up = self.given_up, fault_s = since.elapsed().as_secs(),
                         "the index is usable again: the recordings published meanwhile are indexed");
                     if self.given_up > 0 {
@@ -974,13 +1069,13 @@ impl IndexWriter {
                     .take(20)
                     .map(|m| m.recording_id.as_str())
                     .collect();
-                tracing::error!(path = %self.path.display(), error = %e, waiting = self.backlog.len(),
+                tracing::error!(index = %self.path, error = %e, waiting = self.backlog.len(),
                     recording_ids = ?ids,
                     "index unusable: recordings still land in the drop and are indexed once it is usable again (or run `srs reindex`)");
             }
             Some((since, logged)) if now.duration_since(*logged) >= FAULT_LOG_EVERY => {
                 *logged = now;
-                tracing::error!(path = %self.path.display(), error = %e, waiting = self.backlog.len(),
+                tracing::error!(index = %self.path, error = %e, waiting = self.backlog.len(),
                     given_up = self.given_up, fault_s = since.elapsed().as_secs(),
                     "index still unusable");
             }
@@ -1062,7 +1157,7 @@ mod tests {
         let path = tmp.path().join("a/b/index.sqlite");
         let ix = Index::open(&path).unwrap();
         assert!(path.is_file());
-        assert_eq!(user_version(&ix.conn).unwrap(), known_version());
+        assert_eq!(user_version(ix.conn.as_sqlite().unwrap()).unwrap(), known_version());
         assert!(known_version() >= 1);
         let mode: String = ix
             .conn
@@ -1179,7 +1274,7 @@ mod tests {
         }
         let ix = Index::open(&path).unwrap();
         assert_eq!(ix.count().unwrap(), 1);
-        assert_eq!(user_version(&ix.conn).unwrap(), known_version());
+        assert_eq!(user_version(ix.conn.as_sqlite().unwrap()).unwrap(), known_version());
         let mut conn = Connection::open(&path).unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), 0);
         drop(conn);
@@ -1310,7 +1405,7 @@ mod tests {
             "INSERT INTO recordings
                  (recording_id, call_id, status, started_at, ended_at, duration_ms, source, path, meta_json)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
+            rusqlite::params![
                 meta.recording_id,
                 meta.call_id,
                 meta.status,
@@ -1327,7 +1422,7 @@ mod tests {
             conn.execute(
                 "INSERT INTO participants (recording_id, participant_id, aor, name, labels)
                  VALUES (?1, ?2, ?3, ?4, '[]')",
-                params![meta.recording_id, p.id, p.aor, p.name],
+                rusqlite::params![meta.recording_id, p.id, p.aor, p.name],
             )
             .unwrap();
         }
@@ -1397,7 +1492,7 @@ mod tests {
         drop(ro);
 
         let ix = Index::open(&path).unwrap();
-        assert_eq!(user_version(&ix.conn).unwrap(), known_version());
+        assert_eq!(user_version(ix.conn.as_sqlite().unwrap()).unwrap(), known_version());
         // The old row is there, without the new columns until reindexed.
         assert_eq!(
             ids(ix.search(&Query::default()).unwrap()),

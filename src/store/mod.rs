@@ -2,8 +2,10 @@
 //!
 //! - [`drop`](mod@drop): the file drop, where a recording's directory is published
 //!   atomically as `<root>/YYYY/MM/DD/<recording_id>/` with its `metadata.json`.
-//! - [`index`]: the SQLite index of published recordings, a cache that can be
-//!   rebuilt from [`FileDrop::scan`].
+//! - [`index`]: the index of published recordings (SQLite, or PostgreSQL
+//!   shared by several recorders), a cache that can be rebuilt from
+//!   [`FileDrop::scan`]; [`db`]: one connection API over both, [`backend`]:
+//!   where the index is (`storage.index`).
 //! - [`query`]: the search filters of `srs list` (and the HTTP API).
 //! - [`render`]: the text and JSON output of `srs list` and `srs show`.
 //! - [`recover`]: crash recovery: `incoming.json` written while recording,
@@ -18,11 +20,14 @@
 //! - [`crypt`]: encryption at rest (age, X25519 recipients).
 
 pub mod audit;
+pub mod backend;
 pub mod crypt;
+pub mod db;
 pub mod disk_guard;
 pub mod drop;
 pub mod index;
 pub mod integrity;
+pub mod pg_schema;
 pub mod publisher;
 pub mod query;
 pub mod recover;
@@ -41,5 +46,6 @@ pub fn index_path(
 ) -> std::path::PathBuf {
     index.map_or_else(|| recordings.join(INDEX_FILE), std::path::Path::to_path_buf)
 }
+pub use backend::IndexAt;
 pub use index::{Index, IndexError, IndexWriter, ReindexReport};
 pub use query::{Query, QueryError};

@@ -7,10 +7,12 @@
 //! formatted into the SQL text: each becomes a `?N` parameter.
 //!
 //! Case-insensitive comparisons (`call_uuid`, `geo`, `participant`) fold
-//! ASCII letters only (SQLite's `NOCASE` and `lower()`).
+//! ASCII letters only on SQLite (`NOCASE` and `lower()`); on PostgreSQL
+//! they compare `lower()`s (served by indexes on `lower(column)`), which
+//! also folds non-ASCII letters.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use rusqlite::types::Value;
+use super::db::{Dialect, Value};
 
 /// `limit` when none is given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -237,7 +239,7 @@ impl Query {
     }
 
     /// The `WHERE` clause over `recordings r` with its parameters.
-    pub(crate) fn to_sql(&self) -> Result<SqlFilter, QueryError> {
+    pub(crate) fn to_sql(&self, dialect: Dialect) -> Result<SqlFilter, QueryError> {
         self.validate()?;
         let mut conds: Vec<String> = Vec::new();
         let mut params: Vec<Value> = Vec::new();
@@ -278,7 +280,11 @@ impl Query {
             ));
         }
         if let Some(v) = value(&self.call_uuid) {
-            conds.push(format!("r.call_uuid = {} COLLATE NOCASE", bind(v)));
+            let p = bind(v);
+            conds.push(match dialect {
+                Dialect::Sqlite => format!("r.call_uuid = {p} COLLATE NOCASE"),
+                Dialect::Postgres => format!("lower(r.call_uuid) = lower({p})"),
+            });
         }
         if let Some(v) = value(&self.ani) {
             conds.push(format!("r.ani = {}", bind(v)));
@@ -287,7 +293,11 @@ impl Query {
             conds.push(format!("r.dnis = {}", bind(v)));
         }
         if let Some(v) = value(&self.geo) {
-            conds.push(format!("r.geo_location = {} COLLATE NOCASE", bind(v)));
+            let p = bind(v);
+            conds.push(match dialect {
+                Dialect::Sqlite => format!("r.geo_location = {p} COLLATE NOCASE"),
+                Dialect::Postgres => format!("lower(r.geo_location) = lower({p})"),
+            });
         }
         if let Some(v) = value(&self.status) {
             conds.push(format!("r.status = {}", bind(v)));
@@ -311,7 +321,7 @@ impl Query {
             }
         }
         let where_sql = if conds.is_empty() {
-            "1".to_string()
+            "TRUE".to_string()
         } else {
             conds.join("\n   AND ")
         };
@@ -329,8 +339,8 @@ mod tests {
         assert_eq!(q.validate(), Ok(()));
         assert_eq!(q.effective_limit(), DEFAULT_LIMIT);
         assert_eq!(q.effective_offset(), 0);
-        let f = q.to_sql().unwrap();
-        assert_eq!(f.where_sql, "1");
+        let f = q.to_sql(Dialect::Sqlite).unwrap();
+        assert_eq!(f.where_sql, "TRUE");
         assert!(f.params.is_empty());
         let q = Query {
             limit: Some(MAX_LIMIT),
@@ -369,7 +379,7 @@ mod tests {
                 "{e:?}"
             );
             assert!(e.to_string().contains(field), "{e}");
-            assert!(q.to_sql().is_err());
+            assert!(q.to_sql(Dialect::Sqlite).is_err());
         }
     }
 
@@ -380,7 +390,7 @@ mod tests {
             until: Some("2026-03-01".into()),
             ..Default::default()
         };
-        let f = q.to_sql().unwrap();
+        let f = q.to_sql(Dialect::Sqlite).unwrap();
         assert_eq!(
             f.params,
             vec![
@@ -400,7 +410,7 @@ mod tests {
             until: Some("2026-03-01T23:00:00Z".into()),
             ..Default::default()
         };
-        let f = q.to_sql().unwrap();
+        let f = q.to_sql(Dialect::Sqlite).unwrap();
         assert_eq!(
             f.params,
             vec![
@@ -429,7 +439,7 @@ mod tests {
             status: Some(evil.into()),
             ..Default::default()
         };
-        let f = q.to_sql().unwrap();
+        let f = q.to_sql(Dialect::Sqlite).unwrap();
         assert!(!f.where_sql.contains('\''), "{}", f.where_sql);
         assert_eq!(f.params.len(), 8);
         assert!(f.params.iter().all(|p| *p == Value::Text(evil.into())));
@@ -443,7 +453,7 @@ mod tests {
             record_dn: Some(" 1001 ".into()),
             ..Default::default()
         };
-        let f = q.to_sql().unwrap();
+        let f = q.to_sql(Dialect::Sqlite).unwrap();
         assert_eq!(f.params, vec![Value::Text("1001".into())]);
     }
 

@@ -13,7 +13,8 @@
 //! or its receiver left the config): the dead-letter list.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::params;
+use crate::store::db::{Db, OptionalExt};
 
 use super::WebhookConfig;
 
@@ -68,13 +69,13 @@ fn ms_to_rfc3339(ms: i64) -> String {
 /// returns how many deliveries were queued. The body is made once here, so
 /// that every retry sends the same bytes (and signature).
 pub fn enqueue(
-    conn: &Connection,
+    conn: &Db,
     hooks: &[WebhookConfig],
     event: &str,
     recording_id: Option<&str>,
     recording: &serde_json::Value,
     now: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
+) -> crate::store::db::DbResult<usize> {
     let mut n = 0;
     let mut ins = conn.prepare_cached(
         "INSERT INTO webhook_deliveries
@@ -106,7 +107,7 @@ pub fn enqueue(
 }
 
 /// Pending deliveries due at `now_ms`, soonest first, at most `limit`.
-pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> rusqlite::Result<Vec<Delivery>> {
+pub fn due(conn: &Db, now_ms: i64, limit: usize) -> crate::store::db::DbResult<Vec<Delivery>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, url, event, body, attempts, created_ms FROM webhook_deliveries
          WHERE status = 'pending' AND next_ms <= ?1 ORDER BY next_ms LIMIT ?2",
@@ -125,7 +126,7 @@ pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> rusqlite::Result<Vec
 }
 
 /// The receiver took it (2xx).
-pub fn delivered(conn: &Connection, id: &str, now: DateTime<Utc>) -> rusqlite::Result<()> {
+pub fn delivered(conn: &Db, id: &str, now: DateTime<Utc>) -> crate::store::db::DbResult<()> {
     conn.prepare_cached(
         "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1,
              last_at = ?2, done_at = ?2, last_error = NULL
@@ -137,12 +138,12 @@ pub fn delivered(conn: &Connection, id: &str, now: DateTime<Utc>) -> rusqlite::R
 
 /// An attempt failed: due again at `next_ms`, or dead (`None`).
 pub fn failed(
-    conn: &Connection,
+    conn: &Db,
     id: &str,
     error: &str,
     now: DateTime<Utc>,
     next_ms: Option<i64>,
-) -> rusqlite::Result<()> {
+) -> crate::store::db::DbResult<()> {
     let at = rfc3339(now);
     match next_ms {
         Some(next) => conn
@@ -164,7 +165,7 @@ pub fn failed(
 }
 
 /// A pending delivery whose receiver is no longer configured: dead.
-pub fn orphaned(conn: &Connection, id: &str, now: DateTime<Utc>) -> rusqlite::Result<()> {
+pub fn orphaned(conn: &Db, id: &str, now: DateTime<Utc>) -> crate::store::db::DbResult<()> {
     conn.prepare_cached(
         "UPDATE webhook_deliveries SET status = 'dead', done_at = ?2,
              last_error = 'no [[webhooks]] entry has this url any more'
@@ -177,7 +178,7 @@ pub fn orphaned(conn: &Connection, id: &str, now: DateTime<Utc>) -> rusqlite::Re
 /// Sends a dead (or pending) delivery again from now, with a fresh
 /// `retry_for`; the id and body stay (receivers deduplicate by id).
 /// `Ok(false)`: no such delivery, or it was delivered.
-pub fn retry(conn: &Connection, id: &str, now: DateTime<Utc>) -> rusqlite::Result<bool> {
+pub fn retry(conn: &Db, id: &str, now: DateTime<Utc>) -> crate::store::db::DbResult<bool> {
     let n = conn.execute(
         "UPDATE webhook_deliveries SET status = 'pending', next_ms = ?2, created_ms = ?2,
              done_at = NULL
@@ -188,7 +189,7 @@ pub fn retry(conn: &Connection, id: &str, now: DateTime<Utc>) -> rusqlite::Resul
 }
 
 /// Deliveries not yet delivered nor dead.
-pub fn backlog(conn: &Connection) -> rusqlite::Result<i64> {
+pub fn backlog(conn: &Db) -> crate::store::db::DbResult<i64> {
     conn.query_row(
         "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'",
         [],
@@ -197,7 +198,7 @@ pub fn backlog(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// Removes delivered rows older than [`KEEP_DELIVERED_MS`].
-pub fn prune(conn: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
+pub fn prune(conn: &Db, now_ms: i64) -> crate::store::db::DbResult<usize> {
     conn.execute(
         "DELETE FROM webhook_deliveries WHERE status = 'delivered' AND created_ms < ?1",
         [now_ms - KEEP_DELIVERED_MS],
@@ -206,7 +207,7 @@ pub fn prune(conn: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
 
 /// Deliveries, newest first: all, or only the dead ones (`failed`) plus
 /// the pending ones that failed at least once; at most `limit`.
-pub fn list(conn: &Connection, failed: bool, limit: usize) -> rusqlite::Result<Vec<DeliveryInfo>> {
+pub fn list(conn: &Db, failed: bool, limit: usize) -> crate::store::db::DbResult<Vec<DeliveryInfo>> {
     let filter = if failed {
         "WHERE status = 'dead' OR (status = 'pending' AND attempts > 0)"
     } else {
@@ -238,7 +239,7 @@ pub fn list(conn: &Connection, failed: bool, limit: usize) -> rusqlite::Result<V
 }
 
 /// One delivery's body (for `srs webhooks --show`... and tests).
-pub fn body(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
+pub fn body(conn: &Db, id: &str) -> crate::store::db::DbResult<Option<String>> {
     conn.query_row(
         "SELECT body FROM webhook_deliveries WHERE id = ?1",
         [id],
