@@ -235,8 +235,13 @@ impl MediaConfig {
 pub struct StorageConfig {
     /// The file drop.
     pub recordings: PathBuf,
-    /// SQLite index. Default: `index.sqlite` inside the drop.
+    /// The index: a SQLite file (default: `index.sqlite` inside the drop)
+    /// or a PostgreSQL database shared by several recorders,
+    /// `postgres://user@host:port/db?sslmode=...` (`docs/scale-out.md`).
     pub index: Option<PathBuf>,
+    /// The PostgreSQL password in a file (first line), when neither
+    /// `SRS_INDEX_PASSWORD` nor `PGPASSWORD` is set. Never in the URL.
+    pub index_password_file: Option<PathBuf>,
     /// Free space (MiB) under which new sessions get 503 and running
     /// recordings are ended and published while there is still room.
     pub min_free_mb: u64,
@@ -438,6 +443,7 @@ impl Default for StorageConfig {
         StorageConfig {
             recordings: PathBuf::from("./recordings"),
             index: None,
+            index_password_file: None,
             min_free_mb: 256,
         }
     }
@@ -487,8 +493,24 @@ impl Config {
         crate::store::index_path(&self.storage.recordings, self.storage.index.as_deref())
     }
 
+    /// Where the index is: the SQLite file of [`Config::index_path`], or
+    /// the PostgreSQL database of `storage.index` (its password read from
+    /// the environment or `storage.index_password_file`).
+    pub fn index_at(&self) -> Result<crate::store::IndexAt, ConfigError> {
+        crate::store::IndexAt::resolve(
+            &self.storage.recordings,
+            self.storage.index.as_deref(),
+            self.storage.index_password_file.as_deref(),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            key: "storage.index",
+            message: e.to_string(),
+        })
+    }
+
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.index_at()?;
         if self.sip.max_sessions == 0 {
             return Err(ConfigError::Invalid {
                 key: "sip.max_sessions",
@@ -613,6 +635,8 @@ mod tests {
             "advertised_address",
             "recordings",
             "index",
+            "index_password_file",
+            "postgres://",
             "[tls]",
             "cert",
             "key",

@@ -99,9 +99,11 @@ pub enum SetupError {
     #[error("refusing to serve the HTTP API on {addr}: the API tokens cannot be read from the index {path} ({reason}), so access control cannot be enforced")]
     TokensUnreadable {
         addr: SocketAddr,
-        path: PathBuf,
+        path: String,
         reason: String,
     },
+    #[error("{0}")]
+    Index(String),
     #[error("cannot start the API's access thread: {0}")]
     Thread(std::io::Error),
     #[error("{0}")]
@@ -111,7 +113,7 @@ pub enum SetupError {
 /// What the API needs, checked before it listens: the HTTPS set-up, the
 /// tokens in force, and whether the address may be served at all.
 pub struct ApiSetup {
-    index_path: PathBuf,
+    index_path: crate::store::IndexAt,
     drop_root: PathBuf,
     http: HttpConfig,
     directory: Arc<[DnEntry]>,
@@ -143,10 +145,10 @@ impl ApiSetup {
     pub fn prepare(config: &Config) -> Result<ApiSetup, SetupError> {
         let http = &config.http;
         let tls = https::acceptor(http)?;
-        let path = config.index_path();
+        let path = config.index_at().map_err(|e| SetupError::Index(e.to_string()))?;
         let addr = http.listen;
         let exposed = !addr.ip().is_loopback();
-        let read = match Index::open_existing(&path) {
+        let read = match Index::open_existing_at(&path) {
             Ok(Some(ix)) => TokenSet::load(ix.conn())
                 .map(|t| (t, audit::head(ix.conn()).ok().flatten()))
                 .map_err(|e| e.to_string()),
@@ -162,10 +164,14 @@ impl ApiSetup {
                 tokens
             }
             Err(reason) if exposed => {
-                return Err(SetupError::TokensUnreadable { addr, path, reason })
+                return Err(SetupError::TokensUnreadable {
+                    addr,
+                    path: path.to_string(),
+                    reason,
+                })
             }
             Err(reason) => {
-                tracing::error!(path = %path.display(), error = reason,
+                tracing::error!(index = %path, error = reason,
                     "the API tokens cannot be read: every API request is refused (401) until they can");
                 TokenSet::locked()
             }
@@ -401,7 +407,7 @@ impl IntoResponse for ApiError {
 /// under load piles up descriptors. A kept connection whose file was
 /// deleted or replaced (`srs reindex`, a restore) is dropped for a new one.
 struct IndexPool {
-    path: PathBuf,
+    path: crate::store::IndexAt,
     slots: Arc<Semaphore>,
     idle: std::sync::Mutex<Vec<Index>>,
     /// For the scopes' `site` (SQL functions on each connection).
@@ -417,7 +423,7 @@ impl std::fmt::Debug for IndexPool {
 }
 
 impl IndexPool {
-    fn new(path: PathBuf, n: usize, directory: Arc<[DnEntry]>) -> Self {
+    fn new(path: crate::store::IndexAt, n: usize, directory: Arc<[DnEntry]>) -> Self {
         IndexPool {
             path,
             slots: Arc::new(Semaphore::new(n.max(1))),
@@ -458,10 +464,10 @@ impl IndexPool {
         loop {
             let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
             match kept {
-                Some(index) if index.is_at(&self.path) => return Ok(Some(index)),
+                Some(index) if index.is_current(&self.path) => return Ok(Some(index)),
                 Some(_replaced) => continue,
                 None => {
-                    let Some(index) = Index::open_existing(&self.path)? else {
+                    let Some(index) = Index::open_existing_at(&self.path)? else {
                         return Ok(None);
                     };
                     crate::auth::scope::register_sql_functions(

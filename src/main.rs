@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use srs::auth::{tokens, Role, Scope};
 use srs::config::{Config, PortRange};
 use srs::store::audit::{self, AuditQuery};
-use srs::store::{render, FileDrop, Index, Query};
+use srs::store::{render, FileDrop, Index, IndexAt, Query};
 
 #[derive(Parser)]
 #[command(name = "srs", version, about = "SIPREC recording server (RFC 7866)")]
@@ -212,7 +212,7 @@ struct IndexArgs {
 }
 
 impl IndexArgs {
-    fn path(&self) -> PathBuf {
+    fn path(&self) -> IndexAt {
         index_path(&self.recordings, self.index.as_ref())
     }
 }
@@ -330,10 +330,10 @@ impl StoreArgs {
     /// read, nothing to audit).
     fn open_index(&self) -> anyhow::Result<Option<Index>> {
         let path = index_path(&self.recordings, self.index.as_ref());
-        Index::open_existing_rw(&path).with_context(|| {
+        Index::open_existing_rw_at(&path).with_context(|| {
             format!(
                 "opening index {} (srs list and show write the audit trail: they need write access to it)",
-                path.display()
+                path
             )
         })
     }
@@ -365,9 +365,18 @@ fn record(index: &Index, entry: audit::Entry) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--index`, else `<recordings>/index.sqlite`.
-fn index_path(recordings: &std::path::Path, index: Option<&PathBuf>) -> PathBuf {
-    srs::store::index_path(recordings, index.map(PathBuf::as_path))
+/// `--index` (a file, or `postgres://user@host:port/db`, its password
+/// from `SRS_INDEX_PASSWORD`, `PGPASSWORD` or the file named by
+/// `SRS_INDEX_PASSWORD_FILE`), else `<recordings>/index.sqlite`.
+fn index_path(recordings: &std::path::Path, index: Option<&PathBuf>) -> IndexAt {
+    let file = std::env::var_os("SRS_INDEX_PASSWORD_FILE").map(PathBuf::from);
+    match IndexAt::resolve(recordings, index.map(PathBuf::as_path), file.as_deref()) {
+        Ok(at) => at,
+        Err(e) => {
+            eprintln!("srs: {e}");
+            std::process::exit(2);
+        }
+    }
 }
 
 #[derive(Args)]
@@ -488,7 +497,7 @@ fn repair(args: RepairArgs) -> anyhow::Result<()> {
         out
     };
     let path = index_path(&args.recordings, args.index.as_ref());
-    let index = Index::open(&path).with_context(|| format!("opening index {}", path.display()))?;
+    let index = Index::open_at(&path).with_context(|| format!("opening index {}", path))?;
     for m in &recovered {
         index.upsert(m)?;
     }
@@ -648,7 +657,7 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
 
     let path = index_path(&args.recordings, args.index.as_ref());
-    let index = Index::open(&path).with_context(|| format!("opening index {}", path.display()))?;
+    let index = Index::open_at(&path).with_context(|| format!("opening index {}", path))?;
     let drop = FileDrop::new(&args.recordings);
     // Recordings removed from the drop by hand: dropped from the index and
     // audited as found missing (issue 15).
@@ -684,7 +693,7 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
             format!(
                 "reindexing {} into {}",
                 args.recordings.display(),
-                path.display()
+                path
             )
         });
     bar.finish_and_clear();
@@ -714,7 +723,7 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
     out(&format!(
         "reindexed {} recordings into {}",
         report.indexed,
-        path.display()
+        path
     ))?;
     Ok(())
 }
@@ -758,7 +767,7 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
             // Created if need be: the first admin token can be made before
             // the server first runs.
             let ix =
-                Index::open(&path).with_context(|| format!("opening index {}", path.display()))?;
+                Index::open_at(&path).with_context(|| format!("opening index {}", path))?;
             let filters =
                 serde_json::json!({ "name": name, "role": role, "scopes": scope.items() });
             let entry = cli_entry("token-add", Vec::new(), filters, "ok");
@@ -780,8 +789,8 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
         }
         TokenCommand::List { index, json } => {
             let path = index.path();
-            let list = match Index::open_existing(&path)
-                .with_context(|| format!("opening index {}", path.display()))?
+            let list = match Index::open_existing_at(&path)
+                .with_context(|| format!("opening index {}", path))?
             {
                 Some(ix) => tokens::list(ix.conn())?,
                 None => Vec::new(),
@@ -794,10 +803,10 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke { name, index } => {
             let path = index.path();
-            let Some(ix) = Index::open_existing_rw(&path)
-                .with_context(|| format!("opening index {}", path.display()))?
+            let Some(ix) = Index::open_existing_rw_at(&path)
+                .with_context(|| format!("opening index {}", path))?
             else {
-                bail!("no index at {}: no token to revoke", path.display());
+                bail!("no index at {}: no token to revoke", path);
             };
             let entry = cli_entry(
                 "token-revoke",
@@ -844,14 +853,14 @@ fn render_tokens(list: &[tokens::TokenInfo]) -> String {
 fn audit_cmd(args: AuditArgs) -> anyhow::Result<()> {
     let path = args.index.path();
     let Some(ix) =
-        Index::open_existing(&path).with_context(|| format!("opening index {}", path.display()))?
+        Index::open_existing_at(&path).with_context(|| format!("opening index {}", path))?
     else {
-        bail!("no index at {}", path.display());
+        bail!("no index at {}", path);
     };
     if ix.version() < audit::AUDIT_VERSION {
         bail!(
             "the index {} has no audit trail yet (schema version {}): it is added when srs serve next starts",
-            path.display(),
+            path,
             ix.version()
         );
     }
@@ -943,8 +952,8 @@ fn audit_cmd(args: AuditArgs) -> anyhow::Result<()> {
 // --- The life of a recording (issue 15). ---
 
 /// Lifecycle changes on the drop `recordings` and the index at `index`.
-fn lifecycle(recordings: &std::path::Path, index: &std::path::Path) -> srs::lifecycle::Lifecycle {
-    srs::lifecycle::Lifecycle::new(recordings, index.to_path_buf(), Vec::new().into())
+fn lifecycle(recordings: &std::path::Path, index: &IndexAt) -> srs::lifecycle::Lifecycle {
+    srs::lifecycle::Lifecycle::new(recordings, index.clone(), Vec::new().into())
 }
 
 fn hold_cmd(args: HoldArgs) -> anyhow::Result<()> {
@@ -1067,8 +1076,8 @@ fn verify_cmd(args: VerifyArgs) -> anyhow::Result<()> {
     use srs::store::integrity;
     let path = args.index.path();
     let root = &args.index.recordings;
-    let index = Index::open_existing_rw(&path)
-        .with_context(|| format!("opening index {}", path.display()))?;
+    let index = Index::open_existing_rw_at(&path)
+        .with_context(|| format!("opening index {}", path))?;
     let mut recs = Vec::new();
     let mut unknown = Vec::new();
     match &index {
@@ -1149,9 +1158,12 @@ fn retention_cmd(args: RetentionArgs) -> anyhow::Result<()> {
     let cfg = Config::load(&config)?;
     cfg.validate()?;
     let recordings = recordings.unwrap_or_else(|| cfg.storage.recordings.clone());
-    let index = index
-        .or_else(|| cfg.storage.index.clone())
-        .unwrap_or_else(|| srs::store::index_path(&recordings, None));
+    let mut cfg_index = cfg.clone();
+    cfg_index.storage.recordings = recordings.clone();
+    if let Some(i) = index {
+        cfg_index.storage.index = Some(i);
+    }
+    let index = cfg_index.index_at()?;
     let life = srs::lifecycle::Lifecycle::new(&recordings, index, cfg.directory.clone().into())
         .with_webhooks(&cfg.webhooks);
     if cfg.retention.is_empty() {
@@ -1172,10 +1184,10 @@ fn retention_cmd(args: RetentionArgs) -> anyhow::Result<()> {
 fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
     use srs::store::crypt::Decryptor;
     let path = args.index.path();
-    let Some(ix) = Index::open_existing_rw(&path)
-        .with_context(|| format!("opening index {} (srs export is audited)", path.display()))?
+    let Some(ix) = Index::open_existing_rw_at(&path)
+        .with_context(|| format!("opening index {} (srs export is audited)", path))?
     else {
-        bail!("no index at {}", path.display());
+        bail!("no index at {}", path);
     };
     let filters = serde_json::json!({ "id": args.id, "out": args.out });
     let Some(meta) = ix.get(&args.id)? else {
@@ -1269,10 +1281,10 @@ fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
     use srs::webhooks::outbox;
     let path = args.index.path();
     if let Some(id) = &args.retry {
-        let Some(ix) = Index::open_existing_rw(&path)
-            .with_context(|| format!("opening index {}", path.display()))?
+        let Some(ix) = Index::open_existing_rw_at(&path)
+            .with_context(|| format!("opening index {}", path))?
         else {
-            bail!("no index at {}", path.display());
+            bail!("no index at {}", path);
         };
         let entry = cli_entry(
             "webhook-retry",
@@ -1296,7 +1308,7 @@ fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let Some(ix) =
-        Index::open_existing(&path).with_context(|| format!("opening index {}", path.display()))?
+        Index::open_existing_at(&path).with_context(|| format!("opening index {}", path))?
     else {
         return Ok(());
     };

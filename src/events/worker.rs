@@ -133,7 +133,7 @@ impl std::fmt::Debug for Events {
 impl Events {
     /// Starts the events thread and the webhook delivery thread.
     pub fn start(
-        index_path: PathBuf,
+        index_path: crate::store::IndexAt,
         drop_root: PathBuf,
         hooks: Vec<WebhookConfig>,
         metrics: Arc<Metrics>,
@@ -148,7 +148,7 @@ impl Events {
         // the server's resting count (a failure is retried by the thread).
         // Never created here: the publisher's writer creates the index, and
         // a file made by this thread would hide a deleted index from it.
-        let index = Index::open_existing_rw(&index_path).ok().flatten();
+        let index = Index::open_existing_rw_at(&index_path).ok().flatten();
         let worker = Worker {
             path: index_path,
             index,
@@ -238,7 +238,7 @@ struct InFlight {
 }
 
 struct Worker {
-    path: PathBuf,
+    path: crate::store::IndexAt,
     index: Option<Index>,
     failing_since: Option<Instant>,
     drop_root: PathBuf,
@@ -281,13 +281,13 @@ impl Worker {
     }
 
     fn index(&mut self) -> Result<&Index, String> {
-        if self.index.as_ref().is_some_and(|ix| !ix.is_at(&self.path)) {
+        if self.index.as_ref().is_some_and(|ix| !ix.is_current(&self.path)) {
             self.index = None;
         }
         if self.index.is_none() {
-            match Index::open_existing_rw(&self.path) {
+            match Index::open_existing_rw_at(&self.path) {
                 Ok(Some(ix)) => self.index = Some(ix),
-                Ok(None) => return Err(format!("no index at {} yet", self.path.display())),
+                Ok(None) => return Err(format!("no index at {} yet", self.path)),
                 Err(e) => return Err(e.to_string()),
             }
         }
@@ -298,7 +298,7 @@ impl Worker {
         self.index = None;
         if self.failing_since.is_none() {
             self.failing_since = Some(Instant::now());
-            tracing::error!(path = %self.path.display(), error = e,
+            tracing::error!(index = %self.path, error = e,
                 "the events thread cannot write the index: call-event posts get 503, notifications and deliveries wait");
         }
     }

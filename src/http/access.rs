@@ -19,7 +19,6 @@
 //! SIP, media and publishing threads: an index busy or failing delays
 //! only API answers.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
@@ -198,7 +197,7 @@ impl Access {
     /// tokens (read at start, before listening). `audit: false` (benches
     /// only) writes nothing and starts no thread.
     pub fn start(
-        path: PathBuf,
+        path: crate::store::IndexAt,
         initial: TokenSet,
         directory: Arc<[DnEntry]>,
         audit: bool,
@@ -210,7 +209,7 @@ impl Access {
             // Opened now, before the API listens: its descriptor is part
             // of the server's resting count, and the first request does
             // not wait for it (a failure is retried by the thread).
-            let index = Index::open_existing_rw(&path).ok().flatten();
+            let index = Index::open_existing_rw_at(&path).ok().flatten();
             std::thread::Builder::new()
                 .name("srs-access".into())
                 .spawn(move || access_thread(path, index, rx, shared))?;
@@ -456,7 +455,7 @@ pub async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Ne
 /// consecutive audit entries in one transaction; the tokens reloaded
 /// every [`TOKEN_RELOAD`] and after each change.
 fn access_thread(
-    path: PathBuf,
+    path: crate::store::IndexAt,
     index: Option<Index>,
     jobs: Receiver<Job>,
     tokens: Arc<RwLock<Arc<TokenSet>>>,
@@ -503,20 +502,20 @@ fn access_thread(
 /// The access thread's connection: opened when needed, reopened when the
 /// index file was replaced or a write failed.
 struct Writer {
-    path: PathBuf,
+    path: crate::store::IndexAt,
     index: Option<Index>,
     failing_since: Option<Instant>,
 }
 
 impl Writer {
     fn index(&mut self) -> Result<&Index, String> {
-        if self.index.as_ref().is_some_and(|ix| !ix.is_at(&self.path)) {
+        if self.index.as_ref().is_some_and(|ix| !ix.is_current(&self.path)) {
             self.index = None;
         }
         if self.index.is_none() {
-            match Index::open_existing_rw(&self.path) {
+            match Index::open_existing_rw_at(&self.path) {
                 Ok(Some(ix)) => self.index = Some(ix),
-                Ok(None) => return Err(format!("no index at {}", self.path.display())),
+                Ok(None) => return Err(format!("no index at {}", self.path)),
                 Err(e) => return Err(e.to_string()),
             }
         }
@@ -527,7 +526,7 @@ impl Writer {
         self.index = None;
         if self.failing_since.is_none() {
             self.failing_since = Some(Instant::now());
-            tracing::error!(path = %self.path.display(), error = e,
+            tracing::error!(index = %self.path, error = e,
                 "the audit trail cannot be written: API requests are refused (503) until it can");
         }
     }
@@ -630,7 +629,7 @@ impl Writer {
         match loaded {
             Ok(mut set) => {
                 if cur.required && !set.required {
-                    tracing::warn!(path = %self.path.display(),
+                    tracing::warn!(index = %self.path,
                         "the index holds no token any more (deleted or replaced?): the API stays locked; add a token");
                     set.required = true;
                 }

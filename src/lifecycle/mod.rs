@@ -64,7 +64,7 @@ pub enum LifecycleError {
     #[error("recording {id} is under legal hold ({}): release it first", describe(.hold))]
     Held { id: String, hold: Hold },
     #[error("no index at {0}: nothing to change")]
-    NoIndex(PathBuf),
+    NoIndex(String),
     #[error("the recording's directory {0} is missing from the drop")]
     Missing(String),
     #[error("{0}")]
@@ -191,7 +191,7 @@ struct Locked {
 #[derive(Clone)]
 pub struct Lifecycle {
     drop: FileDrop,
-    index_path: PathBuf,
+    index_path: crate::store::IndexAt,
     /// For scopes with `site` (the SQL functions of `auth::scope`).
     directory: Arc<[DnEntry]>,
     replicas: Option<Arc<dyn Replicas>>,
@@ -211,10 +211,14 @@ impl std::fmt::Debug for Lifecycle {
 }
 
 impl Lifecycle {
-    pub fn new(root: impl Into<PathBuf>, index_path: PathBuf, directory: Arc<[DnEntry]>) -> Self {
+    pub fn new(
+        root: impl Into<PathBuf>,
+        index_path: impl Into<crate::store::IndexAt>,
+        directory: Arc<[DnEntry]>,
+    ) -> Self {
         Lifecycle {
             drop: FileDrop::new(root),
-            index_path,
+            index_path: index_path.into(),
             directory,
             replicas: None,
             webhooks: Arc::from(Vec::new()),
@@ -264,8 +268,8 @@ impl Lifecycle {
     /// The index, read-write, with the scope functions; settles the trash.
     fn begin(&self) -> Result<(Locked, Index), LifecycleError> {
         let lock = self.lock()?;
-        let ix = Index::open_existing_rw(&self.index_path)?
-            .ok_or_else(|| LifecycleError::NoIndex(self.index_path.clone()))?;
+        let ix = Index::open_existing_rw_at(&self.index_path)?
+            .ok_or_else(|| LifecycleError::NoIndex(self.index_path.to_string()))?;
         crate::auth::scope::register_sql_functions(ix.conn(), self.directory.clone())
             .map_err(IndexError::from)?;
         self.settle_trash(&ix)?;

@@ -40,7 +40,7 @@ fn ids(ix: &Index) -> Vec<String> {
 }
 
 fn index(life: &Lifecycle) -> Index {
-    Index::open_existing(&life.index_path).unwrap().unwrap()
+    Index::open_existing_at(&life.index_path).unwrap().unwrap()
 }
 
 fn actions(life: &Lifecycle) -> Vec<(String, String, Vec<String>, String)> {
@@ -100,7 +100,7 @@ fn a_held_recording_is_never_deleted_and_the_hold_survives_a_reindex() {
     assert!(!life.root().join(TRASH_DIR).join("r2").exists());
 
     // The index rebuilt from the drop keeps the hold.
-    let ix = Index::open(&life.index_path).unwrap();
+    let ix = Index::open_at(&life.index_path).unwrap();
     ix.reindex(&life.drop, |_, _| {}).unwrap();
     assert!(ix.get("r1").unwrap().unwrap().hold.is_some());
     drop(ix);
@@ -144,7 +144,7 @@ fn an_interrupted_deletion_is_settled_by_the_next_change() {
     std::fs::rename(life.root().join(&p1), trash.join("r1")).unwrap();
     // r2's rows deleted, its files left in the trash: they go.
     std::fs::rename(life.root().join(&p2), trash.join("r2")).unwrap();
-    let rw = Index::open(&life.index_path).unwrap();
+    let rw = Index::open_at(&life.index_path).unwrap();
     crate::store::index::delete_in(rw.conn(), "r2").unwrap();
     drop(rw);
     life.reconcile(&Who::cli()).unwrap();

@@ -76,6 +76,8 @@ pub enum ServerError {
     Http(#[from] crate::http::SetupError),
     #[error(transparent)]
     Crypt(#[from] crate::store::crypt::CryptError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Addresses actually bound (ports may have been 0 in the config).
@@ -149,7 +151,7 @@ impl Server {
         })?;
         // The index writer never fails the start: an unusable index is
         // logged and retried by the publisher thread, which owns it.
-        let mut index = IndexWriter::open(config.index_path());
+        let mut index = IndexWriter::open(config.index_at()?);
         // Recovered recordings are sealed (hashed, encrypted) like the others.
         let encryptor =
             crate::store::crypt::Encryptor::from_recipients(&config.encryption.recipients)?
@@ -233,7 +235,7 @@ impl Server {
         // Issue 14: call events, call-events.json and webhooks on their own
         // threads; the publisher only sends them a note.
         let events = crate::events::worker::Events::start(
-            config.index_path(),
+            config.index_at()?,
             config.storage.recordings.clone(),
             config.webhooks.clone(),
             health.metrics.clone(),
@@ -272,7 +274,7 @@ impl Server {
         let _retention = crate::lifecycle::schedule::start(
             crate::lifecycle::Lifecycle::new(
                 config.storage.recordings.clone(),
-                config.index_path(),
+                config.index_at()?,
                 config.directory.clone().into(),
             )
             .with_webhooks(&config.webhooks),

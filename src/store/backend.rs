@@ -277,10 +277,10 @@ impl PgTarget {
     /// A new connection. Must not be called on a thread that runs an
     /// async runtime (the client drives a small runtime of its own).
     pub fn connect(&self) -> Result<Db, DbError> {
-        let client = match &self.tls {
+        let client = super::db::off_runtime(|| match &self.tls {
             None => self.config.connect(postgres::NoTls),
             Some(tls) => self.config.connect(tls.clone()),
-        }?;
+        })?;
         Ok(Db::postgres(client))
     }
 }

@@ -369,7 +369,9 @@ impl<T> OptionalExt<T> for DbResult<T> {
 
 /// A PostgreSQL connection with its prepared statements.
 struct Pg {
-    client: postgres::Client,
+    /// Always `Some` but in `drop` (a client dropped on an async runtime
+    /// thread must be closed off it, as its own runtime blocks).
+    client: Option<postgres::Client>,
     /// Prepared statements by their SQL as written (with `?N`).
     stmts: HashMap<String, postgres::Statement>,
     in_tx: bool,
@@ -549,7 +551,34 @@ fn from_pg(row: &postgres::Row) -> DbResult<Row> {
     Ok(Row { values })
 }
 
+/// Runs `f` where the synchronous PostgreSQL client may block: on this
+/// thread, or, when this thread runs an async runtime (the client's own
+/// runtime cannot start inside another), on a scoped thread of its own.
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            off_runtime(move || drop(client));
+        }
+    }
+}
+
 impl Pg {
+    fn client(&mut self) -> &mut postgres::Client {
+        self.client
+            .as_mut()
+            .expect("the client is only taken by drop")
+    }
+
     fn statement(&mut self, sql: &str) -> DbResult<postgres::Statement> {
         if let Some(s) = self.stmts.get(sql) {
             return Ok(s.clone());
@@ -557,7 +586,7 @@ impl Pg {
         if self.stmts.len() >= MAX_PG_STATEMENTS {
             self.stmts.clear();
         }
-        let s = self.client.prepare(&pg_placeholders(sql))?;
+        let s = self.client().prepare(&pg_placeholders(sql))?;
         self.stmts.insert(sql.to_string(), s.clone());
         Ok(s)
     }
@@ -568,7 +597,7 @@ impl Pg {
             .iter()
             .map(|v| v as &(dyn postgres::types::ToSql + Sync))
             .collect();
-        let n = self.client.execute(&stmt, &refs)?;
+        let n = self.client().execute(&stmt, &refs)?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
@@ -578,7 +607,7 @@ impl Pg {
             .iter()
             .map(|v| v as &(dyn postgres::types::ToSql + Sync))
             .collect();
-        let rows = self.client.query(&stmt, &refs)?;
+        let rows = self.client().query(&stmt, &refs)?;
         rows.iter().map(from_pg).collect()
     }
 }
@@ -595,7 +624,7 @@ impl Db {
     pub fn postgres(client: postgres::Client) -> Db {
         Db {
             inner: Inner::Postgres(RefCell::new(Pg {
-                client,
+                client: Some(client),
                 stmts: HashMap::new(),
                 in_tx: false,
             })),
@@ -621,7 +650,7 @@ impl Db {
     pub fn is_closed(&self) -> bool {
         match &self.inner {
             Inner::Sqlite(_) => false,
-            Inner::Postgres(pg) => pg.borrow().client.is_closed(),
+            Inner::Postgres(pg) => pg.borrow().client.as_ref().is_none_or(|c| c.is_closed()),
         }
     }
 
@@ -632,7 +661,11 @@ impl Db {
             Inner::Sqlite(c) => Ok(c
                 .prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(values.into_iter().map(to_sqlite)))?),
-            Inner::Postgres(pg) => pg.borrow_mut().execute(sql, &values),
+            Inner::Postgres(pg) => {
+                let mut pg = pg.borrow_mut();
+                let pg = &mut *pg;
+                off_runtime(|| pg.execute(sql, &values))
+            }
         }
     }
 
@@ -640,7 +673,11 @@ impl Db {
     pub fn execute_batch(&self, sql: &str) -> DbResult<()> {
         match &self.inner {
             Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Inner::Postgres(pg) => Ok(pg.borrow_mut().client.batch_execute(sql)?),
+            Inner::Postgres(pg) => {
+                let mut pg = pg.borrow_mut();
+                let client = pg.client();
+                Ok(off_runtime(|| client.batch_execute(sql))?)
+            }
         }
     }
 
@@ -663,7 +700,11 @@ impl Db {
                 }
                 Ok(out)
             }
-            Inner::Postgres(pg) => pg.borrow_mut().query(sql, &values),
+            Inner::Postgres(pg) => {
+                let mut pg = pg.borrow_mut();
+                let pg = &mut *pg;
+                off_runtime(|| pg.query(sql, &values))
+            }
         }
     }
 
@@ -738,7 +779,8 @@ impl Db {
             Inner::Sqlite(c) => c.execute_batch(sql)?,
             Inner::Postgres(pg) => {
                 let mut pg = pg.borrow_mut();
-                pg.client.batch_execute(sql)?;
+                let client = pg.client();
+                off_runtime(|| client.batch_execute(sql))?;
                 pg.in_tx = true;
             }
         }
@@ -751,7 +793,8 @@ impl Db {
             Inner::Postgres(pg) => {
                 let mut pg = pg.borrow_mut();
                 pg.in_tx = false;
-                pg.client.batch_execute(sql)?;
+                let client = pg.client();
+                off_runtime(|| client.batch_execute(sql))?;
             }
         }
         Ok(())
