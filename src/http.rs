@@ -145,7 +145,9 @@ impl ApiSetup {
     pub fn prepare(config: &Config) -> Result<ApiSetup, SetupError> {
         let http = &config.http;
         let tls = https::acceptor(http)?;
-        let path = config.index_at().map_err(|e| SetupError::Index(e.to_string()))?;
+        let path = config
+            .index_at()
+            .map_err(|e| SetupError::Index(e.to_string()))?;
         let addr = http.listen;
         let exposed = !addr.ip().is_loopback();
         let read = match Index::open_existing_at(&path) {

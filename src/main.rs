@@ -689,13 +689,7 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
             }
             bar.set_position(done as u64);
         })
-        .with_context(|| {
-            format!(
-                "reindexing {} into {}",
-                args.recordings.display(),
-                path
-            )
-        });
+        .with_context(|| format!("reindexing {} into {}", args.recordings.display(), path));
     bar.finish_and_clear();
     let mut report = report?;
     report.removed += missing.len();
@@ -722,8 +716,7 @@ fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
     }
     out(&format!(
         "reindexed {} recordings into {}",
-        report.indexed,
-        path
+        report.indexed, path
     ))?;
     Ok(())
 }
@@ -766,8 +759,7 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
             let path = index.path();
             // Created if need be: the first admin token can be made before
             // the server first runs.
-            let ix =
-                Index::open_at(&path).with_context(|| format!("opening index {}", path))?;
+            let ix = Index::open_at(&path).with_context(|| format!("opening index {}", path))?;
             let filters =
                 serde_json::json!({ "name": name, "role": role, "scopes": scope.items() });
             let entry = cli_entry("token-add", Vec::new(), filters, "ok");
@@ -1076,8 +1068,8 @@ fn verify_cmd(args: VerifyArgs) -> anyhow::Result<()> {
     use srs::store::integrity;
     let path = args.index.path();
     let root = &args.index.recordings;
-    let index = Index::open_existing_rw_at(&path)
-        .with_context(|| format!("opening index {}", path))?;
+    let index =
+        Index::open_existing_rw_at(&path).with_context(|| format!("opening index {}", path))?;
     let mut recs = Vec::new();
     let mut unknown = Vec::new();
     match &index {
@@ -1281,8 +1273,8 @@ fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
     use srs::webhooks::outbox;
     let path = args.index.path();
     if let Some(id) = &args.retry {
-        let Some(ix) = Index::open_existing_rw_at(&path)
-            .with_context(|| format!("opening index {}", path))?
+        let Some(ix) =
+            Index::open_existing_rw_at(&path).with_context(|| format!("opening index {}", path))?
         else {
             bail!("no index at {}", path);
         };

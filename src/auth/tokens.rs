@@ -236,72 +236,81 @@ mod tests {
 
     #[test]
     fn add_list_revoke_and_reuse_a_name() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        let c = ix.conn();
-        assert!(!TokenSet::load(c).unwrap().required);
-        let scope = Scope::parse(&["geo=paris", "dn=70*"]).unwrap();
-        let s1 = add(c, "qm-paris", Role::Listener, &scope, "cli:root").unwrap();
-        assert!(matches!(
-            add(c, "qm-paris", Role::Viewer, &Scope::default(), "cli:root"),
-            Err(TokenError::Exists(_))
-        ));
-        assert!(matches!(
-            add(c, "bad name", Role::Viewer, &Scope::default(), "x"),
-            Err(TokenError::BadName(_))
-        ));
-        assert!(matches!(
-            add(c, "cli:root", Role::Viewer, &Scope::default(), "x"),
-            Err(TokenError::BadName(_))
-        ));
-        let set = TokenSet::load(c).unwrap();
-        assert!(set.required);
-        let t = set.lookup(&s1).unwrap();
-        assert_eq!((t.name.as_str(), t.role), ("qm-paris", Role::Listener));
-        assert_eq!(t.scope, scope);
-        assert!(set.lookup("srs_nope").is_none());
-        // The secret is nowhere in the index.
-        let stored: String = c
-            .query_row(
-                "SELECT group_concat(hash || scopes || name) FROM tokens",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert!(!stored.contains(&s1[4..]));
+        crate::testkit::pg::each_backend("add_list_revoke_and_reuse_a_name", |at| {
+            let ix = Index::open_at(at).unwrap();
+            let c = ix.conn();
+            assert!(!TokenSet::load(c).unwrap().required);
+            let scope = Scope::parse(&["geo=paris", "dn=70*"]).unwrap();
+            let s1 = add(c, "qm-paris", Role::Listener, &scope, "cli:root").unwrap();
+            assert!(matches!(
+                add(c, "qm-paris", Role::Viewer, &Scope::default(), "cli:root"),
+                Err(TokenError::Exists(_))
+            ));
+            assert!(matches!(
+                add(c, "bad name", Role::Viewer, &Scope::default(), "x"),
+                Err(TokenError::BadName(_))
+            ));
+            assert!(matches!(
+                add(c, "cli:root", Role::Viewer, &Scope::default(), "x"),
+                Err(TokenError::BadName(_))
+            ));
+            let set = TokenSet::load(c).unwrap();
+            assert!(set.required);
+            let t = set.lookup(&s1).unwrap();
+            assert_eq!((t.name.as_str(), t.role), ("qm-paris", Role::Listener));
+            assert_eq!(t.scope, scope);
+            assert!(set.lookup("srs_nope").is_none());
+            // The secret is nowhere in the index.
+            let stored: String = c
+                .query_row(
+                    match c.dialect() {
+                    crate::store::db::Dialect::Sqlite => {
+                        "SELECT group_concat(hash || scopes || name) FROM tokens"
+                    }
+                    crate::store::db::Dialect::Postgres => {
+                        "SELECT string_agg(hash || scopes || name, ',') FROM tokens"
+                    }
+                },
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert!(!stored.contains(&s1[4..]));
 
-        revoke(c, "qm-paris").unwrap();
-        assert!(matches!(
-            revoke(c, "qm-paris"),
-            Err(TokenError::NoSuchToken(_))
-        ));
-        let set = TokenSet::load(c).unwrap();
-        assert!(set.lookup(&s1).is_none());
-        assert!(set.required, "revoked tokens still lock the API");
-        // The name is free again; the old secret stays dead.
-        let s2 = add(c, "qm-paris", Role::Viewer, &Scope::default(), "admin-1").unwrap();
-        let set = TokenSet::load(c).unwrap();
-        assert!(set.lookup(&s1).is_none());
-        assert_eq!(set.lookup(&s2).unwrap().role, Role::Viewer);
-        let all = list(c).unwrap();
-        assert_eq!(all.len(), 2);
-        assert!(all[0].revoked_at.is_some());
-        assert_eq!(all[0].scopes, ["dn=70*", "geo=paris"]);
-        assert_eq!(all[1].created_by, "admin-1");
-        let json = serde_json::to_string(&all).unwrap();
-        assert!(!json.contains("hash") && !json.contains(&s2[4..]), "{json}");
+            revoke(c, "qm-paris").unwrap();
+            assert!(matches!(
+                revoke(c, "qm-paris"),
+                Err(TokenError::NoSuchToken(_))
+            ));
+            let set = TokenSet::load(c).unwrap();
+            assert!(set.lookup(&s1).is_none());
+            assert!(set.required, "revoked tokens still lock the API");
+            // The name is free again; the old secret stays dead.
+            let s2 = add(c, "qm-paris", Role::Viewer, &Scope::default(), "admin-1").unwrap();
+            let set = TokenSet::load(c).unwrap();
+            assert!(set.lookup(&s1).is_none());
+            assert_eq!(set.lookup(&s2).unwrap().role, Role::Viewer);
+            let all = list(c).unwrap();
+            assert_eq!(all.len(), 2);
+            assert!(all[0].revoked_at.is_some());
+            assert_eq!(all[0].scopes, ["dn=70*", "geo=paris"]);
+            assert_eq!(all[1].created_by, "admin-1");
+            let json = serde_json::to_string(&all).unwrap();
+            assert!(!json.contains("hash") && !json.contains(&s2[4..]), "{json}");
+        });
     }
 
     #[test]
     fn a_row_that_cannot_be_read_fails_closed() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        let c = ix.conn();
-        let s = add(c, "a", Role::Admin, &Scope::default(), "x").unwrap();
-        c.execute("UPDATE tokens SET role = 'root'", []).unwrap();
-        let set = TokenSet::load(c).unwrap();
-        assert!(set.required);
-        assert!(set.lookup(&s).is_none());
-        assert!(list(c).is_err());
+        crate::testkit::pg::each_backend("a_row_that_cannot_be_read_fails_closed", |at| {
+            let ix = Index::open_at(at).unwrap();
+            let c = ix.conn();
+            let s = add(c, "a", Role::Admin, &Scope::default(), "x").unwrap();
+            c.execute("UPDATE tokens SET role = 'root'", []).unwrap();
+            let set = TokenSet::load(c).unwrap();
+            assert!(set.required);
+            assert!(set.lookup(&s).is_none());
+            assert!(list(c).is_err());
+        });
     }
 }

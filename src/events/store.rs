@@ -22,9 +22,9 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use chrono::{DateTime, Utc};
 use crate::params;
 use crate::store::db::{Db, Dialect, OptionalExt};
+use chrono::{DateTime, Utc};
 
 use super::{
     associate, conn_key, merge_attached, utc_millis, CallEvent, Candidate, RecordingKeys,
@@ -112,16 +112,19 @@ pub fn insert(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT DO NOTHING RETURNING id",
     )?
-    .query_row(params![
+    .query_row(
+        params![
             received_at,
             e.time,
             e.event,
             e.call_uuid,
             e.conn_id.as_deref().map(conn_key),
             e.previous_conn_id.as_deref().map(conn_key),
-        digest,
-        json
-    ], |r| r.get(0))
+            digest,
+            json
+        ],
+        |r| r.get(0),
+    )
     .optional()
 }
 
@@ -290,11 +293,7 @@ pub fn events_of(conn: &Db, recording_id: &str) -> crate::store::db::DbResult<Ve
          WHERE l.recording_id = ?1 ORDER BY e.at, e.id",
     )?;
     let rows = stmt.query_map([recording_id], |r| {
-        Ok((
-            r.get::<i64>(0)?,
-            r.get::<String>(1)?,
-            r.get::<String>(2)?,
-        ))
+        Ok((r.get::<i64>(0)?, r.get::<String>(1)?, r.get::<String>(2)?))
     })?;
     let mut out = Vec::new();
     for row in rows {
@@ -402,7 +401,7 @@ pub fn relink(
         conn.prepare_cached(
             "INSERT INTO call_events_sync (recording_id) VALUES (?1) ON CONFLICT DO NOTHING",
         )?
-            .execute([recording_id])?;
+        .execute([recording_id])?;
     }
     out.meta = Some(meta);
     Ok(out)
@@ -496,107 +495,117 @@ mod tests {
 
     #[test]
     fn events_before_and_after_publication_reach_the_recording_and_its_searches() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        // Before the recording exists: stored, tied to nothing.
-        let touched = post(
-            &ix,
-            r#"[{"event":"EventRinging","time":"2026-11-23T09:59:50Z","conn_id":"00A1","this_dn":"7001","user_data":{"case":"C-1"}},
+        crate::testkit::pg::each_backend(
+            "events_before_and_after_publication_reach_the_recording_and_its_searches",
+            |at| {
+                let ix = Index::open_at(at).unwrap();
+                // Before the recording exists: stored, tied to nothing.
+                let touched = post(
+                    &ix,
+                    r#"[{"event":"EventRinging","time":"2026-11-23T09:59:50Z","conn_id":"00A1","this_dn":"7001","user_data":{"case":"C-1"}},
                 {"event":"EventEstablished","time":"2026-11-23T10:00:01Z","call_uuid":"U-1","conn_id":"00a1","agent_id":"alice"}]"#,
-        );
-        assert!(touched.is_empty());
-        // Publication: the upsert ties them in its own transaction.
-        ix.upsert(&meta("r1", Some("u-1"), Some("00a1"))).unwrap();
-        let got = ix.get("r1").unwrap().unwrap();
-        assert_eq!(got.call_events.len(), 2);
-        assert_eq!(got.call_events[0].event.event, "EventRinging");
-        assert_eq!(got.attached_data["case"], "C-1");
-        let pending = pending_sync(ix.conn(), 10).unwrap();
-        assert_eq!(pending.len(), 1, "call-events.json to write");
-        // After: a transfer's new ConnID, then wrap-up data on it.
-        let touched = post(
-            &ix,
-            r#"[{"event":"EventPartyChanged","time":"2026-11-23T10:03:00Z","conn_id":"00b2","previous_conn_id":"00a1","this_dn":"7002"},
+                );
+                assert!(touched.is_empty());
+                // Publication: the upsert ties them in its own transaction.
+                ix.upsert(&meta("r1", Some("u-1"), Some("00a1"))).unwrap();
+                let got = ix.get("r1").unwrap().unwrap();
+                assert_eq!(got.call_events.len(), 2);
+                assert_eq!(got.call_events[0].event.event, "EventRinging");
+                assert_eq!(got.attached_data["case"], "C-1");
+                let pending = pending_sync(ix.conn(), 10).unwrap();
+                assert_eq!(pending.len(), 1, "call-events.json to write");
+                // After: a transfer's new ConnID, then wrap-up data on it.
+                let touched = post(
+                    &ix,
+                    r#"[{"event":"EventPartyChanged","time":"2026-11-23T10:03:00Z","conn_id":"00b2","previous_conn_id":"00a1","this_dn":"7002"},
                 {"event":"EventAttachedDataChanged","time":"2026-11-23T13:00:00Z","conn_id":"00B2","user_data":{"case":"C-2","disposition":"sale"}}]"#,
+                );
+                assert_eq!(touched.into_iter().collect::<Vec<_>>(), ["r1"]);
+                let got = ix.get("r1").unwrap().unwrap();
+                assert_eq!(got.call_events.len(), 4);
+                assert_eq!(got.attached_data["case"], "C-2");
+                // A re-upsert (reindex) keeps them.
+                ix.upsert(&meta("r1", Some("u-1"), Some("00a1"))).unwrap();
+                assert_eq!(ix.get("r1").unwrap().unwrap().call_events.len(), 4);
+                // Searches.
+                ix.upsert(&meta("other", None, Some("ffff"))).unwrap();
+                let q = |f: &dyn Fn(&mut Query)| {
+                    let mut q = Query::default();
+                    f(&mut q);
+                    ids(&ix, q)
+                };
+                assert_eq!(
+                    q(&|q| q.attached = vec![("case".into(), "C-2".into())]),
+                    ["r1"]
+                );
+                assert!(
+                    q(&|q| q.attached = vec![("case".into(), "C-1".into())]).is_empty(),
+                    "latest wins"
+                );
+                assert_eq!(
+                    q(&|q| q.attached = vec![
+                        ("case".into(), "C-2".into()),
+                        ("disposition".into(), "sale".into())
+                    ]),
+                    ["r1"]
+                );
+                assert!(q(&|q| q.attached = vec![
+                    ("case".into(), "C-2".into()),
+                    ("disposition".into(), "none".into())
+                ])
+                .is_empty());
+                for dn in ["7001", "7002", "alice"] {
+                    assert_eq!(q(&|q| q.dn = Some(dn.into())), ["r1"], "{dn}");
+                }
+                // Forgetting the recording leaves the events for another.
+                forget(ix.conn(), "r1").unwrap();
+                assert!(q(&|q| q.dn = Some("7002".into())).is_empty());
+            },
         );
-        assert_eq!(touched.into_iter().collect::<Vec<_>>(), ["r1"]);
-        let got = ix.get("r1").unwrap().unwrap();
-        assert_eq!(got.call_events.len(), 4);
-        assert_eq!(got.attached_data["case"], "C-2");
-        // A re-upsert (reindex) keeps them.
-        ix.upsert(&meta("r1", Some("u-1"), Some("00a1"))).unwrap();
-        assert_eq!(ix.get("r1").unwrap().unwrap().call_events.len(), 4);
-        // Searches.
-        ix.upsert(&meta("other", None, Some("ffff"))).unwrap();
-        let q = |f: &dyn Fn(&mut Query)| {
-            let mut q = Query::default();
-            f(&mut q);
-            ids(&ix, q)
-        };
-        assert_eq!(
-            q(&|q| q.attached = vec![("case".into(), "C-2".into())]),
-            ["r1"]
-        );
-        assert!(
-            q(&|q| q.attached = vec![("case".into(), "C-1".into())]).is_empty(),
-            "latest wins"
-        );
-        assert_eq!(
-            q(&|q| q.attached = vec![
-                ("case".into(), "C-2".into()),
-                ("disposition".into(), "sale".into())
-            ]),
-            ["r1"]
-        );
-        assert!(q(&|q| q.attached = vec![
-            ("case".into(), "C-2".into()),
-            ("disposition".into(), "none".into())
-        ])
-        .is_empty());
-        for dn in ["7001", "7002", "alice"] {
-            assert_eq!(q(&|q| q.dn = Some(dn.into())), ["r1"], "{dn}");
-        }
-        // Forgetting the recording leaves the events for another.
-        forget(ix.conn(), "r1").unwrap();
-        assert!(q(&|q| q.dn = Some("7002".into())).is_empty());
     }
 
     #[test]
     fn the_searches_use_their_indexes() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        let q = Query {
-            dn: Some("7001".into()),
-            attached: vec![("case".into(), "C-1".into())],
-            ..Default::default()
-        };
-        let plan = crate::store::index::explain_search(&ix, &q).unwrap();
-        for want in [
-            "USING COVERING INDEX recording_attached_key_value (key=? AND value=?)",
-            "USING COVERING INDEX recording_event_dns_dn (dn=?)",
-            "INDEX recording_dns_dn (dn=?)",
-            // ... and each recording is then found by its key, never scanned.
-            "SEARCH r USING INDEX sqlite_autoindex_recordings_1 (recording_id=?)",
-        ] {
-            assert!(plan.contains(want), "{want} not in the plan:\n{plan}");
-        }
-        assert!(!plan.contains("SCAN"), "{plan}");
-        // Association's lookups too.
-        let plan: Vec<String> = {
-            let mut stmt = ix
+        crate::testkit::pg::each_backend("the_searches_use_their_indexes", |at| {
+            // SQLite's plans; PostgreSQL's are in docs/performance.md
+            // (benches/index_scale.rs), on a table large enough for them.
+            if at.is_postgres() {
+                return;
+            }
+            let ix = Index::open_at(at).unwrap();
+            let q = Query {
+                dn: Some("7001".into()),
+                attached: vec![("case".into(), "C-1".into())],
+                ..Default::default()
+            };
+            let plan = crate::store::index::explain_search(&ix, &q).unwrap();
+            for want in [
+                "USING COVERING INDEX recording_attached_key_value (key=? AND value=?)",
+                "USING COVERING INDEX recording_event_dns_dn (dn=?)",
+                "INDEX recording_dns_dn (dn=?)",
+                // ... and each recording is then found by its key, never scanned.
+                "SEARCH r USING INDEX sqlite_autoindex_recordings_1 (recording_id=?)",
+            ] {
+                assert!(plan.contains(want), "{want} not in the plan:\n{plan}");
+            }
+            assert!(!plan.contains("SCAN"), "{plan}");
+            // Association's lookups too.
+            let plan: Vec<String> = {
+                let mut stmt = ix
                 .conn()
                 .prepare(
                     "EXPLAIN QUERY PLAN SELECT id FROM call_events WHERE conn_key = ?1 AND at >= ?2 AND at <= ?3
                      UNION ALL SELECT id FROM call_events WHERE prev_key = ?1 AND at >= ?2 AND at <= ?3",
                 )
                 .unwrap();
-            stmt.query_map(params!["a", "0", "9"], |r| r.get::<String>(3))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        };
-        let plan = plan.join("\n");
-        assert!(plan.contains("INDEX call_events_conn_key"), "{plan}");
-        assert!(plan.contains("INDEX call_events_prev_key"), "{plan}");
+                stmt.query_map(params!["a", "0", "9"], |r| r.get::<String>(3))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+            };
+            let plan = plan.join("\n");
+            assert!(plan.contains("INDEX call_events_conn_key"), "{plan}");
+            assert!(plan.contains("INDEX call_events_prev_key"), "{plan}");
+        });
     }
 }

@@ -281,7 +281,11 @@ impl Worker {
     }
 
     fn index(&mut self) -> Result<&Index, String> {
-        if self.index.as_ref().is_some_and(|ix| !ix.is_current(&self.path)) {
+        if self
+            .index
+            .as_ref()
+            .is_some_and(|ix| !ix.is_current(&self.path))
+        {
             self.index = None;
         }
         if self.index.is_none() {

@@ -555,212 +555,236 @@ mod tests {
         out
     }
 
-    fn index() -> (tempfile::TempDir, Index) {
+    /// A new, empty index of the same kind as `at` (SQLite or PostgreSQL).
+    fn index(at: &crate::store::IndexAt) -> (tempfile::TempDir, Index) {
         let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
+        let at = match at {
+            crate::store::IndexAt::Sqlite(_) => {
+                crate::store::IndexAt::Sqlite(tmp.path().join("index.sqlite"))
+            }
+            crate::store::IndexAt::Postgres(_) => {
+                crate::testkit::pg::cluster("audit").unwrap().fresh()
+            }
+        };
+        let ix = Index::open_at(&at).unwrap();
         (tmp, ix)
     }
 
     #[test]
     fn appends_chain_and_read_back() {
-        let (_t, ix) = index();
-        let c = ix.conn();
-        assert_eq!(
-            verify(c).unwrap().unwrap(),
-            Verified {
-                entries: 0,
-                head_seq: None,
-                head_hash: None
-            }
-        );
-        assert_eq!(
-            append(c, &[entry("a", "search", &["r2", "r1", "r1"])]).unwrap(),
-            [1]
-        );
-        assert_eq!(
-            append(
-                c,
-                &[
-                    entry("b", "download", &["r1"]),
-                    entry("cli:root", "view", &[])
-                ]
-            )
-            .unwrap(),
-            [2, 3]
-        );
-        let rows = all(c, &AuditQuery::default());
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[0].prev_hash, GENESIS);
-        assert_eq!(rows[1].prev_hash, rows[0].hash);
-        assert_eq!(rows[0].recording_ids, ["r1", "r2"]);
-        assert_eq!(rows[0].recording_count, 2);
-        assert_eq!(rows[0].filters, serde_json::json!({"dn": "7001"}));
-        // The documented recipe gives the stored hash.
-        let canonical = format!(
-            r#"{{"seq":1,"at":"{}","actor":"a","role":"listener","client":"127.0.0.1:5000","action":"search","recording_ids":"[\"r1\",\"r2\"]","recording_count":2,"filters":"{{\"dn\":\"7001\"}}","outcome":"ok"}}"#,
-            rows[0].at
-        );
-        assert_eq!(
-            rows[0].hash,
-            sha256_hex(format!("{GENESIS}{canonical}").as_bytes())
-        );
-        let v = verify(c).unwrap().unwrap();
-        assert_eq!((v.entries, v.head_seq), (3, Some(3)));
-        assert_eq!(v.head_hash.as_deref(), Some(rows[2].hash.as_str()));
+        crate::testkit::pg::each_backend("appends_chain_and_read_back", |at| {
+            let (_t, ix) = index(at);
+            let c = ix.conn();
+            assert_eq!(
+                verify(c).unwrap().unwrap(),
+                Verified {
+                    entries: 0,
+                    head_seq: None,
+                    head_hash: None
+                }
+            );
+            assert_eq!(
+                append(c, &[entry("a", "search", &["r2", "r1", "r1"])]).unwrap(),
+                [1]
+            );
+            assert_eq!(
+                append(
+                    c,
+                    &[
+                        entry("b", "download", &["r1"]),
+                        entry("cli:root", "view", &[])
+                    ]
+                )
+                .unwrap(),
+                [2, 3]
+            );
+            let rows = all(c, &AuditQuery::default());
+            assert_eq!(rows.len(), 3);
+            assert_eq!(rows[0].prev_hash, GENESIS);
+            assert_eq!(rows[1].prev_hash, rows[0].hash);
+            assert_eq!(rows[0].recording_ids, ["r1", "r2"]);
+            assert_eq!(rows[0].recording_count, 2);
+            assert_eq!(rows[0].filters, serde_json::json!({"dn": "7001"}));
+            // The documented recipe gives the stored hash.
+            let canonical = format!(
+                r#"{{"seq":1,"at":"{}","actor":"a","role":"listener","client":"127.0.0.1:5000","action":"search","recording_ids":"[\"r1\",\"r2\"]","recording_count":2,"filters":"{{\"dn\":\"7001\"}}","outcome":"ok"}}"#,
+                rows[0].at
+            );
+            assert_eq!(
+                rows[0].hash,
+                sha256_hex(format!("{GENESIS}{canonical}").as_bytes())
+            );
+            let v = verify(c).unwrap().unwrap();
+            assert_eq!((v.entries, v.head_seq), (3, Some(3)));
+            assert_eq!(v.head_hash.as_deref(), Some(rows[2].hash.as_str()));
 
-        // Filters.
-        let q = |f: &dyn Fn(&mut AuditQuery)| {
-            let mut q = AuditQuery::default();
-            f(&mut q);
-            all(c, &q).iter().map(|r| r.seq).collect::<Vec<_>>()
-        };
-        assert_eq!(q(&|q| q.recording = Some("r1".into())), [1, 2]);
-        assert_eq!(q(&|q| q.recording = Some("r2".into())), [1]);
-        assert_eq!(q(&|q| q.actor = Some("cli:root".into())), [3]);
-        assert_eq!(q(&|q| q.action = Some("download".into())), [2]);
-        assert_eq!(q(&|q| q.after = Some(1)), [2, 3]);
-        assert_eq!(q(&|q| q.limit = Some(2)), [1, 2]);
-        assert_eq!(q(&|q| q.since = Some("2000-01-01".into())), [1, 2, 3]);
-        assert_eq!(
-            q(&|q| q.until = Some("2000-01-01".into())),
-            Vec::<i64>::new()
-        );
-        assert_eq!(q(&|q| q.since = Some(rows[2].at.clone())).last(), Some(&3));
-        let bad = AuditQuery {
-            since: Some("yesterday".into()),
-            ..Default::default()
-        };
-        assert!(read(c, &bad, |_| true)
-            .unwrap_err()
-            .to_string()
-            .contains("since"));
+            // Filters.
+            let q = |f: &dyn Fn(&mut AuditQuery)| {
+                let mut q = AuditQuery::default();
+                f(&mut q);
+                all(c, &q).iter().map(|r| r.seq).collect::<Vec<_>>()
+            };
+            assert_eq!(q(&|q| q.recording = Some("r1".into())), [1, 2]);
+            assert_eq!(q(&|q| q.recording = Some("r2".into())), [1]);
+            assert_eq!(q(&|q| q.actor = Some("cli:root".into())), [3]);
+            assert_eq!(q(&|q| q.action = Some("download".into())), [2]);
+            assert_eq!(q(&|q| q.after = Some(1)), [2, 3]);
+            assert_eq!(q(&|q| q.limit = Some(2)), [1, 2]);
+            assert_eq!(q(&|q| q.since = Some("2000-01-01".into())), [1, 2, 3]);
+            assert_eq!(
+                q(&|q| q.until = Some("2000-01-01".into())),
+                Vec::<i64>::new()
+            );
+            assert_eq!(q(&|q| q.since = Some(rows[2].at.clone())).last(), Some(&3));
+            let bad = AuditQuery {
+                since: Some("yesterday".into()),
+                ..Default::default()
+            };
+            assert!(read(c, &bad, |_| true)
+                .unwrap_err()
+                .to_string()
+                .contains("since"));
+        });
     }
 
     #[test]
     fn past_the_bound_only_the_count_is_kept() {
-        let (_t, ix) = index();
-        let c = ix.conn();
-        let ids: Vec<String> = (0..=MAX_IDS).map(|i| format!("r{i:04}")).collect();
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        append(c, &[entry("a", "search", &refs)]).unwrap();
-        let rows = all(c, &AuditQuery::default());
-        assert!(rows[0].recording_ids.is_empty());
-        assert_eq!(rows[0].recording_count, (MAX_IDS + 1) as i64);
-        assert!(verify(c).unwrap().is_ok());
+        crate::testkit::pg::each_backend("past_the_bound_only_the_count_is_kept", |at| {
+            let (_t, ix) = index(at);
+            let c = ix.conn();
+            let ids: Vec<String> = (0..=MAX_IDS).map(|i| format!("r{i:04}")).collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            append(c, &[entry("a", "search", &refs)]).unwrap();
+            let rows = all(c, &AuditQuery::default());
+            assert!(rows[0].recording_ids.is_empty());
+            assert_eq!(rows[0].recording_count, (MAX_IDS + 1) as i64);
+            assert!(verify(c).unwrap().is_ok());
+        });
     }
 
     #[test]
     fn the_table_refuses_changes_and_any_change_breaks_the_chain() {
-        let (_t, ix) = index();
-        let c = ix.conn();
-        for i in 0..5 {
-            append(c, &[entry("a", "view", &[&format!("r{i}")])]).unwrap();
-        }
-        let e = c
-            .execute("UPDATE audit SET actor = 'x' WHERE seq = 2", [])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("append-only"), "{e}");
-        assert!(c.execute("DELETE FROM audit WHERE seq = 5", []).is_err());
-        assert!(c.execute("DELETE FROM audit_recordings", []).is_err());
+        crate::testkit::pg::each_backend(
+            "the_table_refuses_changes_and_any_change_breaks_the_chain",
+            |at| {
+                let (_t, ix) = index(at);
+                let c = ix.conn();
+                for i in 0..5 {
+                    append(c, &[entry("a", "view", &[&format!("r{i}")])]).unwrap();
+                }
+                let e = c
+                    .execute("UPDATE audit SET actor = 'x' WHERE seq = 2", [])
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains("append-only"), "{e}");
+                assert!(c.execute("DELETE FROM audit WHERE seq = 5", []).is_err());
+                assert!(c.execute("DELETE FROM audit_recordings", []).is_err());
 
-        // Whoever can write the file can drop the triggers: the chain
-        // still tells.
-        let snapshot = |c: &Db| {
-            c.execute_batch(
-                "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;
-                 DROP TRIGGER audit_recordings_no_update; DROP TRIGGER audit_recordings_no_delete;",
-            )
+                // Whoever can write the file can drop the triggers: the chain
+                // still tells.
+                let snapshot = |c: &Db| {
+                    c.execute_batch(match c.dialect() {
+                crate::store::db::Dialect::Sqlite => {
+                    "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;
+                     DROP TRIGGER audit_recordings_no_update; DROP TRIGGER audit_recordings_no_delete;"
+                }
+                crate::store::db::Dialect::Postgres => {
+                    "DROP TRIGGER audit_no_update ON audit;
+                     DROP TRIGGER audit_recordings_no_update ON audit_recordings;"
+                }
+            })
             .unwrap();
-        };
-        let cases: &[(&str, i64, &str)] = &[
-            ("UPDATE audit SET actor = 'x' WHERE seq = 3", 3, "altered"),
-            (
-                "UPDATE audit SET recording_count = 7 WHERE seq = 2",
-                2,
-                "altered",
-            ),
-            (
-                "UPDATE audit SET at = '2000-01-01T00:00:00.000Z' WHERE seq = 4",
-                4,
-                "altered",
-            ),
-            ("DELETE FROM audit WHERE seq = 3", 4, "missing"),
-            ("DELETE FROM audit WHERE seq = 1", 2, "missing"),
-            (
-                "DELETE FROM audit_recordings WHERE seq = 2",
-                2,
-                "audit_recordings",
-            ),
-            (
-                "INSERT INTO audit_recordings VALUES ('x', 99)",
-                99,
-                "does not exist",
-            ),
-        ];
-        for (sql, seq, what) in cases {
-            let (_t, ix) = index();
-            let c = ix.conn();
-            for i in 0..5 {
-                append(c, &[entry("a", "view", &[&format!("r{i}")])]).unwrap();
-            }
-            snapshot(c);
-            c.execute(sql, []).unwrap();
-            let b = verify(c).unwrap().unwrap_err();
-            assert_eq!(b.seq, *seq, "{sql}: {b}");
-            assert!(b.reason.contains(what), "{sql}: {b}");
-        }
-        // A row replaced with a self-consistent one (hash recomputed) still
-        // breaks at the next entry.
-        let (_t, ix) = index();
-        let c = ix.conn();
-        for i in 0..3 {
-            append(c, &[entry("a", "view", &[&format!("r{i}")])]).unwrap();
-        }
-        snapshot(c);
-        let mut r: Raw = c
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM audit WHERE seq = 2"),
-                [],
-                |r| Ok(raw(r)),
-            )
-            .unwrap();
-        r.actor = "someone-else".into();
-        let h = r.expected_hash(&r.prev_hash).unwrap();
-        c.execute(
-            "UPDATE audit SET actor = ?1, hash = ?2 WHERE seq = 2",
-            params![r.actor, h],
-        )
-        .unwrap();
-        let b = verify(c).unwrap().unwrap_err();
-        assert_eq!((b.seq, b.intact), (3, 2), "{b}");
+                };
+                let cases: &[(&str, i64, &str)] = &[
+                    ("UPDATE audit SET actor = 'x' WHERE seq = 3", 3, "altered"),
+                    (
+                        "UPDATE audit SET recording_count = 7 WHERE seq = 2",
+                        2,
+                        "altered",
+                    ),
+                    (
+                        "UPDATE audit SET at = '2000-01-01T00:00:00.000Z' WHERE seq = 4",
+                        4,
+                        "altered",
+                    ),
+                    ("DELETE FROM audit WHERE seq = 3", 4, "missing"),
+                    ("DELETE FROM audit WHERE seq = 1", 2, "missing"),
+                    (
+                        "DELETE FROM audit_recordings WHERE seq = 2",
+                        2,
+                        "audit_recordings",
+                    ),
+                    (
+                        "INSERT INTO audit_recordings VALUES ('x', 99)",
+                        99,
+                        "does not exist",
+                    ),
+                ];
+                for (sql, seq, what) in cases {
+                    let (_t, ix) = index(at);
+                    let c = ix.conn();
+                    for i in 0..5 {
+                        append(c, &[entry("a", "view", &[&format!("r{i}")])]).unwrap();
+                    }
+                    snapshot(c);
+                    c.execute(sql, []).unwrap();
+                    let b = verify(c).unwrap().unwrap_err();
+                    assert_eq!(b.seq, *seq, "{sql}: {b}");
+                    assert!(b.reason.contains(what), "{sql}: {b}");
+                }
+                // A row replaced with a self-consistent one (hash recomputed) still
+                // breaks at the next entry.
+                let (_t, ix) = index(at);
+                let c = ix.conn();
+                for i in 0..3 {
+                    append(c, &[entry("a", "view", &[&format!("r{i}")])]).unwrap();
+                }
+                snapshot(c);
+                let mut r: Raw = c
+                    .query_row(
+                        &format!("SELECT {COLUMNS} FROM audit WHERE seq = 2"),
+                        [],
+                        |r| Ok(raw(r)),
+                    )
+                    .unwrap();
+                r.actor = "someone-else".into();
+                let h = r.expected_hash(&r.prev_hash).unwrap();
+                c.execute(
+                    "UPDATE audit SET actor = ?1, hash = ?2 WHERE seq = 2",
+                    params![r.actor, h],
+                )
+                .unwrap();
+                let b = verify(c).unwrap().unwrap_err();
+                assert_eq!((b.seq, b.intact), (3, 2), "{b}");
+            },
+        );
     }
 
     #[test]
     fn two_connections_keep_one_chain() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("index.sqlite");
-        Index::open(&path).unwrap();
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let path = path.clone();
-                std::thread::spawn(move || {
-                    let ix = Index::open_existing_rw(&path).unwrap().unwrap();
-                    for i in 0..25 {
-                        append(
-                            ix.conn(),
-                            &[entry(&format!("w{t}"), "view", &[&format!("r{i}")])],
-                        )
-                        .unwrap();
-                    }
+        crate::testkit::pg::each_backend("two_connections_keep_one_chain", |at| {
+            Index::open_at(at).unwrap();
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let path = at.clone();
+                    std::thread::spawn(move || {
+                        let ix = Index::open_existing_rw_at(&path).unwrap().unwrap();
+                        for i in 0..25 {
+                            append(
+                                ix.conn(),
+                                &[entry(&format!("w{t}"), "view", &[&format!("r{i}")])],
+                            )
+                            .unwrap();
+                        }
+                    })
                 })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let ix = Index::open_existing(&path).unwrap().unwrap();
-        let v = verify(ix.conn()).unwrap().unwrap();
-        assert_eq!(v.entries, 100);
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let ix = Index::open_existing_at(at).unwrap().unwrap();
+            let v = verify(ix.conn()).unwrap().unwrap();
+            assert_eq!(v.entries, 100);
+        });
     }
 }

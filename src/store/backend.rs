@@ -217,8 +217,9 @@ impl PgTarget {
                 _ => root = Some(PathBuf::from(unescape(&v))),
             }
         }
-        let mut config: postgres::Config =
-            rest.parse().map_err(|e: postgres::Error| TargetError::Url(e.to_string()))?;
+        let mut config: postgres::Config = rest
+            .parse()
+            .map_err(|e: postgres::Error| TargetError::Url(e.to_string()))?;
         if config.get_password().is_some() {
             return Err(TargetError::PasswordInUrl);
         }
@@ -266,7 +267,11 @@ impl PgTarget {
             message: e.to_string(),
         })?;
         Ok(Some(
-            text.lines().next().unwrap_or_default().trim_end().to_string(),
+            text.lines()
+                .next()
+                .unwrap_or_default()
+                .trim_end()
+                .to_string(),
         ))
     }
 

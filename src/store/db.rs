@@ -658,9 +658,9 @@ impl Db {
     pub fn execute<P: Params>(&self, sql: &str, params: P) -> DbResult<usize> {
         let values = params.values();
         match &self.inner {
-            Inner::Sqlite(c) => Ok(c
-                .prepare_cached(sql)?
-                .execute(rusqlite::params_from_iter(values.into_iter().map(to_sqlite)))?),
+            Inner::Sqlite(c) => Ok(c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(
+                values.into_iter().map(to_sqlite),
+            ))?),
             Inner::Postgres(pg) => {
                 let mut pg = pg.borrow_mut();
                 let pg = &mut *pg;
@@ -688,8 +688,9 @@ impl Db {
             Inner::Sqlite(c) => {
                 let mut stmt = c.prepare_cached(sql)?;
                 let n = stmt.column_count();
-                let mut rows =
-                    stmt.query(rusqlite::params_from_iter(values.into_iter().map(to_sqlite)))?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(
+                    values.into_iter().map(to_sqlite),
+                ))?;
                 let mut out = Vec::new();
                 while let Some(r) = rows.next()? {
                     let mut values = Vec::with_capacity(n);
@@ -898,7 +899,8 @@ mod tests {
     #[test]
     fn sqlite_round_trip() {
         let db = Db::sqlite(rusqlite::Connection::open_in_memory().unwrap());
-        db.execute_batch("CREATE TABLE t (a TEXT, b INTEGER)").unwrap();
+        db.execute_batch("CREATE TABLE t (a TEXT, b INTEGER)")
+            .unwrap();
         let tx = db.transaction().unwrap();
         tx.execute("INSERT INTO t VALUES (?1, ?2)", params!["x", 5i64])
             .unwrap();

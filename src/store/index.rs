@@ -1157,7 +1157,10 @@ mod tests {
         let path = tmp.path().join("a/b/index.sqlite");
         let ix = Index::open(&path).unwrap();
         assert!(path.is_file());
-        assert_eq!(user_version(ix.conn.as_sqlite().unwrap()).unwrap(), known_version());
+        assert_eq!(
+            user_version(ix.conn.as_sqlite().unwrap()).unwrap(),
+            known_version()
+        );
         assert!(known_version() >= 1);
         let mode: String = ix
             .conn
@@ -1274,7 +1277,10 @@ mod tests {
         }
         let ix = Index::open(&path).unwrap();
         assert_eq!(ix.count().unwrap(), 1);
-        assert_eq!(user_version(ix.conn.as_sqlite().unwrap()).unwrap(), known_version());
+        assert_eq!(
+            user_version(ix.conn.as_sqlite().unwrap()).unwrap(),
+            known_version()
+        );
         let mut conn = Connection::open(&path).unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), 0);
         drop(conn);
@@ -1302,61 +1308,63 @@ mod tests {
 
     #[test]
     fn upsert_list_get() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        let a = rec("a", "call-1", "2026-11-23T10:00:00Z", &["sip:a@x"]);
-        // Same instant as `a` written with an offset and later by 1 ms.
-        let b = rec("b", "call-2", "2026-11-23T11:00:00.001+01:00", &["sip:b@x"]);
-        let c = rec("c", "call-1", "2026-11-23T12:00:00Z", &["sip:c@x"]);
-        let d = rec("d", "call-3", "2026-11-23T10:00:00Z", &[]);
-        for r in [&a, &b, &c, &d] {
-            ix.upsert(r).unwrap();
-        }
-        assert_eq!(ix.count().unwrap(), 4);
-        let ids: Vec<_> = ix
-            .list(None)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.recording_id)
-            .collect();
-        assert_eq!(ids, ["c", "b", "d", "a"]);
-        assert_eq!(ix.list(Some(2)).unwrap(), vec![c.clone(), b.clone()]);
-        assert!(ix.list(Some(0)).unwrap().is_empty());
+        crate::testkit::pg::each_backend("upsert_list_get", |at| {
+            let ix = Index::open_at(at).unwrap();
+            let a = rec("a", "call-1", "2026-11-23T10:00:00Z", &["sip:a@x"]);
+            // Same instant as `a` written with an offset and later by 1 ms.
+            let b = rec("b", "call-2", "2026-11-23T11:00:00.001+01:00", &["sip:b@x"]);
+            let c = rec("c", "call-1", "2026-11-23T12:00:00Z", &["sip:c@x"]);
+            let d = rec("d", "call-3", "2026-11-23T10:00:00Z", &[]);
+            for r in [&a, &b, &c, &d] {
+                ix.upsert(r).unwrap();
+            }
+            assert_eq!(ix.count().unwrap(), 4);
+            let ids: Vec<_> = ix
+                .list(None)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.recording_id)
+                .collect();
+            assert_eq!(ids, ["c", "b", "d", "a"]);
+            assert_eq!(ix.list(Some(2)).unwrap(), vec![c.clone(), b.clone()]);
+            assert!(ix.list(Some(0)).unwrap().is_empty());
 
-        assert_eq!(ix.get("a").unwrap(), Some(a.clone()));
-        assert_eq!(ix.get("call-2").unwrap(), Some(b.clone()));
-        // Newest of several recordings of one call.
-        assert_eq!(ix.get("call-1").unwrap(), Some(c.clone()));
-        assert_eq!(ix.get("nope").unwrap(), None);
+            assert_eq!(ix.get("a").unwrap(), Some(a.clone()));
+            assert_eq!(ix.get("call-2").unwrap(), Some(b.clone()));
+            // Newest of several recordings of one call.
+            assert_eq!(ix.get("call-1").unwrap(), Some(c.clone()));
+            assert_eq!(ix.get("nope").unwrap(), None);
+        });
     }
 
     #[test]
     fn upsert_twice_replaces() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        ix.upsert(&rec(
-            "r",
-            "c",
-            "2026-11-23T10:00:00Z",
-            &["sip:a@x", "sip:b@x"],
-        ))
-        .unwrap();
-        assert_eq!(participants(&ix, "r").len(), 2);
-        let mut r2 = rec("r", "c2", "2026-11-23T10:00:00Z", &["sip:z@x"]);
-        r2.status = "updated".to_string();
-        ix.upsert(&r2).unwrap();
-        assert_eq!(ix.count().unwrap(), 1);
-        assert_eq!(ix.get("r").unwrap(), Some(r2.clone()));
-        assert_eq!(ix.get("c2").unwrap(), Some(r2));
-        assert_eq!(ix.get("c").unwrap(), None);
-        assert_eq!(
-            participants(&ix, "r"),
-            vec![(
-                "p0".to_string(),
-                Some("sip:z@x".to_string()),
-                "[\"0\"]".to_string()
-            )]
-        );
+        crate::testkit::pg::each_backend("upsert_twice_replaces", |at| {
+            let ix = Index::open_at(at).unwrap();
+            ix.upsert(&rec(
+                "r",
+                "c",
+                "2026-11-23T10:00:00Z",
+                &["sip:a@x", "sip:b@x"],
+            ))
+            .unwrap();
+            assert_eq!(participants(&ix, "r").len(), 2);
+            let mut r2 = rec("r", "c2", "2026-11-23T10:00:00Z", &["sip:z@x"]);
+            r2.status = "updated".to_string();
+            ix.upsert(&r2).unwrap();
+            assert_eq!(ix.count().unwrap(), 1);
+            assert_eq!(ix.get("r").unwrap(), Some(r2.clone()));
+            assert_eq!(ix.get("c2").unwrap(), Some(r2));
+            assert_eq!(ix.get("c").unwrap(), None);
+            assert_eq!(
+                participants(&ix, "r"),
+                vec![(
+                    "p0".to_string(),
+                    Some("sip:z@x".to_string()),
+                    "[\"0\"]".to_string()
+                )]
+            );
+        });
     }
 
     #[test]
@@ -1387,16 +1395,17 @@ mod tests {
 
     #[test]
     fn bad_row_is_an_error_not_a_panic() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        ix.conn
+        crate::testkit::pg::each_backend("bad_row_is_an_error_not_a_panic", |at| {
+            let ix = Index::open_at(at).unwrap();
+            ix.conn
             .execute(
                 "INSERT INTO recordings (recording_id, call_id, meta_json) VALUES ('x', 'c', '{')",
                 [],
             )
             .unwrap();
-        assert!(matches!(ix.list(None), Err(IndexError::BadRow { .. })));
-        assert!(matches!(ix.get("x"), Err(IndexError::BadRow { .. })));
+            assert!(matches!(ix.list(None), Err(IndexError::BadRow { .. })));
+            assert!(matches!(ix.get("x"), Err(IndexError::BadRow { .. })));
+        });
     }
 
     /// The schema-1 upsert, as the code before version 2 wrote rows.
@@ -1492,7 +1501,10 @@ mod tests {
         drop(ro);
 
         let ix = Index::open(&path).unwrap();
-        assert_eq!(user_version(ix.conn.as_sqlite().unwrap()).unwrap(), known_version());
+        assert_eq!(
+            user_version(ix.conn.as_sqlite().unwrap()).unwrap(),
+            known_version()
+        );
         // The old row is there, without the new columns until reindexed.
         assert_eq!(
             ids(ix.search(&Query::default()).unwrap()),
@@ -1535,300 +1547,308 @@ mod tests {
 
     #[test]
     fn derived_rows_are_replaced_with_the_recording() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        let r = genesys_rec("r", "2026-11-23T10:00:00Z");
-        ix.upsert(&r).unwrap();
-        ix.upsert(&r).unwrap();
-        let count = |table: &str| -> i64 {
-            ix.conn
+        crate::testkit::pg::each_backend("derived_rows_are_replaced_with_the_recording", |at| {
+            let ix = Index::open_at(at).unwrap();
+            let r = genesys_rec("r", "2026-11-23T10:00:00Z");
+            ix.upsert(&r).unwrap();
+            ix.upsert(&r).unwrap();
+            let count = |table: &str| -> i64 {
+                ix.conn
+                    .query_row(
+                        &format!("SELECT COUNT(*) FROM {table} WHERE recording_id = 'r'"),
+                        [],
+                        |row| row.get(0),
+                    )
+                    .unwrap()
+            };
+            assert_eq!(count("recording_dns") as usize, r.dns().len());
+            assert_eq!(count("correlation"), 4);
+            assert_eq!(count("events"), 2);
+            let dtmf: (i64, String, Option<String>, Option<String>) = ix
+                .conn
                 .query_row(
-                    &format!("SELECT COUNT(*) FROM {table} WHERE recording_id = 'r'"),
+                    "SELECT seq, at, label, detail FROM events WHERE kind = 'dtmf'",
                     [],
-                    |row| row.get(0),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
                 )
-                .unwrap()
-        };
-        assert_eq!(count("recording_dns") as usize, r.dns().len());
-        assert_eq!(count("correlation"), 4);
-        assert_eq!(count("events"), 2);
-        let dtmf: (i64, String, Option<String>, Option<String>) = ix
-            .conn
-            .query_row(
-                "SELECT seq, at, label, detail FROM events WHERE kind = 'dtmf'",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )
-            .unwrap();
-        assert_eq!(
-            dtmf,
-            (
-                1,
-                "2026-11-23T10:00:01.200Z".to_string(),
-                Some("1".to_string()),
-                Some("5".to_string())
-            )
-        );
-        let at: String = ix
-            .conn
-            .query_row("SELECT at FROM events WHERE seq = 0", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(at, "2026-11-23T10:00:30.000Z");
+                .unwrap();
+            assert_eq!(
+                dtmf,
+                (
+                    1,
+                    "2026-11-23T10:00:01.200Z".to_string(),
+                    Some("1".to_string()),
+                    Some("5".to_string())
+                )
+            );
+            let at: String = ix
+                .conn
+                .query_row("SELECT at FROM events WHERE seq = 0", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(at, "2026-11-23T10:00:30.000Z");
 
-        // A new version without events, DTMF or correlation clears them.
-        let mut r2 = rec("r", "c", "2026-11-23T10:00:00Z", &["sip:1001@pbx"]);
-        r2.record_dn = Some("1001".into());
-        ix.upsert(&r2).unwrap();
-        assert_eq!(count("recording_dns"), 1);
-        assert_eq!(count("correlation"), 0);
-        assert_eq!(count("events"), 0);
-        let q = Query {
-            call_uuid: Some("0a1b2c3d4e5f".into()),
-            ..Default::default()
-        };
-        assert_eq!(ix.search(&q).unwrap().1, 0);
+            // A new version without events, DTMF or correlation clears them.
+            let mut r2 = rec("r", "c", "2026-11-23T10:00:00Z", &["sip:1001@pbx"]);
+            r2.record_dn = Some("1001".into());
+            ix.upsert(&r2).unwrap();
+            assert_eq!(count("recording_dns"), 1);
+            assert_eq!(count("correlation"), 0);
+            assert_eq!(count("events"), 0);
+            let q = Query {
+                call_uuid: Some("0a1b2c3d4e5f".into()),
+                ..Default::default()
+            };
+            assert_eq!(ix.search(&q).unwrap().1, 0);
+        });
     }
 
     #[test]
     fn search_filters() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        let a = genesys_rec("a", "2026-11-23T10:00:00Z");
-        let mut b = rec(
-            "b",
-            "cb",
-            "2026-11-23T23:59:59.999+00:00",
-            &["sip:1002@pbx"],
-        );
-        b.record_dn = Some("1002".into());
-        b.status = "partial".into();
-        let c = rec("c", "cc", "2026-11-24T00:00:00Z", &[]);
-        ix.upsert_batch(&[a, b, c]).unwrap();
-        let q = |f: &dyn Fn(&mut Query)| {
-            let mut q = Query::default();
-            f(&mut q);
-            ids(ix.search(&q).unwrap()).0
-        };
-        assert_eq!(q(&|_| {}), ["c", "b", "a"]);
-        assert_eq!(q(&|q| q.record_dn = Some("1001".into())), ["a"]);
-        assert_eq!(q(&|q| q.dn = Some("7002".into())), ["a"]);
-        assert_eq!(q(&|q| q.dn = Some("1002".into())), ["b"]);
-        assert_eq!(q(&|q| q.participant = Some("ALICE".into())), ["a"]);
-        assert_eq!(q(&|q| q.participant = Some("7002@".into())), ["a"]);
-        assert_eq!(q(&|q| q.participant = Some("pbx".into())), ["b", "a"]);
-        assert_eq!(q(&|q| q.call_uuid = Some("0a1b2c3d4e5f".into())), ["a"]);
-        assert_eq!(q(&|q| q.ani = Some("+15551230001".into())), ["a"]);
-        assert_eq!(q(&|q| q.dnis = Some("8005550100".into())), ["a"]);
-        assert_eq!(q(&|q| q.geo = Some("emea-paris".into())), ["a"]);
-        assert_eq!(q(&|q| q.status = Some("partial".into())), ["b"]);
-        assert_eq!(q(&|q| q.until = Some("2026-11-23".into())), ["b", "a"]);
-        assert_eq!(q(&|q| q.since = Some("2026-11-24".into())), ["c"]);
-        assert_eq!(
-            q(&|q| q.since = Some("2026-11-23T11:00:00+01:00".into())),
-            ["c", "b", "a"]
-        );
-        assert_eq!(
-            q(&|q| q.until = Some("2026-11-23T11:00:00+01:00".into())),
-            ["a"]
-        );
-        assert_eq!(
-            q(&|q| {
-                q.dn = Some("1001".into());
-                q.status = Some("partial".into());
-            }),
-            Vec::<String>::new()
-        );
-        let page = |limit, offset| {
-            ids(ix
-                .search(&Query {
-                    limit: Some(limit),
-                    offset: Some(offset),
-                    ..Default::default()
-                })
-                .unwrap())
-        };
-        assert_eq!(page(2, 0), (vec!["c".into(), "b".into()], 3));
-        assert_eq!(page(2, 2), (vec!["a".into()], 3));
-        assert_eq!(page(2, 5), (vec![], 3));
-        assert_eq!(page(0, 0), (vec![], 3));
-        // list and get still work.
-        assert_eq!(ix.list(Some(1)).unwrap()[0].recording_id, "c");
-        assert_eq!(ix.get("cb").unwrap().unwrap().recording_id, "b");
+        crate::testkit::pg::each_backend("search_filters", |at| {
+            let ix = Index::open_at(at).unwrap();
+            let a = genesys_rec("a", "2026-11-23T10:00:00Z");
+            let mut b = rec(
+                "b",
+                "cb",
+                "2026-11-23T23:59:59.999+00:00",
+                &["sip:1002@pbx"],
+            );
+            b.record_dn = Some("1002".into());
+            b.status = "partial".into();
+            let c = rec("c", "cc", "2026-11-24T00:00:00Z", &[]);
+            ix.upsert_batch(&[a, b, c]).unwrap();
+            let q = |f: &dyn Fn(&mut Query)| {
+                let mut q = Query::default();
+                f(&mut q);
+                ids(ix.search(&q).unwrap()).0
+            };
+            assert_eq!(q(&|_| {}), ["c", "b", "a"]);
+            assert_eq!(q(&|q| q.record_dn = Some("1001".into())), ["a"]);
+            assert_eq!(q(&|q| q.dn = Some("7002".into())), ["a"]);
+            assert_eq!(q(&|q| q.dn = Some("1002".into())), ["b"]);
+            assert_eq!(q(&|q| q.participant = Some("ALICE".into())), ["a"]);
+            assert_eq!(q(&|q| q.participant = Some("7002@".into())), ["a"]);
+            assert_eq!(q(&|q| q.participant = Some("pbx".into())), ["b", "a"]);
+            assert_eq!(q(&|q| q.call_uuid = Some("0a1b2c3d4e5f".into())), ["a"]);
+            assert_eq!(q(&|q| q.ani = Some("+15551230001".into())), ["a"]);
+            assert_eq!(q(&|q| q.dnis = Some("8005550100".into())), ["a"]);
+            assert_eq!(q(&|q| q.geo = Some("emea-paris".into())), ["a"]);
+            assert_eq!(q(&|q| q.status = Some("partial".into())), ["b"]);
+            assert_eq!(q(&|q| q.until = Some("2026-11-23".into())), ["b", "a"]);
+            assert_eq!(q(&|q| q.since = Some("2026-11-24".into())), ["c"]);
+            assert_eq!(
+                q(&|q| q.since = Some("2026-11-23T11:00:00+01:00".into())),
+                ["c", "b", "a"]
+            );
+            assert_eq!(
+                q(&|q| q.until = Some("2026-11-23T11:00:00+01:00".into())),
+                ["a"]
+            );
+            assert_eq!(
+                q(&|q| {
+                    q.dn = Some("1001".into());
+                    q.status = Some("partial".into());
+                }),
+                Vec::<String>::new()
+            );
+            let page = |limit, offset| {
+                ids(ix
+                    .search(&Query {
+                        limit: Some(limit),
+                        offset: Some(offset),
+                        ..Default::default()
+                    })
+                    .unwrap())
+            };
+            assert_eq!(page(2, 0), (vec!["c".into(), "b".into()], 3));
+            assert_eq!(page(2, 2), (vec!["a".into()], 3));
+            assert_eq!(page(2, 5), (vec![], 3));
+            assert_eq!(page(0, 0), (vec![], 3));
+            // list and get still work.
+            assert_eq!(ix.list(Some(1)).unwrap()[0].recording_id, "c");
+            assert_eq!(ix.get("cb").unwrap().unwrap().recording_id, "b");
+        });
     }
 
     #[test]
     fn filter_values_are_bound_not_sql() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        ix.upsert(&genesys_rec("a", "2026-11-23T10:00:00Z"))
-            .unwrap();
-        let evil = "x' OR '1'='1";
-        let mut q = Query::default();
-        for set in [
-            (|q: &mut Query, v: &str| q.record_dn = Some(v.into())) as fn(&mut Query, &str),
-            |q, v| q.dn = Some(v.into()),
-            |q, v| q.participant = Some(v.into()),
-            |q, v| q.call_uuid = Some(v.into()),
-            |q, v| q.ani = Some(v.into()),
-            |q, v| q.dnis = Some(v.into()),
-            |q, v| q.geo = Some(v.into()),
-            |q, v| q.status = Some(v.into()),
-        ] {
-            let mut one = Query::default();
-            set(&mut one, evil);
-            assert_eq!(ix.search(&one).unwrap().1, 0, "{one:?}");
-            set(&mut q, evil);
-        }
-        assert_eq!(ix.search(&q).unwrap().1, 0);
-        // SQL wildcards in a substring are literal.
-        for v in ["%", "_", "%'--"] {
+        crate::testkit::pg::each_backend("filter_values_are_bound_not_sql", |at| {
+            let ix = Index::open_at(at).unwrap();
+            ix.upsert(&genesys_rec("a", "2026-11-23T10:00:00Z"))
+                .unwrap();
+            let evil = "x' OR '1'='1";
+            let mut q = Query::default();
+            for set in [
+                (|q: &mut Query, v: &str| q.record_dn = Some(v.into())) as fn(&mut Query, &str),
+                |q, v| q.dn = Some(v.into()),
+                |q, v| q.participant = Some(v.into()),
+                |q, v| q.call_uuid = Some(v.into()),
+                |q, v| q.ani = Some(v.into()),
+                |q, v| q.dnis = Some(v.into()),
+                |q, v| q.geo = Some(v.into()),
+                |q, v| q.status = Some(v.into()),
+            ] {
+                let mut one = Query::default();
+                set(&mut one, evil);
+                assert_eq!(ix.search(&one).unwrap().1, 0, "{one:?}");
+                set(&mut q, evil);
+            }
+            assert_eq!(ix.search(&q).unwrap().1, 0);
+            // SQL wildcards in a substring are literal.
+            for v in ["%", "_", "%'--"] {
+                let q = Query {
+                    participant: Some(v.into()),
+                    ..Default::default()
+                };
+                assert_eq!(ix.search(&q).unwrap().1, 0, "{v}");
+            }
+            // And a recording whose DN is that text is found exactly.
+            let mut r = rec("evil", "ce", "2026-11-23T11:00:00Z", &[]);
+            r.record_dn = Some(evil.into());
+            ix.upsert(&r).unwrap();
             let q = Query {
-                participant: Some(v.into()),
+                record_dn: Some(evil.into()),
                 ..Default::default()
             };
-            assert_eq!(ix.search(&q).unwrap().1, 0, "{v}");
-        }
-        // And a recording whose DN is that text is found exactly.
-        let mut r = rec("evil", "ce", "2026-11-23T11:00:00Z", &[]);
-        r.record_dn = Some(evil.into());
-        ix.upsert(&r).unwrap();
-        let q = Query {
-            record_dn: Some(evil.into()),
-            ..Default::default()
-        };
-        assert_eq!(ids(ix.search(&q).unwrap()), (vec!["evil".into()], 1));
-        assert_eq!(ix.count().unwrap(), 2);
+            assert_eq!(ids(ix.search(&q).unwrap()), (vec!["evil".into()], 1));
+            assert_eq!(ix.count().unwrap(), 2);
+        });
     }
 
     #[test]
     fn a_scope_narrows_totals_pages_and_lookups() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        let directory: std::sync::Arc<[crate::filing::DnEntry]> = vec![crate::filing::DnEntry {
-            dn: "70*".into(),
-            kind: "extension".into(),
-            geo_location: None,
-            site: Some("par-1".into()),
-        }]
-        .into();
-        crate::auth::scope::register_sql_functions(&ix.conn, directory).unwrap();
-        let mut all = Vec::new();
-        for (i, (dn, geo)) in [
-            ("7001", "paris"),
-            ("7002", "paris"),
-            ("7101", "lyon"),
-            ("7003", "lyon"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let mut r = rec(
-                &format!("r{i}"),
-                "same-call",
-                &format!("2026-11-23T10:0{i}:00Z"),
-                &[],
+        crate::testkit::pg::each_backend("a_scope_narrows_totals_pages_and_lookups", |at| {
+            let ix = Index::open_at(at).unwrap();
+            let directory: std::sync::Arc<[crate::filing::DnEntry]> =
+                vec![crate::filing::DnEntry {
+                    dn: "70*".into(),
+                    kind: "extension".into(),
+                    geo_location: None,
+                    site: Some("par-1".into()),
+                }]
+                .into();
+            crate::auth::scope::register_sql_functions(&ix.conn, directory).unwrap();
+            let mut all = Vec::new();
+            for (i, (dn, geo)) in [
+                ("7001", "paris"),
+                ("7002", "paris"),
+                ("7101", "lyon"),
+                ("7003", "lyon"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let mut r = rec(
+                    &format!("r{i}"),
+                    "same-call",
+                    &format!("2026-11-23T10:0{i}:00Z"),
+                    &[],
+                );
+                r.record_dn = Some(dn.into());
+                r.geo_location = Some(geo.into());
+                all.push(r);
+            }
+            ix.upsert_batch(&all).unwrap();
+            let scope = Scope::parse(&["dn=70*", "geo=paris"]).unwrap();
+            let page = Query {
+                limit: Some(1),
+                ..Default::default()
+            };
+            let (recs, total) = ix
+                .search_scoped(&page, &scope, |t, rows| {
+                    Ok((rows.collect::<Result<Vec<_>, _>>()?, t))
+                })
+                .unwrap();
+            assert_eq!(total, 2, "the total counts only what the scope sees");
+            assert_eq!(recs[0].recording_id, "r1");
+            let q = Query {
+                dn: Some("7101".into()),
+                ..Default::default()
+            };
+            let (_, total) = ix.search_scoped(&q, &scope, |t, _| Ok(((), t))).unwrap();
+            assert_eq!(total, 0);
+            // By id: out of scope is not found; by Call-ID: the newest in scope.
+            assert!(ix.get_scoped("r2", &scope).unwrap().is_none());
+            assert!(ix.get_scoped("r0", &scope).unwrap().is_some());
+            assert_eq!(ix.get("same-call").unwrap().unwrap().recording_id, "r3");
+            assert_eq!(
+                ix.get_scoped("same-call", &scope)
+                    .unwrap()
+                    .unwrap()
+                    .recording_id,
+                "r1"
             );
-            r.record_dn = Some(dn.into());
-            r.geo_location = Some(geo.into());
-            all.push(r);
-        }
-        ix.upsert_batch(&all).unwrap();
-        let scope = Scope::parse(&["dn=70*", "geo=paris"]).unwrap();
-        let page = Query {
-            limit: Some(1),
-            ..Default::default()
-        };
-        let (recs, total) = ix
-            .search_scoped(&page, &scope, |t, rows| {
-                Ok((rows.collect::<Result<Vec<_>, _>>()?, t))
-            })
-            .unwrap();
-        assert_eq!(total, 2, "the total counts only what the scope sees");
-        assert_eq!(recs[0].recording_id, "r1");
-        let q = Query {
-            dn: Some("7101".into()),
-            ..Default::default()
-        };
-        let (_, total) = ix.search_scoped(&q, &scope, |t, _| Ok(((), t))).unwrap();
-        assert_eq!(total, 0);
-        // By id: out of scope is not found; by Call-ID: the newest in scope.
-        assert!(ix.get_scoped("r2", &scope).unwrap().is_none());
-        assert!(ix.get_scoped("r0", &scope).unwrap().is_some());
-        assert_eq!(ix.get("same-call").unwrap().unwrap().recording_id, "r3");
-        assert_eq!(
-            ix.get_scoped("same-call", &scope)
-                .unwrap()
-                .unwrap()
-                .recording_id,
-            "r1"
-        );
-        let site = Scope::parse(&["site=PAR-1"]).unwrap();
-        let (_, total) = ix
-            .search_scoped(&Query::default(), &site, |t, _| Ok(((), t)))
-            .unwrap();
-        assert_eq!(total, 3);
+            let site = Scope::parse(&["site=PAR-1"]).unwrap();
+            let (_, total) = ix
+                .search_scoped(&Query::default(), &site, |t, _| Ok(((), t)))
+                .unwrap();
+            assert_eq!(total, 3);
+        });
     }
 
     #[test]
     fn search_rejects_bad_queries() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        let q = Query {
-            since: Some("last tuesday".into()),
-            ..Default::default()
-        };
-        let e = ix.search(&q).unwrap_err();
-        assert!(matches!(e, IndexError::Query(_)), "{e:?}");
-        assert!(e.to_string().contains("since"), "{e}");
+        crate::testkit::pg::each_backend("search_rejects_bad_queries", |at| {
+            let ix = Index::open_at(at).unwrap();
+            let q = Query {
+                since: Some("last tuesday".into()),
+                ..Default::default()
+            };
+            let e = ix.search(&q).unwrap_err();
+            assert!(matches!(e, IndexError::Query(_)), "{e:?}");
+            assert!(e.to_string().contains("since"), "{e}");
+        });
     }
 
     #[test]
     fn reindex_replaces_and_prunes() {
-        let tmp = tempfile::tempdir().unwrap();
-        let fd = FileDrop::new(tmp.path().join("drop"));
-        let mut metas = Vec::new();
-        for (id, t) in [
-            ("r1", "2026-11-23T10:00:00Z"),
-            ("r2", "2026-11-24T10:00:00Z"),
-        ] {
-            fd.create_incoming(id).unwrap();
-            let mut m = genesys_rec(id, t);
-            fd.publish(&mut m).unwrap();
-            metas.push(m);
-        }
-        let ix = Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        // A stale row (no longer in the drop) and an outdated version of r1.
-        ix.upsert(&rec("gone", "cg", "2026-01-01T00:00:00Z", &[]))
-            .unwrap();
-        ix.upsert(&rec("r1", "old", "2026-11-23T10:00:00Z", &[]))
-            .unwrap();
-        let mut calls = Vec::new();
-        let report = ix.reindex(&fd, |d, t| calls.push((d, t))).unwrap();
-        assert_eq!(
-            report,
-            ReindexReport {
-                indexed: 2,
-                removed: 1
+        crate::testkit::pg::each_backend("reindex_replaces_and_prunes", |at| {
+            let tmp = tempfile::tempdir().unwrap();
+            let fd = FileDrop::new(tmp.path().join("drop"));
+            let mut metas = Vec::new();
+            for (id, t) in [
+                ("r1", "2026-11-23T10:00:00Z"),
+                ("r2", "2026-11-24T10:00:00Z"),
+            ] {
+                fd.create_incoming(id).unwrap();
+                let mut m = genesys_rec(id, t);
+                fd.publish(&mut m).unwrap();
+                metas.push(m);
             }
-        );
-        assert_eq!(calls, [(0, 2), (2, 2)]);
-        let all = ix.search(&Query::default()).unwrap();
-        assert_eq!(all.1, 2);
-        assert_eq!(ix.get("r1").unwrap(), Some(metas[0].clone()));
-        // Idempotent.
-        let again = ix.reindex(&fd, |_, _| {}).unwrap();
-        assert_eq!(
-            again,
-            ReindexReport {
-                indexed: 2,
-                removed: 0
-            }
-        );
-        assert_eq!(ix.search(&Query::default()).unwrap(), all);
-        let n: i64 = ix
-            .conn
-            .query_row("SELECT COUNT(*) FROM recording_dns", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n as usize, metas[0].dns().len() * 2);
+            let ix = Index::open_at(at).unwrap();
+            // A stale row (no longer in the drop) and an outdated version of r1.
+            ix.upsert(&rec("gone", "cg", "2026-01-01T00:00:00Z", &[]))
+                .unwrap();
+            ix.upsert(&rec("r1", "old", "2026-11-23T10:00:00Z", &[]))
+                .unwrap();
+            let mut calls = Vec::new();
+            let report = ix.reindex(&fd, |d, t| calls.push((d, t))).unwrap();
+            assert_eq!(
+                report,
+                ReindexReport {
+                    indexed: 2,
+                    removed: 1
+                }
+            );
+            assert_eq!(calls, [(0, 2), (2, 2)]);
+            let all = ix.search(&Query::default()).unwrap();
+            assert_eq!(all.1, 2);
+            assert_eq!(ix.get("r1").unwrap(), Some(metas[0].clone()));
+            // Idempotent.
+            let again = ix.reindex(&fd, |_, _| {}).unwrap();
+            assert_eq!(
+                again,
+                ReindexReport {
+                    indexed: 2,
+                    removed: 0
+                }
+            );
+            assert_eq!(ix.search(&Query::default()).unwrap(), all);
+            let n: i64 = ix
+                .conn
+                .query_row("SELECT COUNT(*) FROM recording_dns", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n as usize, metas[0].dns().len() * 2);
+        });
     }
 }

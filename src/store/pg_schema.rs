@@ -220,11 +220,9 @@ fn known() -> u32 {
 /// The schema version, `None` when the database has no srs schema.
 pub fn version(db: &Db) -> Result<Option<u32>, IndexError> {
     let exists: Option<String> = db
-        .query_row(
-            "SELECT CAST(to_regclass('srs_schema') AS TEXT)",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT CAST(to_regclass('srs_schema') AS TEXT)", [], |r| {
+            r.get(0)
+        })
         .optional()?
         .flatten();
     if exists.is_none() {

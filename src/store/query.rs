@@ -11,8 +11,8 @@
 //! they compare `lower()`s (served by indexes on `lower(column)`), which
 //! also folds non-ASCII letters.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use super::db::{Dialect, Value};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
 /// `limit` when none is given.
 pub const DEFAULT_LIMIT: usize = 100;

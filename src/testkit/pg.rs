@@ -79,7 +79,8 @@ fn command(bin: &Path, program: &str) -> Command {
 }
 
 fn start() -> Result<Cluster, String> {
-    let bin = bin_dir().ok_or("no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)")?;
+    let bin =
+        bin_dir().ok_or("no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)")?;
     let dir = std::env::temp_dir().join(format!("srs-unit-pg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -101,7 +102,14 @@ fn start() -> Result<Cluster, String> {
     let out = command(&bin, "initdb")
         .arg("-D")
         .arg(dir.join("data"))
-        .args(["-U", "srs", "-E", "UTF8", "--auth=scram-sha-256", "--no-sync"])
+        .args([
+            "-U",
+            "srs",
+            "-E",
+            "UTF8",
+            "--auth=scram-sha-256",
+            "--no-sync",
+        ])
         .arg(format!("--pwfile={}", dir.join("pw").display()))
         .output()
         .map_err(|e| e.to_string())?;
@@ -162,7 +170,10 @@ pub fn cluster(test: &str) -> Option<&'static Cluster> {
 impl Cluster {
     /// `postgres://srs@127.0.0.1:PORT/DB?sslmode=disable`.
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://srs@127.0.0.1:{}/{db}?sslmode=disable", self.port)
+        format!(
+            "postgres://srs@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port
+        )
     }
 
     /// A new, empty database and the index location for it.

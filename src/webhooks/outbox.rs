@@ -12,9 +12,9 @@
 //! pruned after [`KEEP_DELIVERED_MS`]) or `dead` (its `retry_for` ran out,
 //! or its receiver left the config): the dead-letter list.
 
-use chrono::{DateTime, Utc};
 use crate::params;
 use crate::store::db::{Db, OptionalExt};
+use chrono::{DateTime, Utc};
 
 use super::WebhookConfig;
 
@@ -207,7 +207,11 @@ pub fn prune(conn: &Db, now_ms: i64) -> crate::store::db::DbResult<usize> {
 
 /// Deliveries, newest first: all, or only the dead ones (`failed`) plus
 /// the pending ones that failed at least once; at most `limit`.
-pub fn list(conn: &Db, failed: bool, limit: usize) -> crate::store::db::DbResult<Vec<DeliveryInfo>> {
+pub fn list(
+    conn: &Db,
+    failed: bool,
+    limit: usize,
+) -> crate::store::db::DbResult<Vec<DeliveryInfo>> {
     let filter = if failed {
         "WHERE status = 'dead' OR (status = 'pending' AND attempts > 0)"
     } else {
@@ -266,51 +270,55 @@ mod tests {
 
     #[test]
     fn a_delivery_goes_from_pending_to_delivered_or_dead_and_back() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ix = crate::store::Index::open(&tmp.path().join("index.sqlite")).unwrap();
-        let c = ix.conn();
-        let now = Utc::now();
-        let hooks = [
-            hook("http://a/", &["recording.published"]),
-            hook("http://b/", &["recording.started"]),
-        ];
-        let rec = serde_json::json!({"recording_id": "r1"});
-        assert_eq!(
-            enqueue(c, &hooks, "recording.published", Some("r1"), &rec, now).unwrap(),
-            1
+        crate::testkit::pg::each_backend(
+            "a_delivery_goes_from_pending_to_delivered_or_dead_and_back",
+            |at| {
+                let ix = crate::store::Index::open_at(at).unwrap();
+                let c = ix.conn();
+                let now = Utc::now();
+                let hooks = [
+                    hook("http://a/", &["recording.published"]),
+                    hook("http://b/", &["recording.started"]),
+                ];
+                let rec = serde_json::json!({"recording_id": "r1"});
+                assert_eq!(
+                    enqueue(c, &hooks, "recording.published", Some("r1"), &rec, now).unwrap(),
+                    1
+                );
+                let ms = now.timestamp_millis();
+                let d = due(c, ms, 10).unwrap();
+                assert_eq!(d.len(), 1);
+                assert_eq!(d[0].url, "http://a/");
+                let body: serde_json::Value = serde_json::from_str(&d[0].body).unwrap();
+                assert_eq!(body["delivery"], d[0].id.as_str());
+                assert_eq!(body["event"], "recording.published");
+                assert_eq!(body["recording"]["recording_id"], "r1");
+                failed(c, &d[0].id, "HTTP 500", now, Some(ms + 1000)).unwrap();
+                assert!(due(c, ms, 10).unwrap().is_empty(), "not due yet");
+                assert_eq!(due(c, ms + 1000, 10).unwrap()[0].attempts, 1);
+                assert_eq!(
+                    list(c, true, 10).unwrap().len(),
+                    1,
+                    "a failed attempt is listed"
+                );
+                failed(c, &d[0].id, "HTTP 500", now, None).unwrap();
+                assert!(due(c, ms + 10_000, 10).unwrap().is_empty(), "dead");
+                assert_eq!(backlog(c).unwrap(), 0);
+                let l = list(c, true, 10).unwrap();
+                assert_eq!((l[0].status.as_str(), l[0].attempts), ("dead", 2));
+                assert!(retry(c, &d[0].id, now).unwrap());
+                assert_eq!(backlog(c).unwrap(), 1);
+                let again = due(c, ms, 10).unwrap();
+                assert_eq!(again[0].body, d[0].body, "the same body and id");
+                delivered(c, &d[0].id, now).unwrap();
+                assert!(
+                    !retry(c, &d[0].id, now).unwrap(),
+                    "delivered stays delivered"
+                );
+                assert!(list(c, true, 10).unwrap().is_empty());
+                assert_eq!(list(c, false, 10).unwrap()[0].status, "delivered");
+                assert_eq!(prune(c, ms + KEEP_DELIVERED_MS + 1).unwrap(), 1);
+            },
         );
-        let ms = now.timestamp_millis();
-        let d = due(c, ms, 10).unwrap();
-        assert_eq!(d.len(), 1);
-        assert_eq!(d[0].url, "http://a/");
-        let body: serde_json::Value = serde_json::from_str(&d[0].body).unwrap();
-        assert_eq!(body["delivery"], d[0].id.as_str());
-        assert_eq!(body["event"], "recording.published");
-        assert_eq!(body["recording"]["recording_id"], "r1");
-        failed(c, &d[0].id, "HTTP 500", now, Some(ms + 1000)).unwrap();
-        assert!(due(c, ms, 10).unwrap().is_empty(), "not due yet");
-        assert_eq!(due(c, ms + 1000, 10).unwrap()[0].attempts, 1);
-        assert_eq!(
-            list(c, true, 10).unwrap().len(),
-            1,
-            "a failed attempt is listed"
-        );
-        failed(c, &d[0].id, "HTTP 500", now, None).unwrap();
-        assert!(due(c, ms + 10_000, 10).unwrap().is_empty(), "dead");
-        assert_eq!(backlog(c).unwrap(), 0);
-        let l = list(c, true, 10).unwrap();
-        assert_eq!((l[0].status.as_str(), l[0].attempts), ("dead", 2));
-        assert!(retry(c, &d[0].id, now).unwrap());
-        assert_eq!(backlog(c).unwrap(), 1);
-        let again = due(c, ms, 10).unwrap();
-        assert_eq!(again[0].body, d[0].body, "the same body and id");
-        delivered(c, &d[0].id, now).unwrap();
-        assert!(
-            !retry(c, &d[0].id, now).unwrap(),
-            "delivered stays delivered"
-        );
-        assert!(list(c, true, 10).unwrap().is_empty());
-        assert_eq!(list(c, false, 10).unwrap()[0].status, "delivered");
-        assert_eq!(prune(c, ms + KEEP_DELIVERED_MS + 1).unwrap(), 1);
     }
 }
