@@ -47,6 +47,36 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// Encryption at rest (`[encryption]`), off unless recipients are set.
     pub encryption: EncryptionConfig,
+    /// Issue 16: this recorder among several (`[node]`).
+    pub node: NodeConfig,
+}
+
+/// `[node]`: which recorder this is, when several share one index and one
+/// object store (`docs/scale-out.md`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Recorded as `node` in each recording's `metadata.json`; default:
+    /// the host name.
+    pub id: Option<String>,
+}
+
+impl NodeConfig {
+    /// `id`, else the host name, else `srs`.
+    pub fn id(&self) -> String {
+        if let Some(id) = self.id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            return id.to_string();
+        }
+        static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        HOST.get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "srs".to_string())
+        })
+        .clone()
+    }
 }
 
 /// `[lifecycle]`: the retention job of `srs serve`.
@@ -636,6 +666,8 @@ mod tests {
             "recordings",
             "index",
             "index_password_file",
+            "[node]",
+            "# id = ",
             "postgres://",
             "[tls]",
             "cert",

@@ -206,7 +206,9 @@ struct IndexArgs {
     /// File drop directory.
     #[arg(long, value_name = "DIR", default_value = "./recordings")]
     recordings: PathBuf,
-    /// SQLite index [default: <recordings>/index.sqlite].
+    /// The index: a SQLite file, or postgres://user@host:port/db (password
+    /// from SRS_INDEX_PASSWORD, PGPASSWORD or the file SRS_INDEX_PASSWORD_FILE)
+    /// [default: <recordings>/index.sqlite].
     #[arg(long, value_name = "PATH")]
     index: Option<PathBuf>,
 }
@@ -303,12 +305,17 @@ struct ServeArgs {
     /// File drop directory [default: ./recordings].
     #[arg(long, value_name = "DIR")]
     recordings: Option<PathBuf>,
-    /// SQLite index [default: <recordings>/index.sqlite].
+    /// The index: a SQLite file, or postgres://user@host:port/db (password
+    /// from SRS_INDEX_PASSWORD, PGPASSWORD or the file SRS_INDEX_PASSWORD_FILE)
+    /// [default: <recordings>/index.sqlite].
     #[arg(long, value_name = "PATH")]
     index: Option<PathBuf>,
     /// HTTP API address [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR:PORT")]
     http: Option<SocketAddr>,
+    /// This recorder's id among several (`[node] id`; default: the host name).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -316,7 +323,9 @@ struct StoreArgs {
     /// File drop directory.
     #[arg(long, value_name = "DIR", default_value = "./recordings")]
     recordings: PathBuf,
-    /// SQLite index [default: <recordings>/index.sqlite].
+    /// The index: a SQLite file, or postgres://user@host:port/db (password
+    /// from SRS_INDEX_PASSWORD, PGPASSWORD or the file SRS_INDEX_PASSWORD_FILE)
+    /// [default: <recordings>/index.sqlite].
     #[arg(long, value_name = "PATH")]
     index: Option<PathBuf>,
     /// Print JSON (the same objects as metadata.json).
@@ -465,7 +474,9 @@ struct RepairArgs {
     /// File drop directory.
     #[arg(long, value_name = "DIR", default_value = "./recordings")]
     recordings: PathBuf,
-    /// SQLite index [default: <recordings>/index.sqlite].
+    /// The index: a SQLite file, or postgres://user@host:port/db (password
+    /// from SRS_INDEX_PASSWORD, PGPASSWORD or the file SRS_INDEX_PASSWORD_FILE)
+    /// [default: <recordings>/index.sqlite].
     #[arg(long, value_name = "PATH")]
     index: Option<PathBuf>,
     /// The server's configuration, for its [encryption] recipients:
@@ -527,7 +538,8 @@ struct ReindexArgs {
     /// File drop directory.
     #[arg(long, value_name = "DIR", default_value = "./recordings")]
     recordings: PathBuf,
-    /// SQLite index, created if missing [default: <recordings>/index.sqlite].
+    /// The index, created if missing: a SQLite file or postgres://...
+    /// [default: <recordings>/index.sqlite].
     #[arg(long, value_name = "PATH")]
     index: Option<PathBuf>,
 }
@@ -572,6 +584,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.http {
         config.http.listen = v;
+    }
+    if let Some(v) = args.node_id {
+        config.node.id = Some(v);
     }
     config.validate()?;
     // (srs::server::run raises the open-file limit and sizes the

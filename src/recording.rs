@@ -155,6 +155,11 @@ pub struct RecordingMeta {
     pub source: String,
     /// `udp` or `tcp`.
     pub transport: String,
+    /// The recorder that took the call (`[node] id`, default the host
+    /// name): with several recorders sharing one index and one object
+    /// store, where the recording was made (issue 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// The DN the recording is filed under (agent extension, trunk, route
     /// point...), chosen by the recording rule (`record = "source"|"dest"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

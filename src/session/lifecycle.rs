@@ -59,6 +59,7 @@ pub fn open(
         started_at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
         source: peer.addr.to_string(),
         transport: peer.transport.as_str().into(),
+        node: Some(cfg.node.id()),
         metadata_file: offer.metadata_xml.as_ref().map(|_| "metadata.xml".into()),
         record_dn: decision.record_dn.clone(),
         record_dn_kind: decision.record_dn_kind.clone(),

@@ -303,6 +303,7 @@ mod tests {
 
     fn sample() -> RecordingMeta {
         RecordingMeta {
+            node: None,
             record_dn: Some("1001".to_string()),
             record_dn_kind: Some("extension".to_string()),
             geo_location: Some("EMEA-Paris".to_string()),
