@@ -202,7 +202,8 @@ impl ApiSetup {
                 path.clone(),
                 config.directory.clone().into(),
             )
-            .with_webhooks(&config.webhooks),
+            .with_webhooks(&config.webhooks)
+            .with_node(config.node.id()),
             decryptor,
             index_path: path,
             drop_root: config.storage.recordings.clone(),

@@ -1172,7 +1172,8 @@ fn retention_cmd(args: RetentionArgs) -> anyhow::Result<()> {
     }
     let index = cfg_index.index_at()?;
     let life = srs::lifecycle::Lifecycle::new(&recordings, index, cfg.directory.clone().into())
-        .with_webhooks(&cfg.webhooks);
+        .with_webhooks(&cfg.webhooks)
+        .with_node(cfg.node.id());
     if cfg.retention.is_empty() {
         note(&format!(
             "srs: {} has no [[retention]] rule: every recording is kept",

@@ -199,6 +199,8 @@ pub struct Lifecycle {
     /// deliveries are queued in the index's outbox in the deletion's own
     /// transaction, and sent by the server's webhooks thread.
     webhooks: Arc<[crate::webhooks::WebhookConfig]>,
+    /// This recorder (`with_node`).
+    node: Option<String>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -222,7 +224,17 @@ impl Lifecycle {
             directory,
             replicas: None,
             webhooks: Arc::from(Vec::new()),
+            node: None,
         }
+    }
+
+    /// Issue 16: this recorder's id (`[node] id`). With several recorders
+    /// sharing one index, the drop is kept in step only with the rows of
+    /// this recorder (and rows of none): another's recordings are never
+    /// in this drop.
+    pub fn with_node(mut self, node: String) -> Self {
+        self.node = Some(node);
+        self
     }
 
     /// The webhook receivers told of deletions (`[[webhooks]]`).
@@ -578,10 +590,15 @@ impl Lifecycle {
 
     fn reconcile_in(&self, ix: &Index, who: &Who) -> Result<Vec<String>, LifecycleError> {
         let rows: Vec<(String, String)> = {
-            let mut stmt = ix
-                .conn()
-                .prepare("SELECT recording_id, path FROM recordings ORDER BY recording_id")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            // Rows of this recorder (or of none), not kept in the object
+            // store: a recording only in the object store is not missing.
+            let mut stmt = ix.conn().prepare(
+                "SELECT r.recording_id, r.path FROM recordings r
+                 WHERE (?1 IS NULL OR r.node IS NULL OR r.node = ?1)
+                   AND NOT EXISTS (SELECT 1 FROM recording_objects o WHERE o.recording_id = r.recording_id)
+                 ORDER BY r.recording_id",
+            )?;
+            let rows = stmt.query_map([self.node.as_deref()], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
         };
         let total = rows.len();

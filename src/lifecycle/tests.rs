@@ -220,3 +220,45 @@ fn a_drop_that_lost_every_recording_at_once_leaves_the_index_alone() {
     assert!(life.reconcile(&Who::retention()).unwrap().is_empty());
     assert_eq!(ids(&index(&life)), ["r1", "r2"]);
 }
+
+/// Issue 16: several recorders share one index. Another recorder's
+/// recordings are never in this drop, and one kept in the object store has
+/// no local copy to find: neither is "found missing" (before, every node's
+/// retention run dropped the others' recordings from the shared index).
+#[test]
+fn another_recorders_or_a_stored_recording_is_not_found_missing() {
+    let (_tmp, life) = drop_with(&[("mine", "7001")]);
+    let life = life.with_node("node-a".into());
+    let ix = Index::open_at(&life.index_path).unwrap();
+    let other = RecordingMeta {
+        recording_id: "theirs".into(),
+        call_id: "call-theirs".into(),
+        status: "complete".into(),
+        started_at: "2026-11-23T10:00:00.000Z".into(),
+        path: "2026/11/23/theirs".into(),
+        node: Some("node-b".into()),
+        ..Default::default()
+    };
+    ix.upsert(&other).unwrap();
+    let mut stored = other.clone();
+    stored.recording_id = "stored".into();
+    stored.path = "2026/11/23/stored".into();
+    stored.node = Some("node-a".into());
+    ix.upsert(&stored).unwrap();
+    ix.conn()
+        .execute(
+            "INSERT INTO recording_objects (recording_id, name, key, size, uploaded_at)
+             VALUES ('stored', 'metadata.json', 'p/stored/metadata.json', 10, 'now')",
+            [],
+        )
+        .unwrap();
+    drop(ix);
+    assert_eq!(life.reconcile(&Who::cli()).unwrap(), Vec::<String>::new());
+    assert_eq!(ids(&index(&life)), ["mine", "stored", "theirs"]);
+    // A recording of this node gone from the drop still is.
+    let mut gone = other.clone();
+    gone.recording_id = "gone".into();
+    gone.node = Some("node-a".into());
+    Index::open_at(&life.index_path).unwrap().upsert(&gone).unwrap();
+    assert_eq!(life.reconcile(&Who::cli()).unwrap(), ["gone"]);
+}

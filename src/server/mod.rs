@@ -277,7 +277,8 @@ impl Server {
                 config.index_at()?,
                 config.directory.clone().into(),
             )
-            .with_webhooks(&config.webhooks),
+            .with_webhooks(&config.webhooks)
+            .with_node(config.node.id()),
             config.retention.clone(),
             Duration::from_secs(config.lifecycle.retention_interval),
         )

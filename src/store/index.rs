@@ -189,6 +189,20 @@ pub const MIGRATIONS: &[&str] = &[
     // 5 (issue 14): call events, their links to recordings, the searched
     // attached data and event DNs, and the webhook outbox.
     crate::events::store::MIGRATION,
+    // 6 (issue 16, many recorders): the recorder that made each recording
+    // (`[node] id`), and where each file of a recording is in the object
+    // store (`crate::store::objects`).
+    "ALTER TABLE recordings ADD COLUMN node TEXT;
+    CREATE INDEX recordings_node ON recordings(node);
+    CREATE TABLE recording_objects (
+        recording_id TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        sha256       TEXT,
+        uploaded_at  TEXT NOT NULL,
+        PRIMARY KEY (recording_id, name)
+    ) WITHOUT ROWID;",
 ];
 
 /// The first schema version that [`Index::search`] can query.
@@ -352,8 +366,8 @@ pub(crate) fn upsert_in(tx: &Db, meta: &RecordingMeta) -> Result<(), IndexError>
     tx.prepare_cached(
         "INSERT INTO recordings
              (recording_id, call_id, status, started_at, ended_at, duration_ms, source, path, meta_json,
-              record_dn, record_dn_kind, geo_location, direction, call_uuid, ani, dnis)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+              record_dn, record_dn_kind, geo_location, direction, call_uuid, ani, dnis, node)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT(recording_id) DO UPDATE SET
              call_id = excluded.call_id, status = excluded.status,
              started_at = excluded.started_at, ended_at = excluded.ended_at,
@@ -361,7 +375,8 @@ pub(crate) fn upsert_in(tx: &Db, meta: &RecordingMeta) -> Result<(), IndexError>
              path = excluded.path, meta_json = excluded.meta_json,
              record_dn = excluded.record_dn, record_dn_kind = excluded.record_dn_kind,
              geo_location = excluded.geo_location, direction = excluded.direction,
-             call_uuid = excluded.call_uuid, ani = excluded.ani, dnis = excluded.dnis",
+             call_uuid = excluded.call_uuid, ani = excluded.ani, dnis = excluded.dnis,
+             node = excluded.node",
     )?
     .execute(params![
             id,
@@ -380,6 +395,7 @@ pub(crate) fn upsert_in(tx: &Db, meta: &RecordingMeta) -> Result<(), IndexError>
             meta.correlation.get("calluuid"),
             meta.correlation.get("ani"),
             meta.correlation.get("dnis"),
+            meta.node,
         ],
     )?;
     for delete in [
@@ -470,6 +486,7 @@ pub(crate) fn delete_in(tx: &Db, id: &str) -> Result<usize, IndexError> {
         "correlation",
         "events",
         "holds",
+        "recording_objects",
     ] {
         tx.prepare_cached(&format!("DELETE FROM {table} WHERE recording_id = ?1"))?
             .execute(params![id])?;
@@ -704,12 +721,30 @@ impl Index {
         drop: &FileDrop,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<ReindexReport, IndexError> {
-        let before: std::collections::HashSet<String> = {
-            let mut stmt = self.conn.prepare("SELECT recording_id FROM recordings")?;
-            let ids = stmt.query_map([], |r| r.get::<String>(0))?;
-            ids.collect::<Result<_, _>>()?
+        // (id, node, in the object store) of every row before the scan.
+        let before: Vec<(String, Option<String>, bool)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT r.recording_id, r.node,
+                        EXISTS (SELECT 1 FROM recording_objects o WHERE o.recording_id = r.recording_id)
+                 FROM recordings r",
+            )?;
+            let ids = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            ids.collect::<Result<_, DbError>>()?
         };
         let recs = drop.scan()?;
+        // With several recorders sharing the index, a row is this drop's
+        // to prune only if it was made by a recorder whose recordings are
+        // in this drop (or by none recorded), and it is not kept in the
+        // object store (a recording without a local copy is not gone).
+        let nodes: std::collections::HashSet<&str> =
+            recs.iter().filter_map(|r| r.node.as_deref()).collect();
+        let before: std::collections::HashSet<String> = before
+            .into_iter()
+            .filter(|(_, node, stored)| {
+                !stored && node.as_deref().is_none_or(|n| nodes.contains(n))
+            })
+            .map(|(id, _, _)| id)
+            .collect();
         let total = recs.len();
         progress(0, total);
         let mut done = 0;

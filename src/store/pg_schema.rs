@@ -211,6 +211,19 @@ pub const PG_MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_ms);
     CREATE INDEX webhook_deliveries_created ON webhook_deliveries(created_ms);"#,
+    // 6 (issue 16): the recorder of each recording, and where each file of
+    // a recording is in the object store.
+    r#"ALTER TABLE recordings ADD COLUMN node TEXT COLLATE "C";
+    CREATE INDEX recordings_node ON recordings(node);
+    CREATE TABLE recording_objects (
+        recording_id TEXT COLLATE "C" NOT NULL,
+        name         TEXT COLLATE "C" NOT NULL,
+        key          TEXT COLLATE "C" NOT NULL,
+        size         BIGINT NOT NULL,
+        sha256       TEXT COLLATE "C",
+        uploaded_at  TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (recording_id, name)
+    );"#,
 ];
 
 fn known() -> u32 {
@@ -270,7 +283,7 @@ pub fn migrate(db: &Db) -> Result<usize, IndexError> {
 /// an empty database).
 pub fn drop_all(db: &Db) -> Result<(), DbError> {
     db.execute_batch(
-        "DROP TABLE IF EXISTS webhook_deliveries, call_events_sync, recording_event_dns,
+        "DROP TABLE IF EXISTS recording_objects, webhook_deliveries, call_events_sync, recording_event_dns,
              recording_attached, call_event_links, call_events, holds, audit_recordings, audit,
              tokens, events, correlation, recording_dns, participants, recordings, srs_schema CASCADE;
          DROP FUNCTION IF EXISTS srs_append_only, srs_glob, srs_iglob, instr CASCADE;",
