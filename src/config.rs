@@ -275,6 +275,61 @@ pub struct StorageConfig {
     /// Free space (MiB) under which new sessions get 503 and running
     /// recordings are ended and published while there is still room.
     pub min_free_mb: u64,
+    /// Issue 16: recordings copied to an object store (`[storage.object]`).
+    pub object: Option<ObjectConfig>,
+}
+
+/// `[storage.object]`: the object store recordings are copied to
+/// (`crate::store::objects`, `docs/scale-out.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectConfig {
+    /// `s3://BUCKET[/PREFIX]`.
+    pub url: String,
+    /// The S3 endpoint (MinIO, Ceph RGW...); AWS's when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Credentials; else `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
+    /// from the environment.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Keep the drop's copy: `true` (default), `false` (removed once
+    /// uploaded and verified), or a number of days.
+    #[serde(default)]
+    pub keep_local: KeepLocal,
+}
+
+/// `keep_local = true | false | <days>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeepLocal {
+    #[default]
+    Always,
+    Never,
+    Days(u32),
+}
+
+impl<'de> Deserialize<'de> for KeepLocal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Bool(bool),
+            Days(u32),
+        }
+        Ok(
+            match Given::deserialize(d).map_err(|_| {
+                serde::de::Error::custom("keep_local: expected true, false or a number of days")
+            })? {
+                Given::Bool(true) => KeepLocal::Always,
+                Given::Bool(false) => KeepLocal::Never,
+                Given::Days(n) => KeepLocal::Days(n),
+            },
+        )
+    }
 }
 
 /// The HTTP API and its limits (`docs/api.md`, Limits): whatever the load
@@ -475,6 +530,7 @@ impl Default for StorageConfig {
             index: None,
             index_password_file: None,
             min_free_mb: 256,
+            object: None,
         }
     }
 }
@@ -668,6 +724,9 @@ mod tests {
             "index_password_file",
             "[node]",
             "# id = ",
+            "# [storage.object]",
+            "# keep_local = true",
+            "# endpoint =",
             "postgres://",
             "[tls]",
             "cert",

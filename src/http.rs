@@ -126,6 +126,9 @@ pub struct ApiSetup {
     decryptor: Option<Arc<crate::store::crypt::Decryptor>>,
     /// Issue 14: the events thread (call events, webhook retries).
     events: Option<crate::events::worker::Events>,
+    /// Issue 16: the object store files are served from when the drop has
+    /// no local copy.
+    objects: Option<crate::store::objects::Objects>,
 }
 
 impl std::fmt::Debug for ApiSetup {
@@ -196,6 +199,13 @@ impl ApiSetup {
         );
         let decryptor = crate::store::crypt::Decryptor::from_files(&config.encryption.identities)?
             .map(Arc::new);
+        let objects = match &config.storage.object {
+            Some(c) => Some(
+                crate::store::objects::Objects::from_config(c)
+                    .map_err(|e| SetupError::Index(e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(ApiSetup {
             life: crate::lifecycle::Lifecycle::new(
                 config.storage.recordings.clone(),
@@ -203,7 +213,9 @@ impl ApiSetup {
                 config.directory.clone().into(),
             )
             .with_webhooks(&config.webhooks)
-            .with_node(config.node.id()),
+            .with_node(config.node.id())
+            .with_objects(objects.clone()),
+            objects,
             decryptor,
             index_path: path,
             drop_root: config.storage.recordings.clone(),
@@ -302,6 +314,8 @@ pub struct ApiState {
     decryptor: Option<Arc<crate::store::crypt::Decryptor>>,
     /// Issue 14: the events thread.
     events: Option<crate::events::worker::Events>,
+    /// Issue 16: files of recordings without a local copy.
+    objects: Option<crate::store::objects::Objects>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -327,6 +341,7 @@ impl ApiState {
             life,
             decryptor,
             events,
+            objects,
         } = setup;
         let access = access::Access::start(index_path.clone(), tokens, directory.clone(), audit)
             .map_err(SetupError::Thread)?;
@@ -360,6 +375,7 @@ impl ApiState {
             life: Arc::new(life),
             decryptor,
             events,
+            objects,
         })
     }
 
@@ -995,6 +1011,18 @@ async fn file(
         }
         Ok(Ok((file, len))) => (tokio::fs::File::from_std(file), len),
         Ok(Err(FileRefused::Io(e))) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Issue 16: no local copy (another recorder's recording, or
+            // keep_local): from the object store, if it has it.
+            if let Some(objects) = st.objects.clone() {
+                let d = lifecycle::Download {
+                    caller: &caller,
+                    rid,
+                    filters,
+                    range,
+                    ctype,
+                };
+                return serve_object(&st, d, objects, &meta, f).await;
+            }
             let resp = error(StatusCode::NOT_FOUND, "file missing from the drop");
             return not_found(rid, resp).await;
         }
@@ -1057,6 +1085,115 @@ async fn file(
     .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e));
     resp.extensions_mut().insert(Streamed);
     resp
+}
+
+/// Serves a file of a recording from the object store (issue 16): where
+/// the index says it is, streamed, HTTP Range included; a file encrypted
+/// at rest is copied to a spool file in the drop (unlinked at once) and
+/// served decrypted from it, like a local one.
+async fn serve_object(
+    st: &ApiState,
+    d: lifecycle::Download<'_>,
+    objects: crate::store::objects::Objects,
+    meta: &RecordingMeta,
+    f: &crate::recording::FileMeta,
+) -> Response {
+    let (id, name) = (meta.recording_id.clone(), f.stored_name().to_string());
+    let found = st
+        .pool
+        .run(move |ix| match ix {
+            Some(ix) => Ok(crate::store::objects::stored_key(ix.conn(), &id, &name)?),
+            None => Ok(None),
+        })
+        .await;
+    let (key, len) = match found {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            let entry = d.caller.entry("download", d.rid, d.filters, "not-found");
+            let resp = error(
+                StatusCode::NOT_FOUND,
+                "file missing from the drop and the object store",
+            );
+            return st.answer(entry, resp).await;
+        }
+        Err(e) => return e.into_response(),
+    };
+    if f.encryption.is_some() {
+        let spool = st.drop_root.join(".spool");
+        if let Err(e) = tokio::fs::create_dir_all(&spool).await {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+        }
+        let path = spool.join(format!("{}-{}", meta.recording_id, uuid::Uuid::now_v7()));
+        let got = objects.download(&key, &path).await;
+        let file = std::fs::File::open(&path);
+        let _ = std::fs::remove_file(&path);
+        return match (got, file) {
+            (Ok(_), Ok(file)) => lifecycle::serve_encrypted(st, d, file, path).await,
+            (Err(e), _) => object_unavailable(&meta.recording_id, &key, &e),
+            (_, Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+    }
+    let range = match parse_range(d.range, len) {
+        Ok(r) => r,
+        Err(()) => {
+            let mut r = error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("range not satisfiable: the file has {len} bytes"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            let entry = d.caller.entry("download", d.rid, d.filters, "bad-range");
+            return st.answer(entry, r).await;
+        }
+    };
+    // Asked before the audit entry: a store that is down is a 503, not a
+    // download recorded as served.
+    let stream = match objects.stream(&key, range.map(|(a, b)| a..b + 1)).await {
+        Ok(s) => s,
+        Err(e) => return object_unavailable(&meta.recording_id, &key, &e),
+    };
+    if let Err(r) = st
+        .access
+        .record(d.caller.entry("download", d.rid, d.filters, "ok"))
+        .await
+    {
+        return r;
+    }
+    let body = Body::from_stream(stream);
+    let mut resp = match range {
+        None => Response::builder()
+            .header(header::CONTENT_TYPE, d.ctype)
+            .header(header::CONTENT_LENGTH, len)
+            .header(header::ACCEPT_RANGES, "bytes")
+            .body(body),
+        Some((a, b)) => Response::builder()
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_TYPE, d.ctype)
+            .header(header::CONTENT_LENGTH, b - a + 1)
+            .header(header::ACCEPT_RANGES, "bytes")
+            .header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{len}"))
+            .body(body),
+    }
+    .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e));
+    resp.extensions_mut().insert(Streamed);
+    resp
+}
+
+/// `503` (with `Retry-After`) when the object store cannot give a file.
+fn object_unavailable(
+    recording_id: &str,
+    key: &str,
+    e: &crate::store::objects::ObjectError,
+) -> Response {
+    tracing::warn!(%recording_id, key, error = %e, "the object store cannot serve a recording's file");
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the object store holding this file is unavailable; try again",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 async fn sessions(State(st): State<ApiState>, Extension(caller): Extension<Caller>) -> Response {

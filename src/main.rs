@@ -61,6 +61,57 @@ enum Command {
     Key(KeyArgs),
     /// List webhook deliveries (newest first), or send one again (--retry).
     Webhooks(WebhooksArgs),
+    /// The recordings of this drop waiting for upload to the object store
+    /// ([storage.object]), oldest first; --enqueue ID queues one again.
+    Uploads(UploadsArgs),
+}
+
+#[derive(Args)]
+struct UploadsArgs {
+    /// File drop directory.
+    #[arg(long, value_name = "DIR", default_value = "./recordings")]
+    recordings: PathBuf,
+    /// Queue these recordings (ids) for upload again (a running server
+    /// picks them up within a minute).
+    #[arg(long, value_name = "ID")]
+    enqueue: Vec<String>,
+    /// JSON: {"backlog": N, "oldest_age_s": S, "pending": [...]}.
+    #[arg(long)]
+    json: bool,
+}
+
+fn uploads_cmd(args: UploadsArgs) -> anyhow::Result<()> {
+    let drop = FileDrop::new(&args.recordings);
+    if !args.enqueue.is_empty() {
+        let all = drop.scan().context("scanning the drop")?;
+        for id in &args.enqueue {
+            let Some(m) = all.iter().find(|m| &m.recording_id == id) else {
+                bail!("{id}: not in the drop {}", args.recordings.display());
+            };
+            srs::store::objects::enqueue(&args.recordings, m)
+                .with_context(|| format!("queueing {id}"))?;
+        }
+    }
+    let pending = srs::store::objects::backlog(&args.recordings)
+        .with_context(|| format!("reading {}/.uploads", args.recordings.display()))?;
+    let oldest = pending.first().map(|p| p.age_s);
+    if args.json {
+        return out(&serde_json::json!({
+            "backlog": pending.len(),
+            "oldest_age_s": oldest,
+            "pending": pending,
+        })
+        .to_string());
+    }
+    out(&format!(
+        "{} recording(s) waiting for upload{}",
+        pending.len(),
+        oldest.map_or(String::new(), |s| format!(", the oldest for {s} s"))
+    ))?;
+    for p in &pending {
+        out(&format!("{}  {}  {} s", p.recording_id, p.path, p.age_s))?;
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -1398,6 +1449,7 @@ fn main() -> ExitCode {
         Command::Token(a) => token(a),
         Command::Audit(a) => audit_cmd(a),
         Command::Webhooks(a) => webhooks(a),
+        Command::Uploads(a) => uploads_cmd(a),
         Command::Hold(a) => hold_cmd(a),
         Command::Release(a) => release_cmd(a),
         Command::Delete(a) => delete_cmd(a),

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub publish_backlog: Gauge,
     pub encoder_backlog: Gauge,
     pub webhook_backlog: Gauge,
+    /// Issue 16: recordings waiting for upload to the object store.
+    pub upload_backlog: Gauge,
     pub disk_free: Gauge,
     pub overload_active: Gauge,
     pub call_events_received: Counter,
@@ -98,6 +100,7 @@ impl Default for Metrics {
             publish_backlog: Gauge::default(),
             encoder_backlog: Gauge::default(),
             webhook_backlog: Gauge::default(),
+            upload_backlog: Gauge::default(),
             disk_free: Gauge::default(),
             overload_active: Gauge::default(),
             call_events_received: Counter::default(),
@@ -163,6 +166,11 @@ impl Default for Metrics {
             "srs_webhook_backlog",
             "Webhook deliveries pending (neither delivered nor dead)",
             m.webhook_backlog.clone(),
+        );
+        r.register(
+            "srs_upload_backlog",
+            "Recordings waiting for upload to the object store ([storage.object])",
+            m.upload_backlog.clone(),
         );
         r.register(
             "srs_disk_free_bytes",
@@ -308,6 +316,7 @@ mod tests {
             "srs_publish_backlog ",
             "srs_encoder_backlog ",
             "srs_webhook_backlog ",
+            "srs_upload_backlog ",
             "srs_disk_free_bytes ",
             "srs_overload_active ",
         ] {

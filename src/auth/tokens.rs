@@ -264,13 +264,13 @@ mod tests {
             let stored: String = c
                 .query_row(
                     match c.dialect() {
-                    crate::store::db::Dialect::Sqlite => {
-                        "SELECT group_concat(hash || scopes || name) FROM tokens"
-                    }
-                    crate::store::db::Dialect::Postgres => {
-                        "SELECT string_agg(hash || scopes || name, ',') FROM tokens"
-                    }
-                },
+                        crate::store::db::Dialect::Sqlite => {
+                            "SELECT group_concat(hash || scopes || name) FROM tokens"
+                        }
+                        crate::store::db::Dialect::Postgres => {
+                            "SELECT string_agg(hash || scopes || name, ',') FROM tokens"
+                        }
+                    },
                     [],
                     |r| r.get(0),
                 )

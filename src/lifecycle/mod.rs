@@ -249,6 +249,14 @@ impl Lifecycle {
         self
     }
 
+    /// The object store of `[storage.object]`, if any, as the replicas.
+    pub fn with_objects(self, objects: Option<crate::store::objects::Objects>) -> Self {
+        match objects {
+            Some(o) => self.with_replicas(Arc::new(o)),
+            None => self,
+        }
+    }
+
     pub fn root(&self) -> &Path {
         self.drop.root()
     }

@@ -259,6 +259,9 @@ fn another_recorders_or_a_stored_recording_is_not_found_missing() {
     let mut gone = other.clone();
     gone.recording_id = "gone".into();
     gone.node = Some("node-a".into());
-    Index::open_at(&life.index_path).unwrap().upsert(&gone).unwrap();
+    Index::open_at(&life.index_path)
+        .unwrap()
+        .upsert(&gone)
+        .unwrap();
     assert_eq!(life.reconcile(&Who::cli()).unwrap(), ["gone"]);
 }

@@ -78,6 +78,8 @@ pub enum ServerError {
     Crypt(#[from] crate::store::crypt::CryptError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("[storage.object]: {0}")]
+    Objects(#[from] crate::store::objects::ObjectError),
 }
 
 /// Addresses actually bound (ports may have been 0 in the config).
@@ -156,10 +158,18 @@ impl Server {
         let encryptor =
             crate::store::crypt::Encryptor::from_recipients(&config.encryption.recipients)?
                 .map(Arc::new);
-        index.index(crate::store::recover::recover_all_sealed(
-            &FileDrop::new(root),
-            encryptor.as_deref(),
-        ));
+        let recovered =
+            crate::store::recover::recover_all_sealed(&FileDrop::new(&root), encryptor.as_deref());
+        // Recovered recordings go to the object store like the others.
+        if config.storage.object.is_some() {
+            for m in &recovered {
+                if let Err(e) = crate::store::objects::enqueue(&root, m) {
+                    tracing::error!(recording_id = %m.recording_id, error = %e,
+                        "cannot queue a recovered recording for upload");
+                }
+            }
+        }
+        index.index(recovered);
         let nofile = os::raise_nofile_limit();
         let conns: Conns = Arc::new(Mutex::new(ConnTable::new(connection_limits(
             &config, nofile,
@@ -242,6 +252,25 @@ impl Server {
         )
         .map_err(thread_error("events thread"))?;
         let notes = events.clone();
+        // Issue 16: the object store, and the upload thread fed by the
+        // publisher (after the drop and the index).
+        let objects = match &config.storage.object {
+            Some(c) => Some(crate::store::objects::Objects::from_config(c)?),
+            None => None,
+        };
+        let uploader = match &objects {
+            Some(o) => Some(
+                crate::store::objects::Uploader::start(
+                    o.clone(),
+                    config.storage.recordings.clone(),
+                    config.index_at()?,
+                    Some(health.metrics.upload_backlog.clone()),
+                )
+                .map_err(thread_error("upload thread"))?,
+            ),
+            None => None,
+        };
+        let upload_root = config.storage.recordings.clone();
         let reactor =
             Reactor::start(config.media.threads()).map_err(thread_error("media reactor"))?;
         health.metrics.set_reactor(reactor.clone());
@@ -249,6 +278,9 @@ impl Server {
             publisher: Publisher::start(drop.clone(), index, move |meta, ok| {
                 use crate::events::worker::Notice;
                 if ok {
+                    if let Some(u) = &uploader {
+                        u.enqueue(&upload_root, meta);
+                    }
                     published
                         .recordings_published
                         .fetch_add(1, Ordering::Relaxed);
@@ -278,7 +310,8 @@ impl Server {
                 config.directory.clone().into(),
             )
             .with_webhooks(&config.webhooks)
-            .with_node(config.node.id()),
+            .with_node(config.node.id())
+            .with_objects(objects.clone()),
             config.retention.clone(),
             Duration::from_secs(config.lifecycle.retention_interval),
         )

@@ -27,6 +27,7 @@ pub mod disk_guard;
 pub mod drop;
 pub mod index;
 pub mod integrity;
+pub mod objects;
 pub mod pg_schema;
 pub mod publisher;
 pub mod query;
