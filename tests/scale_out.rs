@@ -337,3 +337,214 @@ fn recordings_go_to_the_object_store_and_either_node_serves_them() {
     assert_eq!(list_shared(&pg, "srs").len(), 5);
     let _ = calls;
 }
+
+/// Kamailio (Debian's) with examples/kamailio/srs-dispatcher.cfg, in front
+/// of `nodes` (SIP over UDP), listening on a free port; killed on drop.
+struct Kamailio {
+    child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Kamailio {
+    fn start(test: &str, nodes: &[std::net::SocketAddr]) -> Option<Kamailio> {
+        if !peers_available(test, &["kamailio"]) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let list = dir.path().join("dispatcher.list");
+        let mut text = String::new();
+        for n in nodes {
+            text.push_str(&format!("1 sip:{n}\n"));
+        }
+        std::fs::write(&list, text).unwrap();
+        let cfg = std::fs::read_to_string(manifest_dir().join("examples/kamailio/srs-dispatcher.cfg"))
+            .unwrap()
+            .replace(
+                "#!substdef \"!LISTEN_PORT!5060!g\"",
+                &format!("#!substdef \"!LISTEN_PORT!{port}!g\""),
+            )
+            .replace(
+                "#!substdef \"!DISPATCHER_LIST!/etc/kamailio/srs-dispatcher.list!g\"",
+                &format!("#!substdef \"!DISPATCHER_LIST!{}!g\"", list.display()),
+            );
+        let cfg_path = dir.path().join("kamailio.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
+        let child = Command::new("kamailio")
+            .arg("-f")
+            .arg(&cfg_path)
+            .args(["-DD", "-E", "-Y"])
+            .arg(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("kamailio runs");
+        let k = Kamailio {
+            child,
+            addr: ([127, 0, 0, 1], port).into(),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(k.addr).is_err() {
+            assert!(Instant::now() < deadline, "kamailio did not listen:\n{}", k.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(k)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kamailio.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The whole topology of docs/scale-out.md: SIPp (the recording client)
+/// -> Kamailio's dispatcher (OPTIONS probing, round robin, failover) -> two
+/// srs nodes -> one PostgreSQL index and one S3 bucket (keep_local =
+/// false). SIPp sends a few hundred short SIPREC calls; node A gets SIGTERM
+/// in the middle: it refuses new sessions (and the dispatcher's probes)
+/// with 503, ends and publishes its live calls, and the dispatcher sends
+/// the rest to B. Every call SIPp made is recorded exactly once, both nodes
+/// recorded, every recording is found through either node's API, and its
+/// audio downloads from either node (A restarted drains what it left in
+/// its upload queue).
+#[test]
+fn two_nodes_behind_kamailio_survive_a_sigterm() {
+    let test = "two_nodes_behind_kamailio_survive_a_sigterm";
+    if !peers_available(test, &["sipp"]) {
+        return;
+    }
+    let Some(pg) = Postgres::start(test) else {
+        return;
+    };
+    let Some(s3) = common::s3::S3::start(test) else {
+        return;
+    };
+    pg.psql("postgres", "CREATE DATABASE srs");
+    let dir = tempfile::tempdir().unwrap();
+    let extra = object_toml(&s3, "false");
+    let a_cfg = node_config(dir.path(), &pg, "srs", "node-a", &extra);
+    let b_cfg = node_config(dir.path(), &pg, "srs", "node-b", &extra);
+    let mut a = Server::start_with(&["--config", a_cfg.to_str().unwrap()]);
+    let b = Server::start_with(&["--config", b_cfg.to_str().unwrap()]);
+    let Some(k) = Kamailio::start(test, &[a.sip, b.sip]) else {
+        return;
+    };
+    // Both probed and active before the first call.
+    std::thread::sleep(Duration::from_millis(2500));
+
+    const CALLS: usize = 300;
+    let sipp_port = free_port();
+    let media = port_block(4 * 200);
+    let args: Vec<String> = [
+        "-sf",
+        "siprec_uac_load.xml",
+        "-r",
+        "60",
+        "-l",
+        "200",
+        "-m",
+        &CALLS.to_string(),
+        "-d",
+        "800",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &sipp_port.to_string(),
+        "-mp",
+        &media.to_string(),
+        "-nostdin",
+        "-timeout",
+        "60s",
+        "-trace_stat",
+        "-stf",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        dir.path().join("sipp-stat.csv").display().to_string(),
+        k.addr.to_string(),
+    ])
+    .collect();
+    let sipp = std::thread::spawn(move || run_sipp(&args, Duration::from_secs(90)));
+    // Half-way through (60 calls/s): node A is told to stop.
+    std::thread::sleep(Duration::from_millis(2500));
+    let sigterm_at = chrono::Utc::now();
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGTERM) };
+    let (_ok, out) = sipp.join().unwrap();
+    // A's own shutdown: its live calls were ended and published.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "node A did not stop:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        a.log().contains("signal received"),
+        "{}",
+        a.log()
+    );
+    // Started again, A uploads what its queue kept.
+    a.restart();
+
+    let all = wait_shared(&pg, "srs", CALLS, Duration::from_secs(60), &[&a, &b]);
+    let mut ids: Vec<&str> = all.iter().map(|r| r["call_id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(
+        (n, ids.len()),
+        (CALLS, CALLS),
+        "every SIPp call recorded exactly once\nSIPp:\n{out}\nKamailio:\n{}",
+        k.log()
+    );
+    for i in 1..=CALLS {
+        assert!(
+            ids.iter().any(|c| c.starts_with(&format!("{i}-"))),
+            "SIPp call {i} not recorded"
+        );
+    }
+    let on = |node: &str| all.iter().filter(|r| r["node"] == node).count();
+    assert!(on("node-a") > 0 && on("node-b") > 0, "both nodes recorded");
+    // From two seconds after the SIGTERM, the dispatcher chose only B.
+    let later = sigterm_at + chrono::Duration::seconds(2);
+    for r in &all {
+        let started: chrono::DateTime<chrono::Utc> =
+            r["started_at"].as_str().unwrap().parse().unwrap();
+        if started > later {
+            assert_eq!(r["node"], "node-b", "{r}");
+        }
+    }
+    wait_uploads_drained(&a, Duration::from_secs(60));
+    wait_uploads_drained(&b, Duration::from_secs(60));
+    // Found through either node's API, audio from either node.
+    let ids_a = api_call_ids(&a);
+    assert_eq!(ids_a.len(), CALLS);
+    assert_eq!(api_call_ids(&b), ids_a);
+    for (i, r) in all.iter().enumerate() {
+        let path = r["path"].as_str().unwrap();
+        let (home, other) = if r["node"] == "node-a" { (&a, &b) } else { (&b, &a) };
+        assert!(!home.recordings.join(path).exists(), "{path}: local copy left");
+        if i % 10 != 0 {
+            continue;
+        }
+        let id = r["recording_id"].as_str().unwrap();
+        for f in r["files"].as_array().unwrap() {
+            let name = f["name"].as_str().unwrap();
+            let stored = std::fs::read(s3.object_path(&format!("srs/{path}/{name}"))).unwrap();
+            for srs in [home, other] {
+                let got = download(srs, id, name, None);
+                assert_eq!(got.status, 200, "{}", got.text());
+                assert_eq!(got.body, stored);
+            }
+        }
+    }
+}
