@@ -117,7 +117,7 @@ impl Leg {
         let me = self.sock.local_addr().unwrap();
         let bye = format!(
             "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-bye-{}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-            self.call_id.len(),
+            self.call_id.split('@').next().unwrap_or_default(),
             self.from,
             self.to,
             self.call_id

@@ -758,12 +758,20 @@ impl UasTwoXxRetransmitter {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TxnKey {
     /// RFC 3261 matching: the top Via branch (with the magic cookie), its
-    /// sent-by, and the method (ACK counted as INVITE).
+    /// sent-by, and the method (ACK counted as INVITE); and, beyond
+    /// §17.2.3, the Call-ID. Every request of one transaction carries the
+    /// same Call-ID, so a true retransmission always matches; a client that
+    /// reuses a branch from the same address and port within Timer J (a
+    /// counter reset by a restart, a test tool with a fixed branch) would
+    /// otherwise get the earlier request's response for a new request of
+    /// another call, and that BYE would never end its recording.
     Rfc3261 {
         /// The branch parameter, as received.
         branch: String,
         /// `host[:port]` of the top Via, lower case, without white space.
         sent_by: String,
+        /// Call-ID, trimmed.
+        call_id: String,
         /// Method of the request that created the transaction.
         method: Method,
     },
@@ -828,6 +836,7 @@ fn key_with_method(msg: &Message, method: Method) -> Option<TxnKey> {
         return Some(TxnKey::Rfc3261 {
             branch: branch.to_string(),
             sent_by: sent_by(via)?,
+            call_id: msg.call_id()?.trim().to_string(),
             method,
         });
     }

@@ -112,6 +112,57 @@ fn invite_accept_ack_bye() {
 }
 
 #[test]
+fn a_branch_reused_for_another_call_is_a_new_request() {
+    // A client that reuses a Via branch from the same address and port
+    // within Timer J (32 s) for another call's BYE: that BYE is processed,
+    // not answered with the first call's cached 200 (its recording would
+    // otherwise never end).
+    let mut core = SipCore::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let (first, tag1) = establish(&mut core, t0);
+    core.handle_input(t0, udp_peer(), &request("ACK", &tag1, "z9hG4bK-ack1", 1));
+    let second_invite = SIPP_INVITE
+        .replace("1-20223@127.0.0.1", "2-20223@127.0.0.1")
+        .replace("tag=20223SIPpTag001", "tag=20223SIPpTag002");
+    core.handle_input(t0, udp_peer(), &crlf(&second_invite));
+    assert_eq!(drain(&mut core).iter().map(code).collect::<Vec<_>>(), [100]);
+    assert_eq!(core.poll_event(), Some(Event::Confirmed { session: first }));
+    let (second, offer) = offered(&mut core);
+    accept_all(&mut core, t0, second, &offer);
+    let tag2 = drain(&mut core)[0].to_tag().unwrap().to_string();
+    let bye = |call: &str, from_tag: &str, to_tag: &str| {
+        crlf(&format!(
+            "BYE sip:srs@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-same\n\
+From: <sip:src@127.0.0.1:5070>;tag={from_tag}\nTo: <sip:srs@127.0.0.1:5080>;tag={to_tag}\n\
+Call-ID: {call}\nCSeq: 2 BYE\nContent-Length: 0\n\n"
+        ))
+    };
+    core.handle_input(
+        t0,
+        udp_peer(),
+        &bye("1-20223@127.0.0.1", "20223SIPpTag001", &tag1),
+    );
+    assert_eq!(code(&drain(&mut core)[0]), 200);
+    assert!(matches!(
+        core.poll_event(),
+        Some(Event::Ended { session, reason: EndReason::Bye, .. }) if session == first
+    ));
+    core.handle_input(
+        t0,
+        udp_peer(),
+        &bye("2-20223@127.0.0.1", "20223SIPpTag002", &tag2),
+    );
+    let out = drain(&mut core);
+    assert_eq!(code(&out[0]), 200);
+    assert_eq!(out[0].call_id(), Some("2-20223@127.0.0.1"));
+    assert!(matches!(
+        core.poll_event(),
+        Some(Event::Ended { session, reason: EndReason::Bye, .. }) if session == second
+    ));
+    assert_eq!(core.active_sessions(), 0);
+}
+
+#[test]
 fn ok_retransmitted_until_ack_with_doubling_intervals() {
     let mut core = SipCore::new(CoreConfig::default());
     let t0 = Instant::now();

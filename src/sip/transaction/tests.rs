@@ -408,6 +408,7 @@ fn keys_map_ack_and_cancel_to_the_invite() {
         TxnKey::Rfc3261 {
             branch: "z9hG4bK-abc".into(),
             sent_by: "10.0.0.2:5060".into(),
+            call_id: "c1".into(),
             method: Method::Invite
         }
     );
@@ -423,6 +424,12 @@ fn keys_map_ack_and_cancel_to_the_invite() {
     assert_ne!(server_key(&other_host), Some(invite.clone()));
     let other_branch = req("INVITE", "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK-abd", "");
     assert_ne!(server_key(&other_branch), Some(invite.clone()));
+    // a branch reused from the same address for another call is another
+    // transaction (beyond §17.2.3: a retransmission keeps its Call-ID)
+    let other_call = msg(&format!(
+        "INVITE sip:srs@10.0.0.1 SIP/2.0\r\nVia: {VIA}\r\nFrom: <sip:a@h>;tag=f1\r\nTo: <sip:srs@h>\r\nCall-ID: c2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    ));
+    assert_ne!(server_key(&other_call), Some(invite.clone()));
     // tolerant sent-by parsing: LWS and case
     let spaced = req(
         "INVITE",
