@@ -351,7 +351,7 @@ impl Worker {
             opened?;
             let ix = ix.as_ref().ok_or("no index")?;
             let c = ix.conn();
-            let tx = crate::store::index::write_transaction(c).map_err(|e| e.to_string())?;
+            let tx = c.immediate_transaction().map_err(|e| e.to_string())?;
             let mut answers = Vec::new();
             let mut touched = BTreeSet::new();
             let mut stored = 0u64;
@@ -525,7 +525,7 @@ impl Worker {
         self.sync_retry_at = failed.then(|| Instant::now() + Duration::from_secs(5));
         if let Ok(ix) = self.index() {
             let c = ix.conn();
-            let r = crate::store::index::write_transaction(c).and_then(|tx| {
+            let r = c.immediate_transaction().and_then(|tx| {
                 for id in &done {
                     store::synced(c, id)?;
                 }

@@ -751,6 +751,24 @@ impl Db {
         self.transaction()
     }
 
+    /// Begins a transaction that writes: on SQLite `BEGIN IMMEDIATE`, which
+    /// takes the write lock first, waiting for it up to the busy timeout (a
+    /// deferred one that reads first and writes later fails at once with
+    /// "database is locked" when another writer is committing: the
+    /// rollback journal's lock upgrade cannot wait without a deadlock, so
+    /// SQLite does not call the busy handler); on PostgreSQL a plain
+    /// transaction (row locks; other writers go on).
+    pub fn immediate_transaction(&self) -> DbResult<Tx<'_>> {
+        match self.dialect() {
+            Dialect::Sqlite => self.begin("BEGIN IMMEDIATE")?,
+            Dialect::Postgres => self.begin("BEGIN")?,
+        }
+        Ok(Tx {
+            db: self,
+            done: false,
+        })
+    }
+
     /// Begins a write transaction that excludes every other writer of the
     /// index until it ends: `BEGIN IMMEDIATE` on SQLite; on PostgreSQL a
     /// transaction that takes one advisory lock first (every recorder

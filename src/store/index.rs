@@ -214,15 +214,6 @@ pub const REINDEX_BATCH: usize = 500;
 /// How long a connection waits for another's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A write transaction, begun IMMEDIATE: it takes the write lock first,
-/// waiting up to [`BUSY_TIMEOUT`] for it. A deferred one that reads first
-/// and writes later fails at once with "database is locked" when another
-/// writer is committing (the rollback journal's lock upgrade cannot wait
-/// without a deadlock, so SQLite does not call the busy handler).
-pub fn write_transaction(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
-}
-
 /// Journal of the index: a rollback journal (see the module doc for why
 /// not WAL); TRUNCATE keeps the file, which is cheaper than recreating it.
 const JOURNAL_MODE: &str = "truncate";
@@ -697,7 +688,7 @@ impl Index {
     /// Inserts or replaces one recording and all its derived rows
     /// (participants, DNs, correlation ids, events, DTMF), in one transaction.
     pub fn upsert(&self, meta: &RecordingMeta) -> Result<(), IndexError> {
-        let tx = write_transaction(&self.conn)?;
+        let tx = self.conn.immediate_transaction()?;
         upsert_in(&tx, meta)?;
         tx.commit()?;
         Ok(())
@@ -705,7 +696,7 @@ impl Index {
 
     /// Like [`Index::upsert`] for many recordings, all in one transaction.
     pub fn upsert_batch(&self, metas: &[RecordingMeta]) -> Result<(), IndexError> {
-        let tx = write_transaction(&self.conn)?;
+        let tx = self.conn.immediate_transaction()?;
         for meta in metas {
             upsert_in(&tx, meta)?;
         }
@@ -770,7 +761,7 @@ impl Index {
             .collect();
         let mut removed = 0;
         for batch in stale.chunks(REINDEX_BATCH) {
-            let tx = write_transaction(&self.conn)?;
+            let tx = self.conn.immediate_transaction()?;
             for id in batch {
                 removed += delete_in(&tx, id)?;
             }

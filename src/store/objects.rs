@@ -460,7 +460,7 @@ pub fn record(
     recording_id: &str,
     files: &[StoredFile],
 ) -> Result<(), crate::store::db::DbError> {
-    let tx = db.transaction()?;
+    let tx = db.immediate_transaction()?;
     let now = crate::store::query::utc_millis(chrono::Utc::now());
     for f in files {
         tx.execute(
