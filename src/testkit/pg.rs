@@ -117,9 +117,13 @@ fn start() -> Result<Cluster, String> {
         return Err(format!("initdb: {}", String::from_utf8_lossy(&out.stderr)));
     }
     let port = free_port();
+    // SRS_TEST_PG_OPTS: more server options, after ours so that they win
+    // (examples/index_scale.rs turns fsync back on: a bench must not run
+    // without it).
     let opts = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-        dir.display()
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 {}",
+        dir.display(),
+        std::env::var("SRS_TEST_PG_OPTS").unwrap_or_default()
     );
     let out = command(&bin, "pg_ctl")
         .arg("-D")
