@@ -359,16 +359,22 @@ impl Kamailio {
             text.push_str(&format!("1 sip:{n}\n"));
         }
         std::fs::write(&list, text).unwrap();
-        let cfg = std::fs::read_to_string(manifest_dir().join("examples/kamailio/srs-dispatcher.cfg"))
-            .unwrap()
-            .replace(
-                "#!substdef \"!LISTEN_PORT!5060!g\"",
-                &format!("#!substdef \"!LISTEN_PORT!{port}!g\""),
-            )
-            .replace(
-                "#!substdef \"!DISPATCHER_LIST!/etc/kamailio/srs-dispatcher.list!g\"",
-                &format!("#!substdef \"!DISPATCHER_LIST!{}!g\"", list.display()),
-            );
+        let cfg =
+            std::fs::read_to_string(manifest_dir().join("examples/kamailio/srs-dispatcher.cfg"))
+                .unwrap()
+                .replace(
+                    "#!substdef \"!LISTEN_PORT!5060!g\"",
+                    &format!("#!substdef \"!LISTEN_PORT!{port}!g\""),
+                )
+                // SRS_TEST_KAMAILIO_DEBUG=debug=3 logs every message it routes.
+                .replace(
+                    "debug=1",
+                    &std::env::var("SRS_TEST_KAMAILIO_DEBUG").unwrap_or("debug=1".into()),
+                )
+                .replace(
+                    "#!substdef \"!DISPATCHER_LIST!/etc/kamailio/srs-dispatcher.list!g\"",
+                    &format!("#!substdef \"!DISPATCHER_LIST!{}!g\"", list.display()),
+                );
         let cfg_path = dir.path().join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
         let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
@@ -389,7 +395,11 @@ impl Kamailio {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(k.addr).is_err() {
-            assert!(Instant::now() < deadline, "kamailio did not listen:\n{}", k.log());
+            assert!(
+                Instant::now() < deadline,
+                "kamailio did not listen:\n{}",
+                k.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(k)
@@ -434,8 +444,16 @@ fn two_nodes_behind_kamailio_survive_a_sigterm() {
     let extra = object_toml(&s3, "false");
     let a_cfg = node_config(dir.path(), &pg, "srs", "node-a", &extra);
     let b_cfg = node_config(dir.path(), &pg, "srs", "node-b", &extra);
-    let mut a = Server::start_with(&["--config", a_cfg.to_str().unwrap()]);
-    let b = Server::start_with(&["--config", b_cfg.to_str().unwrap()]);
+    // 600 RTP ports a node (the default 200 of a test server is 50 calls of
+    // two streams): after A's SIGTERM, B alone takes about 60 calls a second
+    // of about a second each.
+    let ports = |n: u16| {
+        let lo = port_block(n);
+        format!("{lo}-{}", lo + n - 1)
+    };
+    let (a_ports, b_ports) = (ports(600), ports(600));
+    let mut a = Server::start_with(&["--config", a_cfg.to_str().unwrap(), "--rtp-ports", &a_ports]);
+    let b = Server::start_with(&["--config", b_cfg.to_str().unwrap(), "--rtp-ports", &b_ports]);
     let Some(k) = Kamailio::start(test, &[a.sip, b.sip]) else {
         return;
     };
@@ -484,14 +502,14 @@ fn two_nodes_behind_kamailio_survive_a_sigterm() {
     // A's own shutdown: its live calls were ended and published.
     let deadline = Instant::now() + Duration::from_secs(30);
     while a.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "node A did not stop:\n{}", a.log());
+        assert!(
+            Instant::now() < deadline,
+            "node A did not stop:\n{}",
+            a.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        a.log().contains("signal received"),
-        "{}",
-        a.log()
-    );
+    assert!(a.log().contains("signal received"), "{}", a.log());
     // Started again, A uploads what its queue kept.
     a.restart();
 
@@ -499,12 +517,18 @@ fn two_nodes_behind_kamailio_survive_a_sigterm() {
     let mut ids: Vec<&str> = all.iter().map(|r| r["call_id"].as_str().unwrap()).collect();
     ids.sort_unstable();
     let n = ids.len();
+    let twice: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|r| all.iter().filter(|o| o["call_id"] == r["call_id"]).count() > 1)
+        .collect();
     ids.dedup();
     assert_eq!(
         (n, ids.len()),
         (CALLS, CALLS),
-        "every SIPp call recorded exactly once\nSIPp:\n{out}\nKamailio:\n{}",
-        k.log()
+        "every SIPp call recorded exactly once; twice: {twice:#?}\nSIPp:\n{out}\nKamailio:\n{}\nA:\n{}\nB:\n{}",
+        k.log(),
+        a.log(),
+        b.log()
     );
     for i in 1..=CALLS {
         assert!(
@@ -514,12 +538,26 @@ fn two_nodes_behind_kamailio_survive_a_sigterm() {
     }
     let on = |node: &str| all.iter().filter(|r| r["node"] == node).count();
     assert!(on("node-a") > 0 && on("node-b") > 0, "both nodes recorded");
+    // A had calls in progress when it was told to stop: it ended and
+    // published them (they end after the SIGTERM, on A).
+    let at = |r: &serde_json::Value, k: &str| -> chrono::DateTime<chrono::Utc> {
+        r[k].as_str().unwrap().parse().unwrap()
+    };
+    let live_on_a = all
+        .iter()
+        .filter(|r| r["node"] == "node-a")
+        .filter(|r| at(r, "started_at") < sigterm_at && at(r, "ended_at") > sigterm_at)
+        .count();
+    assert!(live_on_a > 0, "node A had no live call at the SIGTERM");
+    eprintln!(
+        "{CALLS} calls: node A {} (of which {live_on_a} live at its SIGTERM), node B {}; SIPp ok: {_ok}",
+        on("node-a"),
+        on("node-b")
+    );
     // From two seconds after the SIGTERM, the dispatcher chose only B.
     let later = sigterm_at + chrono::Duration::seconds(2);
     for r in &all {
-        let started: chrono::DateTime<chrono::Utc> =
-            r["started_at"].as_str().unwrap().parse().unwrap();
-        if started > later {
+        if at(r, "started_at") > later {
             assert_eq!(r["node"], "node-b", "{r}");
         }
     }
@@ -531,8 +569,15 @@ fn two_nodes_behind_kamailio_survive_a_sigterm() {
     assert_eq!(api_call_ids(&b), ids_a);
     for (i, r) in all.iter().enumerate() {
         let path = r["path"].as_str().unwrap();
-        let (home, other) = if r["node"] == "node-a" { (&a, &b) } else { (&b, &a) };
-        assert!(!home.recordings.join(path).exists(), "{path}: local copy left");
+        let (home, other) = if r["node"] == "node-a" {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        assert!(
+            !home.recordings.join(path).exists(),
+            "{path}: local copy left"
+        );
         if i % 10 != 0 {
             continue;
         }

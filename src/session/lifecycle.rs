@@ -88,7 +88,7 @@ pub fn end_status(reason: EndReason) -> Status {
         EndReason::Bye | EndReason::Local => Status::Complete,
         EndReason::SessionExpired => Status::CompleteSessionExpired,
         EndReason::AckTimeout => Status::CompleteNoAck,
-        EndReason::Cancelled => Status::Cancelled,
+        EndReason::Cancelled | EndReason::Refused => Status::Cancelled,
     }
 }
 

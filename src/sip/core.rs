@@ -99,6 +99,9 @@ pub enum EndReason {
     Bye,
     /// The client cancelled before we answered.
     Cancelled,
+    /// We ended it before answering (shutdown): the INVITE was refused
+    /// with 503 and nothing is published.
+    Refused,
     /// Our 2xx was never acknowledged.
     AckTimeout,
     /// The IO layer asked (shutdown).
@@ -1254,12 +1257,28 @@ impl SipCore {
 
     fn end_with_bye(&mut self, now: Instant, session: SessionId, reason: EndReason) {
         if let Some(d) = self.remove_dialog(session) {
-            if d.established {
+            let reason = if d.established {
                 let branch = self.new_branch();
                 let cseq = d.local_cseq + 1;
                 let bye = in_dialog_request(&self.config, &d, &Method::Bye, &branch, cseq, None);
                 self.start_client(now, session, d.peer, branch, Method::Bye, bye);
-            }
+                reason
+            } else {
+                // Not answered yet (its streams starting, or its 200 held
+                // for the answer delay): the INVITE gets a final refusal
+                // now, so the client (or a dispatcher in front) takes the
+                // call elsewhere at once instead of after its own timeout,
+                // and nothing is published here (the call is recorded
+                // where it goes; a recording here too would be a duplicate).
+                let refusal = Refusal::ShuttingDown;
+                let (code, phrase) = refusal.status();
+                let (name, value) = refusal.header();
+                let r = ResponseBuilder::new(&d.request, code, phrase, Some(&d.local_tag))
+                    .header(name, &value)
+                    .build();
+                self.send_and_cache(now, d.peer, &d.request, r);
+                EndReason::Refused
+            };
             self.events.push_back(Event::Ended {
                 session,
                 reason,

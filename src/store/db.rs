@@ -383,7 +383,7 @@ const MAX_PG_STATEMENTS: usize = 512;
 
 enum Inner {
     Sqlite(rusqlite::Connection),
-    Postgres(RefCell<Pg>),
+    Postgres(Box<RefCell<Pg>>),
 }
 
 /// A connection to the index (module doc).
@@ -623,11 +623,11 @@ impl Db {
     /// A PostgreSQL connection.
     pub fn postgres(client: postgres::Client) -> Db {
         Db {
-            inner: Inner::Postgres(RefCell::new(Pg {
+            inner: Inner::Postgres(Box::new(RefCell::new(Pg {
                 client: Some(client),
                 stmts: HashMap::new(),
                 in_tx: false,
-            })),
+            }))),
         }
     }
 
@@ -829,7 +829,7 @@ impl Db {
 }
 
 /// The advisory lock key of [`Db::write_transaction`] ("srs-wlk" as bytes).
-pub const WRITE_LOCK: i64 = 0x7372_732d_776c_6b;
+pub const WRITE_LOCK: i64 = 0x0073_7273_2d77_6c6b;
 
 /// A statement of a [`Db`].
 pub struct Stmt<'a> {

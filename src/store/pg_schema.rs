@@ -28,7 +28,7 @@ use super::db::{Db, DbError, OptionalExt};
 use super::index::{IndexError, MIGRATIONS};
 
 /// The advisory lock key of migrations ("srs-mig").
-const MIGRATE_LOCK: i64 = 0x7372_732d_6d69_67;
+const MIGRATE_LOCK: i64 = 0x0073_7273_2d6d_6967;
 
 /// Schema steps, in order: step `i` is [`MIGRATIONS`]`[i]` in PostgreSQL's
 /// dialect.

@@ -88,6 +88,7 @@ fn each_end_has_its_status() {
     );
     assert_eq!(end_status(EndReason::Cancelled).as_str(), "cancelled");
     assert!(end_status(EndReason::Cancelled).is_unanswered());
+    assert!(end_status(EndReason::Refused).is_unanswered());
     assert!(!end_status(EndReason::AckTimeout).is_unanswered());
 }
 

@@ -472,6 +472,48 @@ fn answer_delay_sends_ringing_then_200_and_cancel_in_between_gives_487() {
 }
 
 #[test]
+fn shutdown_refuses_sessions_not_yet_answered_with_503() {
+    // At SIGTERM a session whose 200 is held for the answer delay, or
+    // whose streams are still starting, gets 503 Shutting Down with
+    // Retry-After at once (a dispatcher in front takes the call to another
+    // recorder now, not at its own timeout) and ends as Refused (nothing
+    // published: the call is recorded where it goes). Before, it got no
+    // final response at all and was published here too: a duplicate.
+    let cfg = CoreConfig {
+        answer_delay: Duration::from_millis(20),
+        ..CoreConfig::default()
+    };
+    let t0 = Instant::now();
+    for accepted in [true, false] {
+        let mut core = SipCore::new(cfg.clone());
+        core.handle_input(t0, udp_peer(), &crlf(SIPP_INVITE));
+        let (id, offer) = offered(&mut core);
+        if accepted {
+            accept_all(&mut core, t0, id, &offer);
+        }
+        assert_eq!(drain(&mut core).iter().map(code).collect::<Vec<_>>(), [100]);
+        core.drain();
+        core.terminate(t0 + Duration::from_millis(5), id);
+        let out = drain(&mut core);
+        assert_eq!(
+            out.iter().map(code).collect::<Vec<_>>(),
+            [503],
+            "accepted: {accepted}"
+        );
+        assert_eq!(out[0].header("Retry-After"), Some("30"));
+        assert!(matches!(
+            core.poll_event(),
+            Some(Event::Ended { session, reason: EndReason::Refused, .. }) if session == id
+        ));
+        // No 200 after the delay, the streams' start no longer answers.
+        core.handle_timeout(t0 + Duration::from_millis(30));
+        assert!(!core.accept(t0, id, "127.0.0.1".parse().unwrap(), vec![]));
+        assert!(drain(&mut core).is_empty(), "nothing after the 503");
+        assert_eq!(core.active_sessions(), 0);
+    }
+}
+
+#[test]
 fn session_timer_too_small_gets_422_with_min_se() {
     let mut core = SipCore::new(CoreConfig::default());
     let inv = SIPP_INVITE.replace(
