@@ -1254,10 +1254,48 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
         bail!("no recording with id or Call-ID {:?}", args.id);
     };
     let mut identities = args.identity.clone();
-    if let Some(c) = &args.config {
-        identities.extend(Config::load(c)?.encryption.identities);
+    let config = args.config.as_ref().map(|c| Config::load(c)).transpose()?;
+    if let Some(c) = &config {
+        identities.extend(c.encryption.identities.clone());
     }
     let decryptor = Decryptor::from_files(&identities)?;
+    // Issue 16: a file without a local copy (keep_local = false, or
+    // exported on another host than the recorder's) comes from the object
+    // store the index says it is in, with the [storage.object] of --config.
+    let objects = config
+        .as_ref()
+        .and_then(|c| c.storage.object.as_ref())
+        .map(srs::store::objects::Objects::from_config)
+        .transpose()?;
+    let fetch = |src: &std::path::Path,
+                 stored_name: &str,
+                 to: &std::path::Path|
+     -> anyhow::Result<()> {
+        let Some((key, size)) =
+            srs::store::objects::stored_key(ix.conn(), &meta.recording_id, stored_name)?
+        else {
+            bail!(
+                "{} is not in the drop and the index records no copy in an object store",
+                src.display()
+            );
+        };
+        let Some(objects) = &objects else {
+            bail!(
+                "{} is kept only in the object store (key {key}): give --config with its [storage.object]",
+                src.display()
+            );
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let got = rt
+            .block_on(objects.download(&key, to))
+            .with_context(|| format!("downloading {key} from {}", objects.url()))?;
+        if got != size {
+            bail!("{key}: {got} bytes downloaded, the index records {size}");
+        }
+        Ok(())
+    };
     let encrypted = meta.files.iter().any(|f| f.encryption.is_some());
     if encrypted && decryptor.is_none() {
         record(
@@ -1282,23 +1320,40 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     for f in &meta.files {
-        let src = dir.join(f.stored_name());
+        let mut src = dir.join(f.stored_name());
         let dst = args.out.join(&f.name);
-        match (&decryptor, f.encryption.is_some()) {
-            (Some(d), true) => {
-                d.decrypt_file(&src, &dst)?;
-            }
-            _ => {
-                std::fs::copy(&src, &dst)
-                    .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
-            }
+        let mut spool = None;
+        if !src.exists() {
+            let part = args.out.join(format!(".{}.part", f.stored_name()));
+            fetch(&src, f.stored_name(), &part)?;
+            src = part.clone();
+            spool = Some(part);
         }
+        let done = match (&decryptor, f.encryption.is_some()) {
+            (Some(d), true) => d
+                .decrypt_file(&src, &dst)
+                .map(|_| ())
+                .map_err(anyhow::Error::from),
+            _ if spool.is_some() => std::fs::rename(&src, &dst)
+                .with_context(|| format!("renaming {} to {}", src.display(), dst.display())),
+            _ => std::fs::copy(&src, &dst)
+                .map(|_| ())
+                .with_context(|| format!("copying {} to {}", src.display(), dst.display())),
+        };
+        if let Some(part) = spool {
+            let _ = std::fs::remove_file(part);
+        }
+        done?;
         out(&dst.display().to_string())?;
     }
     for f in &meta.metadata_files {
         let (src, dst) = (dir.join(&f.name), args.out.join(&f.name));
-        std::fs::copy(&src, &dst)
-            .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+        if src.exists() {
+            std::fs::copy(&src, &dst)
+                .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+        } else {
+            fetch(&src, &f.name, &dst)?;
+        }
         out(&dst.display().to_string())?;
     }
     let dst = args.out.join(srs::store::drop::METADATA_FILE);

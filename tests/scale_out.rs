@@ -281,6 +281,52 @@ fn recordings_go_to_the_object_store_and_either_node_serves_them() {
             .is_file());
     }
 
+    // The CLI on a third host (no drop of its own) exports a recording
+    // from the object store: with the store's settings from --config; a
+    // clear error without them.
+    let r = &all[1];
+    let id = r["recording_id"].as_str().unwrap();
+    let path = r["path"].as_str().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let export = |config: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_srs"));
+        c.args(["export", id, "--index", &pg.url("srs"), "--out"])
+            .arg(elsewhere.path().join("out"))
+            .arg("--recordings")
+            .arg(elsewhere.path().join("drop"))
+            .env("SRS_INDEX_PASSWORD", &pg.password);
+        if let Some(cfg) = config {
+            c.arg("--config").arg(cfg);
+        }
+        c.output().unwrap()
+    };
+    let refused = export(None);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("kept only in the object store") && why.contains("--config"),
+        "{why}"
+    );
+    let done = export(Some(&a_cfg));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    for f in r["files"].as_array().unwrap() {
+        let name = f["name"].as_str().unwrap();
+        let stored = std::fs::read(s3.object_path(&format!("srs/{path}/{name}"))).unwrap();
+        let got = std::fs::read(elsewhere.path().join("out").join(name)).unwrap();
+        assert_eq!(got, stored, "{name} exported from the object store");
+    }
+    assert!(
+        !std::fs::read_dir(elsewhere.path().join("out"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".part")),
+        "no partial download left"
+    );
+
     // Deleted through the other node: the objects go with it.
     let victim = &all[0];
     let (id, path) = (
