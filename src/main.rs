@@ -171,6 +171,11 @@ struct DeleteArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// The server's configuration: its [storage.object] (the recordings'
+    /// copies there are deleted too; without it a recording that has
+    /// some is refused) and its [[webhooks]] (told of each deletion).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     index: IndexArgs,
 }
@@ -1121,7 +1126,20 @@ fn print_report(r: &srs::lifecycle::Report, json: bool, asked: bool) -> anyhow::
 }
 
 fn delete_cmd(args: DeleteArgs) -> anyhow::Result<()> {
-    let life = lifecycle(&args.index.recordings, &args.index.path());
+    let mut life = lifecycle(&args.index.recordings, &args.index.path());
+    if let Some(c) = &args.config {
+        let cfg = Config::load(c)?;
+        let objects = cfg
+            .storage
+            .object
+            .as_ref()
+            .map(srs::store::objects::Objects::from_config)
+            .transpose()?;
+        life = life
+            .with_webhooks(&cfg.webhooks)
+            .with_node(cfg.node.id())
+            .with_objects(objects);
+    }
     let who = srs::lifecycle::Who::cli();
     let report = match &args.dn {
         Some(dn) => life.delete_by_dn(dn, &who, args.dry_run)?,
@@ -1222,9 +1240,16 @@ fn retention_cmd(args: RetentionArgs) -> anyhow::Result<()> {
         cfg_index.storage.index = Some(i);
     }
     let index = cfg_index.index_at()?;
+    let objects = cfg
+        .storage
+        .object
+        .as_ref()
+        .map(srs::store::objects::Objects::from_config)
+        .transpose()?;
     let life = srs::lifecycle::Lifecycle::new(&recordings, index, cfg.directory.clone().into())
         .with_webhooks(&cfg.webhooks)
-        .with_node(cfg.node.id());
+        .with_node(cfg.node.id())
+        .with_objects(objects);
     if cfg.retention.is_empty() {
         note(&format!(
             "srs: {} has no [[retention]] rule: every recording is kept",

@@ -327,6 +327,36 @@ fn recordings_go_to_the_object_store_and_either_node_serves_them() {
         "no partial download left"
     );
 
+    // `srs delete` from the CLI: without the store's settings a recording
+    // with copies there is refused (an erasure must not leave them); with
+    // --config its objects go with it.
+    let cli_delete = |config: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_srs"));
+        c.args(["delete", id, "--index", &pg.url("srs"), "--recordings"])
+            .arg(elsewhere.path().join("drop"))
+            .env("SRS_INDEX_PASSWORD", &pg.password);
+        if let Some(cfg) = config {
+            c.arg("--config").arg(cfg);
+        }
+        c.output().unwrap()
+    };
+    let meta_key = format!("srs/{path}/metadata.json");
+    let refused = cli_delete(None);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("copies in the object store"), "{why}");
+    assert!(s3.object_path(&meta_key).is_file(), "nothing deleted");
+    assert_eq!(list_shared(&pg, "srs").len(), 6);
+    let done = cli_delete(Some(&a_cfg));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(!s3.object_path(&meta_key).exists(), "objects deleted");
+    let all: Vec<serde_json::Value> = list_shared(&pg, "srs");
+    assert_eq!(all.len(), 5);
+
     // Deleted through the other node: the objects go with it.
     let victim = &all[0];
     let (id, path) = (
@@ -380,7 +410,7 @@ fn recordings_go_to_the_object_store_and_either_node_serves_them() {
     assert!(!s3
         .object_path(&format!("srs/{path}/metadata.json"))
         .exists());
-    assert_eq!(list_shared(&pg, "srs").len(), 5);
+    assert_eq!(list_shared(&pg, "srs").len(), 4);
     let _ = calls;
 }
 

@@ -184,7 +184,7 @@ pub struct Report {
 
 /// The exclusive lock of lifecycle changes, held while it lives.
 struct Locked {
-    _file: std::fs::File,
+    _file: Option<std::fs::File>,
 }
 
 /// Lifecycle changes on one drop and its index.
@@ -262,6 +262,11 @@ impl Lifecycle {
     }
 
     fn lock(&self) -> Result<Locked, LifecycleError> {
+        // No drop here (the CLI on another host than the recorders, with a
+        // shared index): no local files to keep consistent, no lock.
+        if !self.root().is_dir() {
+            return Ok(Locked { _file: None });
+        }
         let path = self.root().join(LOCK_FILE);
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -272,7 +277,7 @@ impl Lifecycle {
         loop {
             // SAFETY: flock only reads the descriptor, which `file` keeps open.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(Locked { _file: file });
+                return Ok(Locked { _file: Some(file) });
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
@@ -700,7 +705,9 @@ impl Lifecycle {
         }
         let trash = self.root().join(TRASH_DIR);
         for batch in free.chunks(BATCH) {
-            std::fs::create_dir_all(&trash).map_err(io("creating", &trash))?;
+            if self.root().is_dir() {
+                std::fs::create_dir_all(&trash).map_err(io("creating", &trash))?;
+            }
             // 2. Out of the dated tree (a missing directory: the files are
             //    gone already; the rows still go).
             let mut moved: Vec<(&RecordingMeta, Option<PathBuf>)> = Vec::new();
@@ -723,13 +730,25 @@ impl Lifecycle {
                     }
                 }
             }
-            // 3. HOOK(issue 16): the object-storage copies.
-            if let Some(replicas) = &self.replicas {
-                for (m, _) in &moved {
-                    if let Err(e) = replicas.delete(m) {
-                        restore(self.root(), &moved);
-                        return Err(LifecycleError::Replicas(e));
-                    }
+            // 3. HOOK(issue 16): the object-storage copies. Without the
+            //    store's settings (a CLI run without --config), a recording
+            //    the index says has copies there is not deleted: an erasure
+            //    must not leave them behind.
+            for (m, _) in &moved {
+                let r = match &self.replicas {
+                    Some(replicas) => replicas.delete(m),
+                    None => match crate::store::objects::has_copies(ix.conn(), &m.recording_id) {
+                        Ok(false) => Ok(()),
+                        Ok(true) => Err(format!(
+                            "recording {} has copies in the object store and no [storage.object] is configured here (give --config with it): nothing deleted",
+                            m.recording_id
+                        )),
+                        Err(e) => Err(e.to_string()),
+                    },
+                };
+                if let Err(e) = r {
+                    restore(self.root(), &moved);
+                    return Err(LifecycleError::Replicas(e));
                 }
             }
             // 4. Rows and audit entries together.

@@ -474,6 +474,19 @@ pub fn record(
     tx.commit()
 }
 
+/// Whether the index records copies of `recording_id` in an object store.
+pub fn has_copies(
+    db: &crate::store::db::Db,
+    recording_id: &str,
+) -> Result<bool, crate::store::db::DbError> {
+    let n: i64 = db.query_row(
+        "SELECT COUNT(*) FROM recording_objects WHERE recording_id = ?1",
+        crate::params![recording_id],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
 /// The key of file `name` of `recording_id` in the object store, if the
 /// index records one.
 pub fn stored_key(
