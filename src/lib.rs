@@ -71,6 +71,10 @@
 //! | encryption at rest (age) and decryption for the API and `srs export` | `src/store/crypt.rs`; served in `src/http/lifecycle.rs` |
 //! | call events: validation, association (matching order, window), attached data | `src/events/mod.rs`; SQL in `src/events/store.rs`, hooked into `upsert_in` of `src/store/index.rs` |
 //! | `call-events.json` in the drop, webhook outbox and deliveries | `src/events/worker.rs`, `src/webhooks/` |
+//! | index back-ends: one connection API over SQLite or PostgreSQL, the two schemas side by side, `storage.index` URLs and passwords | `src/store/db.rs`, `src/store/pg_schema.rs`, `src/store/backend.rs`; test clusters in `src/testkit/pg.rs` |
+//! | object store (`[storage.object]`): upload queue, verification, `keep_local`, serving and deleting objects | `src/store/objects.rs`; served in `src/http.rs` (`serve_object`), deleted through `src/lifecycle/mod.rs` (`Replicas`), exported in `src/main.rs` (`export_cmd`) |
+//! | draining on SIGTERM: OPTIONS and new INVITEs 503, unanswered sessions refused, live ones ended with BYE | `src/sip/core.rs` (`drain`, `end_with_bye`); started in `src/server/mod.rs` (`run`) |
+//! | several recorders: `[node] id`, dispatcher in front | `src/config.rs` (`NodeConfig`); `docs/scale-out.md`, `examples/kamailio/` |
 //! | metrics (`GET /metrics`), media counters folded on scrape | `src/metrics.rs`; `Reactor::counters` in `src/media/reactor.rs`; refusals counted in `src/sip/core.rs` (`REFUSAL_REASONS`) |
 
 pub mod auth;

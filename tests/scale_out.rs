@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -454,7 +455,11 @@ impl Kamailio {
         let cfg_path = dir.path().join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
         let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
+        // A process group of its own: Kamailio forks its workers, and the
+        // whole group is killed on drop (killing the main process alone
+        // leaves the workers running).
         let child = Command::new("kamailio")
+            .process_group(0)
             .arg("-f")
             .arg(&cfg_path)
             .args(["-DD", "-E", "-Y"])
@@ -488,7 +493,8 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: kill(2) with a negative pid signals the group made at spawn.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }

@@ -48,7 +48,7 @@ pub fn port_block(size: u16) -> u16 {
 pub fn have(program: &str) -> bool {
     Command::new("sh")
         .arg("-c")
-        .arg(format!("command -v {program}"))
+        .arg(format!("command -v '{program}'"))
         .stdout(Stdio::null())
         .status()
         .map(|s| s.success())
