@@ -294,6 +294,8 @@ pub struct StreamRecorder {
     reorder: ReorderBuffer,
     pcm: Vec<i16>,
     dtmf: DtmfTracker,
+    /// SSRC of the telephone-event packets last seen (the flushed event's).
+    dtmf_ssrc: u32,
     jitter: Jitter,
     stats: StreamStats,
     paused: bool,
@@ -382,6 +384,7 @@ impl StreamRecorder {
             reorder: ReorderBuffer::new(REORDER_SLOTS, REORDER_WINDOW).hold_start(),
             pcm: Vec::with_capacity(960),
             dtmf: DtmfTracker::default(),
+            dtmf_ssrc: 0,
             jitter: Jitter::default(),
             stats: StreamStats {
                 sample_rate: out_rate,
@@ -551,8 +554,9 @@ impl StreamRecorder {
             self.last_media = Some(now);
         }
         if let Some((_, rate)) = dtmf {
+            self.dtmf_ssrc = v.ssrc;
             if let Some(ev) = self.dtmf.on_packet(v.timestamp, v.marker, v.payload) {
-                self.record_dtmf(now, ev.digit, ev.rtp_timestamp, ev.duration, rate);
+                self.record_dtmf(now, v.ssrc, ev.digit, ev.rtp_timestamp, ev.duration, rate);
             }
         }
         // telephone-event and comfort noise (and a stray unoffered type)
@@ -759,15 +763,33 @@ impl StreamRecorder {
         Ok(())
     }
 
-    fn record_dtmf(&mut self, now: Instant, digit: char, ts: u32, duration: u32, rate: u32) {
+    fn record_dtmf(
+        &mut self,
+        now: Instant,
+        ssrc: u32,
+        digit: char,
+        ts: u32,
+        duration: u32,
+        rate: u32,
+    ) {
         let pos = match &self.anchor {
-            Some(a) => {
+            // The audio of the same source places the event by its RTP
+            // timestamp.
+            Some(a) if a.ssrc == ssrc => {
                 let ext = a.last_ext_ts + i64::from(ts.wrapping_sub(a.last_ts) as i32);
                 // telephone-event runs at its own clock (usually the audio's)
                 let ticks = (ext - a.ext_ts) * i64::from(self.clock_rate) / i64::from(rate.max(1));
                 (a.pos as i64 + self.ticks_to_samples(ticks)).max(0) as u64
             }
-            None => self.wall_pos(now),
+            // No audio of this source placed yet (a new SSRC that starts
+            // with a digit, or a stream of digits only): its timestamps
+            // mean nothing against another source's, so the clock places
+            // it; the event is reported at its end, so its start is its
+            // duration earlier.
+            _ => {
+                let dur = u64::from(duration) * u64::from(self.out_rate) / u64::from(rate.max(1));
+                self.wall_pos(now).saturating_sub(dur)
+            }
         };
         self.stats.dtmf.push(DtmfOut {
             digit,
@@ -883,7 +905,8 @@ impl StreamRecorder {
         }
         if let Some(ev) = self.dtmf.flush() {
             if let Some((_, rate)) = self.spec.dtmf {
-                self.record_dtmf(end, ev.digit, ev.rtp_timestamp, ev.duration, rate);
+                let ssrc = self.dtmf_ssrc;
+                self.record_dtmf(end, ssrc, ev.digit, ev.rtp_timestamp, ev.duration, rate);
             }
         }
         let total = self.wall_pos(end).max(self.audio_end);

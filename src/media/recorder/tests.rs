@@ -56,6 +56,52 @@ impl Sender {
 }
 
 #[test]
+fn dtmf_from_a_new_ssrc_is_placed_at_its_time() {
+    // SSRC 1 talks 0-1 s; SSRC 2 (another timestamp base) starts with a
+    // digit at 1500 ms for 200 ms before any audio of its own. Before, the
+    // digit was placed from SSRC 1's anchor with SSRC 2's timestamps: a
+    // time hours away.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.wav");
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut r = StreamRecorder::create(&path, spec(), t0, None).unwrap();
+    let mut s = Sender {
+        seq: 100,
+        ts: 1_000,
+        ssrc: 1,
+    };
+    for i in 0..50u64 {
+        let ms = 20 * i;
+        r.on_datagram(at(ms), &s.packet(&tone_packet(1000.0, ms * 8)))
+            .unwrap();
+    }
+    let (ts2, mut seq2) = (3_000_000_000u32, 9u16);
+    for (k, ms) in [(0u32, 1500u64), (1, 1550), (2, 1600), (3, 1650), (4, 1700)] {
+        let end = k == 4;
+        let dur = if end { 1600u16 } else { (k * 400) as u16 };
+        let payload = [
+            7u8,
+            if end { 0x80 | 10 } else { 10 },
+            (dur >> 8) as u8,
+            dur as u8,
+        ];
+        let p = build(101, seq2, ts2, 2, &payload);
+        seq2 = seq2.wrapping_add(1);
+        r.on_datagram(at(ms), &p).unwrap();
+    }
+    let stats = r.finish(at(2_000)).unwrap();
+    assert_eq!(stats.dtmf.len(), 1, "{:?}", stats.dtmf);
+    let d = &stats.dtmf[0];
+    assert_eq!((d.digit, d.duration_ms), ('7', 200));
+    assert!(
+        (1490..=1510).contains(&d.at_ms),
+        "placed at {} ms, sent at 1500 ms",
+        d.at_ms
+    );
+}
+
+#[test]
 fn loss_reorder_duplicates_ssrc_change_jump_pause_and_dtmf() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.wav");
