@@ -992,4 +992,21 @@ fn retention_rules_match_attached_data() {
     let left = call_ids(&srs, &[]);
     assert!(!left.contains(&marked), "the GDPR case is gone: {left:?}");
     assert!(left.contains(&other), "the other call stays: {left:?}");
+    // Its call events (the attached case number) went with it; the other
+    // call's stay.
+    let ix = rusqlite::Connection::open(srs.recordings.join("index.sqlite")).unwrap();
+    let events_of = |uuid: &str| -> i64 {
+        ix.query_row(
+            "SELECT COUNT(*) FROM call_events WHERE call_uuid = ?1",
+            [uuid],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        events_of("UUID-R1"),
+        0,
+        "the deleted call's events are deleted"
+    );
+    assert_eq!(events_of("UUID-R2"), 1, "the other call's events stay");
 }

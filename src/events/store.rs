@@ -423,6 +423,20 @@ pub fn forget(conn: &Db, recording_id: &str) -> crate::store::db::DbResult<()> {
     Ok(())
 }
 
+/// A recording is deleted (by id, by a retention rule, an erasure): the
+/// call events tied to it that no other recording holds go with it, so
+/// that retention and erasure cover the events' numbers and attached data
+/// too. Run before [`forget`] removes its ties. Returns how many went.
+pub fn delete_events_of(conn: &Db, recording_id: &str) -> crate::store::db::DbResult<usize> {
+    conn.prepare_cached(
+        "DELETE FROM call_events WHERE id IN
+             (SELECT event_id FROM call_event_links WHERE recording_id = ?1)
+         AND NOT EXISTS (SELECT 1 FROM call_event_links l
+             WHERE l.event_id = call_events.id AND l.recording_id <> ?1)",
+    )?
+    .execute([recording_id])
+}
+
 /// Recordings whose `call-events.json` waits to be written: id, drop path,
 /// and the recording's JSON.
 pub fn pending_sync(

@@ -755,6 +755,8 @@ impl Lifecycle {
             let written = audit::with_write(ix.conn(), |c| {
                 let mut entries = Vec::new();
                 for (m, parked) in &moved {
+                    crate::events::store::delete_events_of(c, &m.recording_id)
+                        .map_err(IndexError::from)?;
                     crate::store::index::delete_in(c, &m.recording_id)?;
                     let mut f = filters.clone();
                     if let Some((rule, days)) = rule_of(&m.recording_id) {
