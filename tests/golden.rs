@@ -26,6 +26,8 @@ const VOLATILE: &[&str] = &[
     "indexed_at",
     "duration_ms",
     "bytes",
+    // The recorder's host name (issue 16: `[node] id` defaults to it).
+    "node",
     // Hashes of the audio (issue 15), which differs with packet timing.
     "sha256",
     "manifest_sha256",
