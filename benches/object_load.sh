@@ -25,8 +25,9 @@ set -euo pipefail
 calls=${1:?calls} cps=${2:?cps} talk=${3:?talk}
 cd "$(dirname "$0")/.."
 cargo build --release -q --bin srs --example loadgen
-s3s=${S3S_FS:-$(command -v s3s-fs || ls "$HOME/.cargo/bin/s3s-fs" /work/tools/bin/s3s-fs 2>/dev/null | head -1)}
-[ -x "$s3s" ] || { echo "s3s-fs not found (cargo install s3s-fs --version 0.14.1 --features binary)" >&2; exit 2; }
+s3s=${S3S_FS:-$(command -v s3s-fs || true)}
+for f in "$HOME/.cargo/bin/s3s-fs" /work/tools/bin/s3s-fs; do [ -n "$s3s" ] || { [ -x "$f" ] && s3s=$f; } || true; done
+[ -x "$s3s" ] || { echo "s3s-fs not found (cargo install s3s-fs@0.14.1 --features binary --locked)" >&2; exit 2; }
 work=$(mktemp -d)
 rec=$work/rec s3=$work/s3 bucket=recordings
 mkdir -p "$rec" "$s3/$bucket"

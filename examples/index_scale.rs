@@ -860,6 +860,15 @@ fn publish_mode(n: u64, batches: &[usize], common: &Common) -> serde_json::Value
             let mut r = json!({"seconds": round(w), "per_s": round(rate)});
             if ix.dialect() == Dialect::Postgres {
                 r["settings"] = pg_settings(&ix);
+                // What one statement costs by itself: a publication is
+                // about 45 of them (upsert_in and relink), one round trip each.
+                let t = Instant::now();
+                for _ in 0..2000 {
+                    ix.conn()
+                        .query_row("SELECT 1", [], |r| r.get::<i64>(0))
+                        .expect("SELECT 1");
+                }
+                r["round_trip_us"] = round(t.elapsed().as_secs_f64() * 1e6 / 2000.0).into();
             }
             per_backend.insert(b.name.into(), r);
         }
