@@ -49,7 +49,8 @@ EOF
 srs=$!
 trap 'kill $srs $s3pid 2>/dev/null || true; rm -rf "$work"' EXIT
 sleep 1
-backlog() { find "$rec/.uploads" -maxdepth 1 -type f ! -name '.*' 2>/dev/null | wc -l; }
+# (.uploads appears with the first publication: no error before it.)
+backlog() { { find "$rec/.uploads" -maxdepth 1 -type f ! -name '.*' 2>/dev/null || true; } | wc -l; }
 ( while kill -0 $srs 2>/dev/null; do backlog; sleep 1; done ) >"$work/backlog" &
 sampler=$!
 lg=0
