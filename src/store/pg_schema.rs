@@ -215,6 +215,7 @@ pub const PG_MIGRATIONS: &[&str] = &[
     // a recording is in the object store.
     r#"ALTER TABLE recordings ADD COLUMN node TEXT COLLATE "C";
     CREATE INDEX recordings_node ON recordings(node);
+    CREATE INDEX recordings_id_started ON recordings(recording_id, started_at);
     CREATE TABLE recording_objects (
         recording_id TEXT COLLATE "C" NOT NULL,
         name         TEXT COLLATE "C" NOT NULL,
