@@ -1125,16 +1125,21 @@ fn print_report(r: &srs::lifecycle::Report, json: bool, asked: bool) -> anyhow::
     Ok(())
 }
 
+/// The object store of a configuration's `[storage.object]`, if any.
+fn objects_of(cfg: &Config) -> anyhow::Result<Option<srs::store::objects::Objects>> {
+    Ok(cfg
+        .storage
+        .object
+        .as_ref()
+        .map(srs::store::objects::Objects::from_config)
+        .transpose()?)
+}
+
 fn delete_cmd(args: DeleteArgs) -> anyhow::Result<()> {
     let mut life = lifecycle(&args.index.recordings, &args.index.path());
     if let Some(c) = &args.config {
         let cfg = Config::load(c)?;
-        let objects = cfg
-            .storage
-            .object
-            .as_ref()
-            .map(srs::store::objects::Objects::from_config)
-            .transpose()?;
+        let objects = objects_of(&cfg)?;
         life = life
             .with_webhooks(&cfg.webhooks)
             .with_node(cfg.node.id())
@@ -1240,12 +1245,7 @@ fn retention_cmd(args: RetentionArgs) -> anyhow::Result<()> {
         cfg_index.storage.index = Some(i);
     }
     let index = cfg_index.index_at()?;
-    let objects = cfg
-        .storage
-        .object
-        .as_ref()
-        .map(srs::store::objects::Objects::from_config)
-        .transpose()?;
+    let objects = objects_of(&cfg)?;
     let life = srs::lifecycle::Lifecycle::new(&recordings, index, cfg.directory.clone().into())
         .with_webhooks(&cfg.webhooks)
         .with_node(cfg.node.id())
@@ -1287,11 +1287,7 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
     // Issue 16: a file without a local copy (keep_local = false, or
     // exported on another host than the recorder's) comes from the object
     // store the index says it is in, with the [storage.object] of --config.
-    let objects = config
-        .as_ref()
-        .and_then(|c| c.storage.object.as_ref())
-        .map(srs::store::objects::Objects::from_config)
-        .transpose()?;
+    let objects = config.as_ref().map(objects_of).transpose()?.flatten();
     let fetch = |src: &std::path::Path,
                  stored_name: &str,
                  to: &std::path::Path|

@@ -165,6 +165,22 @@ fn object_toml(s3: &common::s3::S3, keep_local: &str) -> String {
 }
 
 /// `srs uploads --json` of a node's drop: the number waiting.
+/// PostgreSQL with a database `srs`, an S3 bucket, and the configs of two
+/// nodes sharing both (keep_local = false); None when a peer is missing
+/// (skipped loudly, an error under SRS_REQUIRE_PEERS=1).
+fn two_nodes_setup(
+    test: &str,
+) -> Option<(Postgres, common::s3::S3, tempfile::TempDir, PathBuf, PathBuf)> {
+    let pg = Postgres::start(test)?;
+    let s3 = common::s3::S3::start(test)?;
+    pg.psql("postgres", "CREATE DATABASE srs");
+    let dir = tempfile::tempdir().unwrap();
+    let extra = object_toml(&s3, "false");
+    let a_cfg = node_config(dir.path(), &pg, "srs", "node-a", &extra);
+    let b_cfg = node_config(dir.path(), &pg, "srs", "node-b", &extra);
+    Some((pg, s3, dir, a_cfg, b_cfg))
+}
+
 fn upload_backlog(srs: &Server) -> u64 {
     let v: serde_json::Value = serde_json::from_str(&srs.cli(&["uploads", "--json"])).unwrap();
     v["backlog"].as_u64().unwrap()
@@ -205,17 +221,9 @@ fn download(srs: &Server, id: &str, name: &str, range: Option<&str>) -> common::
 #[test]
 fn recordings_go_to_the_object_store_and_either_node_serves_them() {
     let test = "recordings_go_to_the_object_store_and_either_node_serves_them";
-    let Some(pg) = Postgres::start(test) else {
+    let Some((pg, s3, _dir, a_cfg, b_cfg)) = two_nodes_setup(test) else {
         return;
     };
-    let Some(s3) = common::s3::S3::start(test) else {
-        return;
-    };
-    pg.psql("postgres", "CREATE DATABASE srs");
-    let dir = tempfile::tempdir().unwrap();
-    let extra = object_toml(&s3, "false");
-    let a_cfg = node_config(dir.path(), &pg, "srs", "node-a", &extra);
-    let b_cfg = node_config(dir.path(), &pg, "srs", "node-b", &extra);
     let a = Server::start_with(&["--config", a_cfg.to_str().unwrap()]);
     let b = Server::start_with(&["--config", b_cfg.to_str().unwrap()]);
 
@@ -515,17 +523,9 @@ fn two_nodes_behind_kamailio_survive_a_sigterm() {
     if !peers_available(test, &["sipp"]) {
         return;
     }
-    let Some(pg) = Postgres::start(test) else {
+    let Some((pg, s3, dir, a_cfg, b_cfg)) = two_nodes_setup(test) else {
         return;
     };
-    let Some(s3) = common::s3::S3::start(test) else {
-        return;
-    };
-    pg.psql("postgres", "CREATE DATABASE srs");
-    let dir = tempfile::tempdir().unwrap();
-    let extra = object_toml(&s3, "false");
-    let a_cfg = node_config(dir.path(), &pg, "srs", "node-a", &extra);
-    let b_cfg = node_config(dir.path(), &pg, "srs", "node-b", &extra);
     // 600 RTP ports a node (the default 200 of a test server is 50 calls of
     // two streams): after A's SIGTERM, B alone takes about 60 calls a second
     // of about a second each.

@@ -175,15 +175,23 @@ impl Server {
             &config, nofile,
         ))));
         let sip_addr = config.sip.listen;
-        let udp = UdpSocket::bind(sip_addr)
-            .await
-            .map_err(bind_error("SIP/UDP", sip_addr))?;
-        let sip = udp.local_addr().unwrap_or(sip_addr);
+        // SIP over UDP and TCP share one port. With port 0 the kernel picks
+        // the UDP port; the same TCP port may be taken (by any connection's
+        // local end): then another UDP port is tried.
+        let mut tries = if sip_addr.port() == 0 { 20 } else { 1 };
+        let (udp, sip, tcp) = loop {
+            let udp = UdpSocket::bind(sip_addr)
+                .await
+                .map_err(bind_error("SIP/UDP", sip_addr))?;
+            let sip = udp.local_addr().unwrap_or(sip_addr);
+            match listeners::listen_stream(sip).await {
+                Ok(tcp) => break (udp, sip, tcp),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries > 1 => tries -= 1,
+                Err(e) => return Err(bind_error("SIP/TCP", sip)(e)),
+            }
+        };
         // Room for bursts (capped by net.core.rmem_max; the kernel doubles it).
         os::set_recv_buffer(&udp, SIP_UDP_RCVBUF);
-        let tcp = listeners::listen_stream(sip)
-            .await
-            .map_err(bind_error("SIP/TCP", sip))?;
         let tls = if config.tls.enabled() {
             let acceptor = TlsAcceptor::from(crate::tls::server_config(&config.tls)?);
             let listener = listeners::listen_stream(config.tls.listen)

@@ -24,7 +24,8 @@ pub struct Cluster {
     pub password: String,
 }
 
-fn bin_dir() -> Option<PathBuf> {
+/// The newest installed PostgreSQL's bin directory (Debian's layout).
+pub fn bin_dir() -> Option<PathBuf> {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -34,7 +35,9 @@ fn bin_dir() -> Option<PathBuf> {
     versions.pop()
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (PostgreSQL refuses to: its
+/// commands then run as the `postgres` user).
+pub fn is_root() -> bool {
     // SAFETY: a plain syscall without arguments.
     unsafe { libc::geteuid() == 0 }
 }

@@ -17,21 +17,7 @@ pub struct Postgres {
     pub password: String,
 }
 
-/// The newest installed PostgreSQL's bin directory.
-fn bin_dir() -> Option<PathBuf> {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("initdb").exists())
-        .collect();
-    versions.sort();
-    versions.pop()
-}
-
-fn is_root() -> bool {
-    // SAFETY: a plain syscall without arguments.
-    unsafe { libc::geteuid() == 0 }
-}
+use srs::testkit::pg::{bin_dir, is_root};
 
 impl Postgres {
     /// A running server, or None (the test is skipped, loudly; under
