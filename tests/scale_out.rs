@@ -164,13 +164,20 @@ fn object_toml(s3: &common::s3::S3, keep_local: &str) -> String {
     )
 }
 
-/// `srs uploads --json` of a node's drop: the number waiting.
+/// The shared index, the bucket, a directory for the configs and the
+/// configs of nodes A and B.
+type TwoNodes = (
+    Postgres,
+    common::s3::S3,
+    tempfile::TempDir,
+    PathBuf,
+    PathBuf,
+);
+
 /// PostgreSQL with a database `srs`, an S3 bucket, and the configs of two
 /// nodes sharing both (keep_local = false); None when a peer is missing
 /// (skipped loudly, an error under SRS_REQUIRE_PEERS=1).
-fn two_nodes_setup(
-    test: &str,
-) -> Option<(Postgres, common::s3::S3, tempfile::TempDir, PathBuf, PathBuf)> {
+fn two_nodes_setup(test: &str) -> Option<TwoNodes> {
     let pg = Postgres::start(test)?;
     let s3 = common::s3::S3::start(test)?;
     pg.psql("postgres", "CREATE DATABASE srs");
@@ -181,6 +188,7 @@ fn two_nodes_setup(
     Some((pg, s3, dir, a_cfg, b_cfg))
 }
 
+/// `srs uploads --json` of a node's drop: the number waiting.
 fn upload_backlog(srs: &Server) -> u64 {
     let v: serde_json::Value = serde_json::from_str(&srs.cli(&["uploads", "--json"])).unwrap();
     v["backlog"].as_u64().unwrap()
