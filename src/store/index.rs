@@ -364,6 +364,42 @@ fn sort_key(t: &str) -> String {
 
 /// Writes one recording and all its derived rows, replacing any previous
 /// version. The caller holds the transaction.
+/// Inserts `rows` (`width` values each, flattened) with one statement per
+/// [`ROWS_PER_INSERT`] rows: `{head} VALUES (..), (..) {tail}`. Nothing
+/// for no rows.
+fn insert_rows(
+    tx: &Db,
+    head: &str,
+    tail: &str,
+    width: usize,
+    rows: &[Value],
+) -> Result<(), IndexError> {
+    use std::fmt::Write;
+    for chunk in rows.chunks(width * ROWS_PER_INSERT) {
+        let mut sql = format!("{head} VALUES ");
+        for r in 0..chunk.len() / width {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..width {
+                let _ = write!(
+                    sql,
+                    "{}?{}",
+                    if c == 0 { "" } else { ", " },
+                    r * width + c + 1
+                );
+            }
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        tx.prepare_cached(&sql)?.execute(chunk)?;
+    }
+    Ok(())
+}
+
+/// Rows per multi-row INSERT of [`insert_rows`] (a few statement shapes
+/// to cache, far under SQLite's and PostgreSQL's parameter limits).
+const ROWS_PER_INSERT: usize = 32;
+
 pub(crate) fn upsert_in(tx: &Db, meta: &RecordingMeta) -> Result<(), IndexError> {
     let json = serde_json::to_string(meta)?;
     let duration = i64::try_from(meta.duration_ms).unwrap_or(i64::MAX);
@@ -418,63 +454,81 @@ pub(crate) fn upsert_in(tx: &Db, meta: &RecordingMeta) -> Result<(), IndexError>
         )?
         .execute(params![id, h.reason, h.at, h.by])?;
     }
-    let mut ins = tx.prepare_cached(
-        "INSERT INTO participants (recording_id, participant_id, aor, name, labels)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
+    // Each table's rows in one statement: on PostgreSQL every statement
+    // is a round trip to the server, and a Genesys recording has a dozen
+    // correlation ids, its DNs, participants and events.
+    let arg = |v: &dyn super::db::ToArg| v.to_value();
+    let mut rows = Vec::new();
     for p in &meta.participants {
-        ins.execute(params![
-            id,
-            p.id,
-            p.aor,
-            p.name,
-            serde_json::to_string(&p.labels)?,
-        ])?;
+        let labels = serde_json::to_string(&p.labels)?;
+        rows.extend([arg(id), arg(&p.id), arg(&p.aor), arg(&p.name), arg(&labels)]);
     }
-    let mut ins = tx.prepare_cached(
-        "INSERT INTO recording_dns (recording_id, dn) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    insert_rows(
+        tx,
+        "INSERT INTO participants (recording_id, participant_id, aor, name, labels)",
+        "",
+        5,
+        &rows,
     )?;
-    for dn in meta.dns() {
-        ins.execute(params![id, dn])?;
-    }
-    let mut ins = tx.prepare_cached(
-        "INSERT INTO correlation (recording_id, key, value) VALUES (?1, ?2, ?3)
-         ON CONFLICT (recording_id, key) DO UPDATE SET value = excluded.value",
+    let rows: Vec<Value> = meta
+        .dns()
+        .iter()
+        .flat_map(|dn| [arg(id), arg(dn)])
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO recording_dns (recording_id, dn)",
+        "ON CONFLICT DO NOTHING",
+        2,
+        &rows,
     )?;
-    for (k, v) in &meta.correlation {
-        ins.execute(params![id, k, v])?;
-    }
-    let mut ins = tx.prepare_cached(
-        "INSERT INTO events (recording_id, seq, at, kind, label, participant_id, aor, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    let rows: Vec<Value> = meta
+        .correlation
+        .iter()
+        .flat_map(|(k, v)| [arg(id), arg(k), arg(v)])
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO correlation (recording_id, key, value)",
+        "ON CONFLICT (recording_id, key) DO UPDATE SET value = excluded.value",
+        3,
+        &rows,
     )?;
+    let mut rows = Vec::new();
     let mut seq: i64 = 0;
     for e in &meta.events {
-        ins.execute(params![
-            id,
-            seq,
-            sort_key(&e.at),
-            e.kind,
-            e.label,
-            e.participant_id,
-            e.aor,
-            e.detail,
-        ])?;
+        rows.extend([
+            arg(id),
+            arg(&seq),
+            arg(&sort_key(&e.at)),
+            arg(&e.kind),
+            arg(&e.label),
+            arg(&e.participant_id),
+            arg(&e.aor),
+            arg(&e.detail),
+        ]);
         seq += 1;
     }
     for d in &meta.dtmf {
-        ins.execute(params![
-            id,
-            seq,
-            sort_key(&d.at),
-            "dtmf",
-            d.label,
-            Option::<String>::None,
-            Option::<String>::None,
-            d.digit,
-        ])?;
+        rows.extend([
+            arg(id),
+            arg(&seq),
+            arg(&sort_key(&d.at)),
+            arg(&"dtmf"),
+            arg(&d.label),
+            Value::Null,
+            Value::Null,
+            arg(&d.digit),
+        ]);
         seq += 1;
     }
+    insert_rows(
+        tx,
+        "INSERT INTO events (recording_id, seq, at, kind, label, participant_id, aor, detail)",
+        "",
+        8,
+        &rows,
+    )?;
     // Issue 14: the recording's call events, in the same transaction
     // (whichever comes first, events or the recording, they meet here).
     crate::events::store::relink(tx, id, Some(meta), true)?;
