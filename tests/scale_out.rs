@@ -30,17 +30,25 @@ fn node_config(dir: &Path, pg: &Postgres, db: &str, node: &str, extra: &str) -> 
     path
 }
 
-/// `srs list --index postgres://... --json` from "another host": no drop
-/// of its own, the password from the environment.
-fn list_shared(pg: &Postgres, db: &str) -> Vec<serde_json::Value> {
+/// `srs ARGS --index <db> --recordings <an empty directory>`: the CLI as
+/// on another host than the recorders (no drop of its own), the password
+/// from the environment.
+fn srs_elsewhere(pg: &Postgres, db: &str, args: &[&str]) -> std::process::Output {
     let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_srs"))
-        .args(["list", "--json", "--limit", "1000", "--index", &pg.url(db)])
+    Command::new(env!("CARGO_BIN_EXE_srs"))
+        .args(args)
+        .args(["--index", &pg.url(db)])
         .arg("--recordings")
         .arg(empty.path())
         .env("SRS_INDEX_PASSWORD", &pg.password)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// `srs list --index postgres://... --json` from "another host": no drop
+/// of its own, the password from the environment.
+fn list_shared(pg: &Postgres, db: &str) -> Vec<serde_json::Value> {
+    let out = srs_elsewhere(pg, db, &["list", "--json", "--limit", "1000"]);
     assert!(
         out.status.success(),
         "srs list --index: {}",
@@ -382,22 +390,7 @@ fn recordings_go_to_the_object_store_and_either_node_serves_them() {
     );
     // Tokens live in the shared index: one made from a third place is
     // honoured by node B within a second.
-    let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_srs"))
-        .args([
-            "token",
-            "add",
-            "ops",
-            "--role",
-            "admin",
-            "--index",
-            &pg.url("srs"),
-        ])
-        .arg("--recordings")
-        .arg(empty.path())
-        .env("SRS_INDEX_PASSWORD", &pg.password)
-        .output()
-        .unwrap();
+    let out = srs_elsewhere(&pg, "srs", &["token", "add", "ops", "--role", "admin"]);
     assert!(
         out.status.success(),
         "{}",
