@@ -43,7 +43,7 @@ access_key_id = "bench-access"
 secret_access_key = "bench-secret"
 keep_local = true
 EOF
-./target/release/srs serve --config "$work/srs.toml" ${INDEX:+--index "$INDEX"} \
+"${CARGO_TARGET_DIR:-target}"/release/srs serve --config "$work/srs.toml" ${INDEX:+--index "$INDEX"} \
   --sip 127.0.0.1:47260 --http 127.0.0.1:47280 --recordings "$rec" --rtp-ports 50000-59999 \
   >"$work/srs.log" 2>&1 &
 srs=$!
@@ -54,7 +54,7 @@ backlog() { { find "$rec/.uploads" -maxdepth 1 -type f ! -name '.*' 2>/dev/null 
 ( while kill -0 $srs 2>/dev/null; do backlog; sleep 1; done ) >"$work/backlog" &
 sampler=$!
 lg=0
-./target/release/examples/loadgen --calls "$calls" --cps "$cps" --talk "$talk" \
+"${CARGO_TARGET_DIR:-target}"/release/examples/loadgen --calls "$calls" --cps "$cps" --talk "$talk" \
   --target 127.0.0.1:47260 --recordings "$rec" ${LOADGEN_ARGS:-} | tail -1 >"$work/loadgen.json" || lg=$?
 t_end=$(date +%s.%N)
 deadline=$(( $(date +%s) + ${DRAIN_S:-1800} ))
