@@ -77,6 +77,30 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(LifecycleError::Replicas(format!("worker failed: {e}"))))
 }
 
+/// Runs `op` on the recording `id` with the caller's scope and name, on a
+/// blocking thread (hold, release, delete).
+async fn on_recording<T: Send + 'static>(
+    st: &ApiState,
+    caller: &Caller,
+    id: &str,
+    op: impl FnOnce(
+            &crate::lifecycle::Lifecycle,
+            &str,
+            &crate::auth::Scope,
+            &Who,
+        ) -> Result<T, LifecycleError>
+        + Send
+        + 'static,
+) -> Result<T, LifecycleError> {
+    let (life, scope, w, rid) = (
+        st.life.clone(),
+        caller.scope.clone(),
+        who(caller),
+        id.to_string(),
+    );
+    blocking(move || op(&life, &rid, &scope, &w)).await
+}
+
 /// The `{id}` of the path, or the `400` to answer (boxed: a response is large).
 fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, Box<Response>> {
     id.map(|Path(id)| id)
@@ -112,13 +136,11 @@ pub(super) async fn hold(
     if !caller.allows(Right::Hold) {
         return st.deny(&caller, Right::Hold, "hold", filters).await;
     }
-    let (life, scope, w, rid) = (
-        st.life.clone(),
-        caller.scope.clone(),
-        who(&caller),
-        id.clone(),
-    );
-    match blocking(move || life.hold(&rid, &scope, reason, &w)).await {
+    match on_recording(&st, &caller, &id, move |life, rid, scope, w| {
+        life.hold(rid, scope, reason, w)
+    })
+    .await
+    {
         Ok(meta) => Json(meta).into_response(),
         Err(LifecycleError::NotFound(_)) => {
             let entry = caller.entry("hold", Vec::new(), filters, "not-found");
@@ -143,13 +165,11 @@ pub(super) async fn release(
     if !caller.allows(Right::Hold) {
         return st.deny(&caller, Right::Hold, "release", filters).await;
     }
-    let (life, scope, w, rid) = (
-        st.life.clone(),
-        caller.scope.clone(),
-        who(&caller),
-        id.clone(),
-    );
-    match blocking(move || life.release(&rid, &scope, &w)).await {
+    match on_recording(&st, &caller, &id, |life, rid, scope, w| {
+        life.release(rid, scope, w)
+    })
+    .await
+    {
         Ok((meta, _)) => Json(meta).into_response(),
         Err(LifecycleError::NotFound(_)) => {
             let entry = caller.entry("release", Vec::new(), filters, "not-found");
@@ -174,13 +194,11 @@ pub(super) async fn delete_recording(
     if !caller.allows(Right::Delete) {
         return st.deny(&caller, Right::Delete, "delete", filters).await;
     }
-    let (life, scope, w, rid) = (
-        st.life.clone(),
-        caller.scope.clone(),
-        who(&caller),
-        id.clone(),
-    );
-    let report = match blocking(move || life.delete(&[rid], &scope, &w, false)).await {
+    let report = match on_recording(&st, &caller, &id, |life, rid, scope, w| {
+        life.delete(&[rid.to_string()], scope, w, false)
+    })
+    .await
+    {
         Ok(r) => r,
         Err(e) => return failure(&e),
     };
