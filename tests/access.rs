@@ -12,7 +12,7 @@ mod common;
 use common::http::{call, parse_response, request_text, Resp};
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -50,90 +50,18 @@ fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Resp {
     call(addr, "GET", path, token, "", "")
 }
 
-/// RFC 7865 metadata: one participant (the agent) sending stream label 1.
-fn metadata(aor: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<recording xmlns=\"urn:ietf:params:xml:ns:recording:1\">\r\n<datamode>complete</datamode>\r\n<session session_id=\"s1\"></session>\r\n<participant participant_id=\"p1\"><nameID aor=\"{aor}\"/></participant>\r\n<participantsessionassoc participant_id=\"p1\" session_id=\"s1\"><associate-time>2026-11-23T10:00:00Z</associate-time></participantsessionassoc>\r\n<stream stream_id=\"st1\" session_id=\"s1\"><label>1</label></stream>\r\n<participantstreamassoc participant_id=\"p1\"><send>st1</send></participantstreamassoc>\r\n</recording>\r\n"
-    )
-}
+use common::leg::Leg;
 
-/// A Genesys record leg for `dn` that is up: its sockets and dialog.
-struct Leg {
-    sock: UdpSocket,
-    media: UdpSocket,
-    rtp: SocketAddr,
-    srs: SocketAddr,
-    call_id: String,
-    to: String,
-    from: String,
-}
-
-/// INVITE (Record DN `dn`) answered 200 and ACKed.
+/// A Genesys record leg for Record DN `dn` (CallUUID `UUID-{tag}`), up.
 fn start_call(srs: &Server, dn: &str, tag: &str) -> Leg {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let media = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let me = sock.local_addr().unwrap();
-    let mport = media.local_addr().unwrap().port();
-    let call_id = format!("{tag}@127.0.0.1");
-    let sdp = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {mport} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:1\r\na=sendonly\r\n");
-    let body = siprec_body(&sdp, &metadata(&format!("sip:{dn}@pbx")));
-    let from = format!("<sip:genesys@127.0.0.1>;tag={tag}");
-    let inv = format!(
-        "INVITE sip:record=REC1@127.0.0.1;calluuid=UUID-{tag};dn={dn};recorddn={dn} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{tag}\r\nFrom: {from}\r\nTo: <sip:record=REC1@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:genesys@{me}>;+sip.src\r\nRequire: siprec\r\nUser-Agent: GVP MCP\r\nContent-Type: multipart/mixed;boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let ok = final_response(&sock, srs.sip, inv.as_bytes());
-    assert_eq!(status(&ok), 200, "{}", srs.log());
-    let answer = String::from_utf8_lossy(&ok.body).to_string();
-    let port: u16 = answer
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no m=audio in the answer: {answer}"));
-    let to = ok.header("To").unwrap().to_string();
-    let ack = format!(
-        "ACK sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{tag}-ack\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-    );
-    sock.send_to(ack.as_bytes(), srs.sip).unwrap();
-    Leg {
-        sock,
-        media,
-        rtp: SocketAddr::from(([127, 0, 0, 1], port)),
-        srs: srs.sip,
-        call_id,
-        to,
-        from,
-    }
-}
-
-impl Leg {
-    fn talk(&self, tone: f64, secs: f64) {
-        send_pcmu_tone(&self.media, self.rtp, tone, secs, 0x5151_0000 + tone as u32);
-    }
-
-    fn bye(self) -> String {
-        let me = self.sock.local_addr().unwrap();
-        let bye = format!(
-            "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-bye-{}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-            self.call_id.split('@').next().unwrap_or_default(),
-            self.from,
-            self.to,
-            self.call_id
-        );
-        assert_eq!(
-            status(&final_response(&self.sock, self.srs, bye.as_bytes())),
-            200
-        );
-        self.call_id
-    }
+    let params = format!("calluuid=UUID-{tag};dn={dn};recorddn={dn}");
+    Leg::start(srs, &params, &format!("sip:{dn}@pbx"), tag)
 }
 
 /// A recorded call: Record DN `dn`, `tone` Hz for 0.6 s. Its index entry.
 fn record(srs: &Server, dn: &str, tone: f64, tag: &str) -> serde_json::Value {
     let leg = start_call(srs, dn, tag);
-    leg.talk(tone, 0.6);
+    leg.talk(tone, 0.6, 0x5151_0000 + tone as u32);
     let call_id = leg.bye();
     wait_indexed(srs, &call_id, Duration::from_secs(15))
 }
@@ -432,7 +360,7 @@ fn every_role_and_scope_against_every_endpoint() {
     assert!(live(&lyon).is_empty());
     assert!(live(&par2_admin).is_empty());
     assert_eq!(get(h, "/api/v1/sessions", Some(&integration)).status, 403);
-    leg.talk(1000.0, 0.2);
+    leg.talk(1000.0, 0.2, 0x5151_0000 + 1000);
     leg.bye();
 
     // Tokens through the API (unscoped admin): made, used, revoked.

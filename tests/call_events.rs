@@ -34,110 +34,11 @@ fn token_add(recordings: &Path, name: &str, role: &str) -> String {
 
 // ---------------------------------------------------------------- SIP
 
-fn metadata(aor: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<recording xmlns=\"urn:ietf:params:xml:ns:recording:1\">\r\n<datamode>complete</datamode>\r\n<session session_id=\"s1\"></session>\r\n<participant participant_id=\"p1\"><nameID aor=\"{aor}\"/></participant>\r\n<participantsessionassoc participant_id=\"p1\" session_id=\"s1\"><associate-time>2026-11-23T10:00:00Z</associate-time></participantsessionassoc>\r\n<stream stream_id=\"st1\" session_id=\"s1\"><label>1</label></stream>\r\n<participantstreamassoc participant_id=\"p1\"><send>st1</send></participantstreamassoc>\r\n</recording>\r\n"
-    )
-}
+use common::leg::Leg;
 
-/// A Genesys record leg that is up.
-struct Leg {
-    sock: UdpSocket,
-    media: UdpSocket,
-    rtp: SocketAddr,
-    srs: SocketAddr,
-    call_id: String,
-    to: String,
-    from: String,
-}
-
-/// INVITE with the record URI parameters `params`, answered and ACKed.
+/// A Genesys record leg (Request-URI parameters `params`) for agent 7001.
 fn start_call(srs: &Server, params: &str, tag: &str) -> Leg {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let media = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let me = sock.local_addr().unwrap();
-    let mport = media.local_addr().unwrap().port();
-    let call_id = format!("{tag}@127.0.0.1");
-    let sdp = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {mport} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:1\r\na=sendonly\r\n");
-    let body = siprec_body(&sdp, &metadata("sip:7001@pbx"));
-    let from = format!("<sip:genesys@127.0.0.1>;tag={tag}");
-    let inv = format!(
-        "INVITE sip:record=REC1@127.0.0.1;{params} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{tag}\r\nFrom: {from}\r\nTo: <sip:record=REC1@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:genesys@{me}>;+sip.src\r\nRequire: siprec\r\nUser-Agent: GVP MCP\r\nContent-Type: multipart/mixed;boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let ok = final_response(&sock, srs.sip, inv.as_bytes());
-    assert_eq!(status(&ok), 200, "{}", srs.log());
-    let answer = String::from_utf8_lossy(&ok.body).to_string();
-    let port: u16 = answer
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
-    let to = ok.header("To").unwrap().to_string();
-    let ack = format!(
-        "ACK sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{tag}-ack\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-    );
-    sock.send_to(ack.as_bytes(), srs.sip).unwrap();
-    Leg {
-        sock,
-        media,
-        rtp: SocketAddr::from(([127, 0, 0, 1], port)),
-        srs: srs.sip,
-        call_id,
-        to,
-        from,
-    }
-}
-
-impl Leg {
-    fn talk(&self, secs: f64) {
-        send_pcmu_tone(&self.media, self.rtp, 1000.0, secs, 0x5151_0001);
-    }
-
-    /// BYE, sent again every 300 ms until its 200 comes (a UDP datagram
-    /// may be lost when many calls end at once on a busy machine).
-    fn bye_reliably(self) -> String {
-        let me = self.sock.local_addr().unwrap();
-        let bye = format!(
-            "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-rbye-{}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-            self.call_id.split('@').next().unwrap_or_default(),
-            self.from,
-            self.to,
-            self.call_id
-        );
-        self.sock
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let mut buf = [0u8; 4096];
-        for _ in 0..20 {
-            self.sock.send_to(bye.as_bytes(), self.srs).unwrap();
-            while let Ok((n, _)) = self.sock.recv_from(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]);
-                if text.starts_with("SIP/2.0 200") && text.contains("BYE") {
-                    return self.call_id;
-                }
-            }
-        }
-        panic!("no 200 to the BYE of {}", self.call_id);
-    }
-
-    fn bye(self) -> String {
-        let me = self.sock.local_addr().unwrap();
-        let bye = format!(
-            "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-bye-{}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-            self.call_id.split('@').next().unwrap_or_default(),
-            self.from,
-            self.to,
-            self.call_id
-        );
-        assert_eq!(
-            status(&final_response(&self.sock, self.srs, bye.as_bytes())),
-            200
-        );
-        self.call_id
-    }
+    Leg::start(srs, params, "sip:7001@pbx", tag)
 }
 
 fn show(srs: &Server, id: &str) -> serde_json::Value {
@@ -218,7 +119,7 @@ fn events_before_during_and_after_a_recording_reach_its_json_file_and_searches()
     let during = r#"[{"event":"EventAttachedDataChanged","conn_id":"00a1","user_data":{"CaseNumber":"C-42"}},
                      {"event":"EventPartyChanged","conn_id":"00b2","previous_conn_id":"00a1","this_dn":"7002","other_dn":"88001234"}]"#;
     assert_eq!(post_events(&srs, None, during).status, 202);
-    leg.talk(0.3);
+    leg.talk(1000.0, 0.3, 0x5151_0001);
     let call_id = leg.bye();
     let rec = wait_indexed(&srs, &call_id, Duration::from_secs(15));
     let id = rec["recording_id"].as_str().unwrap().to_string();
@@ -749,7 +650,7 @@ fn metrics_match_what_the_test_did() {
             &format!("calluuid=UUID-M{i};dn=7001"),
             &format!("m-{i}"),
         );
-        leg.talk(0.5); // 25 packets
+        leg.talk(1000.0, 0.5, 0x5151_0001); // 25 packets
         call_ids.push(leg.bye());
     }
     // One refusal: an extension we do not support.
@@ -800,7 +701,7 @@ fn metrics_match_what_the_test_did() {
     assert!(metric(&text, "srs_disk_free_bytes") > 0.0);
     // Packets of a live call are counted before it ends (folded on scrape).
     let leg = start_call(&srs, "calluuid=UUID-M9;dn=7001", "m-live");
-    leg.talk(0.2); // 10 packets
+    leg.talk(1000.0, 0.2, 0x5151_0001); // 10 packets
     let text = wait_for("the live packets", Duration::from_secs(5), || {
         let t = call(srs.http, "GET", "/metrics", None, "").text();
         (metric(&t, "srs_rtp_packets_received_total") == received + 10.0).then_some(t)

@@ -12,7 +12,7 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -117,11 +117,7 @@ fn http(
     }
 }
 
-fn metadata(aor: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<recording xmlns=\"urn:ietf:params:xml:ns:recording:1\">\r\n<datamode>complete</datamode>\r\n<session session_id=\"s1\"></session>\r\n<participant participant_id=\"p1\"><nameID aor=\"{aor}\"/></participant>\r\n<stream stream_id=\"st1\" session_id=\"s1\"><label>1</label></stream>\r\n<participantstreamassoc participant_id=\"p1\"><send>st1</send></participantstreamassoc>\r\n</recording>\r\n"
-    )
-}
+use common::leg::Leg;
 
 /// A Genesys record leg for Record DN `dn` (caller `ani`) sending `tones`
 /// (Hz, seconds) in turn, then BYE; returns its index entry.
@@ -132,42 +128,16 @@ fn record(srs: &Server, dn: &str, ani: &str, tones: &[(f64, f64)], tag: &str) ->
 
 /// [`record`] without waiting for the publication: the Call-ID.
 fn call(srs: &Server, dn: &str, ani: &str, tones: &[(f64, f64)], tag: &str) -> String {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let media = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let me = sock.local_addr().unwrap();
-    let mport = media.local_addr().unwrap().port();
-    let call_id = format!("{tag}@127.0.0.1");
-    let sdp = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {mport} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=label:1\r\na=sendonly\r\n");
-    let body = siprec_body(&sdp, &metadata(&format!("sip:{dn}@pbx")));
-    let from = format!("<sip:genesys@127.0.0.1>;tag={tag}");
-    let inv = format!(
-        "INVITE sip:record=REC1@127.0.0.1;calluuid=UUID-{tag};dn={dn};recorddn={dn};ani={ani} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{tag}\r\nFrom: {from}\r\nTo: <sip:record=REC1@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:genesys@{me}>;+sip.src\r\nRequire: siprec\r\nUser-Agent: GVP MCP\r\nContent-Type: multipart/mixed;boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let ok = final_response(&sock, srs.sip, inv.as_bytes());
-    assert_eq!(status(&ok), 200, "{}", srs.log());
-    let answer = String::from_utf8_lossy(&ok.body).to_string();
-    let port: u16 = answer
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
-    let to = ok.header("To").unwrap().to_string();
-    let ack = format!(
-        "ACK sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{tag}-ack\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-    );
-    sock.send_to(ack.as_bytes(), srs.sip).unwrap();
+    let params = format!("calluuid=UUID-{tag};dn={dn};recorddn={dn};ani={ani}");
+    let leg = Leg::start(srs, &params, &format!("sip:{dn}@pbx"), tag);
     // One RTP stream: the tones one after the other, timestamps running on.
-    let rtp = SocketAddr::from(([127, 0, 0, 1], port));
     let start = std::time::Instant::now();
     let mut i: u32 = 0;
     for &(freq, secs) in tones {
         for _ in 0..(secs * 50.0) as u32 {
             let payload = pcmu_tone(freq, u64::from(i) * 160);
             let pkt = rtp_packet(i as u16, i * 160, 0x5151_0000, 0, &payload);
-            media.send_to(&pkt, rtp).unwrap();
+            leg.media.send_to(&pkt, leg.rtp).unwrap();
             i += 1;
             let due = start + Duration::from_millis(u64::from(i) * 20);
             if let Some(d) = due.checked_duration_since(std::time::Instant::now()) {
@@ -175,11 +145,7 @@ fn call(srs: &Server, dn: &str, ani: &str, tones: &[(f64, f64)], tag: &str) -> S
             }
         }
     }
-    let bye = format!(
-        "BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-bye-{tag}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-    );
-    assert_eq!(status(&final_response(&sock, srs.sip, bye.as_bytes())), 200);
-    call_id
+    leg.bye()
 }
 
 fn id_of(v: &serde_json::Value) -> String {

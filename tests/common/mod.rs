@@ -6,6 +6,7 @@
 
 pub mod call;
 pub mod http;
+pub mod leg;
 pub mod pg;
 pub mod s3;
 
