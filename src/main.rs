@@ -232,7 +232,9 @@ struct ExportArgs {
     /// age identity file to decrypt with (repeat for several keys).
     #[arg(long, value_name = "FILE")]
     identity: Vec<PathBuf>,
-    /// A configuration whose [encryption] identities are used too.
+    /// A configuration whose [encryption] identities are used too, and
+    /// whose [storage.object] serves the files kept only in the object
+    /// store.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
