@@ -509,21 +509,7 @@ struct Writer {
 
 impl Writer {
     fn index(&mut self) -> Result<&Index, String> {
-        if self
-            .index
-            .as_ref()
-            .is_some_and(|ix| !ix.is_current(&self.path))
-        {
-            self.index = None;
-        }
-        if self.index.is_none() {
-            match Index::open_existing_rw_at(&self.path) {
-                Ok(Some(ix)) => self.index = Some(ix),
-                Ok(None) => return Err(format!("no index at {}", self.path)),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        self.index.as_ref().ok_or_else(|| "no index".to_string())
+        crate::store::index::open_current(&mut self.index, &self.path)
     }
 
     fn fault(&mut self, e: &str) {

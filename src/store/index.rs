@@ -364,6 +364,23 @@ fn sort_key(t: &str) -> String {
 
 /// Writes one recording and all its derived rows, replacing any previous
 /// version. The caller holds the transaction.
+/// The index a long-lived writer thread holds in `slot` (events, audit):
+/// reopened when the file at `at` was deleted or replaced, opened when
+/// there is none yet; never created (the publisher creates it).
+pub fn open_current<'a>(slot: &'a mut Option<Index>, at: &IndexAt) -> Result<&'a Index, String> {
+    if slot.as_ref().is_some_and(|ix| !ix.is_current(at)) {
+        *slot = None;
+    }
+    if slot.is_none() {
+        match Index::open_existing_rw_at(at) {
+            Ok(Some(ix)) => *slot = Some(ix),
+            Ok(None) => return Err(format!("no index at {at} yet")),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    slot.as_ref().ok_or_else(|| "no index".into())
+}
+
 /// Inserts `rows` (`width` values each, flattened) with one statement per
 /// [`ROWS_PER_INSERT`] rows: `{head} VALUES (..), (..) {tail}`. Nothing
 /// for no rows.
