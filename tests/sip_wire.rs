@@ -257,6 +257,21 @@ fn cancel_during_start_up_releases_what_was_made() {
             );
         }
         finals.sort();
+        // The previous attempt's start-up, cancelled, may still be giving
+        // its two port pairs back (they are the only ones): then this
+        // INVITE is refused before the CANCEL comes, which finds nothing.
+        // Not what this test is after: ACK the 503 and go on.
+        if finals
+            == [
+                "481 Call/Transaction Does Not Exist",
+                "503 No Media Port Available",
+            ]
+        {
+            sock.send_to(for_pending("ACK", &inv, ";tag=x").as_bytes(), srs.sip)
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
         assert_eq!(finals, ["200 OK", "487 Request Terminated"], "{id}");
         // ACK the 487 (it is retransmitted otherwise).
         sock.send_to(for_pending("ACK", &inv, ";tag=x").as_bytes(), srs.sip)
