@@ -10,17 +10,18 @@
 //! - `call_event_links`: recording -> event, as [`super::associate`] says.
 //! - `recording_attached` (`key`, `value`): the merged attached data of a
 //!   recording, indexed on (`key`, `value`) for `attached.KEY=VALUE`.
-//! - `recording_event_dns`: every `this_dn`/`other_dn`/`agent_id` of a
-//!   recording's events, indexed on `dn` for the `dn` filter.
+//! - the events' `this_dn`/`other_dn`/`agent_id` join the recording's own
+//!   DNs in `recording_dns` (searched by the `dn` filter; schema step 7).
 //! - `call_events_sync`: recordings whose `call-events.json` must be
 //!   written again (a durable to-do, in the same transaction as the links).
 //!
-//! [`relink`] recomputes one recording's links: when events arrive
-//! ([`super::worker`]) and whenever the recording is written to the index
-//! (publication, reindex: [`crate::store::index`] calls it in the same
-//! transaction), whichever comes first.
+//! [`relink`] recomputes one recording's links when events arrive
+//! ([`super::worker`]); whenever recordings are written to the index
+//! (publication, reindex) [`crate::store::index`] does the same for the
+//! whole batch in its transaction ([`plan_links`], [`attach`],
+//! [`write_links`]), whichever comes first.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::params;
 use crate::store::db::{Db, Dialect, OptionalExt};
@@ -143,81 +144,183 @@ fn candidate(r: &crate::store::db::Row) -> crate::store::db::DbResult<Candidate>
 
 const CANDIDATE_COLUMNS: &str = "id, at, call_uuid, conn_key, prev_key";
 
-/// Events by CallUUID, then every event reachable from `seeds` through
-/// ConnIDs between `from` and `to` (followed [`MAX_HOPS`] deep at most),
-/// each once, at most [`MAX_CANDIDATES`].
-fn reachable(
-    conn: &Db,
-    call_uuids: &[String],
+/// SQL for "`column` is one of the elements of the JSON array bound to
+/// `?n`": one statement for a whole batch, whatever its size (on
+/// PostgreSQL every statement is a round trip). `ty`: the elements' SQL
+/// type, `text` or `bigint`. PostgreSQL: `= ANY(?n::ty[])`, the JSON bound
+/// as an array ([`crate::store::db`]), so that the planner knows the list
+/// and serves it from the column's index (a subquery over
+/// `jsonb_array_elements` is estimated at 100 elements: a sequential scan
+/// while the table is young).
+pub fn in_json(dialect: Dialect, column: &str, n: usize, ty: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each(?{n}))"),
+        Dialect::Postgres => format!("{column} = ANY(?{n}::{ty}[])"),
+    }
+}
+
+/// A JSON array of `items` (the parameter of [`in_json`]).
+pub fn json_array<T: serde::Serialize>(items: impl IntoIterator<Item = T>) -> String {
+    serde_json::to_string(&items.into_iter().collect::<Vec<T>>()).unwrap_or_else(|_| "[]".into())
+}
+
+/// One hop of [`reachable`]: the events of any of the ConnIDs of the JSON
+/// array `?1` (as `conn_key` or `prev_key`) between `?2` and `?3`.
+fn hop_sql(dialect: Dialect) -> String {
+    format!(
+        "SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE {conn} AND at >= ?2 AND at <= ?3
+         UNION ALL
+         SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE {prev} AND at >= ?2 AND at <= ?3",
+        conn = in_json(dialect, "conn_key", 1, "text"),
+        prev = in_json(dialect, "prev_key", 1, "text"),
+    )
+}
+
+/// One search of [`reachable`]: events of these CallUUIDs, then every
+/// event reachable from `seeds` through ConnIDs between `from` and `to`.
+struct Reach {
+    call_uuids: Vec<String>,
     seeds: Vec<String>,
-    from: &str,
-    to: &str,
-) -> crate::store::db::DbResult<Vec<Candidate>> {
-    let mut seen: HashSet<i64> = HashSet::new();
-    let mut out = Vec::new();
-    let mut keys: HashSet<String> = seeds.iter().cloned().collect();
-    let mut frontier = seeds;
-    {
-        // call_uuid is NOCASE on SQLite, indexed on lower() on PostgreSQL.
-        let mut by_uuid = conn.prepare_cached(&match conn.dialect() {
-            Dialect::Sqlite => {
-                format!("SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE call_uuid = ?1")
-            }
-            Dialect::Postgres => format!(
-                "SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE lower(call_uuid) = lower(?1)"
-            ),
-        })?;
-        for u in call_uuids {
-            for c in by_uuid.query_map([u], candidate)? {
-                let c = c?;
-                if seen.insert(c.id) {
-                    for k in [&c.conn_id, &c.previous_conn_id].into_iter().flatten() {
-                        if keys.insert(k.clone()) {
-                            frontier.push(k.clone());
-                        }
-                    }
-                    out.push(c);
+    from: String,
+    to: String,
+}
+
+/// A candidate row with its `at` as stored (compared as text, as SQL does).
+fn candidate_row(r: &crate::store::db::Row) -> crate::store::db::DbResult<(String, Candidate)> {
+    Ok((r.get(1)?, candidate(r)?))
+}
+
+/// Events by CallUUID, then every event reachable from the seeds through
+/// ConnIDs inside the window (followed [`MAX_HOPS`] deep at most), each
+/// once, at most [`MAX_CANDIDATES`] per search. All the searches of a
+/// batch go together: one statement for the CallUUIDs, one per hop.
+fn reachable(conn: &Db, searches: &[Reach]) -> crate::store::db::DbResult<Vec<Vec<Candidate>>> {
+    struct State {
+        seen: HashSet<i64>,
+        keys: HashSet<String>,
+        frontier: Vec<String>,
+        out: Vec<Candidate>,
+    }
+    let mut states: Vec<State> = searches
+        .iter()
+        .map(|s| State {
+            seen: HashSet::new(),
+            keys: s.seeds.iter().cloned().collect(),
+            frontier: s.seeds.clone(),
+            out: Vec::new(),
+        })
+        .collect();
+    let take = |st: &mut State, c: &Candidate, next: &mut Vec<String>| {
+        if st.seen.insert(c.id) {
+            for k in [&c.conn_id, &c.previous_conn_id].into_iter().flatten() {
+                if st.keys.insert(k.clone()) {
+                    next.push(k.clone());
                 }
             }
+            st.out.push(c.clone());
+        }
+    };
+    // CallUUIDs: NOCASE on SQLite, indexed on lower() on PostgreSQL.
+    let uuids: BTreeSet<String> = searches
+        .iter()
+        .flat_map(|s| s.call_uuids.iter().map(|u| u.to_ascii_lowercase()))
+        .collect();
+    if !uuids.is_empty() {
+        let sql = match conn.dialect() {
+            Dialect::Sqlite => format!(
+                "SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE {}",
+                in_json(Dialect::Sqlite, "call_uuid", 1, "text")
+            ),
+            Dialect::Postgres => format!(
+                "SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE {}",
+                in_json(Dialect::Postgres, "lower(call_uuid)", 1, "text")
+            ),
+        };
+        let mut by_uuid: HashMap<String, Vec<Candidate>> = HashMap::new();
+        for c in conn
+            .prepare_cached(&sql)?
+            .query_map([json_array(&uuids)], candidate)?
+        {
+            let c = c?;
+            if let Some(u) = &c.call_uuid {
+                by_uuid.entry(u.to_ascii_lowercase()).or_default().push(c);
+            }
+        }
+        for (s, st) in searches.iter().zip(states.iter_mut()) {
+            let mut next = std::mem::take(&mut st.frontier);
+            for u in &s.call_uuids {
+                for c in by_uuid.get(&u.to_ascii_lowercase()).into_iter().flatten() {
+                    take(st, c, &mut next);
+                }
+            }
+            st.frontier = next;
         }
     }
-    let mut by_conn = conn.prepare_cached(&format!(
-        "SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE conn_key = ?1 AND at >= ?2 AND at <= ?3
-         UNION ALL
-         SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE prev_key = ?1 AND at >= ?2 AND at <= ?3"
-    ))?;
+    let by_conn = hop_sql(conn.dialect());
     for _ in 0..MAX_HOPS {
-        if frontier.is_empty() || out.len() >= MAX_CANDIDATES {
+        let active: Vec<usize> = (0..states.len())
+            .filter(|&i| !states[i].frontier.is_empty() && states[i].out.len() < MAX_CANDIDATES)
+            .collect();
+        if active.is_empty() {
             break;
         }
-        let mut next = Vec::new();
-        for k in frontier {
-            for c in by_conn.query_map(params![k, from, to], candidate)? {
-                let c = c?;
-                if seen.insert(c.id) {
-                    for k in [&c.conn_id, &c.previous_conn_id].into_iter().flatten() {
-                        if keys.insert(k.clone()) {
-                            next.push(k.clone());
-                        }
-                    }
-                    out.push(c);
+        let keys: BTreeSet<&str> = active
+            .iter()
+            .flat_map(|&i| states[i].frontier.iter().map(String::as_str))
+            .collect();
+        let from = active.iter().map(|&i| searches[i].from.as_str()).min();
+        let to = active.iter().map(|&i| searches[i].to.as_str()).max();
+        // Rows by the key they were found by (conn_key, then prev_key).
+        let mut by_key: HashMap<String, Vec<(String, Candidate)>> = HashMap::new();
+        let mut by_prev: HashMap<String, Vec<(String, Candidate)>> = HashMap::new();
+        for row in conn
+            .prepare_cached(&by_conn)?
+            .query_map(params![json_array(&keys), from, to], candidate_row)?
+        {
+            let (at, c) = row?;
+            for (k, map) in [(&c.conn_id, &mut by_key), (&c.previous_conn_id, &mut by_prev)] {
+                if let Some(k) = k.as_ref().filter(|k| keys.contains(k.as_str())) {
+                    map.entry(k.clone()).or_default().push((at.clone(), c.clone()));
                 }
             }
         }
-        frontier = next;
+        for i in active {
+            let (s, st) = (&searches[i], &mut states[i]);
+            let mut next = Vec::new();
+            for k in std::mem::take(&mut st.frontier) {
+                for map in [&by_key, &by_prev] {
+                    for (at, c) in map.get(&k).into_iter().flatten() {
+                        if *at >= s.from && *at <= s.to {
+                            take(st, c, &mut next);
+                        }
+                    }
+                }
+            }
+            st.frontier = next;
+        }
     }
-    out.truncate(MAX_CANDIDATES);
-    Ok(out)
+    Ok(states
+        .into_iter()
+        .map(|mut st| {
+            st.out.truncate(MAX_CANDIDATES);
+            st.out
+        })
+        .collect())
 }
 
 /// The events that may belong to a recording with `keys`.
 pub fn candidates(conn: &Db, keys: &RecordingKeys) -> crate::store::db::DbResult<Vec<Candidate>> {
+    Ok(reachable(conn, &[reach_of(keys)])?.remove(0))
+}
+
+fn reach_of(keys: &RecordingKeys) -> Reach {
     let (from, to) = keys.window();
-    let from = from.map_or_else(|| "0".to_string(), utc_millis);
-    let to = to.map_or_else(|| "9".to_string(), utc_millis);
-    let uuids: Vec<String> = keys.call_uuid.iter().cloned().collect();
-    let seeds = keys.conn_id.iter().map(|c| conn_key(c)).collect();
-    reachable(conn, &uuids, seeds, &from, &to)
+    Reach {
+        call_uuids: keys.call_uuid.iter().cloned().collect(),
+        seeds: keys.conn_id.iter().map(|c| conn_key(c)).collect(),
+        from: from.map_or_else(|| "0".to_string(), utc_millis),
+        to: to.map_or_else(|| "9".to_string(), utc_millis),
+    }
 }
 
 /// The indexed recordings an event may belong to: those of its CallUUID,
@@ -233,7 +336,16 @@ pub fn recordings_for(conn: &Db, e: &CallEvent) -> crate::store::db::DbResult<BT
         .map(|c| conn_key(c))
         .collect();
     let uuids: Vec<String> = e.call_uuid.iter().cloned().collect();
-    let found = reachable(conn, &uuids, seeds.clone(), &from, &to)?;
+    let found = reachable(
+        conn,
+        &[Reach {
+            call_uuids: uuids.clone(),
+            seeds: seeds.clone(),
+            from,
+            to,
+        }],
+    )?
+    .remove(0);
     let mut uuid_set: BTreeSet<String> = uuids.iter().map(|u| u.to_ascii_lowercase()).collect();
     let mut conn_set: BTreeSet<String> = seeds.into_iter().collect();
     for c in &found {
@@ -285,46 +397,234 @@ pub struct Relinked {
     pub meta: Option<RecordingMeta>,
 }
 
-/// A recording's events in time order (then arrival order).
-pub fn events_of(conn: &Db, recording_id: &str) -> crate::store::db::DbResult<Vec<StoredEvent>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT e.id, e.received_at, e.json FROM call_event_links l
-         JOIN call_events e ON e.id = l.event_id
-         WHERE l.recording_id = ?1 ORDER BY e.at, e.id",
-    )?;
-    let rows = stmt.query_map([recording_id], |r| {
-        Ok((r.get::<i64>(0)?, r.get::<String>(1)?, r.get::<String>(2)?))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, received_at, json) = row?;
+/// Which events a recording takes now and which it was tied to
+/// ([`plan_links`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkPlan {
+    /// The events it takes (ids, sorted).
+    pub ids: Vec<i64>,
+    /// The events it was tied to (ids, sorted).
+    pub old: Vec<i64>,
+}
+
+impl LinkPlan {
+    /// Its set of events changed.
+    pub fn changed(&self) -> bool {
+        self.ids != self.old
+    }
+
+    /// Events newly tied to it.
+    pub fn added(&self) -> usize {
+        self.ids
+            .iter()
+            .filter(|i| self.old.binary_search(i).is_err())
+            .count()
+    }
+
+    /// Nothing of the recording follows from its events: they did not
+    /// change, and either its JSON need not be rewritten (`rewrite` false)
+    /// or it has none.
+    pub fn nothing_to_write(&self, rewrite: bool) -> bool {
+        !self.changed() && (!rewrite || self.ids.is_empty())
+    }
+}
+
+/// For each recording of a batch, which events it takes
+/// ([`super::associate`]) and which it was tied to: a few statements for
+/// the whole batch (one for the CallUUIDs, one per ConnID hop, one for the
+/// links), however many recordings it has.
+pub fn plan_links(
+    conn: &Db,
+    metas: &[&RecordingMeta],
+) -> crate::store::db::DbResult<Vec<LinkPlan>> {
+    let mut plans = vec![LinkPlan::default(); metas.len()];
+    if metas.is_empty() {
+        return Ok(plans);
+    }
+    let keys: Vec<RecordingKeys> = metas.iter().map(|m| RecordingKeys::of(m)).collect();
+    let searched: Vec<usize> = (0..keys.len())
+        .filter(|&i| keys[i].call_uuid.is_some() || keys[i].conn_id.is_some())
+        .collect();
+    if !searched.is_empty() {
+        let reaches: Vec<Reach> = searched.iter().map(|&i| reach_of(&keys[i])).collect();
+        for (&i, found) in searched.iter().zip(reachable(conn, &reaches)?) {
+            let mut ids = associate(&keys[i], &found);
+            ids.sort_unstable();
+            plans[i].ids = ids;
+        }
+    }
+    let at: HashMap<&str, usize> = metas
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.recording_id.as_str(), i))
+        .collect();
+    let sql = format!(
+        "SELECT recording_id, event_id FROM call_event_links WHERE {}",
+        in_json(conn.dialect(), "recording_id", 1, "text")
+    );
+    let ids = json_array(metas.iter().map(|m| &m.recording_id));
+    for row in conn
+        .prepare_cached(&sql)?
+        .query_map([ids], |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))?
+    {
+        let (id, event) = row?;
+        if let Some(&i) = at.get(id.as_str()) {
+            plans[i].old.push(event);
+        }
+    }
+    for p in &mut plans {
+        p.old.sort_unstable();
+    }
+    Ok(plans)
+}
+
+/// Stored events by id (with their `at` as stored, for ordering), in one
+/// statement.
+pub fn events_by_id(
+    conn: &Db,
+    ids: &BTreeSet<i64>,
+) -> crate::store::db::DbResult<HashMap<i64, (String, StoredEvent)>> {
+    let mut out = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT id, received_at, json, at FROM call_events WHERE {}",
+        in_json(conn.dialect(), "id", 1, "bigint")
+    );
+    for row in conn.prepare_cached(&sql)?.query_map([json_array(ids)], |r| {
+        Ok((
+            r.get::<i64>(0)?,
+            r.get::<String>(1)?,
+            r.get::<String>(2)?,
+            r.get::<String>(3)?,
+        ))
+    })? {
+        let (id, received_at, json, at) = row?;
         let event = serde_json::from_str(&json).unwrap_or_else(|_| CallEvent {
             event: "unreadable".into(),
             ..Default::default()
         });
-        out.push(StoredEvent {
-            event_id: id,
-            received_at,
-            event,
-        });
+        out.insert(
+            id,
+            (
+                at,
+                StoredEvent {
+                    event_id: id,
+                    received_at,
+                    event,
+                },
+            ),
+        );
     }
     Ok(out)
+}
+
+/// Ties `events` (those of `ids` found) to `meta` in time order, then
+/// arrival order: `call_events`, `attached_data`. Returns the events' DNs
+/// (searched by the `dn` filter).
+pub fn attach(
+    meta: &mut RecordingMeta,
+    ids: &[i64],
+    events: &HashMap<i64, (String, StoredEvent)>,
+) -> BTreeSet<String> {
+    let mut mine: Vec<&(String, StoredEvent)> = ids.iter().filter_map(|i| events.get(i)).collect();
+    mine.sort_by(|a, b| (&a.0, a.1.event_id).cmp(&(&b.0, b.1.event_id)));
+    let mine: Vec<StoredEvent> = mine.into_iter().map(|(_, e)| e.clone()).collect();
+    let dns = mine
+        .iter()
+        .flat_map(|e| e.event.dns())
+        .map(str::to_string)
+        .collect();
+    meta.attached_data = merge_attached(&mine);
+    meta.call_events = mine;
+    dns
+}
+
+/// Writes what follows from each recording's [`LinkPlan`] (its events
+/// attached by [`attach`]): the links (when they changed), the searched
+/// attached data, and the `call-events.json` to-do of a published
+/// recording whose events changed. A statement per table for the whole
+/// batch. The events' DNs go with the recording's own
+/// ([`crate::store::index::write_dns`]).
+pub fn write_links(
+    conn: &Db,
+    recs: &[(&RecordingMeta, &LinkPlan)],
+) -> Result<(), crate::store::IndexError> {
+    use crate::store::db::{ToArg, Value};
+    use crate::store::index::{delete_rows_of, insert_rows};
+    if recs.is_empty() {
+        return Ok(());
+    }
+    let arg = |v: &dyn ToArg| v.to_value();
+    let changed: Vec<&(&RecordingMeta, &LinkPlan)> =
+        recs.iter().filter(|r| r.1.changed()).collect();
+    delete_rows_of(
+        conn,
+        "call_event_links",
+        changed.iter().map(|r| r.0.recording_id.as_str()),
+    )?;
+    let rows: Vec<Value> = changed
+        .iter()
+        .flat_map(|(m, p)| p.ids.iter().flat_map(|e| [arg(&m.recording_id), arg(e)]))
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO call_event_links (recording_id, event_id)",
+        "",
+        &["text", "bigint"],
+        &rows,
+    )?;
+    delete_rows_of(
+        conn,
+        "recording_attached",
+        recs.iter().map(|r| r.0.recording_id.as_str()),
+    )?;
+    let rows: Vec<Value> = recs
+        .iter()
+        .flat_map(|(m, _)| {
+            m.attached_data
+                .iter()
+                .flat_map(|(k, v)| [arg(&m.recording_id), arg(k), arg(v)])
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO recording_attached (recording_id, key, value)",
+        "",
+        &["text", "text", "text"],
+        &rows,
+    )?;
+    let rows: Vec<Value> = changed
+        .iter()
+        .filter(|r| !r.0.path.is_empty())
+        .map(|r| arg(&r.0.recording_id))
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO call_events_sync (recording_id)",
+        "ON CONFLICT DO NOTHING",
+        &["text"],
+        &rows,
+    )?;
+    Ok(())
 }
 
 /// Recomputes which events belong to the recording `recording_id` and
 /// writes what follows from it: the links, the searched attached data and
 /// DNs, the recording's JSON (`call_events`, `attached_data`) and, when the
 /// set changed for a published recording, a `call_events_sync` to-do.
-/// `meta`: the recording just written (publication, reindex), else read
-/// from the index. `rewrite`: the JSON must be written even if the links
-/// did not change (it was just replaced without its events). The caller
-/// holds the transaction.
+/// `meta`: the recording as indexed, else read from the index (publication
+/// and reindex go through [`crate::store::index`]'s batch path, which
+/// does the same for many recordings at once). `rewrite`: the JSON must
+/// be written even if the links did not change. The caller holds the
+/// transaction.
 pub fn relink(
     conn: &Db,
     recording_id: &str,
     meta: Option<&RecordingMeta>,
     rewrite: bool,
-) -> crate::store::db::DbResult<Relinked> {
+) -> Result<Relinked, crate::store::IndexError> {
     let mut meta = match meta {
         Some(m) => m.clone(),
         None => {
@@ -338,71 +638,24 @@ pub fn relink(
             }
         }
     };
-    let keys = RecordingKeys::of(&meta);
-    let mut ids = if keys.call_uuid.is_none() && keys.conn_id.is_none() {
-        Vec::new()
-    } else {
-        associate(&keys, &candidates(conn, &keys)?)
-    };
-    ids.sort_unstable();
-    let old: Vec<i64> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT event_id FROM call_event_links WHERE recording_id = ?1 ORDER BY event_id",
-        )?;
-        let rows = stmt.query_map([recording_id], |r| r.get(0))?;
-        rows.collect::<crate::store::db::DbResult<_>>()?
-    };
-    let changed = ids != old;
+    recording_id.clone_into(&mut meta.recording_id);
+    let plan = plan_links(conn, &[&meta])?.remove(0);
     let mut out = Relinked {
         indexed: true,
-        changed,
-        added: ids.iter().filter(|i| old.binary_search(i).is_err()).count(),
+        changed: plan.changed(),
+        added: plan.added(),
         meta: None,
     };
-    if !changed && (!rewrite || ids.is_empty()) {
+    if plan.nothing_to_write(rewrite) {
         return Ok(out);
     }
-    if changed {
-        conn.prepare_cached("DELETE FROM call_event_links WHERE recording_id = ?1")?
-            .execute([recording_id])?;
-        let mut ins = conn.prepare_cached(
-            "INSERT INTO call_event_links (recording_id, event_id) VALUES (?1, ?2)",
-        )?;
-        for id in &ids {
-            ins.execute(params![recording_id, id])?;
-        }
-    }
-    let events = events_of(conn, recording_id)?;
-    let attached = merge_attached(&events);
-    let dns: BTreeSet<&str> = events.iter().flat_map(|e| e.event.dns()).collect();
-    for table in ["recording_attached", "recording_event_dns"] {
-        conn.prepare_cached(&format!("DELETE FROM {table} WHERE recording_id = ?1"))?
-            .execute([recording_id])?;
-    }
-    {
-        let mut ins = conn.prepare_cached(
-            "INSERT INTO recording_attached (recording_id, key, value) VALUES (?1, ?2, ?3)",
-        )?;
-        for (k, v) in &attached {
-            ins.execute(params![recording_id, k, v])?;
-        }
-        let mut ins = conn
-            .prepare_cached("INSERT INTO recording_event_dns (recording_id, dn) VALUES (?1, ?2)")?;
-        for dn in dns {
-            ins.execute(params![recording_id, dn])?;
-        }
-    }
-    meta.call_events = events;
-    meta.attached_data = attached;
+    let events = events_by_id(conn, &plan.ids.iter().copied().collect())?;
+    let dns = attach(&mut meta, &plan.ids, &events);
+    write_links(conn, &[(&meta, &plan)])?;
+    crate::store::index::write_dns(conn, &[(&meta, Some(&dns))])?;
     let json = serde_json::to_string(&meta).unwrap_or_default();
     conn.prepare_cached("UPDATE recordings SET meta_json = ?2 WHERE recording_id = ?1")?
         .execute(params![recording_id, json])?;
-    if changed && !meta.path.is_empty() {
-        conn.prepare_cached(
-            "INSERT INTO call_events_sync (recording_id) VALUES (?1) ON CONFLICT DO NOTHING",
-        )?
-        .execute([recording_id])?;
-    }
     out.meta = Some(meta);
     Ok(out)
 }
@@ -414,7 +667,6 @@ pub fn forget(conn: &Db, recording_id: &str) -> crate::store::db::DbResult<()> {
     for table in [
         "call_event_links",
         "recording_attached",
-        "recording_event_dns",
         "call_events_sync",
     ] {
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE recording_id = ?1"))?
@@ -480,6 +732,13 @@ mod tests {
         if let Some(c) = conn {
             m.correlation.insert("connid".into(), c.into());
         }
+        m
+    }
+
+    fn meta_at(id: &str, conn: &str, started_at: &str) -> RecordingMeta {
+        let mut m = meta(id, None, Some(conn));
+        m.started_at = started_at.into();
+        m.ended_at = started_at.into();
         m
     }
 
@@ -571,9 +830,15 @@ mod tests {
                 for dn in ["7001", "7002", "alice"] {
                     assert_eq!(q(&|q| q.dn = Some(dn.into())), ["r1"], "{dn}");
                 }
-                // Forgetting the recording leaves the events for another.
-                forget(ix.conn(), "r1").unwrap();
+                // Removing the recording from the index unties its events
+                // (its DNs from them go with it) and leaves them for another.
+                crate::store::index::delete_in(ix.conn(), "r1").unwrap();
                 assert!(q(&|q| q.dn = Some("7002".into())).is_empty());
+                let left: i64 = ix
+                    .conn()
+                    .query_row("SELECT COUNT(*) FROM call_events", [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(left, 4);
             },
         );
     }
@@ -595,24 +860,21 @@ mod tests {
             let plan = crate::store::index::explain_search(&ix, &q).unwrap();
             for want in [
                 "USING COVERING INDEX recording_attached_key_value (key=? AND value=?)",
-                "USING COVERING INDEX recording_event_dns_dn (dn=?)",
-                "INDEX recording_dns_dn (dn=?)",
+                // The DN drives: its entries newest first, from the index.
+                "INDEX recording_dns_dn_started (dn=?)",
                 // ... and each recording is then found by its key, never scanned.
-                "SEARCH r USING INDEX sqlite_autoindex_recordings_1 (recording_id=?)",
+                "USING INDEX sqlite_autoindex_recordings_1 (recording_id=?)",
             ] {
                 assert!(plan.contains(want), "{want} not in the plan:\n{plan}");
             }
             assert!(!plan.contains("SCAN"), "{plan}");
-            // Association's lookups too.
+            // Association's lookups too (a hop of a whole batch).
             let plan: Vec<String> = {
                 let mut stmt = ix
-                .conn()
-                .prepare(
-                    "EXPLAIN QUERY PLAN SELECT id FROM call_events WHERE conn_key = ?1 AND at >= ?2 AND at <= ?3
-                     UNION ALL SELECT id FROM call_events WHERE prev_key = ?1 AND at >= ?2 AND at <= ?3",
-                )
-                .unwrap();
-                stmt.query_map(params!["a", "0", "9"], |r| r.get::<String>(3))
+                    .conn()
+                    .prepare(&format!("EXPLAIN QUERY PLAN {}", hop_sql(Dialect::Sqlite)))
+                    .unwrap();
+                stmt.query_map(params![r#"["a","b"]"#, "0", "9"], |r| r.get::<String>(3))
                     .unwrap()
                     .map(Result::unwrap)
                     .collect()
@@ -621,5 +883,75 @@ mod tests {
             assert!(plan.contains("INDEX call_events_conn_key"), "{plan}");
             assert!(plan.contains("INDEX call_events_prev_key"), "{plan}");
         });
+    }
+
+    #[test]
+    fn a_batch_ties_each_recording_to_its_own_events_as_one_at_a_time_does() {
+        crate::testkit::pg::each_backend(
+            "a_batch_ties_each_recording_to_its_own_events_as_one_at_a_time_does",
+            |at| {
+                let ix = Index::open_at(at).unwrap();
+                post(
+                    &ix,
+                    r#"[{"event":"EventEstablished","time":"2026-11-23T10:00:01Z","call_uuid":"U-A","conn_id":"00a1","this_dn":"7001","user_data":{"case":"A"}},
+                {"event":"EventPartyChanged","time":"2026-11-23T10:02:00Z","conn_id":"00a2","previous_conn_id":"00A1","this_dn":"7002"},
+                {"event":"EventEstablished","time":"2026-11-23T10:00:02Z","call_uuid":"u-b","conn_id":"00b1","user_data":{"case":"B"}},
+                {"event":"EventReleased","time":"2026-11-23T10:04:00Z","conn_id":"00C1","user_data":{"case":"C"}},
+                {"event":"EventReleased","time":"2026-11-25T10:00:00Z","conn_id":"00c1","user_data":{"case":"late"}}]"#,
+                );
+                let mut first_a = meta("a", Some("U-A"), Some("00a1"));
+                first_a.status = "partial".into();
+                let batch = vec![
+                    first_a,
+                    meta("b", Some("U-B"), None),
+                    meta("c", None, Some("00c1")),
+                    meta("d", Some("U-D"), Some("00d1")),
+                    meta("e", Some("u-a"), None),
+                    meta("a", Some("U-A"), Some("00a1")),
+                    // Two days later: the batch's window reaches c's late
+                    // event, c's own window does not.
+                    meta_at("f", "00f1", "2026-11-25T09:59:00.000Z"),
+                ];
+                ix.upsert_batch(&batch).unwrap();
+                let cases = |id: &str| {
+                    let m = ix.get(id).unwrap().unwrap();
+                    let events: Vec<String> =
+                        m.call_events.iter().map(|e| e.event.event.clone()).collect();
+                    (m.status, events, m.attached_data.get("case").cloned())
+                };
+                let est = || "EventEstablished".to_string();
+                let a = (
+                    "complete".to_string(),
+                    vec![est(), "EventPartyChanged".into()],
+                    Some("A".to_string()),
+                );
+                assert_eq!(cases("a"), a, "the last of a twice-named recording");
+                assert_eq!(cases("e"), a, "another recording of the same call");
+                assert_eq!(cases("b"), ("complete".into(), vec![est()], Some("B".into())));
+                assert_eq!(
+                    cases("c"),
+                    ("complete".into(), vec!["EventReleased".into()], Some("C".into())),
+                    "by ConnID inside the window only"
+                );
+                assert_eq!(cases("d"), ("complete".into(), vec![], None));
+                assert_eq!(cases("f"), ("complete".into(), vec![], None));
+                let mut q = Query::default();
+                q.dn = Some("7002".into());
+                assert_eq!(ids(&ix, q), ["e", "a"]);
+                let pending: BTreeSet<String> = pending_sync(ix.conn(), 10)
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| p.0)
+                    .collect();
+                assert_eq!(pending, ["a", "b", "c", "e"].map(String::from).into());
+                // One at a time finds the same for each, to the byte.
+                let json = |id: &str| serde_json::to_string(&ix.get(id).unwrap().unwrap()).unwrap();
+                for m in &batch[1..] {
+                    let before = json(&m.recording_id);
+                    ix.upsert(m).unwrap();
+                    assert_eq!(json(&m.recording_id), before, "{}", m.recording_id);
+                }
+            },
+        );
     }
 }

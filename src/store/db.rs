@@ -491,6 +491,10 @@ impl postgres::types::ToSql for Value {
                 Type::INT8 => s.trim().parse::<i64>()?.to_sql(ty, out),
                 Type::INT4 => s.trim().parse::<i32>()?.to_sql(ty, out),
                 Type::BYTEA => s.as_bytes().to_sql(ty, out),
+                // A list as one parameter (`col = ANY(?1::text[])`): the
+                // JSON array that SQLite reads with json_each.
+                Type::TEXT_ARRAY => serde_json::from_str::<Vec<String>>(s)?.to_sql(ty, out),
+                Type::INT8_ARRAY => serde_json::from_str::<Vec<i64>>(s)?.to_sql(ty, out),
                 _ => s.as_str().to_sql(&Type::TEXT, out),
             },
             Value::Blob(b) => match *ty {

@@ -52,6 +52,7 @@
 //! a transaction commits (both wait, [`BUSY_TIMEOUT`] at most), and a
 //! commit costs one more fsync (`docs/operations.md`).
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -208,10 +209,31 @@ pub const MIGRATIONS: &[&str] = &[
         uploaded_at  TEXT NOT NULL,
         PRIMARY KEY (recording_id, name)
     ) WITHOUT ROWID;",
+    // 7 (issue 16, DN searches at scale): every DN of a recording in one
+    // table, its call events' DNs included (recording_event_dns goes), with
+    // the recording's start time next to it: a search by DN walks
+    // `(dn, started_at, recording_id)` from the newest and stops at the
+    // page, and counts the DN's entries without reading a recording (an
+    // agent's DN with 5,000 recordings: docs/performance.md).
+    "ALTER TABLE recording_dns ADD COLUMN started_at TEXT;
+    UPDATE recording_dns SET started_at =
+        (SELECT r.started_at FROM recordings r WHERE r.recording_id = recording_dns.recording_id);
+    INSERT INTO recording_dns (recording_id, dn, started_at)
+        SELECT x.recording_id, x.dn, r.started_at
+        FROM recording_event_dns x JOIN recordings r ON r.recording_id = x.recording_id
+        WHERE true
+        ON CONFLICT DO NOTHING;
+    DROP INDEX recording_dns_dn;
+    CREATE INDEX recording_dns_dn_started ON recording_dns(dn, started_at, recording_id);
+    DROP TABLE recording_event_dns;",
 ];
 
 /// The first schema version that [`Index::search`] can query.
 const SEARCH_VERSION: u32 = 2;
+
+/// The first schema version that [`Index::search`] can query by DN
+/// (every DN with its start time in `recording_dns`).
+const DN_SEARCH_VERSION: u32 = 7;
 
 /// Recordings written per transaction by [`Index::reindex`].
 pub const REINDEX_BATCH: usize = 500;
@@ -362,8 +384,6 @@ fn sort_key(t: &str) -> String {
     }
 }
 
-/// Writes one recording and all its derived rows, replacing any previous
-/// version. The caller holds the transaction.
 /// The index a long-lived writer thread holds in `slot` (events, audit):
 /// reopened when the file at `at` was deleted or replaced, opened when
 /// there is none yet; never created (the publisher creates it).
@@ -381,17 +401,41 @@ pub fn open_current<'a>(slot: &'a mut Option<Index>, at: &IndexAt) -> Result<&'a
     slot.as_ref().ok_or_else(|| "no index".into())
 }
 
-/// Inserts `rows` (`width` values each, flattened) with one statement per
-/// [`ROWS_PER_INSERT`] rows: `{head} VALUES (..), (..) {tail}`. Nothing
-/// for no rows.
-fn insert_rows(
+/// Inserts `rows` (`types.len()` values each) with `head` (`INSERT INTO t
+/// (a, b)`) and `tail` (`ON CONFLICT ...`). SQLite: multi-row `VALUES` of
+/// [`ROWS_PER_INSERT`] rows per statement (in-process, no round trip).
+/// PostgreSQL: every row in one statement, whatever their number, as one
+/// JSON array bound to one parameter (`types`: each column's SQL type,
+/// `text` or `bigint`), since every statement is a round trip there.
+pub(crate) fn insert_rows(
     tx: &Db,
     head: &str,
     tail: &str,
-    width: usize,
+    types: &[&str],
     rows: &[Value],
 ) -> Result<(), IndexError> {
     use std::fmt::Write;
+    let width = types.len();
+    if rows.is_empty() || width == 0 {
+        return Ok(());
+    }
+    if tx.dialect() == Dialect::Postgres {
+        let mut sql = format!("{head} SELECT ");
+        for (c, ty) in types.iter().enumerate() {
+            let _ = write!(sql, "{}(x->>{c})::{ty}", if c == 0 { "" } else { ", " });
+        }
+        let _ = write!(
+            sql,
+            " FROM jsonb_array_elements(?1::text::jsonb) AS x {tail}"
+        );
+        let json: Vec<serde_json::Value> = rows
+            .chunks(width)
+            .map(|r| serde_json::Value::Array(r.iter().map(json_of).collect()))
+            .collect();
+        tx.prepare_cached(&sql)?
+            .execute([serde_json::to_string(&json)?])?;
+        return Ok(());
+    }
     for chunk in rows.chunks(width * ROWS_PER_INSERT) {
         let mut sql = format!("{head} VALUES ");
         for r in 0..chunk.len() / width {
@@ -413,20 +457,149 @@ fn insert_rows(
     Ok(())
 }
 
-/// Rows per multi-row INSERT of [`insert_rows`] (a few statement shapes
-/// to cache, far under SQLite's and PostgreSQL's parameter limits).
+fn json_of(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(i) => (*i).into(),
+        Value::Real(f) => (*f).into(),
+        Value::Text(s) => s.as_str().into(),
+        Value::Blob(b) => String::from_utf8_lossy(b).into(),
+    }
+}
+
+/// Deletes the rows of `table` whose `recording_id` is one of `ids`, in
+/// one statement.
+pub(crate) fn delete_rows_of<'a>(
+    tx: &Db,
+    table: &str,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<(), IndexError> {
+    let ids: Vec<&str> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let cond = crate::events::store::in_json(tx.dialect(), "recording_id", 1, "text");
+    tx.prepare_cached(&format!("DELETE FROM {table} WHERE {cond}"))?
+    .execute([crate::events::store::json_array(&ids)])?;
+    Ok(())
+}
+
+/// Replaces the searched DNs of recordings (`recording_dns`): those of
+/// its metadata ([`RecordingMeta::dns`]) and of its call events
+/// (`event_dns`), each with the recording's start time, which a search by
+/// DN sorts and filters by from the index `(dn, started_at,
+/// recording_id)` alone.
+pub(crate) fn write_dns(
+    tx: &Db,
+    recs: &[(&RecordingMeta, Option<&BTreeSet<String>>)],
+) -> Result<(), IndexError> {
+    delete_rows_of(
+        tx,
+        "recording_dns",
+        recs.iter().map(|(m, _)| m.recording_id.as_str()),
+    )?;
+    let arg = |v: &dyn super::db::ToArg| v.to_value();
+    let mut rows = Vec::new();
+    for (meta, event_dns) in recs {
+        let started = sort_key(&meta.started_at);
+        let mut dns = meta.dns();
+        for d in event_dns.iter().copied().flatten() {
+            if !dns.contains(d) {
+                dns.push(d.clone());
+            }
+        }
+        for dn in dns {
+            rows.extend([arg(&meta.recording_id), arg(&dn), arg(&started)]);
+        }
+    }
+    insert_rows(
+        tx,
+        "INSERT INTO recording_dns (recording_id, dn, started_at)",
+        "ON CONFLICT DO NOTHING",
+        &["text"; 3],
+        &rows,
+    )
+}
+
+/// Rows per multi-row INSERT of [`insert_rows`] on SQLite (a few
+/// statement shapes to cache, far under its parameter limit).
 const ROWS_PER_INSERT: usize = 32;
 
+/// [`upsert_many_in`] for one recording.
 pub(crate) fn upsert_in(tx: &Db, meta: &RecordingMeta) -> Result<(), IndexError> {
-    let json = serde_json::to_string(meta)?;
-    let duration = i64::try_from(meta.duration_ms).unwrap_or(i64::MAX);
-    let id = &meta.recording_id;
-    tx.prepare_cached(
+    upsert_many_in(tx, std::slice::from_ref(meta))
+}
+
+/// Inserts or replaces recordings with all their derived rows and their
+/// call events ([`crate::events::store`]: which events each takes, the
+/// links, attached data, event DNs, the JSON with them), in the caller's
+/// transaction. A statement per table for the whole batch, not per
+/// recording: on PostgreSQL every statement is a round trip, and a Genesys
+/// recording has a dozen correlation ids, its DNs, participants, events
+/// and call events. A batch naming a recording twice keeps the last, as
+/// upserting them in turn would.
+pub(crate) fn upsert_many_in(tx: &Db, metas: &[RecordingMeta]) -> Result<(), IndexError> {
+    use crate::events::store as ev;
+    let last: HashMap<&str, usize> = metas
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.recording_id.as_str(), i))
+        .collect();
+    let metas: Vec<&RecordingMeta> = metas
+        .iter()
+        .enumerate()
+        .filter(|(i, m)| last[m.recording_id.as_str()] == *i)
+        .map(|(_, m)| m)
+        .collect();
+    if metas.is_empty() {
+        return Ok(());
+    }
+    let plans = ev::plan_links(tx, &metas)?;
+    let wanted: BTreeSet<i64> = plans
+        .iter()
+        .filter(|p| !p.nothing_to_write(true))
+        .flat_map(|p| p.ids.iter().copied())
+        .collect();
+    let events = ev::events_by_id(tx, &wanted)?;
+    // Each recording as it is indexed: with its call events when it has
+    // (or had) any, else as given.
+    let mut finals: Vec<(RecordingMeta, Option<BTreeSet<String>>)> = Vec::new();
+    for (m, p) in metas.iter().zip(&plans) {
+        let mut m = (*m).clone();
+        let dns = (!p.nothing_to_write(true)).then(|| ev::attach(&mut m, &p.ids, &events));
+        finals.push((m, dns));
+    }
+    let arg = |v: &dyn super::db::ToArg| v.to_value();
+    let mut rows = Vec::new();
+    for (meta, _) in &finals {
+        rows.extend([
+            arg(&meta.recording_id),
+            arg(&meta.call_id),
+            arg(&meta.status),
+            arg(&sort_key(&meta.started_at)),
+            arg(&sort_key(&meta.ended_at)),
+            arg(&i64::try_from(meta.duration_ms).unwrap_or(i64::MAX)),
+            arg(&meta.source),
+            arg(&meta.path),
+            arg(&serde_json::to_string(meta)?),
+            arg(&meta.record_dn),
+            arg(&meta.record_dn_kind),
+            arg(&meta.geo_location),
+            arg(&meta.direction),
+            arg(&meta.correlation.get("calluuid")),
+            arg(&meta.correlation.get("ani")),
+            arg(&meta.correlation.get("dnis")),
+            arg(&meta.node),
+        ]);
+    }
+    let mut types = ["text"; 17];
+    types[5] = "bigint";
+    insert_rows(
+        tx,
         "INSERT INTO recordings
              (recording_id, call_id, status, started_at, ended_at, duration_ms, source, path, meta_json,
-              record_dn, record_dn_kind, geo_location, direction, call_uuid, ani, dnis, node)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-         ON CONFLICT(recording_id) DO UPDATE SET
+              record_dn, record_dn_kind, geo_location, direction, call_uuid, ani, dnis, node)",
+        "ON CONFLICT(recording_id) DO UPDATE SET
              call_id = excluded.call_id, status = excluded.status,
              started_at = excluded.started_at, ended_at = excluded.ended_at,
              duration_ms = excluded.duration_ms, source = excluded.source,
@@ -435,120 +608,118 @@ pub(crate) fn upsert_in(tx: &Db, meta: &RecordingMeta) -> Result<(), IndexError>
              geo_location = excluded.geo_location, direction = excluded.direction,
              call_uuid = excluded.call_uuid, ani = excluded.ani, dnis = excluded.dnis,
              node = excluded.node",
-    )?
-    .execute(params![
-            id,
-            meta.call_id,
-            meta.status,
-            sort_key(&meta.started_at),
-            sort_key(&meta.ended_at),
-            duration,
-            meta.source,
-            meta.path,
-            json,
-            meta.record_dn,
-            meta.record_dn_kind,
-            meta.geo_location,
-            meta.direction,
-            meta.correlation.get("calluuid"),
-            meta.correlation.get("ani"),
-            meta.correlation.get("dnis"),
-            meta.node,
-        ],
+        &types,
+        &rows,
     )?;
-    for delete in [
-        "DELETE FROM participants WHERE recording_id = ?1",
-        "DELETE FROM recording_dns WHERE recording_id = ?1",
-        "DELETE FROM correlation WHERE recording_id = ?1",
-        "DELETE FROM events WHERE recording_id = ?1",
-        "DELETE FROM holds WHERE recording_id = ?1",
-    ] {
-        tx.prepare_cached(delete)?.execute(params![id])?;
+    let ids = || finals.iter().map(|(m, _)| m.recording_id.as_str());
+    for table in ["participants", "correlation", "events", "holds"] {
+        delete_rows_of(tx, table, ids())?;
     }
-    if let Some(h) = &meta.hold {
-        tx.prepare_cached(
-            "INSERT INTO holds (recording_id, reason, at, by) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![id, h.reason, h.at, h.by])?;
-    }
-    // Each table's rows in one statement: on PostgreSQL every statement
-    // is a round trip to the server, and a Genesys recording has a dozen
-    // correlation ids, its DNs, participants and events.
-    let arg = |v: &dyn super::db::ToArg| v.to_value();
+    let dns: Vec<(&RecordingMeta, Option<&BTreeSet<String>>)> =
+        finals.iter().map(|(m, d)| (m, d.as_ref())).collect();
+    write_dns(tx, &dns)?;
     let mut rows = Vec::new();
-    for p in &meta.participants {
-        let labels = serde_json::to_string(&p.labels)?;
-        rows.extend([arg(id), arg(&p.id), arg(&p.aor), arg(&p.name), arg(&labels)]);
+    for (meta, _) in &finals {
+        if let Some(h) = &meta.hold {
+            rows.extend([
+                arg(&meta.recording_id),
+                arg(&h.reason),
+                arg(&h.at),
+                arg(&h.by),
+            ]);
+        }
+    }
+    insert_rows(
+        tx,
+        "INSERT INTO holds (recording_id, reason, at, by)",
+        "",
+        &["text"; 4],
+        &rows,
+    )?;
+    let mut rows = Vec::new();
+    for (meta, _) in &finals {
+        for p in &meta.participants {
+            let labels = serde_json::to_string(&p.labels)?;
+            rows.extend([
+                arg(&meta.recording_id),
+                arg(&p.id),
+                arg(&p.aor),
+                arg(&p.name),
+                arg(&labels),
+            ]);
+        }
     }
     insert_rows(
         tx,
         "INSERT INTO participants (recording_id, participant_id, aor, name, labels)",
         "",
-        5,
+        &["text"; 5],
         &rows,
     )?;
-    let rows: Vec<Value> = meta
-        .dns()
+    let rows: Vec<Value> = finals
         .iter()
-        .flat_map(|dn| [arg(id), arg(dn)])
-        .collect();
-    insert_rows(
-        tx,
-        "INSERT INTO recording_dns (recording_id, dn)",
-        "ON CONFLICT DO NOTHING",
-        2,
-        &rows,
-    )?;
-    let rows: Vec<Value> = meta
-        .correlation
-        .iter()
-        .flat_map(|(k, v)| [arg(id), arg(k), arg(v)])
+        .flat_map(|(meta, _)| {
+            meta.correlation
+                .iter()
+                .flat_map(|(k, v)| [arg(&meta.recording_id), arg(k), arg(v)])
+        })
         .collect();
     insert_rows(
         tx,
         "INSERT INTO correlation (recording_id, key, value)",
         "ON CONFLICT (recording_id, key) DO UPDATE SET value = excluded.value",
-        3,
+        &["text"; 3],
         &rows,
     )?;
     let mut rows = Vec::new();
-    let mut seq: i64 = 0;
-    for e in &meta.events {
-        rows.extend([
-            arg(id),
-            arg(&seq),
-            arg(&sort_key(&e.at)),
-            arg(&e.kind),
-            arg(&e.label),
-            arg(&e.participant_id),
-            arg(&e.aor),
-            arg(&e.detail),
-        ]);
-        seq += 1;
+    for (meta, _) in &finals {
+        let id = &meta.recording_id;
+        let mut seq: i64 = 0;
+        for e in &meta.events {
+            rows.extend([
+                arg(id),
+                arg(&seq),
+                arg(&sort_key(&e.at)),
+                arg(&e.kind),
+                arg(&e.label),
+                arg(&e.participant_id),
+                arg(&e.aor),
+                arg(&e.detail),
+            ]);
+            seq += 1;
+        }
+        for d in &meta.dtmf {
+            rows.extend([
+                arg(id),
+                arg(&seq),
+                arg(&sort_key(&d.at)),
+                arg(&"dtmf"),
+                arg(&d.label),
+                Value::Null,
+                Value::Null,
+                arg(&d.digit),
+            ]);
+            seq += 1;
+        }
     }
-    for d in &meta.dtmf {
-        rows.extend([
-            arg(id),
-            arg(&seq),
-            arg(&sort_key(&d.at)),
-            arg(&"dtmf"),
-            arg(&d.label),
-            Value::Null,
-            Value::Null,
-            arg(&d.digit),
-        ]);
-        seq += 1;
-    }
+    let mut types = ["text"; 8];
+    types[1] = "bigint";
     insert_rows(
         tx,
         "INSERT INTO events (recording_id, seq, at, kind, label, participant_id, aor, detail)",
         "",
-        8,
+        &types,
         &rows,
     )?;
-    // Issue 14: the recording's call events, in the same transaction
+    // Issue 14: the recordings' call events, in the same transaction
     // (whichever comes first, events or the recording, they meet here).
-    crate::events::store::relink(tx, id, Some(meta), true)?;
+    let linked: Vec<(&RecordingMeta, &ev::LinkPlan)> = finals
+        .iter()
+        .zip(&plans)
+        .filter(|((_, dns), _)| dns.is_some())
+        .map(|((m, _), p)| (m, p))
+        .collect();
+    ev::write_links(tx, &linked)?;
     Ok(())
 }
 
@@ -773,9 +944,7 @@ impl Index {
     /// Like [`Index::upsert`] for many recordings, all in one transaction.
     pub fn upsert_batch(&self, metas: &[RecordingMeta]) -> Result<(), IndexError> {
         let tx = self.conn.immediate_transaction()?;
-        for meta in metas {
-            upsert_in(&tx, meta)?;
-        }
+        upsert_many_in(&tx, metas)?;
         tx.commit()?;
         Ok(())
     }
@@ -889,48 +1058,25 @@ impl Index {
             &mut dyn Iterator<Item = Result<RecordingMeta, IndexError>>,
         ) -> Result<T, IndexError>,
     ) -> Result<T, IndexError> {
-        let mut filter = q.to_sql(self.dialect())?;
-        if self.version < SEARCH_VERSION {
+        let dn = q.dn.as_deref().is_some_and(|d| !d.trim().is_empty());
+        if self.version < SEARCH_VERSION || (dn && self.version < DN_SEARCH_VERSION) {
             return Err(IndexError::SchemaTooOld {
                 found: self.version,
                 known: known_version(),
             });
         }
-        if !scope.is_unrestricted() {
-            let (sql, params) = scope.to_sql(filter.params.len() + 1, self.dialect());
-            filter.where_sql = format!("({})\n   AND {sql}", filter.where_sql);
-            filter.params.extend(params);
-        }
+        let sql = search_sql(q, scope, self.dialect())?;
         let limit = i64::try_from(q.effective_limit()).unwrap_or(i64::MAX);
         let offset = i64::try_from(q.effective_offset()).unwrap_or(i64::MAX);
-        let n = filter.params.len();
         let tx = self.conn.unchecked_transaction()?;
-        let total: i64 = tx.query_row(
-            &format!(
-                "SELECT COUNT(*) FROM recordings r WHERE {}",
-                filter.where_sql
-            ),
-            &filter.params,
-            |r| r.get(0),
-        )?;
+        let total: i64 = tx.query_row(&sql.count, &sql.params, |r| r.get(0))?;
         let out = {
             // The page's ids first, then their rows: sorting the matches
             // carries only (started_at, recording_id), not every match's
             // meta_json (a DN with thousands of recordings sorted all of
             // them, several KB each, to keep 100).
-            let mut stmt = tx.prepare(&format!(
-                "SELECT o.recording_id, o.meta_json FROM recordings o
-                 WHERE o.recording_id IN (
-                     SELECT r.recording_id FROM recordings r
-                     WHERE {}
-                     ORDER BY r.started_at DESC, r.recording_id DESC
-                     LIMIT ?{} OFFSET ?{})
-                 ORDER BY o.started_at DESC, o.recording_id DESC",
-                filter.where_sql,
-                n + 1,
-                n + 2
-            ))?;
-            let mut page_params = filter.params.clone();
+            let mut stmt = tx.prepare(&sql.page)?;
+            let mut page_params = sql.params.clone();
             page_params.push(Value::Integer(limit));
             page_params.push(Value::Integer(offset));
             let rows = stmt.query_map(&page_params, |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -1019,19 +1165,82 @@ impl Index {
 /// QUERY PLAN`, one line per step): for the tests and docs/performance.md
 /// that show which indexes a search uses.
 pub fn explain_search(index: &Index, q: &Query) -> Result<String, IndexError> {
-    let filter = q.to_sql(index.dialect())?;
-    let page = format!(
-        "SELECT r.recording_id, r.meta_json FROM recordings r
-         WHERE {} ORDER BY r.started_at DESC, r.recording_id DESC LIMIT 100",
-        filter.where_sql
-    );
+    let search = search_sql(q, &Scope::default(), index.dialect())?;
+    let mut params = search.params.clone();
+    params.extend([Value::Integer(100), Value::Integer(0)]);
     let (sql, column) = match index.dialect() {
-        Dialect::Sqlite => (format!("EXPLAIN QUERY PLAN {page}"), 3),
-        Dialect::Postgres => (format!("EXPLAIN {page}"), 0),
+        Dialect::Sqlite => (format!("EXPLAIN QUERY PLAN {}", search.page), 3),
+        Dialect::Postgres => (format!("EXPLAIN {}", search.page), 0),
     };
     let mut stmt = index.conn.prepare(&sql)?;
-    let rows = stmt.query_map(&filter.params, |r| r.get::<String>(column))?;
+    let rows = stmt.query_map(&params, |r| r.get::<String>(column))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?.join("\n"))
+}
+
+/// The SQL of a search ([`Index::search_scoped`]): the count of the
+/// matches, and the page (ids and JSON, newest first; its last two
+/// parameters are the limit and the offset, after `params`).
+struct SearchSql {
+    count: String,
+    page: String,
+    params: Vec<Value>,
+}
+
+/// A search by DN is driven by the DN's entries in `recording_dns`,
+/// which carry the start time: the page comes from the index `(dn,
+/// started_at, recording_id)` newest first and stops at the page, the
+/// count reads that index alone when nothing else is asked (an agent's DN
+/// matches thousands of recordings). Any other search is a `WHERE`
+/// clause over `recordings r`. The scope is one more condition over `r`.
+fn search_sql(q: &Query, scope: &Scope, dialect: Dialect) -> Result<SearchSql, IndexError> {
+    let scoped = |r: Option<String>, params: &mut Vec<Value>| {
+        if scope.is_unrestricted() {
+            return r;
+        }
+        let (sql, p) = scope.to_sql(params.len() + 1, dialect);
+        params.extend(p);
+        Some(match r {
+            Some(w) => format!("({w})\n   AND {sql}"),
+            None => sql,
+        })
+    };
+    let (from, where_sql, order, mut params) = match q.to_sql_by_dn(dialect)? {
+        Some(f) => {
+            let mut params = f.params;
+            match scoped(f.r_sql, &mut params) {
+                None => ("recording_dns d".to_string(), f.d_sql, "d", params),
+                Some(r) => (
+                    "recording_dns d JOIN recordings r ON r.recording_id = d.recording_id".into(),
+                    format!("{}\n   AND {r}", f.d_sql),
+                    "d",
+                    params,
+                ),
+            }
+        }
+        None => {
+            let f = q.to_sql(dialect)?;
+            let mut params = f.params;
+            let w = scoped(Some(f.where_sql), &mut params).unwrap_or_default();
+            ("recordings r".to_string(), w, "r", params)
+        }
+    };
+    let n = params.len();
+    params.shrink_to_fit();
+    Ok(SearchSql {
+        count: format!("SELECT COUNT(*) FROM {from} WHERE {where_sql}"),
+        page: format!(
+            "SELECT o.recording_id, o.meta_json FROM recordings o
+             WHERE o.recording_id IN (
+                 SELECT {order}.recording_id FROM {from}
+                 WHERE {where_sql}
+                 ORDER BY {order}.started_at DESC, {order}.recording_id DESC
+                 LIMIT ?{} OFFSET ?{})
+             ORDER BY o.started_at DESC, o.recording_id DESC",
+            n + 1,
+            n + 2
+        ),
+        params,
+    })
 }
 
 /// Published recordings kept for the index while it is unusable; beyond,

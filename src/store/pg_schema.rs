@@ -225,6 +225,18 @@ pub const PG_MIGRATIONS: &[&str] = &[
         uploaded_at  TEXT COLLATE "C" NOT NULL,
         PRIMARY KEY (recording_id, name)
     );"#,
+    // 7 (issue 16): every DN of a recording in one table with its start
+    // time, for searches by DN in index order.
+    r#"ALTER TABLE recording_dns ADD COLUMN started_at TEXT COLLATE "C";
+    UPDATE recording_dns d SET started_at = r.started_at
+        FROM recordings r WHERE r.recording_id = d.recording_id;
+    INSERT INTO recording_dns (recording_id, dn, started_at)
+        SELECT x.recording_id, x.dn, r.started_at
+        FROM recording_event_dns x JOIN recordings r ON r.recording_id = x.recording_id
+        ON CONFLICT DO NOTHING;
+    DROP INDEX recording_dns_dn;
+    CREATE INDEX recording_dns_dn_started ON recording_dns(dn, started_at, recording_id);
+    DROP TABLE recording_event_dns;"#,
 ];
 
 fn known() -> u32 {

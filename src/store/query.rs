@@ -122,6 +122,16 @@ pub(crate) struct SqlFilter {
     pub params: Vec<Value>,
 }
 
+/// [`Query::to_sql_by_dn`]: a search driven by a DN's entries.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DnFilter {
+    /// Over `recording_dns d`.
+    pub d_sql: String,
+    /// Over `recordings r`, if any condition is left for it.
+    pub r_sql: Option<String>,
+    pub params: Vec<Value>,
+}
+
 /// One side of a time range, as compared with the stored `started_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Bound {
@@ -240,25 +250,58 @@ impl Query {
 
     /// The `WHERE` clause over `recordings r` with its parameters.
     pub(crate) fn to_sql(&self, dialect: Dialect) -> Result<SqlFilter, QueryError> {
+        let (where_sql, _, params) = self.build(dialect, false)?;
+        Ok(SqlFilter { where_sql, params })
+    }
+
+    /// With a `dn` filter, the search driven by the DN's entries in
+    /// `recording_dns d` (schema step 7): `d_sql` over `d` (the DN and the
+    /// time range, on the start time stored next to it), `r_sql` the other
+    /// conditions over `recordings r` (`None`: there are none, and neither
+    /// the page's ids nor the count need a recording's row). `None`
+    /// without a `dn` filter.
+    pub(crate) fn to_sql_by_dn(&self, dialect: Dialect) -> Result<Option<DnFilter>, QueryError> {
+        if value(&self.dn).is_none() {
+            return Ok(None);
+        }
+        let (r_sql, d_sql, params) = self.build(dialect, true)?;
+        Ok(Some(DnFilter {
+            d_sql,
+            r_sql: (r_sql != "TRUE").then_some(r_sql),
+            params,
+        }))
+    }
+
+    /// The conditions over `r` and, when `by_dn`, those over `d` (the DN
+    /// and the time range), with their parameters.
+    fn build(
+        &self,
+        dialect: Dialect,
+        by_dn: bool,
+    ) -> Result<(String, String, Vec<Value>), QueryError> {
         self.validate()?;
         let mut conds: Vec<String> = Vec::new();
+        let mut d_conds: Vec<String> = Vec::new();
         let mut params: Vec<Value> = Vec::new();
         // Pushes a parameter and returns its `?N` placeholder.
         let mut bind = |v: &str| -> String {
             params.push(Value::Text(v.to_string()));
             format!("?{}", params.len())
         };
+        if let Some(v) = value(&self.dn) {
+            let p = bind(v);
+            if by_dn {
+                d_conds.push(format!("d.dn = {p}"));
+            } else {
+                // IN rather than EXISTS: the planner starts from the DN's
+                // index. recording_dns has the call events' DNs too.
+                conds.push(format!(
+                    "r.recording_id IN (SELECT d.recording_id FROM recording_dns d WHERE d.dn = {p})"
+                ));
+            }
+        }
         if let Some(v) = value(&self.record_dn) {
             conds.push(format!("r.record_dn = {}", bind(v)));
-        }
-        if let Some(v) = value(&self.dn) {
-            // IN rather than EXISTS: the planner starts from recording_dns_dn
-            // (and, for the DNs of call events, recording_event_dns_dn).
-            let p = bind(v);
-            conds.push(format!(
-                "r.recording_id IN (SELECT d.recording_id FROM recording_dns d WHERE d.dn = {p}
-                                    UNION SELECT x.recording_id FROM recording_event_dns x WHERE x.dn = {p})"
-            ));
         }
         for (k, v) in &self.attached {
             // Issue 14: one indexed lookup on (key, value) per pair.
@@ -312,20 +355,27 @@ impl Query {
             None => {}
         }
         let (since, until) = self.bounds()?;
+        let (time, column) = if by_dn {
+            (&mut d_conds, "d.started_at")
+        } else {
+            (&mut conds, "r.started_at")
+        };
         for b in [since, until] {
             match b {
-                Bound::AtOrAfter(t) => conds.push(format!("r.started_at >= {}", bind(&t))),
-                Bound::AtOrBefore(t) => conds.push(format!("r.started_at <= {}", bind(&t))),
-                Bound::Before(t) => conds.push(format!("r.started_at < {}", bind(&t))),
+                Bound::AtOrAfter(t) => time.push(format!("{column} >= {}", bind(&t))),
+                Bound::AtOrBefore(t) => time.push(format!("{column} <= {}", bind(&t))),
+                Bound::Before(t) => time.push(format!("{column} < {}", bind(&t))),
                 Bound::None => {}
             }
         }
-        let where_sql = if conds.is_empty() {
-            "TRUE".to_string()
-        } else {
-            conds.join("\n   AND ")
+        let join = |c: Vec<String>| {
+            if c.is_empty() {
+                "TRUE".to_string()
+            } else {
+                c.join("\n   AND ")
+            }
         };
-        Ok(SqlFilter { where_sql, params })
+        Ok((join(conds), join(d_conds), params))
     }
 }
 
