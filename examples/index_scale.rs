@@ -781,8 +781,10 @@ fn index_mode(n: u64, per_kind: usize, reuse: bool, common: &Common) -> serde_js
         } else {
             assert_eq!(have, 0, "the index is not empty: a new --dir, or --reuse");
             let mut writer = IndexWriter::open(b.at.clone());
+            // The events thread's own connection, as in the server.
+            let events = Index::open_at(&b.at).expect("opening the index");
             let t = Instant::now();
-            let w = write(&mut writer, &ix, &g, n, PUBLISH_BATCH, false);
+            let w = write(&mut writer, &events, &g, n, PUBLISH_BATCH, false);
             let wall = t.elapsed().as_secs_f64();
             r.insert("insert_wall_s".into(), round(wall).into());
             r.insert("index_s".into(), round(w.index_s).into());

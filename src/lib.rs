@@ -54,7 +54,8 @@
 //! | stereo WAV, Ogg Opus after the call, the encoder pool | `src/output/stereo.rs`, `src/media/ogg_opus.rs`, `src/output/encoders.rs` |
 //! | end status (`complete`, `complete-no-ack`, `cancelled`...) | `src/session/lifecycle.rs` (`end_status`), `truncated` in `src/session.rs` (`finish`) |
 //! | low-disk guard (`storage.min_free_mb` and its margin) | `src/store/disk_guard.rs`; read every second in `src/server/mod.rs` (`check_disk`) |
-//! | publish batching (group commit, index retries) | `src/store/publisher.rs` |
+//! | publish batching (group commit, index retries); a batch written with one statement per table | `src/store/publisher.rs`; `upsert_many_in` in `src/store/index.rs` |
+//! | searches: filters as SQL, a DN search driven by `recording_dns (dn, started_at)` | `src/store/query.rs`; `search_sql` in `src/store/index.rs` |
 //! | atomic publish into the drop | `src/store/drop.rs` |
 //! | crash recovery (`.incoming` published at start, WAV headers repaired) | `src/store/recover.rs` |
 //! | the index, its faults and reindexing | `src/store/index.rs` |
@@ -69,7 +70,7 @@
 //! | retention rules, legal hold, deletion and erasure, index in step with the drop (`found-missing`) | `src/lifecycle/` (`mod.rs`, `retention.rs`, `schedule.rs`: the `srs-retention` thread) |
 //! | file hashes, the manifest, `srs verify` | `src/store/integrity.rs`; sealed at publication in `src/server/sessions.rs` (`publish`) and at recovery |
 //! | encryption at rest (age) and decryption for the API and `srs export` | `src/store/crypt.rs`; served in `src/http/lifecycle.rs` |
-//! | call events: validation, association (matching order, window), attached data | `src/events/mod.rs`; SQL in `src/events/store.rs`, hooked into `upsert_in` of `src/store/index.rs` |
+//! | call events: validation, association (matching order, window), attached data | `src/events/mod.rs`; SQL in `src/events/store.rs` (`plan_links`, `write_links` for a whole batch), hooked into `upsert_many_in` of `src/store/index.rs` |
 //! | `call-events.json` in the drop, webhook outbox and deliveries | `src/events/worker.rs`, `src/webhooks/` |
 //! | index back-ends: one connection API over SQLite or PostgreSQL, the two schemas side by side, `storage.index` URLs and passwords | `src/store/db.rs`, `src/store/pg_schema.rs`, `src/store/backend.rs`; test clusters in `src/testkit/pg.rs` |
 //! | object store (`[storage.object]`): upload queue, verification, `keep_local`, serving and deleting objects | `src/store/objects.rs`; served in `src/http.rs` (`serve_object`), deleted through `src/lifecycle/mod.rs` (`Replicas`), exported in `src/main.rs` (`export_cmd`) |

@@ -24,7 +24,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::params;
-use crate::store::db::{Db, Dialect, OptionalExt};
+use crate::store::db::{Db, Dialect, OptionalExt, ToArg, Value};
 use chrono::{DateTime, Utc};
 
 use super::{
@@ -159,21 +159,78 @@ pub fn in_json(dialect: Dialect, column: &str, n: usize, ty: &str) -> String {
     }
 }
 
+/// "`column` is one of `keys`", bound to `?1`: an equality for one key
+/// (each post of the events thread, a publication alone), else "one of
+/// the JSON array" ([`in_json`]) for a batch. The equality is what the
+/// column's index serves in any plan: PostgreSQL keeps a connection's
+/// generic plan, and one of `= ANY(...)` made while a table was young (a
+/// sequential scan of a few rows) stays until the next ANALYZE.
+pub fn keyed<T: ToArg + serde::Serialize>(
+    dialect: Dialect,
+    column: &str,
+    ty: &str,
+    keys: &[T],
+) -> (String, Value) {
+    match keys {
+        [one] => (format!("{column} = ?1"), one.to_value()),
+        _ => (
+            in_json(dialect, column, 1, ty),
+            Value::Text(json_array(keys)),
+        ),
+    }
+}
+
+/// Below this many keys a lookup is one equality per key: a few round
+/// trips, and plans that stay right (see [`keyed`]).
+const FEW_KEYS: usize = 4;
+
+/// The statements of a lookup of `keys`: one per key when there are few,
+/// else one for all.
+pub fn key_lists<T>(keys: &[T]) -> std::slice::Chunks<'_, T> {
+    keys.chunks(if keys.len() < FEW_KEYS {
+        1
+    } else {
+        keys.len().max(1)
+    })
+}
+
+/// `SELECT cols FROM table WHERE column is one of keys and`, with its
+/// parameter `?1` ([`keyed`]).
+fn select_keyed<T: ToArg + serde::Serialize>(
+    dialect: Dialect,
+    (cols, table, column, ty): (&str, &str, &str, &str),
+    and: &str,
+    keys: &[T],
+) -> (String, Value) {
+    let (cond, param) = keyed(dialect, column, ty, keys);
+    (
+        format!("SELECT {cols} FROM {table} WHERE {cond} {and}"),
+        param,
+    )
+}
+
 /// A JSON array of `items` (the parameter of [`in_json`]).
 pub fn json_array<T: serde::Serialize>(items: impl IntoIterator<Item = T>) -> String {
     serde_json::to_string(&items.into_iter().collect::<Vec<T>>()).unwrap_or_else(|_| "[]".into())
 }
 
-/// One hop of [`reachable`]: the events of any of the ConnIDs of the JSON
-/// array `?1` (as `conn_key` or `prev_key`) between `?2` and `?3`.
-fn hop_sql(dialect: Dialect) -> String {
-    format!(
-        "SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE {conn} AND at >= ?2 AND at <= ?3
-         UNION ALL
-         SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE {prev} AND at >= ?2 AND at <= ?3",
-        conn = in_json(dialect, "conn_key", 1, "text"),
-        prev = in_json(dialect, "prev_key", 1, "text"),
-    )
+/// One hop of [`reachable`]: the events of any of the ConnIDs `keys` (as
+/// `conn_key` or `prev_key`) between `?2` and `?3`; `?1` is returned.
+fn hop_sql(dialect: Dialect, keys: &[&str]) -> (String, Value) {
+    let and = "AND at >= ?2 AND at <= ?3";
+    let (conn, param) = select_keyed(
+        dialect,
+        (CANDIDATE_COLUMNS, "call_events", "conn_key", "text"),
+        and,
+        keys,
+    );
+    let (prev, _) = select_keyed(
+        dialect,
+        (CANDIDATE_COLUMNS, "call_events", "prev_key", "text"),
+        and,
+        keys,
+    );
+    (format!("{conn}\n UNION ALL\n {prev}"), param)
 }
 
 /// One search of [`reachable`]: events of these CallUUIDs, then every
@@ -226,24 +283,27 @@ fn reachable(conn: &Db, searches: &[Reach]) -> crate::store::db::DbResult<Vec<Ve
         .flat_map(|s| s.call_uuids.iter().map(|u| u.to_ascii_lowercase()))
         .collect();
     if !uuids.is_empty() {
-        let sql = match conn.dialect() {
-            Dialect::Sqlite => format!(
-                "SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE {}",
-                in_json(Dialect::Sqlite, "call_uuid", 1, "text")
-            ),
-            Dialect::Postgres => format!(
-                "SELECT {CANDIDATE_COLUMNS} FROM call_events WHERE {}",
-                in_json(Dialect::Postgres, "lower(call_uuid)", 1, "text")
-            ),
+        let column = match conn.dialect() {
+            Dialect::Sqlite => "call_uuid",
+            Dialect::Postgres => "lower(call_uuid)",
         };
+        let uuids: Vec<&str> = uuids.iter().map(String::as_str).collect();
         let mut by_uuid: HashMap<String, Vec<Candidate>> = HashMap::new();
-        for c in conn
-            .prepare_cached(&sql)?
-            .query_map([json_array(&uuids)], candidate)?
-        {
-            let c = c?;
-            if let Some(u) = &c.call_uuid {
-                by_uuid.entry(u.to_ascii_lowercase()).or_default().push(c);
+        for list in key_lists(&uuids) {
+            let (sql, param) = select_keyed(
+                conn.dialect(),
+                (CANDIDATE_COLUMNS, "call_events", column, "text"),
+                "",
+                list,
+            );
+            for c in conn
+                .prepare_cached(&sql)?
+                .query_map(vec![param], candidate)?
+            {
+                let c = c?;
+                if let Some(u) = &c.call_uuid {
+                    by_uuid.entry(u.to_ascii_lowercase()).or_default().push(c);
+                }
             }
         }
         for (s, st) in searches.iter().zip(states.iter_mut()) {
@@ -256,7 +316,6 @@ fn reachable(conn: &Db, searches: &[Reach]) -> crate::store::db::DbResult<Vec<Ve
             st.frontier = next;
         }
     }
-    let by_conn = hop_sql(conn.dialect());
     for _ in 0..MAX_HOPS {
         let active: Vec<usize> = (0..states.len())
             .filter(|&i| !states[i].frontier.is_empty() && states[i].out.len() < MAX_CANDIDATES)
@@ -273,14 +332,24 @@ fn reachable(conn: &Db, searches: &[Reach]) -> crate::store::db::DbResult<Vec<Ve
         // Rows by the key they were found by (conn_key, then prev_key).
         let mut by_key: HashMap<String, Vec<(String, Candidate)>> = HashMap::new();
         let mut by_prev: HashMap<String, Vec<(String, Candidate)>> = HashMap::new();
-        for row in conn
-            .prepare_cached(&by_conn)?
-            .query_map(params![json_array(&keys), from, to], candidate_row)?
-        {
-            let (at, c) = row?;
-            for (k, map) in [(&c.conn_id, &mut by_key), (&c.previous_conn_id, &mut by_prev)] {
-                if let Some(k) = k.as_ref().filter(|k| keys.contains(k.as_str())) {
-                    map.entry(k.clone()).or_default().push((at.clone(), c.clone()));
+        let list: Vec<&str> = keys.iter().copied().collect();
+        for list in key_lists(&list) {
+            let (sql, param) = hop_sql(conn.dialect(), list);
+            let values = vec![param, from.to_value(), to.to_value()];
+            for row in conn
+                .prepare_cached(&sql)?
+                .query_map(values, candidate_row)?
+            {
+                let (at, c) = row?;
+                for (k, map) in [
+                    (&c.conn_id, &mut by_key),
+                    (&c.previous_conn_id, &mut by_prev),
+                ] {
+                    if let Some(k) = k.as_ref().filter(|k| keys.contains(k.as_str())) {
+                        map.entry(k.clone())
+                            .or_default()
+                            .push((at.clone(), c.clone()));
+                    }
                 }
             }
         }
@@ -458,18 +527,27 @@ pub fn plan_links(
         .enumerate()
         .map(|(i, m)| (m.recording_id.as_str(), i))
         .collect();
-    let sql = format!(
-        "SELECT recording_id, event_id FROM call_event_links WHERE {}",
-        in_json(conn.dialect(), "recording_id", 1, "text")
-    );
-    let ids = json_array(metas.iter().map(|m| &m.recording_id));
-    for row in conn
-        .prepare_cached(&sql)?
-        .query_map([ids], |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))?
-    {
-        let (id, event) = row?;
-        if let Some(&i) = at.get(id.as_str()) {
-            plans[i].old.push(event);
+    let ids: Vec<&str> = metas.iter().map(|m| m.recording_id.as_str()).collect();
+    for list in key_lists(&ids) {
+        let (sql, param) = select_keyed(
+            conn.dialect(),
+            (
+                "recording_id, event_id",
+                "call_event_links",
+                "recording_id",
+                "text",
+            ),
+            "",
+            list,
+        );
+        for row in conn
+            .prepare_cached(&sql)?
+            .query_map(vec![param], |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))?
+        {
+            let (id, event) = row?;
+            if let Some(&i) = at.get(id.as_str()) {
+                plans[i].old.push(event);
+            }
         }
     }
     for p in &mut plans {
@@ -488,34 +566,39 @@ pub fn events_by_id(
     if ids.is_empty() {
         return Ok(out);
     }
-    let sql = format!(
-        "SELECT id, received_at, json, at FROM call_events WHERE {}",
-        in_json(conn.dialect(), "id", 1, "bigint")
-    );
-    for row in conn.prepare_cached(&sql)?.query_map([json_array(ids)], |r| {
-        Ok((
-            r.get::<i64>(0)?,
-            r.get::<String>(1)?,
-            r.get::<String>(2)?,
-            r.get::<String>(3)?,
-        ))
-    })? {
-        let (id, received_at, json, at) = row?;
-        let event = serde_json::from_str(&json).unwrap_or_else(|_| CallEvent {
-            event: "unreadable".into(),
-            ..Default::default()
-        });
-        out.insert(
-            id,
-            (
-                at,
-                StoredEvent {
-                    event_id: id,
-                    received_at,
-                    event,
-                },
-            ),
+    let ids: Vec<i64> = ids.iter().copied().collect();
+    for list in key_lists(&ids) {
+        let (sql, param) = select_keyed(
+            conn.dialect(),
+            ("id, received_at, json, at", "call_events", "id", "bigint"),
+            "",
+            list,
         );
+        for row in conn.prepare_cached(&sql)?.query_map(vec![param], |r| {
+            Ok((
+                r.get::<i64>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+            ))
+        })? {
+            let (id, received_at, json, at) = row?;
+            let event = serde_json::from_str(&json).unwrap_or_else(|_| CallEvent {
+                event: "unreadable".into(),
+                ..Default::default()
+            });
+            out.insert(
+                id,
+                (
+                    at,
+                    StoredEvent {
+                        event_id: id,
+                        received_at,
+                        event,
+                    },
+                ),
+            );
+        }
     }
     Ok(out)
 }
@@ -664,11 +747,7 @@ pub fn relink(
 /// from the index: reindex of a recording gone from the drop, deletion).
 /// The events stay: another recording of the call may take them.
 pub fn forget(conn: &Db, recording_id: &str) -> crate::store::db::DbResult<()> {
-    for table in [
-        "call_event_links",
-        "recording_attached",
-        "call_events_sync",
-    ] {
+    for table in ["call_event_links", "recording_attached", "call_events_sync"] {
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE recording_id = ?1"))?
             .execute([recording_id])?;
     }
@@ -872,12 +951,17 @@ mod tests {
             let plan: Vec<String> = {
                 let mut stmt = ix
                     .conn()
-                    .prepare(&format!("EXPLAIN QUERY PLAN {}", hop_sql(Dialect::Sqlite)))
+                    .prepare(&format!(
+                        "EXPLAIN QUERY PLAN {}",
+                        hop_sql(Dialect::Sqlite, &["a", "b", "c", "d"]).0
+                    ))
                     .unwrap();
-                stmt.query_map(params![r#"["a","b"]"#, "0", "9"], |r| r.get::<String>(3))
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect()
+                stmt.query_map(params![r#"["a","b","c","d"]"#, "0", "9"], |r| {
+                    r.get::<String>(3)
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
             };
             let plan = plan.join("\n");
             assert!(plan.contains("INDEX call_events_conn_key"), "{plan}");
@@ -915,8 +999,11 @@ mod tests {
                 ix.upsert_batch(&batch).unwrap();
                 let cases = |id: &str| {
                     let m = ix.get(id).unwrap().unwrap();
-                    let events: Vec<String> =
-                        m.call_events.iter().map(|e| e.event.event.clone()).collect();
+                    let events: Vec<String> = m
+                        .call_events
+                        .iter()
+                        .map(|e| e.event.event.clone())
+                        .collect();
                     (m.status, events, m.attached_data.get("case").cloned())
                 };
                 let est = || "EventEstablished".to_string();
@@ -927,16 +1014,25 @@ mod tests {
                 );
                 assert_eq!(cases("a"), a, "the last of a twice-named recording");
                 assert_eq!(cases("e"), a, "another recording of the same call");
-                assert_eq!(cases("b"), ("complete".into(), vec![est()], Some("B".into())));
+                assert_eq!(
+                    cases("b"),
+                    ("complete".into(), vec![est()], Some("B".into()))
+                );
                 assert_eq!(
                     cases("c"),
-                    ("complete".into(), vec!["EventReleased".into()], Some("C".into())),
+                    (
+                        "complete".into(),
+                        vec!["EventReleased".into()],
+                        Some("C".into())
+                    ),
                     "by ConnID inside the window only"
                 );
                 assert_eq!(cases("d"), ("complete".into(), vec![], None));
                 assert_eq!(cases("f"), ("complete".into(), vec![], None));
-                let mut q = Query::default();
-                q.dn = Some("7002".into());
+                let q = Query {
+                    dn: Some("7002".into()),
+                    ..Default::default()
+                };
                 assert_eq!(ids(&ix, q), ["e", "a"]);
                 let pending: BTreeSet<String> = pending_sync(ix.conn(), 10)
                     .unwrap()

@@ -236,19 +236,6 @@ impl PgTarget {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
             .application_name("srs");
-        // Every statement planned with its values: srs prepares its
-        // statements once per connection, and a generic plan made while the
-        // index was small (a sequential scan of a few rows, the batch
-        // statements' lists estimated at 100) would stay while the tables
-        // grow, until an ANALYZE (seen: the CallUUID lookup and a DELETE
-        // scanning whole tables). Planning these statements costs tens of
-        // microseconds, less than their round trip.
-        let custom = "-c plan_cache_mode=force_custom_plan";
-        let options = match config.get_options() {
-            Some(o) if !o.trim().is_empty() => format!("{o} {custom}"),
-            _ => custom.to_string(),
-        };
-        config.options(&options);
         let tls = match ssl {
             SslMode::Disable => None,
             _ => Some(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(

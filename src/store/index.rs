@@ -478,9 +478,11 @@ pub(crate) fn delete_rows_of<'a>(
     if ids.is_empty() {
         return Ok(());
     }
-    let cond = crate::events::store::in_json(tx.dialect(), "recording_id", 1, "text");
-    tx.prepare_cached(&format!("DELETE FROM {table} WHERE {cond}"))?
-    .execute([crate::events::store::json_array(&ids)])?;
+    for list in crate::events::store::key_lists(&ids) {
+        let (cond, param) = crate::events::store::keyed(tx.dialect(), "recording_id", "text", list);
+        tx.prepare_cached(&format!("DELETE FROM {table} WHERE {cond}"))?
+            .execute(vec![param])?;
+    }
     Ok(())
 }
 
@@ -1805,6 +1807,106 @@ mod tests {
 
     fn ids(res: (Vec<RecordingMeta>, u64)) -> (Vec<String>, u64) {
         (res.0.into_iter().map(|r| r.recording_id).collect(), res.1)
+    }
+
+    #[test]
+    fn migrates_a_v6_database_with_every_dn_and_its_start_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("index.sqlite");
+        let old = genesys_rec("old", "2026-11-23T09:00:00Z");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for step in &MIGRATIONS[..6] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 6).unwrap();
+            conn.execute(
+                "INSERT INTO recordings (recording_id, call_id, started_at, meta_json)
+                 VALUES ('old', 'c-old', '2026-11-23T09:00:00.000Z', ?1)",
+                [serde_json::to_string(&old).unwrap()],
+            )
+            .unwrap();
+            conn.execute_batch(
+                "INSERT INTO recording_dns (recording_id, dn) VALUES ('old', '1001');
+                 INSERT INTO recording_event_dns (recording_id, dn) VALUES ('old', '7002'), ('old', '1001');",
+            )
+            .unwrap();
+        }
+        let by_dn = |dn: &str| Query {
+            dn: Some(dn.into()),
+            ..Default::default()
+        };
+        // Read-only and not migrated: a DN search says to upgrade, the
+        // others still work.
+        let ro = Index::open_existing(&path).unwrap().unwrap();
+        assert!(matches!(
+            ro.search(&by_dn("1001")),
+            Err(IndexError::SchemaTooOld { found: 6, .. })
+        ));
+        assert_eq!(ro.search(&Query::default()).unwrap().1, 1);
+        drop(ro);
+        let ix = Index::open(&path).unwrap();
+        for dn in ["1001", "7002"] {
+            assert_eq!(
+                ids(ix.search(&by_dn(dn)).unwrap()),
+                (vec!["old".into()], 1),
+                "{dn}"
+            );
+        }
+        let rows: Vec<(String, String)> = ix
+            .conn
+            .query_all("SELECT dn, started_at FROM recording_dns ORDER BY dn", [])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+            .collect();
+        let at = "2026-11-23T09:00:00.000Z".to_string();
+        assert_eq!(rows, [("1001".into(), at.clone()), ("7002".into(), at)]);
+        let mut month = by_dn("7002");
+        month.since = Some("2026-11-24".into());
+        assert_eq!(
+            ix.search(&month).unwrap().1,
+            0,
+            "the time range on the DN's entries"
+        );
+    }
+
+    #[test]
+    fn migrates_a_v6_postgres_index_with_every_dn_and_its_start_time() {
+        let Some(c) = crate::testkit::pg::cluster(
+            "migrates_a_v6_postgres_index_with_every_dn_and_its_start_time",
+        ) else {
+            return;
+        };
+        let at = c.fresh();
+        let IndexAt::Postgres(target) = &at else {
+            unreachable!()
+        };
+        {
+            let db = target.connect().unwrap();
+            for step in &super::super::pg_schema::PG_MIGRATIONS[..6] {
+                db.execute_batch(step).unwrap();
+            }
+            db.execute_batch(
+                "CREATE TABLE srs_schema (version BIGINT NOT NULL);
+                 INSERT INTO srs_schema (version) VALUES (6);
+                 INSERT INTO recordings (recording_id, call_id, started_at, meta_json)
+                     VALUES ('old', 'c-old', '2026-11-23T09:00:00.000Z', '{}');
+                 INSERT INTO recording_dns (recording_id, dn) VALUES ('old', '1001');
+                 INSERT INTO recording_event_dns (recording_id, dn) VALUES ('old', '7002'), ('old', '1001');",
+            )
+            .unwrap();
+        }
+        let ix = Index::open_at(&at).unwrap();
+        let rows: Vec<(String, String)> = ix
+            .conn
+            .query_all("SELECT dn, started_at FROM recording_dns ORDER BY dn", [])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+            .collect();
+        let at = "2026-11-23T09:00:00.000Z".to_string();
+        assert_eq!(rows, [("1001".into(), at.clone()), ("7002".into(), at)]);
     }
 
     #[test]
