@@ -1810,6 +1810,70 @@ mod tests {
     }
 
     #[test]
+    fn a_dn_search_pages_and_filters_as_any_search_does() {
+        crate::testkit::pg::each_backend(
+            "a_dn_search_pages_and_filters_as_any_search_does",
+            |at| {
+                let ix = Index::open_at(at).unwrap();
+                // r1..r5 share agent 7001 (in an offset, a time of the same
+                // instant twice, another status); r6 is someone else's.
+                let mut recs = vec![
+                    rec("r1", "c1", "2026-11-23T09:00:00Z", &["sip:7001@x"]),
+                    rec("r2", "c2", "2026-11-23T10:00:00+01:00", &["sip:7001@x"]),
+                    rec(
+                        "r3",
+                        "c3",
+                        "2026-11-23T09:00:00Z",
+                        &["sip:7001@x", "sip:+331@y"],
+                    ),
+                    rec("r4", "c4", "2026-11-24T08:00:00Z", &["sip:7001@x"]),
+                    rec("r5", "c5", "2026-11-22T08:00:00Z", &["sip:7001@x"]),
+                    rec("r6", "c6", "2026-11-25T08:00:00Z", &["sip:7002@x"]),
+                ];
+                recs[3].status = "truncated".into();
+                ix.upsert_batch(&recs).unwrap();
+                let search = |f: &dyn Fn(&mut Query)| {
+                    let mut q = Query {
+                        dn: Some("7001".into()),
+                        ..Default::default()
+                    };
+                    f(&mut q);
+                    ids(ix.search(&q).unwrap())
+                };
+                let all = |v: &[&str], n| (v.iter().map(|s| s.to_string()).collect::<Vec<_>>(), n);
+                // Newest first, then the id, descending: r2 and r3 start at
+                // the same instant (09:00 UTC).
+                assert_eq!(search(&|_| {}), all(&["r4", "r3", "r2", "r1", "r5"], 5));
+                assert_eq!(
+                    search(&|q| {
+                        q.limit = Some(2);
+                        q.offset = Some(1);
+                    }),
+                    all(&["r3", "r2"], 5)
+                );
+                assert_eq!(
+                    search(&|q| {
+                        q.since = Some("2026-11-23".into());
+                        q.until = Some("2026-11-23".into());
+                    }),
+                    all(&["r3", "r2", "r1"], 3),
+                    "a day, on the DN's stored start times"
+                );
+                assert_eq!(
+                    search(&|q| q.status = Some("truncated".into())),
+                    all(&["r4"], 1)
+                );
+                assert_eq!(search(&|q| q.dn = Some("+331".into())), all(&["r3"], 1));
+                // Replaced: the DN's entries follow the recording's new time.
+                let mut moved = recs[4].clone();
+                moved.started_at = "2026-11-26T08:00:00Z".into();
+                ix.upsert(&moved).unwrap();
+                assert_eq!(search(&|q| q.limit = Some(1)), all(&["r5"], 5));
+            },
+        );
+    }
+
+    #[test]
     fn migrates_a_v6_database_with_every_dn_and_its_start_time() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("index.sqlite");
