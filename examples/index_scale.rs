@@ -19,7 +19,7 @@
 //! AttachedDataChanged, Released, with attached data) are stored as the
 //! events thread stores a post (`events::store::insert` and
 //! `recordings_for`, one transaction per batch), so publication ties them
-//! (`relink`) as it does live. Then it runs `--searches` searches of each
+//! (`upsert_many_in`: the batch's links) as it does live. Then it runs `--searches` searches of each
 //! kind with random existing keys through [`Index::search`] (the API's
 //! query code, a page of 100 and the total), and prints p50/p99, the query
 //! plans and the size of the index per recording. On PostgreSQL the tables
@@ -862,8 +862,9 @@ fn publish_mode(n: u64, batches: &[usize], common: &Common) -> serde_json::Value
             let mut r = json!({"seconds": round(w), "per_s": round(rate)});
             if ix.dialect() == Dialect::Postgres {
                 r["settings"] = pg_settings(&ix);
-                // What one statement costs by itself: a publication is
-                // about 45 of them (upsert_in and relink), one round trip each.
+                // What one statement costs by itself: a publication alone
+                // is about 25 of them (upsert_many_in), one round trip each;
+                // a batch of 256 about the same number.
                 let t = Instant::now();
                 for _ in 0..2000 {
                     ix.conn()
