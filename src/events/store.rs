@@ -152,7 +152,7 @@ const CANDIDATE_COLUMNS: &str = "id, at, call_uuid, conn_key, prev_key";
 /// and serves it from the column's index (a subquery over
 /// `jsonb_array_elements` is estimated at 100 elements: a sequential scan
 /// while the table is young).
-pub fn in_json(dialect: Dialect, column: &str, n: usize, ty: &str) -> String {
+fn in_json(dialect: Dialect, column: &str, n: usize, ty: &str) -> String {
     match dialect {
         Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each(?{n}))"),
         Dialect::Postgres => format!("{column} = ANY(?{n}::{ty}[])"),
@@ -210,7 +210,7 @@ fn select_keyed<T: ToArg + serde::Serialize>(
 }
 
 /// A JSON array of `items` (the parameter of [`in_json`]).
-pub fn json_array<T: serde::Serialize>(items: impl IntoIterator<Item = T>) -> String {
+fn json_array<T: serde::Serialize>(items: impl IntoIterator<Item = T>) -> String {
     serde_json::to_string(&items.into_iter().collect::<Vec<T>>()).unwrap_or_else(|_| "[]".into())
 }
 
@@ -375,11 +375,6 @@ fn reachable(conn: &Db, searches: &[Reach]) -> crate::store::db::DbResult<Vec<Ve
             st.out
         })
         .collect())
-}
-
-/// The events that may belong to a recording with `keys`.
-pub fn candidates(conn: &Db, keys: &RecordingKeys) -> crate::store::db::DbResult<Vec<Candidate>> {
-    Ok(reachable(conn, &[reach_of(keys)])?.remove(0))
 }
 
 fn reach_of(keys: &RecordingKeys) -> Reach {
@@ -634,34 +629,23 @@ pub fn write_links(
     conn: &Db,
     recs: &[(&RecordingMeta, &LinkPlan)],
 ) -> Result<(), crate::store::IndexError> {
-    use crate::store::db::{ToArg, Value};
-    use crate::store::index::{delete_rows_of, insert_rows};
+    use crate::store::index::{insert_rows, replace_rows};
     if recs.is_empty() {
         return Ok(());
     }
     let arg = |v: &dyn ToArg| v.to_value();
     let changed: Vec<&(&RecordingMeta, &LinkPlan)> =
         recs.iter().filter(|r| r.1.changed()).collect();
-    delete_rows_of(
-        conn,
-        "call_event_links",
-        changed.iter().map(|r| r.0.recording_id.as_str()),
-    )?;
     let rows: Vec<Value> = changed
         .iter()
         .flat_map(|(m, p)| p.ids.iter().flat_map(|e| [arg(&m.recording_id), arg(e)]))
         .collect();
-    insert_rows(
+    replace_rows(
         conn,
-        "INSERT INTO call_event_links (recording_id, event_id)",
-        "",
+        ("call_event_links", "recording_id, event_id", ""),
         &["text", "bigint"],
+        changed.iter().map(|r| r.0.recording_id.as_str()),
         &rows,
-    )?;
-    delete_rows_of(
-        conn,
-        "recording_attached",
-        recs.iter().map(|r| r.0.recording_id.as_str()),
     )?;
     let rows: Vec<Value> = recs
         .iter()
@@ -671,11 +655,11 @@ pub fn write_links(
                 .flat_map(|(k, v)| [arg(&m.recording_id), arg(k), arg(v)])
         })
         .collect();
-    insert_rows(
+    replace_rows(
         conn,
-        "INSERT INTO recording_attached (recording_id, key, value)",
-        "",
-        &["text", "text", "text"],
+        ("recording_attached", "recording_id, key, value", ""),
+        &["text"; 3],
+        recs.iter().map(|r| r.0.recording_id.as_str()),
         &rows,
     )?;
     let rows: Vec<Value> = changed

@@ -486,6 +486,26 @@ pub(crate) fn delete_rows_of<'a>(
     Ok(())
 }
 
+/// Replaces the rows of `table` of the recordings `ids` with `rows`
+/// (`types.len()` values each, in the order of `columns`; `tail`: the
+/// INSERT's `ON CONFLICT`, if any): one DELETE and one INSERT for a batch.
+pub(crate) fn replace_rows<'a>(
+    tx: &Db,
+    (table, columns, tail): (&str, &str, &str),
+    types: &[&str],
+    ids: impl IntoIterator<Item = &'a str>,
+    rows: &[Value],
+) -> Result<(), IndexError> {
+    delete_rows_of(tx, table, ids)?;
+    insert_rows(
+        tx,
+        &format!("INSERT INTO {table} ({columns})"),
+        tail,
+        types,
+        rows,
+    )
+}
+
 /// Replaces the searched DNs of recordings (`recording_dns`): those of
 /// its metadata ([`RecordingMeta::dns`]) and of its call events
 /// (`event_dns`), each with the recording's start time, which a search by
@@ -495,11 +515,6 @@ pub(crate) fn write_dns(
     tx: &Db,
     recs: &[(&RecordingMeta, Option<&BTreeSet<String>>)],
 ) -> Result<(), IndexError> {
-    delete_rows_of(
-        tx,
-        "recording_dns",
-        recs.iter().map(|(m, _)| m.recording_id.as_str()),
-    )?;
     let arg = |v: &dyn super::db::ToArg| v.to_value();
     let mut rows = Vec::new();
     for (meta, event_dns) in recs {
@@ -514,11 +529,15 @@ pub(crate) fn write_dns(
             rows.extend([arg(&meta.recording_id), arg(&dn), arg(&started)]);
         }
     }
-    insert_rows(
+    replace_rows(
         tx,
-        "INSERT INTO recording_dns (recording_id, dn, started_at)",
-        "ON CONFLICT DO NOTHING",
+        (
+            "recording_dns",
+            "recording_id, dn, started_at",
+            "ON CONFLICT DO NOTHING",
+        ),
         &["text"; 3],
+        recs.iter().map(|(m, _)| m.recording_id.as_str()),
         &rows,
     )
 }
@@ -614,9 +633,6 @@ pub(crate) fn upsert_many_in(tx: &Db, metas: &[RecordingMeta]) -> Result<(), Ind
         &rows,
     )?;
     let ids = || finals.iter().map(|(m, _)| m.recording_id.as_str());
-    for table in ["participants", "correlation", "events", "holds"] {
-        delete_rows_of(tx, table, ids())?;
-    }
     let dns: Vec<(&RecordingMeta, Option<&BTreeSet<String>>)> =
         finals.iter().map(|(m, d)| (m, d.as_ref())).collect();
     write_dns(tx, &dns)?;
@@ -631,11 +647,11 @@ pub(crate) fn upsert_many_in(tx: &Db, metas: &[RecordingMeta]) -> Result<(), Ind
             ]);
         }
     }
-    insert_rows(
+    replace_rows(
         tx,
-        "INSERT INTO holds (recording_id, reason, at, by)",
-        "",
+        ("holds", "recording_id, reason, at, by", ""),
         &["text"; 4],
+        ids(),
         &rows,
     )?;
     let mut rows = Vec::new();
@@ -651,11 +667,15 @@ pub(crate) fn upsert_many_in(tx: &Db, metas: &[RecordingMeta]) -> Result<(), Ind
             ]);
         }
     }
-    insert_rows(
+    replace_rows(
         tx,
-        "INSERT INTO participants (recording_id, participant_id, aor, name, labels)",
-        "",
+        (
+            "participants",
+            "recording_id, participant_id, aor, name, labels",
+            "",
+        ),
         &["text"; 5],
+        ids(),
         &rows,
     )?;
     let rows: Vec<Value> = finals
@@ -666,11 +686,15 @@ pub(crate) fn upsert_many_in(tx: &Db, metas: &[RecordingMeta]) -> Result<(), Ind
                 .flat_map(|(k, v)| [arg(&meta.recording_id), arg(k), arg(v)])
         })
         .collect();
-    insert_rows(
+    replace_rows(
         tx,
-        "INSERT INTO correlation (recording_id, key, value)",
-        "ON CONFLICT (recording_id, key) DO UPDATE SET value = excluded.value",
+        (
+            "correlation",
+            "recording_id, key, value",
+            "ON CONFLICT (recording_id, key) DO UPDATE SET value = excluded.value",
+        ),
         &["text"; 3],
+        ids(),
         &rows,
     )?;
     let mut rows = Vec::new();
@@ -706,11 +730,15 @@ pub(crate) fn upsert_many_in(tx: &Db, metas: &[RecordingMeta]) -> Result<(), Ind
     }
     let mut types = ["text"; 8];
     types[1] = "bigint";
-    insert_rows(
+    replace_rows(
         tx,
-        "INSERT INTO events (recording_id, seq, at, kind, label, participant_id, aor, detail)",
-        "",
+        (
+            "events",
+            "recording_id, seq, at, kind, label, participant_id, aor, detail",
+            "",
+        ),
         &types,
+        ids(),
         &rows,
     )?;
     // Issue 14: the recordings' call events, in the same transaction
@@ -737,8 +765,7 @@ pub(crate) fn delete_in(tx: &Db, id: &str) -> Result<usize, IndexError> {
         "holds",
         "recording_objects",
     ] {
-        tx.prepare_cached(&format!("DELETE FROM {table} WHERE recording_id = ?1"))?
-            .execute(params![id])?;
+        delete_rows_of(tx, table, [id])?;
     }
     // Its ties to call events (the events themselves stay: another
     // recording of the same call may hold them too).
@@ -1873,6 +1900,20 @@ mod tests {
         );
     }
 
+    /// After schema step 7: the DN of `recording_dns` (1001) and the one of
+    /// `recording_event_dns` (7002, 1001 again), once each, with the start.
+    fn assert_every_dn_with_its_start(ix: &Index) {
+        let rows: Vec<(String, String)> = ix
+            .conn
+            .query_all("SELECT dn, started_at FROM recording_dns ORDER BY dn", [])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+            .collect();
+        let at = "2026-11-23T09:00:00.000Z".to_string();
+        assert_eq!(rows, [("1001".into(), at.clone()), ("7002".into(), at)]);
+    }
+
     #[test]
     fn migrates_a_v6_database_with_every_dn_and_its_start_time() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1917,15 +1958,7 @@ mod tests {
                 "{dn}"
             );
         }
-        let rows: Vec<(String, String)> = ix
-            .conn
-            .query_all("SELECT dn, started_at FROM recording_dns ORDER BY dn", [])
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
-            .collect();
-        let at = "2026-11-23T09:00:00.000Z".to_string();
-        assert_eq!(rows, [("1001".into(), at.clone()), ("7002".into(), at)]);
+        assert_every_dn_with_its_start(&ix);
         let mut month = by_dn("7002");
         month.since = Some("2026-11-24".into());
         assert_eq!(
@@ -1962,15 +1995,7 @@ mod tests {
             .unwrap();
         }
         let ix = Index::open_at(&at).unwrap();
-        let rows: Vec<(String, String)> = ix
-            .conn
-            .query_all("SELECT dn, started_at FROM recording_dns ORDER BY dn", [])
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
-            .collect();
-        let at = "2026-11-23T09:00:00.000Z".to_string();
-        assert_eq!(rows, [("1001".into(), at.clone()), ("7002".into(), at)]);
+        assert_every_dn_with_its_start(&ix);
     }
 
     #[test]
